@@ -1,0 +1,3 @@
+from kecae.cli import main
+
+raise SystemExit(main())
