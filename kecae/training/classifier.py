@@ -1,0 +1,196 @@
+"""Training of a KL-0 vs KL-2 classifier: the KECAE supervisor, the independent judge, and the
+downstream models of the augmentation study. Train split to fit, validation to select (early
+stopping), test split reported once with the selected weights."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm.auto import tqdm
+
+from kecae import CLASS_GRADES
+from kecae.training.augment import classic_augment
+from kecae.training.checkpoint import (load_checkpoint, rng_state, save_checkpoint, set_rng_state,
+                                       unwrap)
+from kecae.training.common import ArrayBatcher, autocast, balanced_epoch_indices, check_finite
+from kecae.training.config import ClassifierTrainConfig, save_yaml, to_dict
+from kecae.training.distributed import (DistInfo, all_reduce_mean, barrier, broadcast_flag,
+                                        init_distributed)
+from kecae.training.logs import RunLogger
+from kecae.utils import KecaeError, atomic_write_text, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+def _labels(grades: np.ndarray) -> np.ndarray:
+    lookup = {g: i for i, g in enumerate(CLASS_GRADES)}
+    return np.array([lookup[int(g)] for g in grades], dtype=np.int64)
+
+
+def load_splits(cfg: ClassifierTrainConfig, progress: bool) -> dict[str, Any]:
+    """Train (+ generated sets), val and test image sets at the classifier's size."""
+    from kecae.data import load_image_set
+
+    def load(source: str, split: str | None):
+        return load_image_set(source, size=cfg.image_size, split=split, grades=CLASS_GRADES,
+                              cache_dir=cfg.cache_dir, progress=progress)
+
+    sets = {split: load(cfg.data, split) for split in ("train", "val", "test")}
+    extra = [load(d, None) for d in cfg.augment_dirs]
+    arrays = [sets["train"].images] + [e.images for e in extra]
+    labels = [_labels(sets["train"].grades)] + [_labels(e.grades) for e in extra]
+    if cfg.max_train and cfg.max_train < len(sets["train"].images):
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(
+            len(sets["train"].images), cfg.max_train, replace=False))
+        arrays[0], labels[0] = sets["train"].images[keep], labels[0][keep]
+    return {"train": ArrayBatcher(arrays, labels), "val": sets["val"], "test": sets["test"],
+            "n_real_train": len(labels[0]), "n_generated": int(sum(len(l) for l in labels[1:]))}
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images: np.ndarray, device: torch.device,
+            batch_size: int = 256, amp: bool = False) -> np.ndarray:
+    """P(KL-2) for each image of an (N, S, S) array."""
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.asarray(images[start:start + batch_size], dtype=np.float32))
+        with autocast(device, amp):
+            logits = model(x[:, None].to(device))
+        out.append(torch.softmax(logits.float(), 1)[:, 1].cpu().numpy())
+    return np.concatenate(out)
+
+
+def evaluate_split(model: torch.nn.Module, image_set: Any, device: torch.device,
+                   amp: bool = False) -> dict[str, Any]:
+    from kecae.evaluation.metrics import classification_metrics
+
+    y = _labels(image_set.grades)
+    p = predict(model, image_set.images, device, amp=amp)
+    metrics = classification_metrics(y, (p >= 0.5).astype(int), p)
+    eps = 1e-7
+    metrics["loss"] = float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)))
+    return metrics
+
+
+def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
+    """Train, select on validation, test once; returns (and writes) ``metrics.json``."""
+    from kecae.models.classifiers import build_classifier
+
+    dist_info, device = init_distributed(cfg.device)
+    out = Path(cfg.out)
+    main = dist_info.is_main
+    if cfg.batch_size % dist_info.world_size:
+        raise KecaeError(f"--batch-size {cfg.batch_size} must be divisible by the number of "
+                         f"processes ({dist_info.world_size})")
+    seed_everything(cfg.seed)
+    data = load_splits(cfg, progress=cfg.progress and main)
+    model_config = {"arch": cfg.arch, "image_size": cfg.image_size, "num_classes": 2}
+    model = build_classifier(**model_config).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    # resume: a complete run is not trained again; an interrupted one continues from last.pt
+    start_epoch, best, stale = 0, {"accuracy": -1.0, "loss": float("inf"), "epoch": -1}, 0
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if (out / "metrics.json").exists() and best_path.exists():
+        if main:
+            log.info("%s is complete; delete it to train again", out)
+        return json.loads((out / "metrics.json").read_text())
+    if last_path.exists() and not cfg.resume:
+        raise KecaeError(f"{out} already holds a run ({last_path}): pass --resume to continue it, "
+                         "or choose another --out")
+    if last_path.exists():
+        ckpt = load_checkpoint(last_path, kind="classifier")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        set_rng_state(ckpt["rng"])
+        start_epoch, best, stale = ckpt["epoch"] + 1, ckpt["best"], ckpt["stale"]
+        if main:
+            log.info("resuming %s at epoch %d", out, start_epoch)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, out / "config.yaml")
+    net = DDP(model) if dist_info.enabled else model
+    logger = RunLogger(out, ["step", "epoch", "train_loss", "val_loss", "val_accuracy", "lr",
+                             "images_per_s"], enabled=main, resume_step=start_epoch - 1)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    local_batch = cfg.batch_size // dist_info.world_size
+    train = data["train"]
+
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        order = balanced_epoch_indices(train.labels, epoch, cfg.seed, cfg.balance)
+        order = order[: len(order) - len(order) % cfg.batch_size] if len(order) >= cfg.batch_size else order
+        steps = max(1, len(order) // cfg.batch_size)
+        gen.manual_seed(cfg.seed * 1000003 + epoch)
+        t0, losses = time.perf_counter(), []
+        bar = tqdm(range(steps), desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not (cfg.progress and main))
+        for step in bar:
+            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            idx = idx[dist_info.rank * local_batch:(dist_info.rank + 1) * local_batch]
+            x = train.images(idx).to(device)
+            y = torch.from_numpy(train.labels[idx]).to(device)
+            if cfg.augment == "classic":
+                x = classic_augment(x, gen)
+            with autocast(device, cfg.amp):
+                loss = F.cross_entropy(net(x).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        train_loss = all_reduce_mean(float(np.mean(losses)), dist_info)
+        check_finite(train_loss, epoch, "the classifier's training loss",
+                     str(last_path) if last_path.exists() else None)
+        seen = steps * cfg.batch_size
+        # selection on validation (main rank decides, everyone follows)
+        stop = False
+        if main:
+            val = evaluate_split(model, data["val"], device, cfg.amp)
+            better = (val["accuracy"], -val["loss"]) > (best["accuracy"], -best["loss"])
+            if better:
+                best = {"accuracy": val["accuracy"], "loss": val["loss"], "epoch": epoch}
+                save_checkpoint(best_path, {"kind": "classifier", "model_config": model_config,
+                                            "model": model.state_dict(), "train_config": to_dict(cfg),
+                                            "epoch": epoch, "val": val})
+                stale = 0
+            else:
+                stale += 1
+            logger.log({"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
+                        "val_accuracy": val["accuracy"], "lr": cfg.lr,
+                        "images_per_s": seen / (time.perf_counter() - t0)}, step=epoch)
+            save_checkpoint(last_path, {"kind": "classifier", "model_config": model_config,
+                                        "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                        "train_config": to_dict(cfg), "epoch": epoch, "best": best,
+                                        "stale": stale, "rng": rng_state()})
+            log.info("%s epoch %d: train loss %.4f, val acc %.4f (best %.4f @ %d)", cfg.arch,
+                     epoch + 1, train_loss, val["accuracy"], best["accuracy"], best["epoch"] + 1)
+            stop = stale >= cfg.patience
+        if broadcast_flag(stop, dist_info):
+            break
+    logger.close()
+    barrier(dist_info)
+
+    # the selected weights, tested once
+    ckpt = load_checkpoint(best_path, kind="classifier")
+    model.load_state_dict(ckpt["model"])
+    metrics = {"arch": cfg.arch, "image_size": cfg.image_size, "best_epoch": ckpt["epoch"] + 1,
+               "val": ckpt["val"], "test": evaluate_split(model, data["test"], device, cfg.amp),
+               "n_train_real": data["n_real_train"], "n_train_generated": data["n_generated"],
+               "n_val": len(data["val"].images), "n_test": len(data["test"].images),
+               "augment": cfg.augment, "seed": cfg.seed}
+    metrics["test_accuracy"] = metrics["test"]["accuracy"]
+    if main:
+        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+        log.info("%s: test accuracy %.4f (n=%d), written %s", cfg.arch, metrics["test_accuracy"],
+                 metrics["n_test"], out / "metrics.json")
+    return metrics

@@ -1,0 +1,99 @@
+"""Typed training configurations. Paper values are the defaults; every field can come from YAML."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from kecae.utils import KecaeError, atomic_write_text
+
+T = TypeVar("T")
+
+
+@dataclass
+class ClassifierTrainConfig:
+    """Training of a KL-0 vs KL-2 classifier (the supervisor, the judge, or a downstream model)."""
+
+    data: str = ""  # data set: folder layout, manifest CSV, or phantom folder
+    out: str = "runs/classifier"  # run folder (checkpoints, logs, metrics.json)
+    arch: str = "siamese"  # classifier architecture (see kecae.models.classifiers.CLASSIFIERS)
+    image_size: int = 64  # side of the square model input, px
+    augment_dirs: list[str] = field(default_factory=list)  # generated sets merged into train (T')
+    augment: str = "none"  # "none" or "classic" (flips, small rotations, intensity)
+    epochs: int = 30  # maximum epochs
+    patience: int = 6  # early stopping: epochs without a better validation accuracy
+    batch_size: int = 64  # global batch (sum over ranks)
+    lr: float = 1e-3  # AdamW learning rate
+    weight_decay: float = 1e-4  # AdamW weight decay
+    balance: bool = True  # bootstrap-oversample the minority class in each epoch
+    max_train: int = 0  # use at most this many training images (0: all); for quick runs
+    seed: int = 0  # seeds initialisation and batch order
+    device: str = "auto"  # auto / cpu / cuda
+    amp: bool = True  # bf16 autocast on GPU (ignored on CPU)
+    cache_dir: str | None = None  # preprocessed-image cache (default: next to the data)
+    progress: bool = True  # progress bars
+    resume: bool = True  # continue an interrupted run in --out; --no-resume refuses a used folder
+
+
+@dataclass
+class KECAETrainConfig:
+    """Training of KECAE (Algorithm 1) with the hybrid loss."""
+
+    data: str = ""  # data set with KL-0 and KL-2 training images
+    out: str = "runs/kecae"  # run folder
+    supervisor: str = ""  # classifier checkpoint (frozen supervisor); optional in joint mode
+    supervisor_mode: str = "frozen"  # "frozen" (paper) or "joint" (trained together, released code)
+    joint_arch: str = "siamese"  # supervisor architecture when joint mode starts from scratch
+    preset: str = "cpu"  # model preset: paper / cpu / tiny
+    model: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's fields
+    num_pairs: int = 100_000  # N pairs sampled from the KL-0 x KL-2 product (paper: 100k)
+    oversample: bool = False  # bootstrap the minority class to the majority size before pairing
+    epochs: int = 1000  # passes over the N pairs (paper: 1,000)
+    max_steps: int = 0  # stop after this many optimiser steps (0: epochs decide)
+    batch_size: int = 32  # global batch of pairs (paper: 32)
+    lr: float = 1e-4  # Adam learning rate (paper: 1e-4)
+    lambda_sup: float = 1e-2  # lambda_1, weight of J_SUP (paper optimum)
+    lambda_lda: float = 1e-3  # lambda_2, weight of J_LDA (paper optimum)
+    lda_eps: float = 1e-6  # keeps J_LDA finite when the two means coincide
+    lda_mode: str = "image"  # "image" (Eq. 7, per image) or "batch" (released code)
+    log_every: int = 10  # steps between log rows
+    sample_every: int = 200  # steps between sample grids
+    ckpt_every: int = 200  # steps between checkpoints
+    seed: int = 0  # seeds initialisation, pair sampling and batch order
+    device: str = "auto"  # auto / cpu / cuda
+    amp: bool = True  # bf16 autocast on GPU (ignored on CPU)
+    cache_dir: str | None = None  # preprocessed-image cache
+    progress: bool = True  # progress bar
+    resume: bool = True  # continue from --out's last checkpoint; --no-resume refuses a used folder
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type[T], values: dict[str, Any], source: str = "configuration") -> T:
+    """Build ``cls`` from a dict, refusing unknown keys with the list of valid ones."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise KecaeError(f"{source}: unknown field(s) {unknown}; valid fields: {sorted(names)}")
+    return cls(**values)
+
+
+def load_yaml(cls: type[T], path: str | Path) -> T:
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise KecaeError(f"cannot read configuration {path}: {exc}") from exc
+    if not isinstance(values, dict):
+        raise KecaeError(f"{path} must hold a mapping of field: value")
+    return from_dict(cls, values, source=str(path))
+
+
+def save_yaml(cfg: Any, path: str | Path) -> None:
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,68 @@
+"""Run logging: a CSV of every logged scalar and TensorBoard events, written by the main rank only."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+
+class RunLogger:
+    """Appends scalar rows to ``<run>/log.csv`` and mirrors them to TensorBoard (``<run>/tb``).
+
+    On resume the CSV keeps the rows up to the resumed step and drops the rest, so a resumed run's
+    log reads as one uninterrupted run.
+    """
+
+    def __init__(self, run_dir: str | Path, fields: list[str], enabled: bool = True,
+                 resume_step: int | None = None, tensorboard: bool = True) -> None:
+        self.enabled = enabled
+        self.fields = list(fields)
+        self.path = Path(run_dir) / "log.csv"
+        self._tb = None
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept: list[dict[str, str]] = []
+        if resume_step is not None and self.path.exists():
+            with open(self.path, newline="") as fh:
+                kept = [r for r in csv.DictReader(fh) if int(float(r["step"])) <= resume_step]
+        with open(self.path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(kept)
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tb"), purge_step=resume_step)
+
+    def log(self, row: Mapping[str, Any], step: int) -> None:
+        if not self.enabled:
+            return
+        row = {"step": step, **row}
+        with open(self.path, "a", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore").writerow(
+                {k: _fmt(row.get(k)) for k in self.fields})
+        if self._tb is not None:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)) and np.isfinite(value):
+                    self._tb.add_scalar(key, value, step)
+
+    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+        """Add an (H, W) uint8 image to TensorBoard."""
+        if self.enabled and self._tb is not None:
+            self._tb.add_image(tag, image[None], step, dataformats="CHW")
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.flush()
+            self._tb.close()
+            self._tb = None
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else value
