@@ -1,0 +1,348 @@
+"""The catalog: which image files a data set has, with KL grade, split, patient and side.
+
+Two on-disk layouts are understood:
+
+* **Folder per grade**: ``root/<split>/<grade>/*`` or ``root/<grade>/*``. Grade folders are named
+  ``0``-``4`` (``KL2``, ``kl_2``, ``grade2`` also work). Split folders are ``train``, ``val``
+  (``valid`` / ``validation`` accepted) and ``test``; the public Kaggle/Mendeley "Knee
+  Osteoarthritis Dataset with Severity Grading" also has ``auto_test``, kept as its own split
+  ``auto_test`` (a second test set; nothing trains or validates on it). With no manifest there is
+  no patient identity, so each image is its own patient unless ``patient_regex`` extracts one from
+  the file name.
+* **CSV manifest**: a ``.csv`` file, or a folder holding ``manifest.csv`` or ``ground_truth.csv``
+  (what the built-in phantoms write). Columns: ``path`` (relative to the CSV's folder, or
+  absolute), ``grade`` (or ``kl`` / ``kl_grade``), optional ``patient_id``, ``side``, ``split``,
+  ``image_id``; other columns are ignored.
+
+Hidden files and folders (``.name``, e.g. the ``.kecae_cache`` folder) and non-image files are
+skipped and counted in :attr:`Catalog.skipped`, never an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kecae.data.readers import IMAGE_SUFFIXES, is_dicom
+from kecae.utils import KecaeError
+
+#: KL grades a catalog accepts.
+KL_GRADES = (0, 1, 2, 3, 4)
+
+#: Folder or manifest split names -> canonical split name.
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+                 "validation": "val", "test": "test", "testing": "test", "auto_test": "auto_test"}
+
+#: Manifest file names looked for inside a data folder, in order of preference.
+MANIFEST_NAMES = ("manifest.csv", "ground_truth.csv")
+
+_GRADE_COLUMNS = ("grade", "kl", "kl_grade", "klgrade")
+_PATH_COLUMNS = ("path", "file", "filename", "image_path")
+_GRADE_DIR = re.compile(r"^(?:kl|grade)?[-_ ]?(\d+)$", re.IGNORECASE)
+_SIDES = {"l": "L", "left": "L", "r": "R", "right": "R"}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One image of the data set."""
+
+    path: Path  # absolute path of the image file
+    grade: int  # Kellgren-Lawrence grade, 0-4
+    split: str | None  # "train", "val", "test", "auto_test", or None when not yet assigned
+    patient_id: str  # images of one patient must stay in one split
+    side: str | None  # "L", "R" or None when unknown
+    image_id: str  # unique within the catalog: the path relative to the root, without suffix
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with the data set; ``severity`` "error" is fatal, "warning" is not."""
+
+    severity: str  # "error" or "warning"
+    file: str  # the file (or folder / manifest row) at fault
+    message: str  # what is wrong
+    fix: str  # what the user should do
+
+    def __str__(self) -> str:
+        return f"{self.severity.upper()}: {self.file}: {self.message}; fix: {self.fix}"
+
+
+@dataclass
+class Catalog:
+    """All images of a data set, plus what was skipped and what is wrong with it."""
+
+    root: Path  # the data folder (for a manifest: the CSV's folder)
+    records: list[Record]  # in a deterministic order (sorted paths / manifest order)
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> number of files skipped
+    problems: list[Problem] = field(default_factory=list)  # bad rows / folders (non-strict load)
+    layout: str = "folders"  # "folders" or "manifest"
+    manifest: Path | None = None  # the CSV read, if any
+
+    @property
+    def has_splits(self) -> bool:
+        """True when every record has a split."""
+        return bool(self.records) and all(r.split is not None for r in self.records)
+
+    @property
+    def splits(self) -> list[str]:
+        """The split names present, train / val / test first."""
+        order = {"train": 0, "val": 1, "test": 2, "auto_test": 3}
+        names = {r.split for r in self.records if r.split is not None}
+        return sorted(names, key=lambda s: (order.get(s, 9), s))
+
+    def select(self, split: str | None = None, grades=None) -> list[Record]:
+        """Records of one split (None: all) whose grade is in ``grades`` (None: all)."""
+        if split is not None:
+            split = SPLIT_ALIASES.get(split.lower(), split.lower())
+        wanted = None if grades is None else {int(g) for g in grades}
+        return [r for r in self.records
+                if (split is None or r.split == split) and (wanted is None or r.grade in wanted)]
+
+    def counts(self) -> dict[tuple[str | None, int], int]:
+        """Number of images per (split, grade)."""
+        return dict(sorted(Counter((r.split, r.grade) for r in self.records).items(),
+                           key=lambda kv: (str(kv[0][0]), kv[0][1])))
+
+
+def normalise_split(name: str) -> str:
+    """Canonical split name: ``valid`` -> ``val`` etc.; unknown names are lower-cased."""
+    return SPLIT_ALIASES.get(name.strip().lower(), name.strip().lower())
+
+
+def load_catalog(path: str | os.PathLike, *, strict: bool = True,
+                 patient_regex: str | None = None) -> Catalog:
+    """Read a data set folder or CSV manifest into a :class:`Catalog`.
+
+    ``strict=True`` raises :class:`KecaeError` on the first bad manifest row or grade folder
+    (naming the row and file); ``strict=False`` collects them in ``Catalog.problems`` (what
+    ``kecae data check`` uses). ``patient_regex`` (folder layout only) is searched in each file
+    stem; its named group ``patient`` (and optional ``side``) gives the patient id, e.g.
+    ``(?P<patient>\\d{7})(?P<side>[LR])`` for names like ``9001695L.png``.
+    """
+    path = Path(path).expanduser().resolve()
+    if not path.exists():
+        raise KecaeError(f"{path}: no such file or folder; pass the data folder or its CSV "
+                         "manifest (or run `kecae phantoms` to make a synthetic data set)")
+    if path.is_file():
+        if path.suffix.lower() != ".csv":
+            raise KecaeError(f"{path}: expected a data folder or a .csv manifest; pass the folder "
+                             "that holds the grade folders or the manifest")
+        catalog = _load_manifest(path, strict)
+    else:
+        manifest = next((path / n for n in MANIFEST_NAMES if (path / n).is_file()), None)
+        if manifest is not None:
+            catalog = _load_manifest(manifest, strict)
+        else:
+            regex = re.compile(patient_regex) if patient_regex else None
+            if regex is not None and "patient" not in regex.groupindex:
+                raise ValueError("patient_regex needs a named group 'patient', "
+                                 "e.g. '(?P<patient>\\d{7})(?P<side>[LR])'")
+            catalog = _load_folders(path, strict, regex)
+    _check_unique_ids(catalog, strict)
+    return catalog
+
+
+# ---------------------------------------------------------------- folder per grade
+
+def _grade_of_dir(name: str) -> int | None:
+    m = _GRADE_DIR.match(name)
+    return int(m.group(1)) if m else None
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _load_folders(root: Path, strict: bool, regex: re.Pattern | None) -> Catalog:
+    skipped: Counter[str] = Counter()
+    problems: list[Problem] = []
+    subdirs = _visible_dirs(root)
+    split_dirs = [d for d in subdirs if d.name.lower() in SPLIT_ALIASES]
+    # Without split folders the grade folders sit directly under the root.
+    groups: list[tuple[str | None, Path]] = (
+        [(SPLIT_ALIASES[d.name.lower()], d) for d in split_dirs] if split_dirs else [(None, root)])
+    if split_dirs:
+        for d in subdirs:
+            if d not in split_dirs:
+                skipped["folder that is not a split (train/val/test/auto_test)"] += _count_files(d)
+
+    records: list[Record] = []
+    for split, folder in groups:
+        skipped["file outside a grade folder"] += sum(
+            1 for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        for gdir in _visible_dirs(folder):
+            grade = _grade_of_dir(gdir.name)
+            if grade is None:
+                skipped["folder whose name is not a KL grade"] += _count_files(gdir)
+                continue
+            if grade not in KL_GRADES:
+                n = _count_files(gdir)
+                problem = Problem("error", str(gdir), f"folder of unknown KL grade {grade} "
+                                  f"({n} files)", "KL grades are 0-4: rename or move the folder")
+                if strict:
+                    raise KecaeError(f"{problem.file}: {problem.message}; {problem.fix}")
+                problems.append(problem)
+                continue
+            for f in _walk_files(gdir, skipped):
+                patient, side = _patient_from_name(f.stem, regex)
+                rel = f.relative_to(root)
+                records.append(Record(path=f, grade=grade, split=split, patient_id=patient,
+                                      side=side, image_id=rel.with_suffix("").as_posix()))
+
+    if not records and not problems:
+        raise KecaeError(
+            f"{root}: no images found; expected grade folders (root/<grade>/* or "
+            "root/<split>/<grade>/*, grades 0-4) or a manifest.csv with path and grade columns")
+    catalog = Catalog(root=root, records=records, skipped=_nonzero(skipped), problems=problems,
+                      layout="folders")
+    if regex is None and records:
+        catalog.problems.append(Problem(
+            "warning", str(root), "no patient ids (folder layout): each image counts as its own "
+            "patient, so two images of one patient may land in different splits",
+            "add a manifest.csv with a patient_id column, or pass --patient-regex"))
+    return catalog
+
+
+def _walk_files(folder: Path, skipped: Counter) -> list[Path]:
+    """Image files under ``folder`` (recursively, sorted); hidden and non-image files counted."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if name.startswith("."):
+                skipped["hidden file"] += 1
+            elif p.suffix.lower() in IMAGE_SUFFIXES or is_dicom(p):
+                found.append(p)
+            else:
+                skipped["not an image file"] += 1
+    return found
+
+
+def _count_files(folder: Path) -> int:
+    return sum(len(files) for _, _, files in os.walk(folder))
+
+
+def _patient_from_name(stem: str, regex: re.Pattern | None) -> tuple[str, str | None]:
+    if regex is None:
+        return stem, None
+    m = regex.search(stem)
+    if m is None:
+        return stem, None
+    side = m.groupdict().get("side")
+    return m.group("patient"), _SIDES.get(side.lower(), side) if side else None
+
+
+def _nonzero(counter: Counter) -> dict[str, int]:
+    return {k: v for k, v in sorted(counter.items()) if v}
+
+
+# ---------------------------------------------------------------- CSV manifest
+
+def _find_column(header: list[str], names: tuple[str, ...]) -> str | None:
+    lower = {h.strip().lower(): h for h in header}
+    return next((lower[n] for n in names if n in lower), None)
+
+
+def _load_manifest(csv_path: Path, strict: bool) -> Catalog:
+    root = csv_path.parent
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = list(reader.fieldnames or [])
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise KecaeError(f"{csv_path}: cannot read the manifest ({exc}); save it as a UTF-8 "
+                         "CSV with a header row") from exc
+    path_col = _find_column(header, _PATH_COLUMNS)
+    grade_col = _find_column(header, _GRADE_COLUMNS)
+    if path_col is None or grade_col is None:
+        raise KecaeError(f"{csv_path}: the manifest needs a 'path' and a 'grade' (or 'kl') "
+                         f"column, found {header}; rename the columns")
+    cols = {name: _find_column(header, (name,)) for name in ("patient_id", "side", "split",
+                                                               "image_id")}
+
+    records: list[Record] = []
+    problems: list[Problem] = []
+    no_patient = 0
+
+    def bad(row_no: int, file: str, message: str, fix: str) -> None:
+        problem = Problem("error", f"{csv_path}:{row_no} ({file})", message, fix)
+        if strict:
+            raise KecaeError(f"{csv_path}, row {row_no}: {file}: {message}; {fix}")
+        problems.append(problem)
+
+    for row_no, row in enumerate(rows, start=2):  # row 1 is the header
+        raw_path = (row.get(path_col) or "").strip()
+        if not raw_path:
+            bad(row_no, "<empty path>", "empty path", "fill in the path or delete the row")
+            continue
+        file = Path(raw_path).expanduser()
+        file = (file if file.is_absolute() else root / file).resolve()
+        grade = _parse_grade(row.get(grade_col))
+        if grade is None:
+            bad(row_no, raw_path, f"unknown KL grade {row.get(grade_col)!r}",
+                "KL grades are integers 0-4: correct the grade or delete the row")
+            continue
+        if not file.is_file():
+            bad(row_no, raw_path, f"file not found ({file})",
+                "fix the path (relative to the manifest's folder) or delete the row")
+            continue
+        value = {k: (row.get(c) or "").strip() if c else "" for k, c in cols.items()}
+        patient = value["patient_id"]
+        if not patient:
+            no_patient += 1
+            patient = file.stem
+        try:
+            default_id = file.relative_to(root).with_suffix("").as_posix()
+        except ValueError:  # an absolute path outside the manifest's folder
+            default_id = file.with_suffix("").as_posix().lstrip("/")
+        side = value["side"]
+        records.append(Record(
+            path=file, grade=grade, split=normalise_split(value["split"]) if value["split"] else None,
+            patient_id=patient, side=_SIDES.get(side.lower(), side) if side else None,
+            image_id=value["image_id"] or default_id))
+
+    with_split = sum(r.split is not None for r in records)
+    if 0 < with_split < len(records):
+        message = (f"{len(records) - with_split} rows have no split while {with_split} do")
+        fix = "give every row a split (train/val/test), or leave the whole column empty"
+        if strict:
+            raise KecaeError(f"{csv_path}: {message}; {fix}")
+        problems.append(Problem("error", str(csv_path), message, fix))
+    if no_patient:
+        problems.append(Problem(
+            "warning", str(csv_path), f"{no_patient} rows without patient_id: each such image "
+            "counts as its own patient", "add a patient_id column so splits stay patient-level"))
+    if not records and not problems:
+        raise KecaeError(f"{csv_path}: the manifest lists no images; add rows (path, grade)")
+    return Catalog(root=root, records=records, problems=problems, layout="manifest",
+                   manifest=csv_path)
+
+
+def _parse_grade(value) -> int | None:
+    """An integer KL grade 0-4 from '2', '2.0', 'KL2'; None for anything else."""
+    text = str(value or "").strip().lower().removeprefix("kl").strip("-_ ")
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    if not number.is_integer() or int(number) not in KL_GRADES:
+        return None
+    return int(number)
+
+
+def _check_unique_ids(catalog: Catalog, strict: bool) -> None:
+    dupes = [i for i, n in Counter(r.image_id for r in catalog.records).items() if n > 1]
+    if not dupes:
+        return
+    where = catalog.manifest or catalog.root
+    message = f"{len(dupes)} image ids occur more than once (first: {dupes[0]!r})"
+    fix = "give each image a unique image_id (or list each file once)"
+    if strict:
+        raise KecaeError(f"{where}: {message}; {fix}")
+    catalog.problems.append(Problem("error", str(where), message, fix))

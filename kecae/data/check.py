@@ -1,0 +1,185 @@
+"""``kecae data check``: everything wrong with a data set, found before any training starts.
+
+Reads every image once and reports counts per split and grade, image sizes, and problems:
+unreadable or truncated files, unknown grades, exact duplicates, patients in two splits, a split
+without KL-0 or KL-2 images, colour images and skipped files. Nothing is modified.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from kecae import CLASS_GRADES
+from kecae.data.catalog import KL_GRADES, Catalog, Problem, load_catalog
+from kecae.data.readers import load_image
+from kecae.data.splits import ensure_splits, find_split_leaks
+from kecae.utils import KecaeError, file_sha256
+
+__all__ = ["CheckReport", "Problem", "check_dataset"]
+
+
+@dataclass
+class CheckReport:
+    """The result of :func:`check_dataset`."""
+
+    root: Path  # the data folder
+    layout: str  # "folders" or "manifest"
+    n_images: int  # images listed (readable or not)
+    counts: dict[tuple[str | None, int], int]  # (split, grade) -> images
+    sizes: dict[tuple[int, int], int] = field(default_factory=dict)  # (width, height) -> images
+    formats: dict[str, int] = field(default_factory=dict)  # "PNG", "DICOM", ... -> images
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> files skipped
+    problems: list[Problem] = field(default_factory=list)  # errors first, then warnings
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity != "error"]
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no fatal problem."""
+        return not self.errors
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable form of the report."""
+        return {
+            "root": str(self.root), "layout": self.layout, "n_images": self.n_images, "ok": self.ok,
+            "counts": [{"split": s, "grade": g, "images": n} for (s, g), n in self.counts.items()],
+            "sizes": [{"width": w, "height": h, "images": n} for (w, h), n in self.sizes.items()],
+            "formats": self.formats, "skipped": self.skipped,
+            "problems": [dataclasses.asdict(p) for p in self.problems],
+        }
+
+    def format(self) -> str:
+        """A human-readable report."""
+        lines = [f"data set: {self.root} ({self.layout} layout, {self.n_images} images)", "",
+                 "images per split and KL grade:"]
+        splits = sorted({s for s, _ in self.counts}, key=_split_order)
+        header = f"  {'split':<10}" + "".join(f"{'KL-' + str(g):>7}" for g in KL_GRADES)
+        lines.append(header + f"{'total':>8}")
+        for s in splits:
+            row = [self.counts.get((s, g), 0) for g in KL_GRADES]
+            lines.append(f"  {s or '(none)':<10}" + "".join(f"{n:>7}" for n in row)
+                         + f"{sum(row):>8}")
+        lines += ["", "image sizes (width x height):"]
+        lines += [f"  {w} x {h}: {n}" for (w, h), n in
+                  sorted(self.sizes.items(), key=lambda kv: -kv[1])] or ["  (none readable)"]
+        if self.formats:
+            lines.append("formats: " + ", ".join(f"{k} {v}" for k, v in self.formats.items()))
+        if self.skipped:
+            lines.append("skipped (not an error): " +
+                         ", ".join(f"{n} {reason}" for reason, n in self.skipped.items()))
+        lines += ["", f"{len(self.errors)} errors, {len(self.warnings)} warnings"]
+        for p in self.problems:
+            lines.append(f"  {p.severity.upper()}: {p.file}: {p.message}")
+            lines.append(f"      fix: {p.fix}")
+        return "\n".join(lines)
+
+
+def _split_order(s: str | None) -> tuple[int, str]:
+    return ({"train": 0, "val": 1, "test": 2, "auto_test": 3}.get(s or "", 9), s or "")
+
+
+def check_dataset(path: str | os.PathLike, *, patient_regex: str | None = None,
+                  progress: bool = False) -> CheckReport:
+    """Inspect a data folder or manifest and report every problem (see the module docstring).
+
+    Raises :class:`KecaeError` only when the path is not a data set at all.
+    """
+    catalog = load_catalog(path, strict=False, patient_regex=patient_regex)
+    problems = list(catalog.problems)
+    sizes: Counter[tuple[int, int]] = Counter()
+    formats: Counter[str] = Counter()
+    by_hash: dict[str, list] = defaultdict(list)
+
+    # Decode every image once: unreadable, truncated, colour; hash the bytes for duplicates.
+    for r in tqdm(catalog.records, desc="checking images", unit="img", disable=not progress):
+        try:
+            image = load_image(r.path)
+        except KecaeError as exc:
+            problems.append(Problem("error", str(r.path), str(exc).removeprefix(f"{r.path}: "),
+                                    "re-export or replace the file, or remove it from the data "
+                                    "set"))
+            continue
+        h, w = image.pixels.shape
+        sizes[(w, h)] += 1
+        formats[image.format] += 1
+        if image.colour:
+            problems.append(Problem("warning", str(r.path), "colour image; it is converted to "
+                                    "grey", "check that it is a radiograph (save it as grey)"))
+        by_hash[file_sha256(r.path)].append(r)
+
+    problems += _duplicate_problems(by_hash)
+    problems += _leak_problems(catalog)
+    problems += _empty_class_problems(catalog)
+    problems.sort(key=lambda p: p.severity != "error")  # stable: errors first, order kept
+    return CheckReport(root=catalog.root, layout=catalog.layout, n_images=len(catalog.records),
+                       counts=catalog.counts(), sizes=dict(sizes), formats=dict(formats),
+                       skipped=dict(catalog.skipped), problems=problems)
+
+
+def _duplicate_problems(by_hash: dict[str, list]) -> list[Problem]:
+    problems = []
+    for group in by_hash.values():
+        if len(group) < 2:
+            continue
+        files = ", ".join(str(r.path) for r in group)
+        splits = {r.split for r in group}
+        grades = {r.grade for r in group}
+        if len(grades) > 1:
+            problems.append(Problem("error", files, f"identical images with different KL grades "
+                                    f"{sorted(grades)}", "keep one copy with the right grade"))
+        elif len(splits) > 1:
+            problems.append(Problem("error", files, f"identical images in splits "
+                                    f"{sorted(map(str, splits))}: the test set leaks into training",
+                                    "keep one copy and delete the others"))
+        else:
+            problems.append(Problem("warning", files, f"{len(group)} identical images",
+                                    "keep one copy, or the image counts several times"))
+    return problems
+
+
+def _leak_problems(catalog: Catalog) -> list[Problem]:
+    files_of = defaultdict(list)
+    for r in catalog.records:
+        files_of[r.patient_id].append(r)
+    problems = []
+    for patient, splits in find_split_leaks(catalog.records).items():
+        where = ", ".join(f"{r.path} ({r.split})" for r in files_of[patient][:4])
+        problems.append(Problem("error", where, f"patient {patient!r} is in splits "
+                                f"{sorted(splits)}", "move all of this patient's images into one "
+                                "split (train, val or test)"))
+    return problems
+
+
+def _empty_class_problems(catalog: Catalog) -> list[Problem]:
+    if not catalog.records:
+        return []
+    auto = not catalog.has_splits
+    if auto:
+        if any(r.split is not None for r in catalog.records):
+            return []  # a half-filled split column: already reported by the catalog
+        catalog = ensure_splits(catalog)  # what training will do: patient-level 70/15/15, seed 0
+    counts = catalog.counts()
+    problems = []
+    for split in catalog.splits:
+        for g in CLASS_GRADES:
+            if counts.get((split, g), 0) == 0:
+                where = (f"split {split!r} as kecae would assign it (70/15/15 by patient)" if auto
+                         else f"split {split!r}")
+                problems.append(Problem(
+                    "error", str(catalog.manifest or (catalog.root if auto else catalog.root / split)),
+                    f"no KL-{g} images in {where}",
+                    f"add KL-{g} images to that split" if not auto else
+                    f"add KL-{g} images (at least a few patients), or give splits explicitly"))
+    return problems

@@ -1,0 +1,240 @@
+"""Image readers: any supported file -> float32 (H, W) grey in [0, 1]; preprocessing to [-1, 1].
+
+Supported: 8/16-bit PNG, JPEG, TIFF, BMP (grey, palette, RGB/RGBA saved as grey) through Pillow,
+and DICOM through pydicom (with or without the ``.dcm`` extension: the ``DICM`` preamble is
+detected). Every failure to read becomes a :class:`KecaeError` that names the file and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from kecae.utils import KecaeError
+
+#: Bump when decoding or preprocessing changes, so every cached array is rebuilt.
+READER_VERSION = 1
+
+#: File suffixes read as images (lower case). Other files are images only if they are DICOM.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"})
+
+#: ``fit`` modes of :func:`preprocess`: centre crop, pad with black, pad by repeating the border.
+FITS = ("crop", "pad", "pad-edge")
+
+# A pixel counts as coloured when its channels differ by more than this (0-1 scale), and an image
+# as colour when more than COLOUR_FRACTION of its pixels do. JPEG chroma noise on a grey image
+# stays well below both.
+_COLOUR_SPREAD = 16 / 255
+_COLOUR_FRACTION = 0.01
+
+_DICOM_FIX = ("check that the file is a complete, uncompressed DICOM image (e.g. `gdcmconv --raw "
+              "in.dcm out.dcm`), or remove it from the data set")
+_IMAGE_FIX = "re-export it as PNG or DICOM, or remove it from the data set"
+
+
+@dataclass
+class LoadedImage:
+    """A decoded image and what :func:`load_image` learnt about it."""
+
+    pixels: np.ndarray  # (H, W) float32 in [0, 1]
+    colour: bool  # the file holds a colour image that was converted to grey
+    format: str  # "PNG", "JPEG", "TIFF", "DICOM", ...
+    bits: int  # bits per grey sample in the file (8, 12, 16, ...)
+
+
+def is_dicom(path: str | os.PathLike) -> bool:
+    """True when the file starts with the 128-byte preamble and the ``DICM`` magic."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """True for a known image suffix or a DICOM file with any name; False for hidden files."""
+    path = Path(path)
+    if path.name.startswith("."):
+        return False
+    return path.suffix.lower() in IMAGE_SUFFIXES or is_dicom(path)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file to float32 (H, W) grey in [0, 1]; see :func:`load_image`."""
+    return load_image(path).pixels
+
+
+def load_image(path: str | os.PathLike) -> LoadedImage:
+    """Decode an image file to grey in [0, 1] and report colour, format and bit depth.
+
+    Raises :class:`KecaeError` naming the file for a missing, unreadable, truncated or
+    non-image file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise KecaeError(f"{path}: file not found; fix the path or remove the entry that names it")
+    if path.suffix.lower() in (".dcm", ".dicom") or is_dicom(path):
+        return _load_dicom(path)
+    return _load_pillow(path)
+
+
+# ---------------------------------------------------------------- Pillow formats
+
+def _load_pillow(path: Path) -> LoadedImage:
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now: a truncated file fails here, not later
+            fmt = img.format or path.suffix.lstrip(".").upper()
+            img = ImageOps.exif_transpose(img)  # camera/phone JPEGs may be stored rotated
+            pixels, colour, bits = _pillow_to_grey(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise KecaeError(f"{path}: cannot read this image ({exc}); {_IMAGE_FIX}") from exc
+    return _finish(path, pixels, colour, fmt, bits)
+
+
+def _pillow_to_grey(img: Image.Image) -> tuple[np.ndarray, bool, int]:
+    """(grey float in [0, 1], is colour, bits per sample) from any Pillow image mode."""
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return np.asarray(img, dtype=np.float64) / 65535.0, False, 16
+    if mode == "I":  # 32-bit integer; 16-bit PNG/TIFF also arrive here with some Pillow builds
+        arr = np.asarray(img, dtype=np.float64)
+        if arr.min() >= 0 and arr.max() <= 65535:
+            return arr / 65535.0, False, 16
+        return _min_max(arr), False, 32
+    if mode == "F":  # float TIFF: no fixed range
+        return _min_max(np.asarray(img, dtype=np.float64)), False, 32
+    if mode in ("1", "L"):
+        return np.asarray(img.convert("L"), dtype=np.float64) / 255.0, False, 8
+    if mode == "LA":
+        return np.asarray(img.getchannel("L"), dtype=np.float64) / 255.0, False, 8
+    rgb = np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0  # P, RGB, RGBA, CMYK, YCbCr
+    return _rgb_to_grey(rgb)
+
+
+def _rgb_to_grey(rgb: np.ndarray) -> tuple[np.ndarray, bool, int]:
+    """ITU-R BT.601 luma of an (H, W, 3) array in [0, 1], and whether it is really colour."""
+    spread = rgb.max(axis=-1) - rgb.min(axis=-1)
+    colour = bool(np.mean(spread > _COLOUR_SPREAD) > _COLOUR_FRACTION)
+    grey = rgb @ np.array([0.299, 0.587, 0.114])
+    return grey, colour, 8
+
+
+def _min_max(arr: np.ndarray) -> np.ndarray:
+    lo, hi = float(np.min(arr)), float(np.max(arr))
+    if not np.isfinite(lo) or not np.isfinite(hi):
+        arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+        lo, hi = float(np.min(arr)), float(np.max(arr))
+    return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+
+
+def _finish(path: Path, pixels: np.ndarray, colour: bool, fmt: str, bits: int) -> LoadedImage:
+    if pixels.ndim != 2 or min(pixels.shape) < 1:
+        raise KecaeError(f"{path}: decoded to shape {pixels.shape}, not a 2-D image; {_IMAGE_FIX}")
+    pixels = np.clip(pixels, 0.0, 1.0).astype(np.float32)
+    return LoadedImage(pixels=pixels, colour=colour, format=fmt, bits=bits)
+
+
+# ---------------------------------------------------------------- DICOM
+
+def _load_dicom(path: Path) -> LoadedImage:
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing
+
+    try:
+        ds = pydicom.dcmread(path, force=True)
+        if "PixelData" not in ds:
+            raise KecaeError(f"{path}: DICOM file without pixel data (a report or structured "
+                             "document?); remove it from the data set")
+        arr = ds.pixel_array  # respects BitsStored (12 bits in 16 are masked) and signedness
+    except KecaeError:
+        raise
+    except Exception as exc:  # pydicom raises many types for broken or compressed files
+        raise KecaeError(f"{path}: cannot decode DICOM pixel data ({exc}); {_DICOM_FIX}") from exc
+
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    bits = int(ds.get("BitsStored", 8 * arr.dtype.itemsize))
+    samples = int(ds.get("SamplesPerPixel", 1))
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        arr = arr[0]  # a multi-frame file: the first frame is the image we use
+    if samples > 1:  # RGB / YBR DICOM: pixel_array already converts YBR to RGB
+        rgb = arr.astype(np.float64) / float(2**bits - 1)
+        grey, colour, _ = _rgb_to_grey(rgb)
+        return _finish(path, grey, colour, "DICOM", bits)
+
+    try:
+        values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)  # slope/intercept
+        if "WindowCenter" in ds and "WindowWidth" in ds:
+            pixels = apply_windowing(values, _window_only(ds, Dataset))
+        elif ds.get("VOILUTSequence"):
+            lut_bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+            pixels = np.asarray(apply_voi(values, ds), dtype=np.float64) / float(2**lut_bits - 1)
+        else:
+            pixels = _min_max(values)
+    except (ValueError, TypeError, IndexError, AttributeError) as exc:
+        raise KecaeError(f"{path}: invalid DICOM rescale or window values ({exc}); fix the "
+                         "RescaleSlope/Intercept and WindowCenter/Width tags") from exc
+    if photometric == "MONOCHROME1":  # low values are white: invert so that bone is bright
+        pixels = 1.0 - pixels
+    return _finish(path, pixels, False, "DICOM", bits)
+
+
+def _window_only(ds, dataset_cls) -> "Dataset":
+    """A dataset holding only ``ds``'s window, set up so pydicom's windowing outputs [0, 1].
+
+    pydicom scales the windowed output to the stored range ``[0, 2**BitsStored - 1]``; with one
+    stored bit, unsigned and no rescale, that range is exactly [0, 1].
+    """
+    voi = dataset_cls()
+    voi.PhotometricInterpretation = "MONOCHROME2"
+    voi.PixelRepresentation = 0
+    voi.BitsStored = 1
+    voi.WindowCenter = ds.WindowCenter
+    voi.WindowWidth = ds.WindowWidth
+    if "VOILUTFunction" in ds:
+        voi.VOILUTFunction = ds.VOILUTFunction
+    return voi
+
+
+# ---------------------------------------------------------------- preprocessing
+
+def preprocess(img: np.ndarray, size: int,
+               fit: Literal["crop", "pad", "pad-edge"] = "crop") -> np.ndarray:
+    """Square and resize a grey image: (H, W) in [0, 1] -> float32 (size, size) in [-1, 1].
+
+    ``fit="crop"`` cuts the centred square of side min(H, W); ``"pad"`` pads the short side with
+    black to max(H, W), ``"pad-edge"`` repeats the border pixels instead. The square is then
+    resized with Pillow's antialiased Lanczos filter (deterministic) and mapped to [-1, 1].
+    """
+    if not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"size must be a positive integer number of pixels, got {size!r}")
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
+    img = np.asarray(img, dtype=np.float32)
+    if img.ndim != 2 or min(img.shape) < 1:
+        raise ValueError(f"img must be a non-empty (H, W) array, got shape {img.shape}")
+
+    h, w = img.shape
+    if fit == "crop":
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        square = img[top:top + side, left:left + side]
+    else:
+        side = max(h, w)
+        pad_h, pad_w = side - h, side - w
+        pads = ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2))
+        square = np.pad(img, pads, mode="edge") if fit == "pad-edge" else np.pad(img, pads)
+
+    if side != size:
+        resized = Image.fromarray(np.ascontiguousarray(square)).resize(
+            (size, size), resample=Image.Resampling.LANCZOS)
+        square = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)  # Lanczos overshoots
+    return (square * 2.0 - 1.0).astype(np.float32)
