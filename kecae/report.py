@@ -1,0 +1,977 @@
+"""The run report: one self-contained HTML page built from what the pipeline left in a run folder.
+
+Run-folder contract (every file optional; a missing one gives a "not computed" note):
+
+- ``metrics.json``: nested dict of sections (``separability``, ``exchange_success``, ``judge``,
+  ``supervisor``, ``fidelity``, ``quality``, ``downstream``, ``lambda_grid``, ``sampling_size``,
+  ``targets``, ``config``, ``timings``). A number ``k`` may have ``k_std``, ``k_n``, ``k_ci_low``,
+  ``k_ci_high`` siblings; a section's ``n`` is its sample size. Rates and accuracies are
+  fractions in [0, 1] and are shown as percentages.
+- ``kecae/log.csv``: the KECAE training log (``step`` plus one column per logged scalar).
+- ``eval/examples.npz``: ``x1, x1_ex, x2, x2_ex, x1_hat, x2_hat`` (K, S, S) in [-1, 1] and
+  optionally ``jsw_*`` / ``joint_row_*`` (K,) for ``x1, x1_ex, x2, x2_ex``.
+- ``eval/fidelity.npz``: optional per-pair arrays ``key_transfer_kl0_to_kl2``,
+  ``key_transfer_kl2_to_kl0``, ``recon_key_transfer_kl0_to_kl2``, ``nonkey_ssim``.
+- ``supervisor/metrics.json``, ``judge/metrics.json``: classifier runs (test metrics at the top
+  level or under ``test``).
+
+Figures are PNGs drawn with matplotlib's Agg canvas and embedded as base64; the page has inline
+CSS and no external URL, so it can be mailed or archived as one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as _dt
+import html
+import io
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from kecae.utils import KecaeError, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+#: How to produce each part of the report; shown in the "not computed" notes. ``{run}`` is the
+#: run folder. Kept in one place so the hints follow the CLI when a command is renamed.
+HOW_TO = {
+    "evaluate": "kecae evaluate --run {run}",
+    "train": "kecae train --out {run}/kecae",
+    "supervisor": "kecae train-classifier --out {run}/supervisor",
+    "judge": "kecae train-classifier --out {run}/judge",
+    "everything": "kecae demo --out {run}",
+}
+
+MAX_EXAMPLES = 6  # rows of the Fig. 4-style grid; more images make the figure unreadably small
+_SIBLINGS = ("_std", "_n", "_ci_low", "_ci_high")
+_PAPER_LAMBDA = (1e-2, 1e-3)  # the paper's chosen (λ1, λ2), marked on the grid
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading the run folder: every reader returns (data or None, problem or None)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class RunData:
+    """Everything the report reads from a run folder; ``None`` where a file is absent."""
+
+    run_dir: Path
+    metrics: dict = field(default_factory=dict)
+    log: dict[str, np.ndarray] | None = None
+    examples: dict[str, np.ndarray] | None = None
+    fidelity: dict[str, np.ndarray] | None = None
+    classifiers: dict[str, dict] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)  # relative path -> what went wrong
+    found: list[str] = field(default_factory=list)  # relative paths that were read
+
+
+def _read(run: RunData, rel: str, reader: Callable[[Path], Any]) -> Any:
+    path = run.run_dir / rel
+    if not path.is_file():
+        return None
+    try:
+        data = reader(path)
+    except Exception as exc:  # a damaged file must not stop the rest of the report
+        run.problems[rel] = f"{type(exc).__name__}: {exc}"
+        log.warning("report: could not read %s (%s)", path, exc)
+        return None
+    run.found.append(rel)
+    return data
+
+
+def _read_json(path: Path) -> dict:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object at the top level")
+    return data
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: np.asarray(z[k]) for k in z.files}
+
+
+def _read_log(path: Path) -> dict[str, np.ndarray]:
+    """CSV columns as float arrays; blank or non-numeric cells become NaN."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise ValueError("the log has no rows yet")
+    cols: dict[str, np.ndarray] = {}
+    for name in rows[0]:
+        if name is None:
+            continue
+        vals = []
+        for r in rows:
+            try:
+                vals.append(float(r.get(name) or "nan"))
+            except ValueError:
+                vals.append(math.nan)
+        cols[name] = np.array(vals)
+    return cols
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Read every known file of ``run_dir``; absent or damaged files are recorded, not raised."""
+    run = RunData(run_dir=Path(run_dir))
+    run.metrics = _read(run, "metrics.json", _read_json) or {}
+    run.log = _read(run, "kecae/log.csv", _read_log)
+    run.examples = _read(run, "eval/examples.npz", _read_npz)
+    run.fidelity = _read(run, "eval/fidelity.npz", _read_npz)
+    for name in ("supervisor", "judge"):
+        data = _read(run, f"{name}/metrics.json", _read_json)
+        if data is not None:
+            run.classifiers[name] = data
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# Number formatting
+# ---------------------------------------------------------------------------------------------
+
+def _num(v: Any) -> float | None:
+    """A finite float, or None for anything else (missing, text, NaN, bool)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _fmt(v: Any, kind: str) -> str:
+    """Format one number: ``pct`` (fraction shown in %), ``db``, ``int``, ``num`` (3 s.f.)."""
+    x = _num(v)
+    if x is None:
+        return "inf" if isinstance(v, float) and math.isinf(v) else "—"
+    if kind == "pct":
+        return f"{100 * x:.1f} %"
+    if kind == "db":
+        return f"{x:.2f} dB"
+    if kind == "int":
+        return f"{x:,.0f}"
+    if kind == "sec":
+        return str(_dt.timedelta(seconds=round(x))) if x >= 60 else f"{x:.1f} s"
+    return f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
+
+
+def _spread(sec: dict, key: str, kind: str) -> str:
+    """'± std' and/or '95 % CI lo–hi' for a metric, from its siblings."""
+    parts = []
+    std = _num(sec.get(f"{key}_std"))
+    if std is not None:
+        parts.append("± " + (f"{100 * std:.1f}" if kind == "pct" else _fmt(std, kind)))
+    lo, hi = _num(sec.get(f"{key}_ci_low")), _num(sec.get(f"{key}_ci_high"))
+    if lo is not None and hi is not None:
+        if kind == "pct":
+            parts.append(f"95 % CI {100 * lo:.1f}–{100 * hi:.1f}")
+        else:
+            parts.append(f"95 % CI {_fmt(lo, kind)}–{_fmt(hi, kind)}")
+    return "; ".join(parts)
+
+
+def _n_of(sec: dict, key: str) -> str:
+    n = _num(sec.get(f"{key}_n", sec.get("n")))
+    return f"{n:,.0f}" if n is not None else ""
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text))
+
+
+def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
+    """An HTML table; cells are already-escaped HTML."""
+    head = "".join(f"<th>{h}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{text}</p>'
+
+
+def _missing(what: str, how: str, run: RunData) -> str:
+    cmd = HOW_TO[how].format(run=run.run_dir)
+    return _note(f"Not computed: {_e(what)}. Run <code>{_e(cmd)}</code>.")
+
+
+def _problems(run: RunData, *rels: str) -> str:
+    return "".join(_note(f"Could not read <code>{_e(r)}</code> ({_e(run.problems[r])}); "
+                         "rerun the step that writes it.") for r in rels if r in run.problems)
+
+
+# Labels and formats of the known metrics.json keys, per section, in display order.
+_KEYS: dict[str, list[tuple[str, str, str]]] = {
+    "separability": [
+        ("svm_hk_accuracy", "SVM-RBF accuracy on the key vectors hK", "pct"),
+        ("svm_hn_accuracy", "SVM-RBF accuracy on the non-key vectors hN", "pct"),
+    ],
+    "exchange_success": [
+        ("plausible_rate", "X′ within the real images' feature distribution (Mahalanobis, "
+                           "judge features)", "pct"),
+    ],
+    "fidelity": [
+        ("key_transfer_median", "Key transfer ratio KL-0 → KL-2, median", "num"),
+        ("key_transfer_iqr", "Key transfer ratio KL-0 → KL-2, IQR", "num"),
+        ("key_transfer_median_kl2_to_kl0", "Key transfer ratio KL-2 → KL-0, median", "num"),
+        ("recon_key_transfer_median", "Control: the same ratio on the reconstruction X̂1, "
+                                      "median (should be ≈ 0)", "num"),
+        ("osteophyte_transfer_rate", "Osteophytes gained by X′1 when the donor has them", "pct"),
+        ("osteophyte_removal_rate", "Osteophytes lost by X′2 when the donor has none", "pct"),
+        ("nonkey_ssim_median", "SSIM of X′ vs its recipient outside the joint band, median",
+         "num"),
+        ("refusal_rate", "Pairs left out of the ratio (widths closer than the minimum gap, "
+                         "or no joint line found)", "pct"),
+    ],
+    "quality": [
+        ("recon_psnr", "PSNR of the reconstructions X̂ vs X", "db"),
+        ("recon_ssim", "SSIM of the reconstructions X̂ vs X", "num"),
+        ("frechet", "Fréchet distance, X′ vs real images (judge features)", "num"),
+        ("frechet_real_floor", "Fréchet distance between two halves of the real images "
+                               "(the floor)", "num"),
+    ],
+}
+
+
+def _metric_rows(sec: dict, keys: list[tuple[str, str, str]], extra: bool = True,
+                 skip: set[str] = frozenset()) -> list[list[str]]:
+    """Rows (label, value, spread, n) for the known keys present, then any other numbers."""
+    rows, seen = [], set(skip) | {"n"}
+    for key, label, kind in keys:
+        seen.add(key)
+        if key in sec:
+            rows.append([_e(label), _fmt(sec[key], kind), _e(_spread(sec, key, kind)),
+                         _n_of(sec, key)])
+    if extra:
+        for key, v in sec.items():
+            if key in seen or key.endswith(_SIBLINGS) or _num(v) is None:
+                continue
+            kind = "pct" if re.search(r"(rate|accuracy)$", key) else "num"
+            rows.append([f"<code>{_e(key)}</code>", _fmt(v, kind), _e(_spread(sec, key, kind)),
+                         _n_of(sec, key)])
+    return rows
+
+
+def _metric_table(sec: dict, keys: list[tuple[str, str, str]], **kw: Any) -> str:
+    rows = _metric_rows(sec, keys, **kw)
+    return _table(["Metric", "Value", "± std / 95 % CI", "n"], rows, "metrics") if rows else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------
+
+def _figure(width: float, height: float, layout: str | None = "constrained"):
+    """A matplotlib Figure on the Agg canvas (no pyplot: no global state, no display needed)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout=layout)
+
+
+def _png(fig: Any, dpi: int = 110) -> str:
+    """The figure as a ``data:`` URI. The PNG carries no 'Software' tag (it holds a URL)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure_html(uri: str, alt: str, caption: str) -> str:
+    return (f'<figure><img src="{uri}" alt="{_e(alt)}">'
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
+def _drawn(draw: Callable[[], str | None], alt: str, caption: str) -> str:
+    """``_figure_html`` of ``draw()``; a figure that fails becomes a note, not a lost section."""
+    try:
+        uri = draw()
+    except Exception as exc:  # malformed entries in the run folder; the page must still appear
+        log.warning("report: could not draw %s: %s", alt, exc)
+        return _note(f"Could not draw {_e(alt)}: {_e(type(exc).__name__)}: {_e(exc)}. Check the "
+                     "matching entry of the run folder.")
+    return _figure_html(uri, alt, caption) if uri else ""
+
+
+def _show_image(ax: Any, img: np.ndarray, title: str | None = None) -> None:
+    ax.imshow(img, cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=10)
+
+
+def _mark_joint(ax: Any, ex: dict, name: str, i: int) -> None:
+    """Dashed line at the measured joint row and the JSW (px) in the corner, when measured."""
+    row = _num(ex[f"joint_row_{name}"][i]) if f"joint_row_{name}" in ex else None
+    if row is not None:
+        ax.axhline(row, color="#ffd400", lw=0.9, ls="--")
+    jsw = _num(ex[f"jsw_{name}"][i]) if f"jsw_{name}" in ex else None
+    if jsw is not None:
+        ax.text(0.03, 0.97, f"JSW {jsw:.1f} px", transform=ax.transAxes, va="top", ha="left",
+                fontsize=8, color="white", bbox={"facecolor": "black", "alpha": 0.6, "pad": 1.5,
+                                                 "edgecolor": "none"})
+
+
+def _examples_figure(ex: dict[str, np.ndarray]) -> tuple[str, int]:
+    """Fig. 4-style grid: X1, X'1, X'1−X1, X2, X'2, X'2−X2 per row. Returns (uri, rows)."""
+    k = min(MAX_EXAMPLES, len(ex["x1"]))
+    d1 = ex["x1_ex"][:k] - ex["x1"][:k]  # (k, S, S)
+    d2 = ex["x2_ex"][:k] - ex["x2"][:k]
+    # one symmetric scale for every difference map so rows compare; a robust max ignores a
+    # few extreme pixels that would wash the rest out
+    lim = float(np.nanpercentile(np.abs(np.concatenate([d1, d2])), 99.5)) or 1e-3
+    # a fixed grid: image panels need no layout solver (constrained layout costs seconds here)
+    height = 1.9 * k + 1.1
+    fig = _figure(11.0, height, layout=None)
+    axes = fig.subplots(k, 6, squeeze=False, gridspec_kw={
+        "left": 0.03, "right": 0.99, "top": 1 - 0.3 / height, "bottom": 1.0 / height,
+        "wspace": 0.06, "hspace": 0.08})
+    titles = ["X1 (KL-0)", "X′1 (→ KL-2)", "X′1 − X1", "X2 (KL-2)", "X′2 (→ KL-0)", "X′2 − X2"]
+    diff_im = None
+    for i in range(k):
+        for j, (name, diff) in enumerate((("x1", d1), ("x2", d2))):
+            c = 3 * j
+            _show_image(axes[i, c], ex[name][i], titles[c] if i == 0 else None)
+            _mark_joint(axes[i, c], ex, name, i)
+            _show_image(axes[i, c + 1], ex[f"{name}_ex"][i], titles[c + 1] if i == 0 else None)
+            _mark_joint(axes[i, c + 1], ex, f"{name}_ex", i)
+            diff_im = axes[i, c + 2].imshow(diff[i], cmap="RdBu_r", vmin=-lim, vmax=lim,
+                                            interpolation="nearest")
+            axes[i, c + 2].set_xticks([])
+            axes[i, c + 2].set_yticks([])
+            if i == 0:
+                axes[i, c + 2].set_title(titles[c + 2], fontsize=10)
+        axes[i, 0].set_ylabel(f"pair {i + 1}", fontsize=9)
+    cax = fig.add_axes((0.35, 0.6 / height, 0.3, 0.12 / height))
+    cbar = fig.colorbar(diff_im, cax=cax, orientation="horizontal")
+    cbar.set_label("intensity change (X′ − X, image scale [-1, 1]); red = brighter, "
+                   "blue = darker", fontsize=9)
+    return _png(fig, dpi=100), k
+
+
+def _recon_figure(ex: dict[str, np.ndarray]) -> str:
+    """X1, X̂1, X2, X̂2 side by side for the first examples."""
+    k = min(4, len(ex["x1"]))
+    fig = _figure(2.0 * 4, 2.0 * k + 0.3, layout=None)
+    axes = fig.subplots(k, 4, squeeze=False, gridspec_kw={
+        "left": 0.01, "right": 0.99, "top": 1 - 0.3 / (2.0 * k + 0.3), "bottom": 0.01,
+        "wspace": 0.04, "hspace": 0.04})
+    for i in range(k):
+        for j, (name, title) in enumerate((("x1", "X1"), ("x1_hat", "X̂1"), ("x2", "X2"),
+                                           ("x2_hat", "X̂2"))):
+            _show_image(axes[i, j], ex[name][i], title if i == 0 else None)
+    return _png(fig, dpi=90)
+
+
+def _target_number(targets: dict, name: str) -> float | None:
+    """The numeric target of ``targets[name]``; a text target such as '>= 0.8' gives 0.8."""
+    t = targets.get(name)
+    t = t.get("target") if isinstance(t, dict) else None
+    if _num(t) is not None:
+        return float(t)
+    m = re.search(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", str(t)) if isinstance(t, str) else None
+    return float(m.group()) if m else None
+
+
+# array name in fidelity.npz -> (panel title, target name in metrics.json, fixed reference lines)
+_FIDELITY_ARRAYS = {
+    "key_transfer_kl0_to_kl2": ("Key transfer ratio, X′1 (KL-0 → KL-2)", "key_transfer_median",
+                                True),
+    "key_transfer_kl2_to_kl0": ("Key transfer ratio, X′2 (KL-2 → KL-0)",
+                                "key_transfer_median_kl2_to_kl0", True),
+    "recon_key_transfer_kl0_to_kl2": ("Control: same ratio on X̂1 (no exchange)",
+                                      "recon_key_transfer_median", True),
+    "nonkey_ssim": ("SSIM outside the joint band, X′ vs recipient", "nonkey_ssim_median", False),
+}
+
+
+def _fidelity_figure(arrays: dict[str, np.ndarray], targets: dict) -> str | None:
+    names = [n for n in _FIDELITY_ARRAYS if n in arrays]
+    if not names:
+        return None
+    cols = min(2, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig = _figure(5.2 * cols, 3.0 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False).ravel())
+    for ax, name in zip(axes, names):
+        title, target_name, is_ratio = _FIDELITY_ARRAYS[name]
+        v = np.asarray(arrays[name], dtype=np.float64).ravel()
+        finite = v[np.isfinite(v)]
+        if is_ratio:
+            # the ratio is unbounded when the widths are close; show [-1, 2] and count the rest
+            shown = np.clip(finite, -1.0, 2.0)
+            outside = int(np.sum((finite < -1) | (finite > 2)))
+            ax.hist(shown, bins=np.linspace(-1, 2, 31), color="#4c72b0")
+            ax.axvline(0, color="#555", ls=":", lw=1.2, label="0: unchanged (recipient)")
+            ax.axvline(1, color="#2a9d3a", ls="--", lw=1.5, label="1: donor's width")
+            extra = f"; {outside} outside [-1, 2] piled at the edges" if outside else ""
+        else:
+            ax.hist(finite, bins=30, color="#4c72b0")
+            extra = ""
+        if len(finite):
+            ax.axvline(np.median(finite), color="#222", lw=1.2,
+                       label=f"median {np.median(finite):.2f}")
+        target = _target_number(targets, target_name)
+        if target is not None:
+            ax.axvline(target, color="#d62728", lw=1.5, label=f"target {target:g}")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(f"n = {len(finite)} ({len(v) - len(finite)} NaN){extra}", fontsize=8)
+        ax.set_ylabel("pairs")
+        ax.legend(fontsize=7, loc="best")
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    return _png(fig)
+
+
+def _lambda_figure(grid: dict) -> str | None:
+    l1, l2 = np.asarray(grid["lambda1"], float), np.asarray(grid["lambda2"], float)
+    acc = np.asarray(grid["svm_hk_accuracy"], float)
+    if acc.shape == (len(l2), len(l1)) and len(l1) != len(l2):
+        acc = acc.T  # accept either orientation when it is unambiguous
+    if acc.shape != (len(l1), len(l2)):
+        raise ValueError(f"svm_hk_accuracy has shape {acc.shape}, expected "
+                         f"(len(lambda1), len(lambda2)) = ({len(l1)}, {len(l2)})")
+    fig = _figure(1.0 + 0.9 * len(l2), 1.0 + 0.6 * len(l1))
+    ax = fig.subplots()
+    im = ax.imshow(100 * acc, cmap="viridis", aspect="auto", origin="lower")
+    ax.set_xticks(range(len(l2)), [f"{v:.0e}" for v in l2], fontsize=8)
+    ax.set_yticks(range(len(l1)), [f"{v:.0e}" for v in l1], fontsize=8)
+    ax.set_xlabel("λ2 (LDA weight)")
+    ax.set_ylabel("λ1 (supervisor weight)")
+    for i in range(len(l1)):
+        for j in range(len(l2)):
+            if np.isfinite(acc[i, j]):
+                ax.text(j, i, f"{100 * acc[i, j]:.0f}", ha="center", va="center", fontsize=8,
+                        color="white" if acc[i, j] < np.nanmean(acc) else "black")
+    if np.isfinite(acc).any():
+        bi, bj = np.unravel_index(np.nanargmax(acc), acc.shape)
+        ax.add_patch(_rect(bj, bi, "#ff3b30"))
+    pi = np.flatnonzero(np.isclose(l1, _PAPER_LAMBDA[0]))
+    pj = np.flatnonzero(np.isclose(l2, _PAPER_LAMBDA[1]))
+    if len(pi) and len(pj):
+        # in the cell's corner, clear of the accuracy written in its centre
+        ax.plot(pj[0] + 0.32, pi[0] + 0.3, marker="*", ms=9, color="white", mec="black",
+                ls="none")
+    fig.colorbar(im, ax=ax, label="SVM-RBF accuracy on hK (%)")
+    return _png(fig)
+
+
+def _rect(x: float, y: float, color: str) -> Any:
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, ec=color, lw=2)
+
+
+def _sampling_figure(ss: dict) -> str:
+    n = np.asarray(ss["N"], float)
+    mean = np.asarray(ss["accuracy_mean"], float)
+    std = np.asarray(ss.get("accuracy_std", np.zeros_like(mean)), float)
+    if not len(n) == len(mean) == len(std):
+        raise ValueError("sampling_size N, accuracy_mean and accuracy_std differ in length")
+    order = np.argsort(n)
+    n, mean, std = n[order], mean[order], std[order]
+    fig = _figure(6.0, 3.4)
+    ax = fig.subplots()
+    x = np.arange(len(n))  # evenly spaced: N spans 0 to 1e6, a log axis cannot show N = 0
+    ax.errorbar(x, 100 * mean, yerr=100 * std, marker="o", capsize=4, color="#4c72b0")
+    ax.set_xticks(x, [_short_n(v) for v in n])
+    ax.set_xlabel("generated pairs N added to the training set")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def _short_n(v: float) -> str:
+    if v >= 1e6:
+        return f"{v / 1e6:g}M"
+    if v >= 1e3:
+        return f"{v / 1e3:g}k"
+    return f"{v:g}"
+
+
+# columns of log.csv that are not loss terms: no log scale, own titles
+_LOG_AXES = {"step", "epoch"}
+_LOG_TITLES = {"total": "total loss J", "mse": "J_MSE (reconstruction)",
+               "sup": "J_SUP (supervisor on X′)", "lda": "J_LDA (key / non-key separation)",
+               "sup_real": "supervisor CE on real X", "pairs_per_s": "throughput (pairs/s)",
+               "lr": "learning rate"}
+_LINEAR = {"pairs_per_s", "epoch"}
+
+
+def _training_figure(cols: dict[str, np.ndarray]) -> tuple[str | None, list[str]]:
+    """One panel per logged scalar vs step. Returns (uri, names of constant columns skipped)."""
+    x = cols.get("step", np.arange(len(next(iter(cols.values())))))
+    names, constant = [], []
+    for name, v in cols.items():
+        if name in _LOG_AXES or not np.isfinite(v).any():
+            continue
+        f = v[np.isfinite(v)]
+        if len(f) > 1 and np.ptp(f) == 0:
+            constant.append(f"{name} = {f[0]:g}")
+            continue
+        names.append(name)
+    if not names:
+        return None, constant
+    ncols = min(3, len(names))
+    nrows = math.ceil(len(names) / ncols)
+    fig = _figure(11.0, 2.7 * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, name in zip(axes, names):
+        v = cols[name]
+        ok = np.isfinite(v)
+        positive = bool((v[ok] > 0).all())
+        ax.plot(x[ok], v[ok], color="#4c72b0", lw=0.8, alpha=0.45 if ok.sum() > 50 else 1.0)
+        if ok.sum() > 50:  # a running mean shows the trend through step-to-step noise
+            w = max(5, ok.sum() // 50)
+            smooth = np.convolve(v[ok], np.ones(w) / w, mode="valid")
+            ax.plot(x[ok][w - 1:], smooth, color="#1f3b73", lw=1.4, label=f"mean of {w}")
+            ax.legend(fontsize=7)
+        if positive and name not in _LINEAR:
+            ax.set_yscale("log")
+        ax.set_title(_LOG_TITLES.get(name, name), fontsize=10)
+        ax.set_xlabel("step", fontsize=8)
+        ax.grid(alpha=0.3, which="both")
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    return _png(fig, dpi=100), constant
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+# ---------------------------------------------------------------------------------------------
+
+def _sec(run: RunData, name: str) -> dict:
+    s = run.metrics.get(name)
+    return s if isinstance(s, dict) else {}
+
+
+def _headline(run: RunData) -> str:
+    cards = []
+    specs = [("exchange_success", "judge_kl0_to_kl2", "X′1 called KL-2 by the independent judge",
+              "pct"),
+             ("exchange_success", "judge_kl2_to_kl0", "X′2 called KL-0 by the independent judge",
+              "pct"),
+             ("fidelity", "key_transfer_median", "median key transfer, KL-0 → KL-2 (1 = donor)",
+              "num"),
+             ("fidelity", "nonkey_ssim_median", "SSIM outside the joint band", "num"),
+             ("separability", "svm_hk_accuracy", "SVM-RBF accuracy on hK", "pct"),
+             ("quality", "recon_ssim", "reconstruction SSIM", "num")]
+    for section, key, label, kind in specs:
+        sec = _sec(run, section)
+        if _num(sec.get(key)) is None:
+            continue
+        sub = " · ".join(p for p in (_spread(sec, key, kind),
+                                      f"n = {_n_of(sec, key)}" if _n_of(sec, key) else "") if p)
+        cards.append((_fmt(sec[key], kind), label, sub))
+    gains = [g for r, _, g in _downstream_rows(run)
+             if g is not None and r.get("training_set") in ("T'", "T′")]
+    if gains:
+        cards.append((f"{100 * np.mean(gains):+.2f} pp", "test accuracy, T′ vs T (mean over "
+                      f"{len(gains)} model{'s' if len(gains) > 1 else ''})", ""))
+    targets = _sec(run, "targets")
+    met = [t.get("met") for t in targets.values() if isinstance(t, dict)]
+    if met:
+        cards.append((f"{sum(m is True for m in met)} / {len(met)}", "targets met", ""))
+    if not cards:
+        return _missing("no headline number is available yet", "everything", run)
+    return '<div class="cards">' + "".join(
+        f'<div class="card"><div class="big">{_e(v)}</div><div class="label">{_e(label)}</div>'
+        f'<div class="sub">{_e(sub)}</div></div>' for v, label, sub in cards) + "</div>"
+
+
+def _targets(run: RunData) -> str:
+    targets = _sec(run, "targets")
+    if not targets:
+        return _missing("targets", "evaluate", run)
+    rows = []
+    for name, t in targets.items():
+        t = t if isinstance(t, dict) else {"value": t}
+        met = t.get("met")
+        mark = ('<span class="ok">✓ met</span>' if met is True else
+                '<span class="bad">✗ not met</span>' if met is False else "–")
+        value = t.get("value")
+        rows.append([f"<code>{_e(name)}</code>", _e(t.get("target", "")),
+                     _e(_fmt(value, "num") if _num(value) is not None else (value or "—")), mark])
+    return _table(["Target", "Wanted", "Measured", ""], rows, "targets")
+
+
+def _examples(run: RunData) -> str:
+    ex = run.examples
+    if ex is None:
+        return _problems(run, "eval/examples.npz") or _missing(
+            "example images (eval/examples.npz)", "evaluate", run)
+    need = [k for k in ("x1", "x1_ex", "x2", "x2_ex") if k not in ex]
+    if need:
+        return _note(f"eval/examples.npz lacks {_e(', '.join(need))}; rerun "
+                     f"<code>{_e(HOW_TO['evaluate'].format(run=run.run_dir))}</code>.")
+    uri, k = _examples_figure(ex)
+    measured = any(k in ex for k in ("jsw_x1", "joint_row_x1"))
+    caption = (f"{k} random pairs, one per row. X1 is a KL-0 knee, X2 a KL-2 knee; X′1 keeps X1's "
+               "anatomy but takes X2's key features (should look KL-2), X′2 the reverse. "
+               "The difference maps show what the exchange changed: a good exchange changes the "
+               "joint space and joint margins (osteophytes) and leaves bone shape, soft tissue "
+               "and background near zero. The maps also contain the auto-encoder's "
+               "reconstruction error, which is spread over the whole image.")
+    if measured:
+        caption += (" The dashed yellow line is the measured joint line; the corner label is "
+                    "the measured joint-space width (JSW) in pixels: X′1 should have about X2's "
+                    "JSW, X′2 about X1's.")
+    return _figure_html(uri, "Key-exchange examples", _e(caption))
+
+
+def _rate_cell(sec: dict, key: str) -> str:
+    if _num(sec.get(key)) is None:
+        return "—"
+    spread = _spread(sec, key, "pct")
+    n = _n_of(sec, key)
+    small = "; ".join(p for p in (spread, f"n = {n}" if n else "") if p)
+    return f"<b>{_fmt(sec[key], 'pct')}</b>" + (f'<br><span class="small">{_e(small)}</span>'
+                                                 if small else "")
+
+
+def _gap_text(sec: dict, direction: str, what: str, donor: str) -> list[str]:
+    """Plain sentences comparing judge vs supervisor and exchange vs reconstruction control."""
+    out = []
+    j, s = _num(sec.get(f"judge_{direction}")), _num(sec.get(f"supervisor_{direction}"))
+    r = _num(sec.get(f"judge_recon_{direction}"))
+    if j is not None and s is not None:
+        gap = 100 * (s - j)
+        if gap > 2:
+            out.append(f"The supervisor, which the generator was trained to convince, calls "
+                       f"{100 * s:.1f} % of {what} {donor}; the independent judge calls "
+                       f"{100 * j:.1f} %. The {gap:.1f}-point gap is success that does not carry "
+                       "over to a classifier the generator never saw: read the judge's number as "
+                       "the exchange success rate and the supervisor's as an optimistic bound.")
+        else:
+            out.append(f"The independent judge calls {100 * j:.1f} % of {what} {donor}, the "
+                       f"supervisor {100 * s:.1f} %: the judge agrees about as often, so the "
+                       "generator did not merely learn to fool its own supervisor.")
+    if j is not None and r is not None:
+        out.append(f"As a control, the judge calls {100 * r:.1f} % of the plain reconstructions "
+                   f"of the same recipients {donor} (no exchange at all); the exchange itself "
+                   f"accounts for {100 * (j - r):+.1f} points.")
+    return out
+
+
+def _exchange(run: RunData) -> str:
+    sec = _sec(run, "exchange_success")
+    parts = []
+    if sec:
+        rows = []
+        for direction, label in (("kl0_to_kl2", "X′1: KL-0 recipient, KL-2 key → called KL-2"),
+                                 ("kl2_to_kl0", "X′2: KL-2 recipient, KL-0 key → called KL-0")):
+            rows.append([_e(label)] + [_rate_cell(sec, f"{who}{direction}") for who in
+                                       ("judge_", "supervisor_", "judge_recon_",
+                                        "supervisor_recon_")])
+        parts.append(_table(["Exchanged image", "Judge on X′", "Supervisor on X′",
+                             "Judge on X̂ (control)", "Supervisor on X̂ (control)"], rows,
+                            "rates"))
+        parts.append(_note(
+            "Each cell is the share of images the classifier assigns to the donor's class "
+            "(95 % Wilson interval). The <b>judge</b> is an independent classifier trained on "
+            "real images only; the <b>supervisor</b> is the frozen classifier whose loss trained "
+            "the generator, so it can be fooled by changes a person or another model would not "
+            "see. The <b>control</b> columns apply the same test to the reconstruction X̂ of the "
+            "recipient, which has no exchanged features: the rate an exchange must beat."))
+        sentences = (_gap_text(sec, "kl0_to_kl2", "X′1", "KL-2")
+                     + _gap_text(sec, "kl2_to_kl0", "X′2", "KL-0"))
+        if sentences:
+            parts.append("<p>" + " ".join(_e(s) for s in sentences) + "</p>")
+        known = {f"{w}{d}" for w in ("judge_", "supervisor_", "judge_recon_", "supervisor_recon_")
+                 for d in ("kl0_to_kl2", "kl2_to_kl0")}
+        parts.append(_metric_table(sec, _KEYS["exchange_success"], skip=known))
+    else:
+        parts.append(_problems(run, "metrics.json")
+                     or _missing("exchange success rates", "evaluate", run))
+    parts.append("<h3>The classifiers</h3>" + _classifiers(run))
+    return "".join(parts)
+
+
+def _classifiers(run: RunData) -> str:
+    rows, missing = [], []
+    for name, role in (("supervisor", "supervisor (trained the generator)"),
+                       ("judge", "judge (independent)")):
+        run_metrics = run.classifiers.get(name, {})
+        test = run_metrics.get("test") if isinstance(run_metrics.get("test"), dict) else run_metrics
+        summary = _sec(run, name)
+        if not test and not summary:
+            missing.append(_missing(f"the {name} classifier ({name}/metrics.json)", name, run))
+            continue
+        arch = summary.get("arch", run_metrics.get("arch", "—"))
+        acc = test.get("accuracy", summary.get("test_accuracy"))
+        cm = test.get("confusion")
+        cm_txt = (f"TN {cm[0][0]} · FP {cm[0][1]} · FN {cm[1][0]} · TP {cm[1][1]}"
+                  if _is_2x2(cm) else "—")
+        n = test.get("n", run_metrics.get("n_test", summary.get("n")))
+        rows.append([_e(role), f"<code>{_e(arch)}</code>", _fmt(acc, "pct"),
+                     _fmt(test.get("precision"), "pct"), _fmt(test.get("recall"), "pct"),
+                     _fmt(test.get("auc"), "num"),
+                     _e(cm_txt) + (f'<br><span class="small">n = {_fmt(n, "int")}</span>'
+                                   if _num(n) is not None else "")])
+    table = _table(["Classifier", "Architecture", "Test accuracy", "Precision (KL-2)",
+                    "Recall (KL-2)", "ROC AUC", "Confusion (test)"], rows,
+                   "classifiers") if rows else ""
+    return _problems(run, "supervisor/metrics.json", "judge/metrics.json") + table + "".join(
+        missing)
+
+
+def _is_2x2(cm: Any) -> bool:
+    return (isinstance(cm, list) and len(cm) == 2
+            and all(isinstance(r, list) and len(r) == 2 for r in cm))
+
+
+def _fidelity(run: RunData) -> str:
+    sec = _sec(run, "fidelity")
+    parts = [_problems(run, "eval/fidelity.npz")]
+    if sec:
+        parts.append(_metric_table(sec, _KEYS["fidelity"]))
+        parts.append(_note(
+            "Measured on phantoms, whose ground truth is known. Key transfer ratio = (JSW of "
+            "the recipient − JSW of X′) / (JSW of the recipient − JSW of the donor): 0 means the "
+            "joint space did not change, 1 means it took the donor's width exactly. The SSIM "
+            "outside the joint band checks that the rest of the knee stayed the recipient's."))
+    if run.fidelity:
+        targets = _sec(run, "targets")
+        parts.append(_drawn(lambda: _fidelity_figure(run.fidelity, targets),
+                            "the fidelity histograms", _e(
+            "Distribution over generated pairs. Ratio panels: the dashed green line at 1 is a "
+            "perfect transfer, the dotted grey line at 0 no transfer, the black line the "
+            "median, a red line the target when one is set; a tall, narrow peak near 1 is the "
+            "goal and the control panel (reconstructions) should peak at 0. SSIM panel: values "
+            "near 1 mean the non-key anatomy was kept.")))
+    if not sec and not run.fidelity:
+        parts.append(_missing("ground-truth fidelity (needs phantom data)", "evaluate", run))
+    return "".join(parts)
+
+
+def _separability(run: RunData) -> str:
+    sec = _sec(run, "separability")
+    parts = []
+    if sec:
+        parts.append(_metric_table(sec, _KEYS["separability"]))
+        parts.append(_note(
+            "An RBF-kernel SVM is trained to tell KL-0 from KL-2 from one latent vector "
+            "(stratified 5-fold cross-validation). The key vector hK should separate the "
+            "classes (high accuracy); the non-key vector hN should not (near 50 %), because "
+            "the grade is meant to live in hK only."))
+    else:
+        parts.append(_missing("SVM separability of hK and hN", "evaluate", run))
+    grid = _sec(run, "lambda_grid")
+    if grid:
+        parts.append(_drawn(lambda: _lambda_figure(grid), "the λ1 × λ2 grid", _e(
+            "SVM-RBF accuracy on hK (%) for each pair of loss weights, one KECAE trained per "
+            "cell (as in the paper's Fig. 3). The red box marks the best cell; the white star "
+            "the paper's choice λ1 = 1e-2, λ2 = 1e-3 when it is on the grid.")))
+    return "".join(parts)
+
+
+def _quality(run: RunData) -> str:
+    sec = _sec(run, "quality")
+    parts = []
+    if sec:
+        parts.append(_metric_table(sec, _KEYS["quality"]))
+        fd, floor = _num(sec.get("frechet")), _num(sec.get("frechet_real_floor"))
+        text = ("PSNR and SSIM compare each reconstruction X̂ with its input X (higher is "
+                "better; SSIM 1 = identical). The Fréchet distance compares the feature "
+                "statistics of the generated images with those of real images in the judge's "
+                "feature space; it is never 0 for finite samples, hence the floor measured "
+                "between two halves of the real set.")
+        if fd is not None and floor is not None and floor > 0:
+            text += f" Here the distance is {fd / floor:.1f}× the floor."
+        parts.append(_note(_e(text)))
+    else:
+        parts.append(_missing("reconstruction PSNR/SSIM and Fréchet distance", "evaluate", run))
+    ex = run.examples
+    if ex is not None and all(k in ex for k in ("x1", "x1_hat", "x2", "x2_hat")):
+        parts.append(_drawn(lambda: _recon_figure(ex), "the reconstructions", _e(
+            "Inputs and their reconstructions (no exchange). Blur or lost detail here is the "
+            "auto-encoder's own error and is inherited by every exchanged image.")))
+    return "".join(parts)
+
+
+def _downstream_rows(run: RunData) -> list[tuple[dict, str, float | None]]:
+    """(row, model, accuracy gain over the same model's T row) for each downstream row."""
+    rows = _sec(run, "downstream").get("rows")
+    if not isinstance(rows, list):
+        return []
+    base = {r.get("model"): _num(r.get("accuracy_mean")) for r in rows
+            if isinstance(r, dict) and r.get("training_set") == "T"}
+    out = []
+    for r in rows:
+        if not isinstance(r, dict):
+            continue
+        acc, b = _num(r.get("accuracy_mean")), base.get(r.get("model"))
+        gain = acc - b if (acc is not None and b is not None and r.get("training_set") != "T") \
+            else None
+        out.append((r, str(r.get("model", "—")), gain))
+    return out
+
+
+def _downstream(run: RunData) -> str:
+    parts = []
+    rows = _downstream_rows(run)
+    if rows:
+        def ms(r: dict, k: str) -> str:
+            m, s = _num(r.get(f"{k}_mean")), _num(r.get(f"{k}_std"))
+            if m is None:
+                return "—"
+            return f"{100 * m:.2f} ± {100 * s:.2f}" if s is not None else f"{100 * m:.2f}"
+
+        table = []
+        for r, model, gain in rows:
+            table.append([_e(model), _e(r.get("training_set", "—")), ms(r, "accuracy"),
+                          ms(r, "precision"), ms(r, "recall"),
+                          f"{100 * gain:+.2f}" if gain is not None else "",
+                          _fmt(r.get("n_seeds"), "int")])
+        parts.append(_table(["Model", "Training set", "Accuracy (%)", "Precision (%)",
+                             "Recall (%)", "Δ accuracy vs T (pp)", "Seeds"], table, "downstream"))
+        parts.append(_note(
+            "Mean ± sample standard deviation over training seeds, on the same fixed "
+            "validation and test sets (as in the paper's Table II). T: real training images; "
+            "T′: T plus the key-exchanged images; T+classic: T with flips, small rotations and "
+            "intensity changes. A gain smaller than the standard deviations is not evidence of "
+            "a benefit."))
+    else:
+        parts.append(_missing("downstream classifiers on T vs T′", "evaluate", run))
+    ss = _sec(run, "sampling_size")
+    if ss:
+        parts.append(_drawn(lambda: _sampling_figure(ss), "the sampling-size curve", _e(
+            "Test accuracy of the classifier trained on T plus N generated pairs, mean ± std "
+            "over seeds (as in the paper's Fig. 5b). N = 0 is the real training set alone; the "
+            "x axis is evenly spaced, not to scale.")))
+    return "".join(parts)
+
+
+def _training(run: RunData) -> str:
+    if run.log is None:
+        return _problems(run, "kecae/log.csv") or _missing("KECAE training log (kecae/log.csv)",
+                                                           "train", run)
+    uri, constant = _training_figure(run.log)
+    if uri is None:
+        return _note("kecae/log.csv has no numeric column to plot yet.")
+    n = len(run.log.get("step", next(iter(run.log.values()))))
+    cap = (f"Every logged term against the optimisation step ({n} log rows); loss terms on a "
+           "log scale. J = J_MSE + λ1·J_SUP + λ2·J_LDA: J_MSE should fall steadily, J_SUP "
+           "falls as the exchanged images take the donor's class, J_LDA falls as the key and "
+           "non-key vectors separate. A flat or rising term means that part is not learning.")
+    if constant:
+        cap += f" Constant, not plotted: {', '.join(constant)}."
+    return _figure_html(uri, "Training curves", _e(cap))
+
+
+def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.extend(_flatten(v, f"{prefix}{k}."))
+        else:
+            out.append((f"{prefix}{k}", v))
+    return out
+
+
+def _configuration(run: RunData) -> str:
+    parts = []
+    config = _sec(run, "config")
+    if config:
+        rows = [[f"<code>{_e(k)}</code>", _e(json.dumps(v) if not isinstance(v, str) else v)]
+                for k, v in _flatten(config)]
+        parts.append(_table(["Setting", "Value"], rows, "config"))
+    else:
+        parts.append(_missing("the configuration (metrics.json: config)", "evaluate", run))
+    timings = _sec(run, "timings")
+    if timings:
+        rows = [[_e(k), _fmt(v, "sec")] for k, v in timings.items()]
+        total = sum(_num(v) or 0.0 for v in timings.values())
+        rows.append(["<b>total</b>", f"<b>{_fmt(total, 'sec')}</b>"])
+        parts.append("<h3>Timings</h3>" + _table(["Step", "Wall time"], rows, "timings"))
+    return "".join(parts)
+
+
+#: (anchor, heading, builder) in page order.
+SECTIONS: list[tuple[str, str, Callable[[RunData], str]]] = [
+    ("headline", "Headline numbers", _headline),
+    ("targets", "Targets", _targets),
+    ("examples", "Key-exchange examples", _examples),
+    ("exchange", "Exchange success", _exchange),
+    ("fidelity", "Fidelity to the ground truth", _fidelity),
+    ("separability", "Separability of key features", _separability),
+    ("quality", "Image quality", _quality),
+    ("downstream", "Downstream benefit", _downstream),
+    ("training", "Training curves", _training),
+    ("configuration", "Configuration", _configuration),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# The page
+# ---------------------------------------------------------------------------------------------
+
+_CSS = """
+body{font:15px/1.5 -apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:#1d2330;
+ background:#f6f7f9;margin:0}
+main{max-width:1100px;margin:0 auto;padding:16px 28px 60px;background:#fff;
+ box-shadow:0 0 12px rgba(0,0,0,.06)}
+h1{font-size:1.7em;margin:.6em 0 .1em}h2{font-size:1.3em;margin:1.8em 0 .5em;
+ padding-bottom:.2em;border-bottom:2px solid #e3e6ea}h3{font-size:1.05em;margin:1.2em 0 .4em}
+.meta{color:#5b6575;font-size:.9em}nav{font-size:.9em;margin:.8em 0}nav a{margin-right:1em;
+ color:#2f5fa7;text-decoration:none}nav a:hover{text-decoration:underline}
+table{border-collapse:collapse;margin:.6em 0 1em;font-size:.93em;width:100%}
+th,td{padding:6px 10px;border-bottom:1px solid #e3e6ea;text-align:left;vertical-align:top}
+th{background:#eef1f5;font-weight:600}tbody tr:nth-child(even){background:#fafbfc}
+td:nth-child(n+2){font-variant-numeric:tabular-nums}
+.cards{display:flex;flex-wrap:wrap;gap:12px;margin:.6em 0}
+.card{flex:1 1 150px;border:1px solid #e3e6ea;border-radius:8px;padding:10px 14px;background:#fbfcfd}
+.card .big{font-size:1.6em;font-weight:650;color:#1f3b73}.card .label{font-size:.86em}
+.card .sub{font-size:.78em;color:#6b7585}
+figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #e3e6ea}
+figcaption{font-size:.88em;color:#3d4654;margin-top:.4em;max-width:900px}
+.note{color:#5b6575;font-size:.9em;background:#f4f6f9;border-left:3px solid #c9d1dc;
+ padding:6px 10px}.small{font-size:.8em;color:#6b7585}code{font-size:.9em;background:#f0f2f5;
+ padding:0 3px;border-radius:3px}.ok{color:#1b7f3b;font-weight:600}
+.bad{color:#b3261e;font-weight:600}
+"""
+
+
+def render_report(run: RunData) -> str:
+    """The report page for an already-loaded run, as an HTML string."""
+    body = []
+    for anchor, heading, build in SECTIONS:
+        try:
+            content = build(run)
+        except Exception as exc:  # one malformed entry must not cost the rest of the report
+            log.warning("report: section %r failed: %s", heading, exc)
+            content = _note(f"Could not draw this section: {_e(type(exc).__name__)}: "
+                            f"{_e(exc)}. Check the matching entry of the run folder.")
+        body.append(f'<section id="{anchor}"><h2>{_e(heading)}</h2>{content}</section>')
+    nav = "".join(f'<a href="#{a}">{_e(h)}</a>' for a, h, _ in SECTIONS)
+    found = ", ".join(run.found) or "none of the known files"
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    title = f"kecae report: {run.run_dir.resolve().name}"
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>"
+            f"<h1>{_e(title)}</h1>"
+            f'<p class="meta">Run folder <code>{_e(run.run_dir)}</code> · written {stamp} · '
+            f"read: {_e(found)}</p><nav>{nav}</nav>{''.join(body)}</main></body></html>")
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``run_dir/report.html`` (atomically) from whatever the run folder holds.
+
+    Every input is optional: a missing part becomes a short note saying how to compute it.
+    Raises:
+        KecaeError: ``run_dir`` is not an existing folder.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise KecaeError(f"run folder {run_dir} does not exist: pass the folder that a "
+                         f"`kecae train`/`kecae evaluate` run wrote (e.g. runs/demo)")
+    page = render_report(load_run(run_dir))
+    out = run_dir / "report.html"
+    atomic_write_text(out, page)
+    return out
