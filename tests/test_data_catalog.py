@@ -375,3 +375,12 @@ def test_check_folder_layout_skips_and_auto_split_empty_class(tmp_path, image_tr
                for m in messages) == 2
     assert any("own patient" in p.message for p in report.warnings)
     assert "1 not an image file" in report.format()
+
+
+def test_default_cache_dir_falls_back_when_data_is_read_only(tmp_path, monkeypatch):
+    from kecae.data import cache
+
+    assert cache.default_cache_dir(tmp_path / "data") == tmp_path / "data" / ".kecae_cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(cache.os, "access", lambda path, mode: False)
+    assert cache.default_cache_dir(tmp_path / "ro") == tmp_path / "xdg" / "kecae"

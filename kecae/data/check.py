@@ -17,9 +17,9 @@ from tqdm.auto import tqdm
 
 from kecae import CLASS_GRADES
 from kecae.data.catalog import KL_GRADES, Catalog, Problem, load_catalog
-from kecae.data.readers import load_image
+from kecae.data.readers import ImageReadError, load_image
 from kecae.data.splits import ensure_splits, find_split_leaks
-from kecae.utils import KecaeError, file_sha256
+from kecae.utils import file_sha256
 
 __all__ = ["CheckReport", "Problem", "check_dataset"]
 
@@ -79,11 +79,16 @@ class CheckReport:
         if self.skipped:
             lines.append("skipped (not an error): " +
                          ", ".join(f"{n} {reason}" for reason, n in self.skipped.items()))
-        lines += ["", f"{len(self.errors)} errors, {len(self.warnings)} warnings"]
+        lines += ["", f"{_plural(len(self.errors), 'error')}, "
+                      f"{_plural(len(self.warnings), 'warning')}"]
         for p in self.problems:
             lines.append(f"  {p.severity.upper()}: {p.file}: {p.message}")
             lines.append(f"      fix: {p.fix}")
         return "\n".join(lines)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _split_order(s: str | None) -> tuple[int, str]:
@@ -106,10 +111,8 @@ def check_dataset(path: str | os.PathLike, *, patient_regex: str | None = None,
     for r in tqdm(catalog.records, desc="checking images", unit="img", disable=not progress):
         try:
             image = load_image(r.path)
-        except KecaeError as exc:
-            problems.append(Problem("error", str(r.path), str(exc).removeprefix(f"{r.path}: "),
-                                    "re-export or replace the file, or remove it from the data "
-                                    "set"))
+        except ImageReadError as exc:
+            problems.append(Problem("error", str(r.path), exc.reason, exc.fix))
             continue
         h, w = image.pixels.shape
         sizes[(w, h)] += 1

@@ -38,6 +38,7 @@ class FeistelPermutation:
         self.half = max(1, ((self.n - 1).bit_length() + 1) // 2)  # bits per Feistel half
         self.mask = np.uint64((1 << self.half) - 1)
         self.keys = np.random.SeedSequence([int(seed), self.n]).generate_state(rounds, np.uint64)
+        self._int_keys = [int(key) for key in self.keys]
 
     def _encrypt(self, x: np.ndarray) -> np.ndarray:
         shift = np.uint64(self.half)
@@ -51,6 +52,25 @@ class FeistelPermutation:
             f ^= f >> np.uint64(31)
             left, right = right, left ^ (f & self.mask)
         return (left << shift) | right
+
+    def index(self, k: int) -> int:
+        """perm(k) for one Python int: the same network in plain integer arithmetic (~50x faster
+        than the array path for a single value, which matters for per-item dataset access)."""
+        half, mask, full = self.half, int(self.mask), (1 << 64) - 1
+        y = int(k)
+        while True:
+            left, right = y >> half, y & mask
+            for key in self._int_keys:
+                f = right ^ key
+                f ^= f >> 30
+                f = (f * 0xBF58476D1CE4E5B9) & full
+                f ^= f >> 27
+                f = (f * 0x94D049BB133111EB) & full
+                f ^= f >> 31
+                left, right = right, left ^ (f & mask)
+            y = (left << half) | right
+            if y < self.n:
+                return y
 
     def __call__(self, k: np.ndarray) -> np.ndarray:
         """perm(k) for an int array ``k`` with values in [0, n); returns uint64 of the same shape."""
@@ -112,7 +132,11 @@ class PairSampler:
             k += self.num_pairs
         if not 0 <= k < self.num_pairs:
             raise IndexError(f"pair index {k} out of range [0, {self.num_pairs})")
-        i, j = self.pairs_at(np.array([k]))[0]
+        i, j = divmod(self._perm.index(k), self._cols)
+        if self._map0 is not None:
+            i = self._map0[i]
+        if self._map2 is not None:
+            j = self._map2[j]
         return int(i), int(j)
 
     def global_index(self, k: int) -> int:

@@ -37,6 +37,14 @@ _DICOM_FIX = ("check that the file is a complete, uncompressed DICOM image (e.g.
 _IMAGE_FIX = "re-export it as PNG or DICOM, or remove it from the data set"
 
 
+class ImageReadError(KecaeError):
+    """An image file that cannot be read; ``reason`` and ``fix`` are kept apart for reports."""
+
+    def __init__(self, path: str | os.PathLike, reason: str, fix: str):
+        self.path, self.reason, self.fix = Path(path), reason, fix
+        super().__init__(f"{path}: {reason}; {fix}")
+
+
 @dataclass
 class LoadedImage:
     """A decoded image and what :func:`load_image` learnt about it."""
@@ -78,7 +86,8 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
     """
     path = Path(path)
     if not path.is_file():
-        raise KecaeError(f"{path}: file not found; fix the path or remove the entry that names it")
+        raise ImageReadError(path, "file not found",
+                             "fix the path or remove the entry that names it")
     if path.suffix.lower() in (".dcm", ".dicom") or is_dicom(path):
         return _load_dicom(path)
     return _load_pillow(path)
@@ -94,7 +103,9 @@ def _load_pillow(path: Path) -> LoadedImage:
             img = ImageOps.exif_transpose(img)  # camera/phone JPEGs may be stored rotated
             pixels, colour, bits = _pillow_to_grey(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise KecaeError(f"{path}: cannot read this image ({exc}); {_IMAGE_FIX}") from exc
+        detail = str(exc).replace(f"'{path}'", "").replace(str(path), "").strip()  # no 2nd path
+        detail = detail or type(exc).__name__
+        raise ImageReadError(path, f"cannot read this image ({detail})", _IMAGE_FIX) from exc
     return _finish(path, pixels, colour, fmt, bits)
 
 
@@ -136,7 +147,8 @@ def _min_max(arr: np.ndarray) -> np.ndarray:
 
 def _finish(path: Path, pixels: np.ndarray, colour: bool, fmt: str, bits: int) -> LoadedImage:
     if pixels.ndim != 2 or min(pixels.shape) < 1:
-        raise KecaeError(f"{path}: decoded to shape {pixels.shape}, not a 2-D image; {_IMAGE_FIX}")
+        raise ImageReadError(path, f"decoded to shape {pixels.shape}, not a 2-D image",
+                             _IMAGE_FIX)
     pixels = np.clip(pixels, 0.0, 1.0).astype(np.float32)
     return LoadedImage(pixels=pixels, colour=colour, format=fmt, bits=bits)
 
@@ -151,13 +163,13 @@ def _load_dicom(path: Path) -> LoadedImage:
     try:
         ds = pydicom.dcmread(path, force=True)
         if "PixelData" not in ds:
-            raise KecaeError(f"{path}: DICOM file without pixel data (a report or structured "
-                             "document?); remove it from the data set")
+            raise ImageReadError(path, "DICOM file without pixel data (a report or structured "
+                                 "document?)", "remove it from the data set")
         arr = ds.pixel_array  # respects BitsStored (12 bits in 16 are masked) and signedness
     except KecaeError:
         raise
     except Exception as exc:  # pydicom raises many types for broken or compressed files
-        raise KecaeError(f"{path}: cannot decode DICOM pixel data ({exc}); {_DICOM_FIX}") from exc
+        raise ImageReadError(path, f"cannot decode DICOM pixel data ({exc})", _DICOM_FIX) from exc
 
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     bits = int(ds.get("BitsStored", 8 * arr.dtype.itemsize))
@@ -180,8 +192,8 @@ def _load_dicom(path: Path) -> LoadedImage:
         else:
             pixels = _min_max(values)
     except (ValueError, TypeError, IndexError, AttributeError) as exc:
-        raise KecaeError(f"{path}: invalid DICOM rescale or window values ({exc}); fix the "
-                         "RescaleSlope/Intercept and WindowCenter/Width tags") from exc
+        raise ImageReadError(path, f"invalid DICOM rescale or window values ({exc})",
+                             "fix the RescaleSlope/Intercept and WindowCenter/Width tags") from exc
     if photometric == "MONOCHROME1":  # low values are white: invert so that bone is bright
         pixels = 1.0 - pixels
     return _finish(path, pixels, False, "DICOM", bits)
