@@ -93,7 +93,8 @@ def test_manifest_columns_aliases_and_absolute_paths(tmp_path, write_image, writ
     cat = load_catalog(csv_path)
     assert cat.layout == "manifest" and cat.manifest == csv_path.resolve()
     r1, r2 = cat.records
-    assert (r1.path, r1.grade, r1.patient_id, r1.side, r1.split) == (a.resolve(), 2, "p1", "L", "val")
+    assert (r1.path, r1.grade, r1.patient_id, r1.side, r1.split) == (a.resolve(), 2, "p1", "L",
+                                                                     "val")
     assert (r2.path, r2.grade, r2.patient_id, r2.side, r2.split) == (b.resolve(), 0, "b", None,
                                                                      "test")
     assert any("without patient_id" in p.message for p in cat.problems)
@@ -111,7 +112,8 @@ def test_folder_with_ground_truth_csv_uses_it(tmp_path, image_tree):
 
 @pytest.mark.parametrize("row, match", [
     ({"path": "images/missing.png", "grade": 0}, r"row 3: images/missing\.png: file not found"),
-    ({"path": "images/img_0000.png", "grade": 7}, r"row 3: images/img_0000\.png: unknown KL grade '7'"),
+    ({"path": "images/img_0000.png", "grade": 7},
+     r"row 3: images/img_0000\.png: unknown KL grade '7'"),
     ({"path": "images/img_0000.png", "grade": "x"}, r"row 3: .*unknown KL grade 'x'"),
     ({"path": "", "grade": 0}, r"row 3: <empty path>: empty path"),
 ])
@@ -232,6 +234,15 @@ def test_cache_invalidated_by_touch_edit_and_size(tmp_path, image_tree, write_im
     assert len(calls) == 12
     load_image_set(root, 16, split="train", fit="pad", progress=False)  # another fit
     assert len(calls) == 16
+
+
+def test_damaged_cache_file_is_rebuilt(tmp_path, image_tree):
+    root = image_tree(tmp_path / "d", {("train", 0): 2, ("train", 2): 1})
+    good = np.array(load_image_set(root, 8, split="train", progress=False).images)
+    (cache_file,) = (root / ".kecae_cache").glob("*.npy")
+    cache_file.write_bytes(cache_file.read_bytes()[:100])
+    np.testing.assert_array_equal(load_image_set(root, 8, split="train", progress=False).images,
+                                  good)
 
 
 def test_cache_dir_option_and_empty_class(tmp_path, image_tree):

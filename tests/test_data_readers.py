@@ -112,6 +112,19 @@ def test_dicom_detected_without_extension(tmp_path, write_dicom):
     np.testing.assert_allclose(read_image(path), a / 30.0, atol=1e-6)
 
 
+@pytest.mark.parametrize("implicit_vr", [True, False])
+def test_dicom_without_preamble_or_file_meta(tmp_path, implicit_vr):
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    ds.set_pixel_data(np.array([[0, 5], [10, 20]], np.uint16), "MONOCHROME2", 16)
+    del ds.file_meta  # an old ACR-NEMA style file: no preamble, no transfer syntax
+    path = tmp_path / "old.dcm"
+    ds.save_as(path, implicit_vr=implicit_vr, little_endian=True)
+    assert not is_dicom(path)  # found by its .dcm suffix instead
+    np.testing.assert_allclose(read_image(path), [[0, 0.25], [0.5, 1]], atol=1e-7)
+
+
 def test_image_file_detection(tmp_path, write_image):
     assert {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm"} <= IMAGE_SUFFIXES
     write_image(tmp_path / ".hidden.png")

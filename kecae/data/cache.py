@@ -123,17 +123,25 @@ def load_image_set(source: str | os.PathLike | Catalog, size: int, split: str | 
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(catalog.root)
     key = cache_key(records, int(size), fit)
     cache_file = cache_dir / f"images-{size}px-{fit}-{key[:24]}.npy"
-    if not cache_file.is_file():
-        _build(cache_file, records, int(size), fit, progress)
-    images = np.load(cache_file, mmap_mode="r")
-    if images.shape != (len(records), size, size):  # a foreign or damaged file under our name
-        cache_file.unlink(missing_ok=True)
+    images = _open_cached(cache_file, (len(records), int(size), int(size)))
+    if images is None:
         _build(cache_file, records, int(size), fit, progress)
         images = np.load(cache_file, mmap_mode="r")
     return ImageSet(images=images, grades=np.array([r.grade for r in records], dtype=np.int64),
                     image_ids=[r.image_id for r in records],
                     patient_ids=[r.patient_id for r in records],
                     sides=[r.side for r in records], paths=[r.path for r in records])
+
+
+def _open_cached(cache_file: Path, shape: tuple[int, int, int]) -> np.ndarray | None:
+    """The cached array as a read-only memory map, or None when absent or not what we wrote."""
+    try:
+        images = np.load(cache_file, mmap_mode="r")
+    except (OSError, ValueError):  # absent, or damaged by something other than kecae
+        return None
+    if images.shape != shape or images.dtype != np.float32:
+        return None
+    return images
 
 
 def _select(catalog: Catalog, split: str | None, grades: tuple[int, ...]) -> list[Record]:

@@ -301,9 +301,9 @@ def _load_manifest(csv_path: Path, strict: bool) -> Catalog:
             default_id = file.relative_to(root).with_suffix("").as_posix()
         except ValueError:  # an absolute path outside the manifest's folder
             default_id = file.with_suffix("").as_posix().lstrip("/")
-        side = value["side"]
+        side, split = value["side"], value["split"]
         records.append(Record(
-            path=file, grade=grade, split=normalise_split(value["split"]) if value["split"] else None,
+            path=file, grade=grade, split=normalise_split(split) if split else None,
             patient_id=patient, side=_SIDES.get(side.lower(), side) if side else None,
             image_id=value["image_id"] or default_id))
 

@@ -180,8 +180,9 @@ def _empty_class_problems(catalog: Catalog) -> list[Problem]:
             if counts.get((split, g), 0) == 0:
                 where = (f"split {split!r} as kecae would assign it (70/15/15 by patient)" if auto
                          else f"split {split!r}")
+                file = catalog.manifest or (catalog.root if auto else catalog.root / split)
                 problems.append(Problem(
-                    "error", str(catalog.manifest or (catalog.root if auto else catalog.root / split)),
+                    "error", str(file),
                     f"no KL-{g} images in {where}",
                     f"add KL-{g} images to that split" if not auto else
                     f"add KL-{g} images (at least a few patients), or give splits explicitly"))

@@ -23,7 +23,8 @@ def add_parser(subparsers) -> None:
     check.add_argument("path", help="data folder (grade folders or manifest.csv) or a .csv file")
     check.add_argument("--patient-regex", metavar="REGEX",
                        help="folder layout: regex with a named group 'patient' (and optional "
-                            "'side') applied to file names, e.g. '(?P<patient>\\d{7})(?P<side>[LR])'")
+                            "'side') applied to file names, "
+                            "e.g. '(?P<patient>\\d{7})(?P<side>[LR])'")
     check.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     check.add_argument("--no-progress", action="store_true", help="no progress bar")
     check.set_defaults(func=run_check)

@@ -73,7 +73,7 @@ class FeistelPermutation:
                 return y
 
     def __call__(self, k: np.ndarray) -> np.ndarray:
-        """perm(k) for an int array ``k`` with values in [0, n); returns uint64 of the same shape."""
+        """perm(k) for an int array ``k`` with values in [0, n); uint64 of the same shape."""
         y = self._encrypt(np.asarray(k, dtype=np.uint64))
         outside = y >= self.n
         while outside.any():
@@ -222,7 +222,8 @@ class PairDataset(Dataset):
 
 
 def make_pair_dataset(image_set: ImageSet, num_pairs: int | None, seed: int = 0,
-                      oversample: bool = False, grades: Sequence[int] = CLASS_GRADES) -> PairDataset:
+                      oversample: bool = False,
+                      grades: Sequence[int] = CLASS_GRADES) -> PairDataset:
     """A :class:`PairDataset` over the two grades of one image set (e.g. the training split)."""
     kl0, kl2 = image_set.for_grade(grades[0]), image_set.for_grade(grades[1])
     sampler = PairSampler(len(kl0), len(kl2), num_pairs, seed=seed, oversample=oversample)

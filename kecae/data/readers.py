@@ -165,6 +165,7 @@ def _load_dicom(path: Path) -> LoadedImage:
         if "PixelData" not in ds:
             raise ImageReadError(path, "DICOM file without pixel data (a report or structured "
                                  "document?)", "remove it from the data set")
+        _set_missing_transfer_syntax(ds)
         arr = ds.pixel_array  # respects BitsStored (12 bits in 16 are masked) and signedness
     except KecaeError:
         raise
@@ -197,6 +198,23 @@ def _load_dicom(path: Path) -> LoadedImage:
     if photometric == "MONOCHROME1":  # low values are white: invert so that bone is bright
         pixels = 1.0 - pixels
     return _finish(path, pixels, False, "DICOM", bits)
+
+
+def _set_missing_transfer_syntax(ds) -> None:
+    """Files without the DICOM file header (no preamble, no meta) lack a transfer syntax; they are
+    always uncompressed, so it follows from the encoding the parser detected."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import (ExplicitVRBigEndian, ExplicitVRLittleEndian,
+                             ImplicitVRLittleEndian)
+
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return
+    implicit, little = ds.original_encoding
+    if meta is None:
+        ds.file_meta = meta = FileMetaDataset()
+    meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                              ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
 
 
 def _window_only(ds, dataset_cls) -> "Dataset":
