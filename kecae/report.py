@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -56,7 +57,7 @@ _PAPER_LAMBDA = (1e-2, 1e-3)  # the paper's chosen (λ1, λ2), marked on the gri
 
 
 # ---------------------------------------------------------------------------------------------
-# Loading the run folder: every reader returns (data or None, problem or None)
+# Loading the run folder: absent files give None, damaged ones a recorded problem
 # ---------------------------------------------------------------------------------------------
 
 @dataclass
@@ -65,7 +66,7 @@ class RunData:
 
     run_dir: Path
     metrics: dict = field(default_factory=dict)
-    log: dict[str, np.ndarray] | None = None
+    train_log: dict[str, np.ndarray] | None = None  # kecae/log.csv columns
     examples: dict[str, np.ndarray] | None = None
     fidelity: dict[str, np.ndarray] | None = None
     classifiers: dict[str, dict] = field(default_factory=dict)
@@ -95,6 +96,8 @@ def _read_json(path: Path) -> dict:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    if not zipfile.is_zipfile(path):  # else numpy reports it as "pickled data", which misleads
+        raise ValueError("not an .npz archive (damaged or cut short)")
     with np.load(path, allow_pickle=False) as z:
         return {k: np.asarray(z[k]) for k in z.files}
 
@@ -123,7 +126,7 @@ def load_run(run_dir: str | Path) -> RunData:
     """Read every known file of ``run_dir``; absent or damaged files are recorded, not raised."""
     run = RunData(run_dir=Path(run_dir))
     run.metrics = _read(run, "metrics.json", _read_json) or {}
-    run.log = _read(run, "kecae/log.csv", _read_log)
+    run.train_log = _read(run, "kecae/log.csv", _read_log)
     run.examples = _read(run, "eval/examples.npz", _read_npz)
     run.fidelity = _read(run, "eval/fidelity.npz", _read_npz)
     for name in ("supervisor", "judge"):
@@ -368,6 +371,12 @@ def _recon_figure(ex: dict[str, np.ndarray]) -> str:
     return _png(fig, dpi=90)
 
 
+def _grid_margins(height: float) -> dict[str, float]:
+    """Subplot margins for a grid of plot panels, in inches turned into figure fractions."""
+    return {"left": 0.07, "right": 0.98, "top": 1 - 0.35 / height, "bottom": 0.55 / height,
+            "wspace": 0.25, "hspace": 0.45}
+
+
 def _target_number(targets: dict, name: str) -> float | None:
     """The numeric target of ``targets[name]``; a text target such as '>= 0.8' gives 0.8."""
     t = targets.get(name)
@@ -396,8 +405,9 @@ def _fidelity_figure(arrays: dict[str, np.ndarray], targets: dict) -> str | None
         return None
     cols = min(2, len(names))
     rows = math.ceil(len(names) / cols)
-    fig = _figure(5.2 * cols, 3.0 * rows)
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False).ravel())
+    height = 3.0 * rows
+    fig = _figure(5.2 * cols, height, layout=None)  # fixed margins: a layout solver costs seconds
+    axes = fig.subplots(rows, cols, squeeze=False, gridspec_kw=_grid_margins(height)).ravel()
     for ax, name in zip(axes, names):
         title, target_name, is_ratio = _FIDELITY_ARRAYS[name]
         v = np.asarray(arrays[name], dtype=np.float64).ravel()
@@ -519,8 +529,9 @@ def _training_figure(cols: dict[str, np.ndarray]) -> tuple[str | None, list[str]
         return None, constant
     ncols = min(3, len(names))
     nrows = math.ceil(len(names) / ncols)
-    fig = _figure(11.0, 2.7 * nrows)
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    height = 2.7 * nrows
+    fig = _figure(11.0, height, layout=None)  # fixed margins: a layout solver costs seconds
+    axes = fig.subplots(nrows, ncols, squeeze=False, gridspec_kw=_grid_margins(height)).ravel()
     for ax, name in zip(axes, names):
         v = cols[name]
         ok = np.isfinite(v)
@@ -535,7 +546,7 @@ def _training_figure(cols: dict[str, np.ndarray]) -> tuple[str | None, list[str]
             ax.set_yscale("log")
         ax.set_title(_LOG_TITLES.get(name, name), fontsize=10)
         ax.set_xlabel("step", fontsize=8)
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
     for ax in axes[len(names):]:
         ax.set_visible(False)
     return _png(fig, dpi=100), constant
@@ -610,7 +621,7 @@ def _examples(run: RunData) -> str:
         return _note(f"eval/examples.npz lacks {_e(', '.join(need))}; rerun "
                      f"<code>{_e(HOW_TO['evaluate'].format(run=run.run_dir))}</code>.")
     uri, k = _examples_figure(ex)
-    measured = any(k in ex for k in ("jsw_x1", "joint_row_x1"))
+    measured = "jsw_x1" in ex or "joint_row_x1" in ex
     caption = (f"{k} random pairs, one per row. X1 is a KL-0 knee, X2 a KL-2 knee; X′1 keeps X1's "
                "anatomy but takes X2's key features (should look KL-2), X′2 the reverse. "
                "The difference maps show what the exchange changed: a good exchange changes the "
@@ -672,14 +683,20 @@ def _exchange(run: RunData) -> str:
                              "Judge on X̂ (control)", "Supervisor on X̂ (control)"], rows,
                             "rates"))
         parts.append(_note(
-            "Each cell is the share of images the classifier assigns to the donor's class "
-            "(95 % Wilson interval). The <b>judge</b> is an independent classifier trained on "
-            "real images only; the <b>supervisor</b> is the frozen classifier whose loss trained "
+            "Each cell is the share of images the classifier assigns to the donor's class, with "
+            "its 95 % Wilson interval where computed. The <b>judge</b> is an independent "
+            "classifier the generator never saw; the <b>supervisor</b> is the frozen classifier whose loss trained "
             "the generator, so it can be fooled by changes a person or another model would not "
             "see. The <b>control</b> columns apply the same test to the reconstruction X̂ of the "
             "recipient, which has no exchanged features: the rate an exchange must beat."))
         sentences = (_gap_text(sec, "kl0_to_kl2", "X′1", "KL-2")
                      + _gap_text(sec, "kl2_to_kl0", "X′2", "KL-0"))
+        judge_acc = _num(_sec(run, "judge").get(
+            "test_accuracy", run.classifiers.get("judge", {}).get("test_accuracy")))
+        if judge_acc is not None and sentences:
+            sentences.append(f"The judge itself grades {100 * judge_acc:.1f} % of real test "
+                             "images correctly, so even a perfect exchange would score about "
+                             "that, not 100 %.")
         if sentences:
             parts.append("<p>" + " ".join(_e(s) for s in sentences) + "</p>")
         known = {f"{w}{d}" for w in ("judge_", "supervisor_", "judge_recon_", "supervisor_recon_")
@@ -848,13 +865,13 @@ def _downstream(run: RunData) -> str:
 
 
 def _training(run: RunData) -> str:
-    if run.log is None:
+    if run.train_log is None:
         return _problems(run, "kecae/log.csv") or _missing("KECAE training log (kecae/log.csv)",
                                                            "train", run)
-    uri, constant = _training_figure(run.log)
+    uri, constant = _training_figure(run.train_log)
     if uri is None:
         return _note("kecae/log.csv has no numeric column to plot yet.")
-    n = len(run.log.get("step", next(iter(run.log.values()))))
+    n = len(run.train_log.get("step", next(iter(run.train_log.values()))))
     cap = (f"Every logged term against the optimisation step ({n} log rows); loss terms on a "
            "log scale. J = J_MSE + λ1·J_SUP + λ2·J_LDA: J_MSE should fall steadily, J_SUP "
            "falls as the exchanged images take the donor's class, J_LDA falls as the key and "
@@ -883,6 +900,12 @@ def _configuration(run: RunData) -> str:
         parts.append(_table(["Setting", "Value"], rows, "config"))
     else:
         parts.append(_missing("the configuration (metrics.json: config)", "evaluate", run))
+    other = {k: v for k, v in run.metrics.items() if k not in _KNOWN_SECTIONS}
+    if other:  # sections this page does not lay out yet are still shown, never dropped
+        rows = [[f"<code>{_e(k)}</code>", _e(json.dumps(v) if not isinstance(v, str) else v)]
+                for k, v in _flatten(other)]
+        parts.append("<h3>Other entries of metrics.json</h3>"
+                     + _table(["Entry", "Value"], rows, "config"))
     timings = _sec(run, "timings")
     if timings:
         rows = [[_e(k), _fmt(v, "sec")] for k, v in timings.items()]
@@ -891,6 +914,9 @@ def _configuration(run: RunData) -> str:
         parts.append("<h3>Timings</h3>" + _table(["Step", "Wall time"], rows, "timings"))
     return "".join(parts)
 
+
+_KNOWN_SECTIONS = {"separability", "exchange_success", "judge", "supervisor", "fidelity", "quality",
+                   "downstream", "lambda_grid", "sampling_size", "targets", "config", "timings"}
 
 #: (anchor, heading, builder) in page order.
 SECTIONS: list[tuple[str, str, Callable[[RunData], str]]] = [

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kecae import cli
 from kecae.cli import main
 from kecae.report import SECTIONS, write_report
 from kecae.utils import KecaeError
@@ -103,6 +104,7 @@ def make_full_run(root: Path, k: int = 3, size: int = 32) -> Path:
                     "nonkey_ssim_median": {"target": 0.9, "value": 0.88, "met": False}},
         "config": {"preset": "tiny", "train": {"lr": 1e-4, "lambda1": 0.01}},
         "timings": {"train": 125.0, "evaluate": 12.5},
+        "reader_study": {"fleiss_kappa": 0.61},
     }
     (root / "metrics.json").write_text(json.dumps(metrics))
 
@@ -168,6 +170,7 @@ def test_full_run_folder(tmp_path):
     assert "27.30 dB" in text and "4.0× the floor" in text
     # the honest gap: supervisor 97 % vs judge 72 % -> 25 points
     assert "25.0-point gap" in text and "+60.0 points" in text
+    assert "grades 84.0 % of real test images correctly" in text
     # Table II row with the gain over T
     assert "85.22 ± 1.19" in text and "+1.63" in text
     assert "✓ met" in text and "✗ not met" in text
@@ -175,6 +178,7 @@ def test_full_run_folder(tmp_path):
     assert "extra_unknown_measure" in text          # unknown keys are shown, not dropped
     assert "lr = 0.0001" in text                    # constant columns named, not plotted
     assert "0:02:05" in text                        # timings
+    assert "reader_study.fleiss_kappa 0.61" in text  # sections without a layout still shown
     assert not list(run.glob(".report.html*"))      # the atomic write left no temporary file
 
 
@@ -199,6 +203,7 @@ def test_damaged_and_partial_inputs(tmp_path):
     metrics["quality"]["recon_psnr"] = None
     (run / "metrics.json").write_text(json.dumps(metrics))
     (run / "kecae" / "log.csv").write_text("step,total\n")  # header only
+    (run / "eval" / "examples.npz").unlink()  # (also keeps this test fast: fewer figures)
     page, parsed = _parse(write_report(run))
     text = _text(parsed)
     assert [h for h in parsed.headings if h in HEADINGS] == HEADINGS
@@ -206,6 +211,8 @@ def test_damaged_and_partial_inputs(tmp_path):
     assert "Could not read kecae/log.csv" in text
     assert "Could not draw the λ1 × λ2 grid" in text and "svm_hk_accuracy has shape" in text
     assert "91.0 %" in text                          # the rest of the section is still there
+    assert "Not computed: example images" in text
+    assert "PSNR of the reconstructions X̂ vs X —" in text  # a null value shows as a dash
 
     (run / "metrics.json").write_text("{ not json")
     page, parsed = _parse(write_report(run))
@@ -217,7 +224,10 @@ def test_missing_run_folder(tmp_path):
         write_report(tmp_path / "nope")
 
 
-def test_cli_writes_report(tmp_path, capsys):
+def test_cli_writes_report(tmp_path, capsys, monkeypatch):
+    assert "kecae.report_cli" in cli.COMMAND_MODULES
+    # Only this sub-command: the others import torch, which costs seconds and is tested elsewhere.
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("kecae.report_cli",))
     assert main(["report", "--run", str(tmp_path)]) == 0
     assert (tmp_path / "report.html").is_file()
     assert str(tmp_path / "report.html") in capsys.readouterr().out
