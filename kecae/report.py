@@ -685,9 +685,9 @@ def _exchange(run: RunData) -> str:
         parts.append(_note(
             "Each cell is the share of images the classifier assigns to the donor's class, with "
             "its 95 % Wilson interval where computed. The <b>judge</b> is an independent "
-            "classifier the generator never saw; the <b>supervisor</b> is the frozen classifier whose loss trained "
-            "the generator, so it can be fooled by changes a person or another model would not "
-            "see. The <b>control</b> columns apply the same test to the reconstruction X̂ of the "
+            "classifier the generator never saw; the <b>supervisor</b> is the frozen classifier "
+            "whose loss trained the generator, so it can be fooled by changes a person or another "
+            "model would not see. The <b>control</b> columns apply the same test to the reconstruction X̂ of the "
             "recipient, which has no exchanged features: the rate an exchange must beat."))
         sentences = (_gap_text(sec, "kl0_to_kl2", "X′1", "KL-2")
                      + _gap_text(sec, "kl2_to_kl0", "X′2", "KL-0"))
@@ -951,7 +951,8 @@ th,td{padding:6px 10px;border-bottom:1px solid #e3e6ea;text-align:left;vertical-
 th{background:#eef1f5;font-weight:600}tbody tr:nth-child(even){background:#fafbfc}
 td:nth-child(n+2){font-variant-numeric:tabular-nums}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:.6em 0}
-.card{flex:1 1 150px;border:1px solid #e3e6ea;border-radius:8px;padding:10px 14px;background:#fbfcfd}
+.card{flex:1 1 150px;border:1px solid #e3e6ea;border-radius:8px;padding:10px 14px;
+ background:#fbfcfd}
 .card .big{font-size:1.6em;font-weight:650;color:#1f3b73}.card .label{font-size:.86em}
 .card .sub{font-size:.78em;color:#6b7585}
 figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #e3e6ea}

@@ -247,7 +247,7 @@ def test_mahalanobis_plausible():
                                                                                        abs=1e-3)
     far = np.full((5, 3), 20.0)
     assert not M.mahalanobis_plausible(real, far).any()
-    # Correlation matters: a point along the main axis is plausible, the same distance across is not.
+    # Correlation matters: a point along the main axis is plausible, one across it is not.
     along, across = np.array([[2.0, 1.0, 0.3]]), np.array([[2.0, -1.9, 0.0]])
     assert M.mahalanobis_plausible(real, along)[0] and not M.mahalanobis_plausible(real, across)[0]
     with pytest.raises(ValueError, match="quantile"):
