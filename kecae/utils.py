@@ -14,6 +14,16 @@ from typing import Iterator
 import numpy as np
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Mode of files written by :func:`atomic_path` (mkstemp would leave them private, 0600).
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
 class KecaeError(Exception):
     """An error caused by the user's input or environment.
 
@@ -36,6 +46,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
                                dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, _FILE_MODE)
     try:
         yield tmp_path
         os.replace(tmp_path, path)

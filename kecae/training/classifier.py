@@ -4,6 +4,7 @@ stopping), test split reported once with the selected weights."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -18,8 +19,7 @@ from tqdm.auto import tqdm
 
 from kecae import CLASS_GRADES
 from kecae.training.augment import classic_augment
-from kecae.training.checkpoint import (load_checkpoint, rng_state, save_checkpoint, set_rng_state,
-                                       unwrap)
+from kecae.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from kecae.training.common import ArrayBatcher, autocast, balanced_epoch_indices, check_finite
 from kecae.training.config import ClassifierTrainConfig, save_yaml, to_dict
 from kecae.training.distributed import (DistInfo, all_reduce_mean, barrier, broadcast_flag,
@@ -62,7 +62,7 @@ def predict(model: torch.nn.Module, images: np.ndarray, device: torch.device,
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.asarray(images[start:start + batch_size], dtype=np.float32))
+        x = torch.from_numpy(np.array(images[start:start + batch_size], dtype=np.float32))
         with autocast(device, amp):
             logits = model(x[:, None].to(device))
         out.append(torch.softmax(logits.float(), 1)[:, 1].cpu().numpy())
@@ -83,7 +83,7 @@ def evaluate_split(model: torch.nn.Module, image_set: Any, device: torch.device,
 
 def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
     """Train, select on validation, test once; returns (and writes) ``metrics.json``."""
-    from kecae.models.classifiers import build_classifier
+    from kecae.models.classifiers import ClassifierConfig, build_classifier
 
     dist_info, device = init_distributed(cfg.device)
     out = Path(cfg.out)
@@ -93,7 +93,11 @@ def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
                          f"processes ({dist_info.world_size})")
     seed_everything(cfg.seed)
     data = load_splits(cfg, progress=cfg.progress and main)
-    model_config = {"arch": cfg.arch, "image_size": cfg.image_size, "num_classes": 2}
+    try:
+        model_config = dataclasses.asdict(ClassifierConfig(arch=cfg.arch, image_size=cfg.image_size,
+                                                           num_classes=2))
+    except ValueError as exc:
+        raise KecaeError(str(exc)) from exc
     model = build_classifier(**model_config).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -123,8 +123,13 @@ def sample_grid(model: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor) -> n
     return ((grid + 1) * 127.5).round().astype(np.uint8)
 
 
-def train_kecae(cfg: KECAETrainConfig) -> dict[str, Any]:
-    """Train KECAE; returns a summary (also written to ``<out>/summary.json``)."""
+def train_kecae(cfg: KECAETrainConfig,
+                callback: Callable[[str, torch.nn.Module], None] | None = None) -> dict[str, Any]:
+    """Train KECAE; returns a summary (also written to ``<out>/summary.json``).
+
+    ``callback(event, model)``, if given, is called on every rank with the bare model at
+    ``"start"`` (initialised or resumed weights) and ``"end"`` (final weights).
+    """
     from kecae import CLASS_GRADES
     from kecae.data import PairSampler, load_image_set
     from kecae.losses import hybrid_loss
@@ -208,6 +213,8 @@ def train_kecae(cfg: KECAETrainConfig) -> dict[str, Any]:
             Image.fromarray(grid).save(tmp, format="PNG")
         logger.image("samples/X1_X1ex_X1hat_X2_X2ex_X2hat", grid, step)
 
+    if callback:
+        callback("start", model)
     model.train()
     bar = tqdm(total=total_steps, initial=start_step, desc="KECAE", disable=not (cfg.progress and main),
                unit="step")
@@ -259,6 +266,8 @@ def train_kecae(cfg: KECAETrainConfig) -> dict[str, Any]:
         bar.update(1)
     bar.close()
     logger.close()
+    if callback:
+        callback("end", model)
     barrier(dist_info)
     if main and start_step < total_steps:
         rows = read_log(out / "log.csv")
