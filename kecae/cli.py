@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "kecae.generation_cli",
     "kecae.evaluation.cli",
     "kecae.report_cli",
+    "kecae.studies_cli",
     "kecae.demo",
 )
 
