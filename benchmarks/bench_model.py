@@ -1,0 +1,224 @@
+"""Model benchmark: size, FLOPs and CPU training throughput of the KECAE presets and classifiers.
+
+    python benchmarks/bench_model.py --out benchmarks/results [--quick]
+
+Writes ``<out>/model.json`` with, per preset (tiny, cpu, paper): parameters (K and N branches,
+decoder, total), forward GFLOP per image and per training pair (``FlopCounterMode``), training
+throughput (forward + backward + Adam with the hybrid loss and a frozen siamese supervisor;
+median pairs/s over several steps after warm-up) and peak RSS; the table that chose the ``cpu``
+preset (image 64/96/128 × width 0.125/0.25/0.5); parameters and GFLOP of every classifier at 64
+and 128 px. Each measurement runs in a fresh process so its peak RSS is its own. Throughput on a
+shared machine depends on its load, so the load average is recorded before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+# Runs as a script from the repository root or from benchmarks/.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from kecae.losses import hybrid_loss  # noqa: E402
+from kecae.models.classifiers import CLASSIFIERS, build_classifier  # noqa: E402
+from kecae.models.kecae import (KECAE, KECAEConfig, count_parameters, flops_per_image,  # noqa: E402
+                                flops_per_pair)
+from kecae.models.presets import PRESETS, kecae_config  # noqa: E402
+from kecae.utils import atomic_write_text  # noqa: E402
+
+#: The demo's budget for KECAE training on 2 cores (the rest goes to install, phantoms, two
+#: classifier trainings and evaluation within ~15 min).
+DEMO_KECAE_SECONDS = 300
+#: Fewest pairs a reasonable auto-encoder should see; the cpu preset must reach this in the budget.
+MIN_PAIRS = 20_000
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def train_throughput(config: KECAEConfig, batch: int, warmup: int, steps: int,
+                     seed: int = 0) -> dict:
+    """Median pairs/s of full training steps (forward, hybrid loss, backward, Adam) on CPU."""
+    torch.manual_seed(seed)
+    model = KECAE(config).train()
+    supervisor = build_classifier("siamese", config.image_size).eval()
+    for p in supervisor.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    s = config.image_size
+    x1 = torch.rand(batch, 1, s, s) * 2 - 1
+    x2 = torch.rand(batch, 1, s, s) * 2 - 1
+    y1 = torch.zeros(batch, dtype=torch.long)
+    y2 = torch.ones(batch, dtype=torch.long)
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss, _ = hybrid_loss(model(x1, x2), x1, x2, y1, y2, supervisor)
+        loss.backward()
+        opt.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    step_s = statistics.median(times)
+    return {"batch": batch, "warmup_steps": warmup, "timed_steps": steps,
+            "step_s_median": round(step_s, 4), "step_s_all": [round(t, 4) for t in times],
+            "pairs_per_s": round(batch / step_s, 2), "loss_finite": bool(torch.isfinite(loss))}
+
+
+def kecae_sizes(config: KECAEConfig) -> dict:
+    """Parameters per part and FLOPs (meta device: nothing is allocated)."""
+    with torch.device("meta"):
+        model = KECAE(config)
+    return {
+        "params": {"key_encoder": count_parameters(model.key_encoder),
+                   "nonkey_encoder": count_parameters(model.nonkey_encoder),
+                   "decoder": count_parameters(model.decoder),
+                   "total": count_parameters(model)},
+        "gflop_forward_per_image": round(flops_per_image(config) / 1e9, 4),
+        "gflop_forward_per_pair": round(flops_per_pair(config) / 1e9, 4),
+        "gflop_train_per_pair": round(flops_per_pair(config, backward=True) / 1e9, 4),
+    }
+
+
+def measure_preset(name: str, batch: int, warmup: int, steps: int) -> dict:
+    """One preset: config, sizes, FLOPs, throughput and this process's peak RSS."""
+    config = kecae_config(name)
+    result = {"config": {**vars(config), "encoder_channels": list(config.encoder_channels)},
+              "channels": list(config.channels), "spatial_sizes": list(config.spatial_sizes),
+              "latent_shape": list(config.latent_shape), **kecae_sizes(config)}
+    result["train"] = train_throughput(config, batch, warmup, steps)
+    result["train"]["gflop_per_s"] = round(result["train"]["pairs_per_s"]
+                                           * result["gflop_train_per_pair"], 2)
+    result["peak_rss_mib"] = round(_peak_rss_mib(), 1)
+    result["torch_threads"] = torch.get_num_threads()
+    return result
+
+
+def measure_candidate(image_size: int, width: float, batch: int, warmup: int, steps: int) -> dict:
+    """One row of the cpu-preset selection table."""
+    config = KECAEConfig(image_size=image_size, width=width)
+    sizes = kecae_sizes(config)
+    train = train_throughput(config, batch, warmup, steps)
+    return {"image_size": image_size, "width": width, "params": sizes["params"]["total"],
+            "latent_shape": list(config.latent_shape),
+            "gflop_train_per_pair": sizes["gflop_train_per_pair"],
+            "pairs_per_s": train["pairs_per_s"], "step_s_median": train["step_s_median"],
+            f"pairs_in_{DEMO_KECAE_SECONDS}s": int(train["pairs_per_s"] * DEMO_KECAE_SECONDS),
+            "peak_rss_mib": round(_peak_rss_mib(), 1), "torch_threads": torch.get_num_threads()}
+
+
+def measure_classifiers() -> dict:
+    """Parameters and forward GFLOP per image of every registered classifier at 64 and 128 px."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    out = {}
+    for arch in CLASSIFIERS:
+        row = {}
+        for size in (64, 128):
+            with torch.device("meta"):
+                model = build_classifier(arch, size).eval()
+                x = torch.zeros(1, 1, size, size)
+            counter = FlopCounterMode(display=False)
+            with counter:
+                model(x)
+            row[f"{size}px"] = {"gflop_forward_per_image": round(counter.get_total_flops() / 1e9, 4),
+                                "feature_dim": model.feature_dim}
+        row["params"] = count_parameters(model)
+        out[arch] = row
+    return out
+
+
+def select_cpu_preset(rows: list[dict], budget_s: int = DEMO_KECAE_SECONDS,
+                      min_pairs: int = MIN_PAIRS) -> dict:
+    """The selection rule: the largest image size at which some width still sees ``min_pairs``
+    pairs in ``budget_s``, and at that size the widest such width; if no row qualifies, the row
+    that sees the most pairs."""
+    ok = [r for r in rows if r["pairs_per_s"] * budget_s >= min_pairs]
+    if not ok:
+        best = max(rows, key=lambda r: r["pairs_per_s"])
+        return {"image_size": best["image_size"], "width": best["width"], "qualified": False}
+    best = max(ok, key=lambda r: (r["image_size"], r["width"]))
+    return {"image_size": best["image_size"], "width": best["width"], "qualified": True}
+
+
+def _run(pool: cf.Executor, fn, *args) -> dict:
+    t0 = time.perf_counter()
+    result = pool.submit(fn, *args).result()
+    result["wall_s"] = round(time.perf_counter() - t0, 2)
+    result["loadavg_1min_after"] = round(os.getloadavg()[0], 2)
+    print(f"  {fn.__name__}{args}: {json.dumps(result)[:300]}", flush=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="benchmarks/results", help="folder for model.json")
+    parser.add_argument("--quick", action="store_true", help="fewer timed steps (a smoke run)")
+    parser.add_argument("--skip-paper", action="store_true", help="no paper-preset throughput")
+    parser.add_argument("--skip-selection", action="store_true", help="no cpu-preset table")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads in the measuring processes (default 1: on a machine "
+                             "that other jobs load, 2 OpenMP threads on 2 cores stall each other "
+                             "and run several times slower than 1)")
+    args = parser.parse_args(argv)
+
+    warmup, steps = (1, 2) if args.quick else (2, 5)
+    ctx = mp.get_context("spawn")
+    started = time.time()
+    report: dict = {
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "torch": torch.__version__, "cpu_count": os.cpu_count(),
+                    "torch_threads": torch.get_num_threads(),
+                    "loadavg_before": [round(v, 2) for v in os.getloadavg()]},
+        "method": ("CPU float32. Training step = KECAE forward on a batch of pairs + hybrid "
+                   "loss (frozen siamese supervisor, lambda 1e-2 / 1e-3, LDA per image) + "
+                   "backward + Adam. pairs/s = batch / median step time after warm-up. GFLOP "
+                   "by torch.utils.flop_counter.FlopCounterMode (2 FLOP per multiply-add; "
+                   "convolutions and matmuls only). Each measurement in a fresh process."),
+        "presets": {}, "cpu_preset_selection": {}, "classifiers": {},
+    }
+    with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx, max_tasks_per_child=1,
+                                initializer=torch.set_num_threads,
+                                initargs=(args.threads,)) as pool:
+        print("presets", flush=True)
+        for name in PRESETS:
+            if name == "paper":
+                if args.skip_paper:
+                    continue
+                report["presets"][name] = _run(pool, measure_preset, name, 2, 1, 2)
+            else:
+                report["presets"][name] = _run(pool, measure_preset, name, 32, warmup, steps)
+        if not args.skip_selection:
+            print("cpu preset selection", flush=True)
+            rows = [_run(pool, measure_candidate, size, width, 32, warmup, steps)
+                    for size in (64, 96, 128) for width in (0.125, 0.25, 0.5)]
+            report["cpu_preset_selection"] = {
+                "budget_s": DEMO_KECAE_SECONDS, "min_pairs": MIN_PAIRS, "batch": 32,
+                "rows": rows, "pick": select_cpu_preset(rows),
+                "rule": (f"largest image whose best width still sees >= {MIN_PAIRS} pairs in "
+                         f"{DEMO_KECAE_SECONDS} s; among those, the widest such width"),
+            }
+        print("classifiers", flush=True)
+        report["classifiers"] = _run(pool, measure_classifiers)
+    report["machine"]["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
+    report["wall_s"] = round(time.time() - started, 1)
+    out = Path(args.out) / "model.json"
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out} in {report['wall_s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
