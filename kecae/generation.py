@@ -26,9 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from PIL import Image
-from tqdm.auto import tqdm
 
 from kecae import CLASS_GRADES
 from kecae.utils import KecaeError, atomic_path, atomic_write_text, file_sha256, select_device
@@ -67,12 +64,17 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
+    from PIL import Image
+
     with atomic_path(path) as tmp:
         Image.fromarray(to_uint8(image)).save(tmp, format="PNG")
 
 
 def generate(cfg: GenerateConfig) -> dict[str, Any]:
     """Write X'1 / X'2 for ``cfg.pairs`` pairs; returns a summary (also in generation.json)."""
+    import torch
+    from tqdm.auto import tqdm
+
     from kecae.data import PairSampler, load_image_set
     from kecae.inference import load_kecae
 

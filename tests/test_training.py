@@ -248,3 +248,11 @@ def test_ddp_gloo_two_processes(tree, supervisor, tmp_path):
     moved = sum(float((r0[n] - init[n]).abs().sum()) for n in params)
     assert moved > 0  # three steps did change the weights
     assert (tmp_path / "ddp" / "run" / "log.csv").exists()  # rank 0 wrote the run folder
+
+
+def test_cli_choice_names_match_registries():
+    from kecae.models import CLASSIFIERS, PRESETS
+    from kecae.names import CLASSIFIER_NAMES, PRESET_NAMES
+
+    assert sorted(CLASSIFIERS) == sorted(CLASSIFIER_NAMES)
+    assert sorted(PRESETS) == sorted(PRESET_NAMES)

@@ -22,10 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from kecae import CLASS_GRADES
-from kecae.evaluation import metrics as M
 from kecae.utils import KecaeError, atomic_path, atomic_write_text, select_device
 
 log = logging.getLogger(__name__)
@@ -68,6 +66,8 @@ def _get(d: dict, dotted: str) -> Any:
 
 
 def _rate(mask: np.ndarray) -> dict[str, float]:
+    from kecae.evaluation import metrics as M
+
     f = M.fraction(mask)
     return {"value": f["value"], "n": f["n"], "ci_low": f["ci_low"], "ci_high": f["ci_high"]}
 
@@ -79,9 +79,11 @@ def _put_rate(section: dict, key: str, mask: np.ndarray) -> None:
     section[key + "_n"] = f["n"]
 
 
-def _exchange_all(model: torch.nn.Module, x1: np.ndarray, x2: np.ndarray, device: torch.device,
+def _exchange_all(model: Any, x1: np.ndarray, x2: np.ndarray, device: Any,
                   batch: int = 64) -> dict[str, np.ndarray]:
     """Reconstructions and exchanges of aligned pairs, eval mode: 4 arrays (n, S, S)."""
+    import torch
+
     outs: dict[str, list[np.ndarray]] = {k: [] for k in ("x1_hat", "x2_hat", "x1_ex", "x2_ex")}
     with torch.no_grad():
         for s in range(0, len(x1), batch):
@@ -114,6 +116,7 @@ def _is_phantom_data(data: str) -> bool:
 
 def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     from kecae.data import PairSampler, load_image_set
+    from kecae.evaluation import metrics as M
     from kecae.inference import classifier_features, classify, encode, load_classifier, load_kecae
 
     run = Path(cfg.run)

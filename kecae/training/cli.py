@@ -42,15 +42,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from kecae.models.classifiers import CLASSIFIERS
-    from kecae.models.presets import PRESETS
+    from kecae.names import CLASSIFIER_NAMES, PRESET_NAMES
 
     p = sub.add_parser("train-classifier", help="train a KL-0 vs KL-2 classifier",
                        description="Train a KL-0 vs KL-2 classifier on the train split, select on "
                        "validation (early stopping), report test metrics. Re-running a finished "
                        "run folder returns its metrics; an interrupted one resumes. Works under "
                        "torchrun (DDP).")
-    add_dataclass_args(p, ClassifierTrainConfig, choices={"arch": sorted(CLASSIFIERS),
+    add_dataclass_args(p, ClassifierTrainConfig, choices={"arch": list(CLASSIFIER_NAMES),
                                                           "augment": ["none", "classic"]})
     p.set_defaults(func=cmd_train_classifier)
 
@@ -59,6 +58,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "A run folder with a checkpoint resumes where it stopped. Works under "
                        "torchrun (DDP): the global batch is split over the processes.")
     add_dataclass_args(p, KECAETrainConfig, choices={
-        "preset": sorted(PRESETS), "supervisor_mode": ["frozen", "joint"],
-        "lda_mode": ["image", "batch"], "joint_arch": sorted(CLASSIFIERS)})
+        "preset": list(PRESET_NAMES), "supervisor_mode": ["frozen", "joint"],
+        "lda_mode": ["image", "batch"], "joint_arch": list(CLASSIFIER_NAMES)})
     p.set_defaults(func=cmd_train)
