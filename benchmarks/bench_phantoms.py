@@ -1,6 +1,7 @@
 """Phantom benchmark: speed, measurement accuracy, and the grade statistics of the data set.
 
-    python benchmarks/bench_phantoms.py --out benchmarks/results [--quick] [--grid docs/phantoms_grid.png]
+    python benchmarks/bench_phantoms.py --out benchmarks/results [--quick] \
+        [--grid docs/phantoms_grid.png]
 
 Writes ``OUT/phantoms.json``:
 - ``speed``: images/s at 128 and 224 px (render only; render + PNG encoding; the whole
@@ -188,11 +189,13 @@ def make_grid(path: Path, size: int = 224) -> None:
             ax = axes[r, c]
             ax.imshow(render(p, size), cmap="gray", vmin=0, vmax=255)
             ost = "osteophytes" if p.osteophytes else "no osteophytes"
-            ax.set_title(f"KL-{grade} ({p.side})  JSW-M {p.jsw_medial_mm:.1f} mm\n{ost}", fontsize=8)
+            ax.set_title(f"KL-{grade} ({p.side})  JSW-M {p.jsw_medial_mm:.1f} mm\n{ost}",
+                         fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r, 0].set_ylabel(f"KL-{grade}", fontsize=12)
-    fig.suptitle("kecae phantoms: synthetic AP knee radiographs (224 px; JSW-M = medial joint space)",
+    fig.suptitle("kecae phantoms: synthetic AP knee radiographs "
+                 "(224 px; JSW-M = medial joint space)",
                  fontsize=10)
     fig.subplots_adjust(left=0.03, right=0.99, bottom=0.01, top=0.88, wspace=0.05, hspace=0.28)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -208,8 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
-    result: dict = {"machine": {"platform": platform.platform(), "python": platform.python_version(),
-                                "numpy": np.__version__}, "quick": args.quick}
+    machine = {"platform": platform.platform(), "python": platform.python_version(),
+               "numpy": np.__version__}
+    result: dict = {"machine": machine, "quick": args.quick}
     result["speed"] = bench_speed(args.quick)
     result["measurement"], rows = bench_measurement(args.quick)
     result["grades"] = bench_grades(rows, args.quick)

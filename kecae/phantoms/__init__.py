@@ -1,5 +1,5 @@
-"""Built-in synthetic AP knee radiographs (KL-0 / KL-2 and more) with per-image ground truth, and the
-joint measurement that checks key features on any knee image.
+"""Built-in synthetic AP knee radiographs (KL-0 / KL-2 and more) with per-image ground truth,
+and the joint measurement that checks key features on any knee image.
 
 Convention: :func:`medial_on_image_left` says where the medial compartment is for a knee side.
 """

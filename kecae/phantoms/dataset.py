@@ -57,7 +57,8 @@ _STREAM_PLAN, _STREAM_PATIENT, _STREAM_KNEE = 0, 1, 2
 
 
 def _rng(seed: int, stream: int, index: int = 0) -> np.random.Generator:
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(stream, index))))
+    seq = np.random.SeedSequence(seed, spawn_key=(stream, index))
+    return np.random.Generator(np.random.PCG64(seq))
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,11 @@ def plan_dataset(counts: dict[int, int], seed: int = 0,
         if g not in GRADES:
             raise ValueError(f"unknown KL grade {g!r}; phantoms exist for grades {GRADES}")
         if not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"the number of KL-{g} phantoms must be a non-negative integer, got {n!r}")
+            raise ValueError(f"the number of KL-{g} phantoms must be a non-negative integer, "
+                             f"got {n!r}")
     if sum(counts.values()) == 0:
-        raise ValueError("asked for 0 phantoms; give at least one of n_kl0 / n_kl2 a positive count")
+        raise ValueError("asked for 0 phantoms; give at least one of n_kl0 / n_kl2 a positive "
+                         "count")
 
     # Patients: shuffle the knee slots, then take one (unilateral) or two (bilateral) at a time.
     rng = _rng(seed, _STREAM_PLAN)
@@ -147,7 +150,8 @@ GROUND_TRUTH_COLUMNS = (
 )
 _PARAM_SKIP = {"grade", "side", "severity", "jsw_medial_mm", "jsw_lateral_mm",
                *(f"ost_{m}_mm" for m in MARGINS)}
-PARAM_COLUMNS = tuple(f.name for f in dataclasses.fields(PhantomParams) if f.name not in _PARAM_SKIP)
+PARAM_COLUMNS = tuple(f.name for f in dataclasses.fields(PhantomParams)
+                      if f.name not in _PARAM_SKIP)
 
 
 def _row(knee: Knee, size: int, noise_free: bool) -> dict[str, object]:
@@ -160,7 +164,8 @@ def _row(knee: Knee, size: int, noise_free: bool) -> dict[str, object]:
         "jsw_medial_mm": p.jsw_medial_mm, "jsw_lateral_mm": p.jsw_lateral_mm,
         "jsw_medial_px": gt["jsw_medial_px"], "jsw_lateral_px": gt["jsw_lateral_px"],
         "severity": p.severity, "noise_free": int(noise_free),
-        "osteophytes": int(gt["osteophytes"]), "medial_on_image_left": int(gt["medial_on_image_left"]),
+        "osteophytes": int(gt["osteophytes"]),
+        "medial_on_image_left": int(gt["medial_on_image_left"]),
     }
     for m, mm in zip(MARGINS, p.osteophyte_sizes_mm):
         row[f"ost_{m}_mm"] = mm
@@ -221,7 +226,8 @@ def _check_out(out: Path, spec: dict[str, object]) -> None:
         try:
             old = json.loads(spec_file.read_text())
         except (OSError, ValueError) as exc:
-            raise KecaeError(f"{spec_file} is unreadable ({exc}); delete {out} and run again") from exc
+            raise KecaeError(f"{spec_file} is unreadable ({exc}); delete {out} and run "
+                             "again") from exc
         old_key = {k: v for k, v in old.items() if k != "version"}
         new_key = {k: v for k, v in spec.items() if k != "version"}
         if old_key != new_key:

@@ -76,14 +76,16 @@ def to_unit_float(image: np.ndarray) -> np.ndarray:
     if a.ndim == 3 and 1 in (a.shape[0], a.shape[-1]):
         a = a.reshape(a.shape[1:] if a.shape[0] == 1 else a.shape[:-1])
     if a.ndim != 2:
-        raise ValueError(f"measure_joint expects a grey image of shape (H, W), got shape {a.shape}; "
+        raise ValueError(f"measure_joint expects a grey image of shape (H, W), got shape "
+                         f"{a.shape}; "
                          "convert colour images to grey first")
     if a.dtype == np.uint8:
         return a.astype(np.float32) * np.float32(1 / 255)
     if a.dtype == np.uint16:
         return a.astype(np.float32) * np.float32(1 / 65535)
     if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
-        raise ValueError(f"image dtype {a.dtype} is not a grey level type; pass uint8, uint16 or float")
+        raise ValueError(f"image dtype {a.dtype} is not a grey level type; pass uint8, uint16 "
+                         "or float")
     a = a.astype(np.float32)
     if not np.all(np.isfinite(a)):
         raise ValueError("image contains NaN or infinite values")
@@ -280,7 +282,8 @@ def measure_joint(image: np.ndarray, side: str | None = None) -> JointMeasuremen
 
     blur = max(out["left"][4], out["right"][4])
     if blur > max(1.6, _MAX_BLUR_MM * s / _FOV_MM):
-        return _refuse(f"joint edges too blurred to resolve the joint space (edge blur ~{blur:.1f} px)", side)
+        return _refuse("joint edges too blurred to resolve the joint space "
+                       f"(edge blur ~{blur:.1f} px)", side)
 
     # 4. osteophytes at the outer margins
     smooth = ndimage.gaussian_filter(img, sigma)
@@ -324,7 +327,8 @@ def measure_many(images, sides=None) -> dict[str, np.ndarray]:
     if sides is None:
         sides = [None] * len(images)
     if len(sides) != len(images):
-        raise ValueError(f"got {len(images)} images but {len(sides)} sides; give one side per image")
+        raise ValueError(f"got {len(images)} images but {len(sides)} sides; give one side per "
+                         "image")
     keys = ("ok", "jsw_left_px", "jsw_right_px", "jsw_medial_px", "jsw_lateral_px",
             "osteophyte_score", "osteophytes", "osteophyte_medial_px", "osteophyte_lateral_px",
             "joint_row", "reason")

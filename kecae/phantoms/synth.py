@@ -332,12 +332,12 @@ class KneeGeometry:
     contact_x: tuple[float, float]  # x of the narrowest joint space per compartment
     femur_bottom_y: tuple[float, float]  # lowest femoral point per compartment
     meta_bottom: float  # y of the notch roof
-    tibia_x0: float
-    tibia_half: float
+    tibia_x0: float  # tibia centre x
+    tibia_half: float  # half-width of the tibial plateau
     plateau_y: tuple[float, float]  # plateau height under each condyle
-    table_x: np.ndarray  # 1-D table of the tibial plateau height top(x) ...
-    table_top: np.ndarray  # ... and its slope normaliser 1/sqrt(1+top'^2)
-    table_norm: np.ndarray
+    table_x: np.ndarray  # uniform grid (step _TABLE_STEP) across the plateau, x in mm
+    table_top: np.ndarray  # tibial surface height top(x) on that grid
+    table_norm: np.ndarray  # 1 / sqrt(1 + top'(x)^2): vertical distance -> normal distance
     spurs: tuple[_Spur | None, ...]  # in MARGINS order
 
 
@@ -372,7 +372,7 @@ def _condyle_lift(x: np.ndarray, cx: float, a: float, b: float, n: float) -> np.
 _TABLE_STEP = 0.05  # mm between entries of the tibial plateau table
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=256)  # ~17 kB per entry (the plateau table)
 def knee_geometry(p: PhantomParams) -> KneeGeometry:
     """Place the condyles so each compartment's narrowest vertical gap equals its JSW exactly."""
     W = p.femur_width_mm
@@ -424,7 +424,6 @@ def knee_geometry(p: PhantomParams) -> KneeGeometry:
         ex = x0 + out * half_t
         ey = float(np.interp(ex - out * 2.5, xs, top))
         spurs.append(_spur(ex, ey + 0.6, out, -1.0, ang, length))
-    spurs = [spurs[0], spurs[1], spurs[2], spurs[3]]
     return KneeGeometry(
         cx=(cxm, cxl), cy=cy, ca=(am, al), cb=b, contact_x=(contacts[0], contacts[1]),
         femur_bottom_y=(bottoms[0], bottoms[1]), meta_bottom=min(bottoms) - p.notch_height_mm,
@@ -443,7 +442,8 @@ def _spur(px: float, py: float, out: float, down: float, ang: float, length: flo
     # a lip: broad base, blunt tip; rooted inside the bone so it grows out without a seam
     ra = _clip(0.55 * length, 1.0, 3.5)
     rb = _clip(0.2 * length, 0.35, 1.0)
-    return _Spur(px - dx * ra, py - dy * ra, px + dx * (length - rb), py + dy * (length - rb), ra, rb)
+    tip = length - rb
+    return _Spur(px - dx * ra, py - dy * ra, px + dx * tip, py + dy * tip, ra, rb)
 
 
 # ------------------------------------------------------------------------------- rendering
@@ -600,7 +600,8 @@ def _femur(f: _Frame, p: PhantomParams, g: KneeGeometry, rows: slice) -> np.ndar
     d_meta = _smin(hw - np.abs(x), level - y, 3.0)
     mid, span = 0.5 * (g.cx[0] + g.cx[1]), 0.5 * (g.cx[1] - g.cx[0])
     dx = x - mid
-    arch = np.minimum(g.meta_bottom + 0.04 * dx * dx, min(g.femur_bottom_y) - 7.0)  # stays inside the condyles
+    # the arch's ends stay inside the condyles
+    arch = np.minimum(g.meta_bottom + 0.04 * dx * dx, min(g.femur_bottom_y) - 7.0)
     d_bridge = _smin(span - np.abs(dx), arch - y, 3.0)
     d = _smax(_smax(d_c[0], d_c[1], 2.0), _smax(d_meta, d_bridge, 3.0), 4.0)
     return _add_spurs(f, d, g.spurs[:2], rows)
@@ -684,10 +685,12 @@ def render(params: PhantomParams, size: int, noise_free: bool = False) -> np.nda
     # Each bone is evaluated in the band of rows it can reach (rotation is taken into account).
     low_femur = max(g.femur_bottom_y) + 8.0
     rows_f = f.box(-far, far, -far, low_femur)[0]
-    A[rows_f] += _bone_attenuation(_femur(f, p, g, rows_f), 28.0, p.cortex_mm, dens, trab[rows_f], f.sp)
+    A[rows_f] += _bone_attenuation(_femur(f, p, g, rows_f), 28.0, p.cortex_mm, dens,
+                                   trab[rows_f], f.sp)
     high_tibia = min(float(g.table_top.min()), min(g.plateau_y) - 5.0) - 2.0  # spines, spurs
     rows_t = f.box(-far, far, high_tibia, far)[0]
-    A[rows_t] += _bone_attenuation(_tibia(f, p, g, rows_t), 26.0, p.cortex_mm, dens, trab[rows_t], f.sp)
+    A[rows_t] += _bone_attenuation(_tibia(f, p, g, rows_t), 26.0, p.cortex_mm, dens,
+                                   trab[rows_t], f.sp)
     fr = p.fibula_radius_mm
     fy = g.plateau_y[1] + p.fibula_drop_mm
     fx = g.tibia_x0 + float(_tibia_side(g, p, fy)) - p.fibula_inset_mm + fr
@@ -696,7 +699,8 @@ def render(params: PhantomParams, size: int, noise_free: bool = False) -> np.nda
     A[box] += _bone_attenuation(f.field(_fibula, box, fx, fy, fr)[box], 8.0, p.cortex_mm,
                                 0.4 * dens, trab[box], f.sp)
     py, pa, pb = min(g.femur_bottom_y) - p.patella_dy_mm, p.patella_width_mm, p.patella_height_mm
-    box = f.box(p.patella_dx_mm - pa - pad, p.patella_dx_mm + pa + pad, py - pb - pad, py + pb + pad)
+    box = f.box(p.patella_dx_mm - pa - pad, p.patella_dx_mm + pa + pad, py - pb - pad,
+                py + pb + pad)
     A[box] += _bone_attenuation(f.field(_ellipse, box, p.patella_dx_mm, py, pa, pb)[box], 9.0,
                                 p.cortex_mm, p.patella_density * dens, trab[box], f.sp)
 
