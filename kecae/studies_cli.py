@@ -81,15 +81,14 @@ def cmd_lambda_grid(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from kecae.models.classifiers import CLASSIFIERS
-    from kecae.models.presets import PRESETS
+    from kecae.names import CLASSIFIER_NAMES, PRESET_NAMES
 
     study = sub.add_parser("study", help="augmentation studies: Table II, Fig. 5, Fig. 3",
                            description="Does KECAE help a classifier? Each study trains its "
                            "sub-runs under RUN/studies/<name>/ (a rerun reuses finished ones) and "
                            "writes its section of RUN/metrics.json, which `kecae report` shows.")
     kinds = study.add_subparsers(dest="study", metavar="STUDY", required=True)
-    archs = sorted(CLASSIFIERS)
+    archs = sorted(CLASSIFIER_NAMES)
 
     p = kinds.add_parser("downstream", help="classifiers on T, T+classic and T' (Table II)",
                          description="Train each --arch from scratch on T (real images), "
@@ -132,7 +131,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="optimiser steps per KECAE (default: 300)")
     p.add_argument("--data", help="data set (default: the run's KECAE data)")
     p.add_argument("--supervisor", help="supervisor checkpoint (default: RUN/supervisor/best.pt)")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="KECAE preset (default: the run's)")
+    p.add_argument("--preset", choices=sorted(PRESET_NAMES), help="KECAE preset (default: the run's)")
     p.add_argument("--batch-size", type=int, help="KECAE batch of pairs (default: the run's)")
     p.add_argument("--num-pairs", type=int, help="N pairs sampled for training (default: the run's)")
     p.add_argument("--images", type=int, default=1000,
