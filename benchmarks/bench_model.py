@@ -49,17 +49,23 @@ def _peak_rss_mib() -> float:
 
 
 def train_throughput(config: KECAEConfig, batch: int, warmup: int, steps: int,
-                     seed: int = 0) -> dict:
+                     threads: int = 1, channels_last: bool = False, seed: int = 0) -> dict:
     """Median pairs/s of full training steps (forward, hybrid loss, backward, Adam) on CPU."""
+    torch.set_num_threads(threads)
     torch.manual_seed(seed)
     model = KECAE(config).train()
     supervisor = build_classifier("siamese", config.image_size).eval()
     for p in supervisor.parameters():
         p.requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     s = config.image_size
     x1 = torch.rand(batch, 1, s, s) * 2 - 1
     x2 = torch.rand(batch, 1, s, s) * 2 - 1
+    if channels_last:  # NHWC lets oneDNN skip layout conversions around each convolution
+        model = model.to(memory_format=torch.channels_last)
+        supervisor = supervisor.to(memory_format=torch.channels_last)
+        x1 = x1.contiguous(memory_format=torch.channels_last)
+        x2 = x2.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     y1 = torch.zeros(batch, dtype=torch.long)
     y2 = torch.ones(batch, dtype=torch.long)
     times = []
@@ -72,7 +78,8 @@ def train_throughput(config: KECAEConfig, batch: int, warmup: int, steps: int,
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     step_s = statistics.median(times)
-    return {"batch": batch, "warmup_steps": warmup, "timed_steps": steps,
+    return {"batch": batch, "threads": threads, "channels_last": channels_last,
+            "warmup_steps": warmup, "timed_steps": steps,
             "step_s_median": round(step_s, 4), "step_s_all": [round(t, 4) for t in times],
             "pairs_per_s": round(batch / step_s, 2), "loss_finite": bool(torch.isfinite(loss))}
 
@@ -92,25 +99,31 @@ def kecae_sizes(config: KECAEConfig) -> dict:
     }
 
 
-def measure_preset(name: str, batch: int, warmup: int, steps: int) -> dict:
-    """One preset: config, sizes, FLOPs, throughput and this process's peak RSS."""
+def measure_preset(name: str, batch: int, warmup: int, steps: int,
+                   variants: tuple[tuple[int, bool], ...]) -> dict:
+    """One preset: config, sizes, FLOPs, throughput per (threads, channels_last) variant (the
+    first is the headline ``train``) and this process's peak RSS."""
     config = kecae_config(name)
     result = {"config": {**vars(config), "encoder_channels": list(config.encoder_channels)},
               "channels": list(config.channels), "spatial_sizes": list(config.spatial_sizes),
               "latent_shape": list(config.latent_shape), **kecae_sizes(config)}
-    result["train"] = train_throughput(config, batch, warmup, steps)
-    result["train"]["gflop_per_s"] = round(result["train"]["pairs_per_s"]
-                                           * result["gflop_train_per_pair"], 2)
+    runs = []
+    for threads, channels_last in variants:
+        run = train_throughput(config, batch, warmup, steps, threads, channels_last)
+        run["gflop_per_s"] = round(run["pairs_per_s"] * result["gflop_train_per_pair"], 2)
+        run["loadavg_1min"] = round(os.getloadavg()[0], 2)
+        runs.append(run)
+    result["train"], result["train_variants"] = runs[0], runs[1:]
     result["peak_rss_mib"] = round(_peak_rss_mib(), 1)
-    result["torch_threads"] = torch.get_num_threads()
     return result
 
 
-def measure_candidate(image_size: int, width: float, batch: int, warmup: int, steps: int) -> dict:
+def measure_candidate(image_size: int, width: float, batch: int, warmup: int, steps: int,
+                      threads: int) -> dict:
     """One row of the cpu-preset selection table."""
     config = KECAEConfig(image_size=image_size, width=width)
     sizes = kecae_sizes(config)
-    train = train_throughput(config, batch, warmup, steps)
+    train = train_throughput(config, batch, warmup, steps, threads)
     return {"image_size": image_size, "width": width, "params": sizes["params"]["total"],
             "latent_shape": list(config.latent_shape),
             "gflop_train_per_pair": sizes["gflop_train_per_pair"],
@@ -180,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
                     "torch": torch.__version__, "cpu_count": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(),
+                    "torch_threads_default": torch.get_num_threads(),
+                    "torch_threads_measured": args.threads,
                     "loadavg_before": [round(v, 2) for v in os.getloadavg()]},
         "method": ("CPU float32. Training step = KECAE forward on a batch of pairs + hybrid "
                    "loss (frozen siamese supervisor, lambda 1e-2 / 1e-3, LDA per image) + "
@@ -189,20 +203,21 @@ def main(argv: list[str] | None = None) -> int:
                    "convolutions and matmuls only). Each measurement in a fresh process."),
         "presets": {}, "cpu_preset_selection": {}, "classifiers": {},
     }
-    with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx, max_tasks_per_child=1,
-                                initializer=torch.set_num_threads,
-                                initargs=(args.threads,)) as pool:
+    with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx, max_tasks_per_child=1) as pool:
         print("presets", flush=True)
         for name in PRESETS:
             if name == "paper":
                 if args.skip_paper:
                     continue
-                report["presets"][name] = _run(pool, measure_preset, name, 2, 1, 2)
-            else:
-                report["presets"][name] = _run(pool, measure_preset, name, 32, warmup, steps)
+                report["presets"][name] = _run(pool, measure_preset, name, 2, 1, 2,
+                                               ((args.threads, False),))
+            else:  # also 2 threads, and channels-last memory format
+                variants = ((args.threads, False), (2, False), (args.threads, True))
+                report["presets"][name] = _run(pool, measure_preset, name, 32, warmup, steps,
+                                               variants)
         if not args.skip_selection:
             print("cpu preset selection", flush=True)
-            rows = [_run(pool, measure_candidate, size, width, 32, warmup, steps)
+            rows = [_run(pool, measure_candidate, size, width, 32, warmup, steps, args.threads)
                     for size in (64, 96, 128) for width in (0.125, 0.25, 0.5)]
             report["cpu_preset_selection"] = {
                 "budget_s": DEMO_KECAE_SECONDS, "min_pairs": MIN_PAIRS, "batch": 32,

@@ -13,8 +13,13 @@ def paper() -> KECAEConfig:
 
 
 def cpu() -> KECAEConfig:
-    """Default on a 2-core CPU, chosen by benchmarks/bench_model.py (see cpu_preset_selection)."""
-    return KECAEConfig(image_size=128, width=0.25)
+    """Default on a 2-core CPU: 64 px, channels 4…256 (1.5 M parameters, 0.046 GFLOP per training
+    pair). Chosen by benchmarks/bench_model.py (model.json, cpu_preset_selection) among 64/96/128 px
+    × width 0.125/0.25/0.5 for the demo's ~300 s of KECAE training (1 thread, batch 32, frozen
+    siamese supervisor): it is the fastest row, 85 pairs/s (25.6k pairs) on a lightly loaded
+    machine and 58 pairs/s (17.5k) under load 5, the only one near the >= 20k pairs an
+    auto-encoder needs; 96 px × 0.125 reaches 39 pairs/s (11.7k) and 128 px × 0.125 17 (5.2k)."""
+    return KECAEConfig(image_size=64, width=0.125)
 
 
 def tiny() -> KECAEConfig:
