@@ -200,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
                    "loss (frozen siamese supervisor, lambda 1e-2 / 1e-3, LDA per image) + "
                    "backward + Adam. pairs/s = batch / median step time after warm-up. GFLOP "
                    "by torch.utils.flop_counter.FlopCounterMode (2 FLOP per multiply-add; "
-                   "convolutions and matmuls only). Each measurement in a fresh process."),
+                   "convolutions and matmuls only; gflop_train_per_pair is KECAE forward + "
+                   "backward without the supervisor, whose cost is under 'classifiers'). Each "
+                   "measurement in a fresh process; loadavg_1min records the machine's load."),
         "presets": {}, "cpu_preset_selection": {}, "classifiers": {},
     }
     with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx, max_tasks_per_child=1) as pool:

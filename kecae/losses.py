@@ -54,6 +54,8 @@ def lda_term(h_nonkey: torch.Tensor, h_key: torch.Tensor, eps: float = 1e-6,
                          "must have the same shape")
     if eps < 0:
         raise ValueError(f"eps={eps!r} must be >= 0 (default 1e-6)")
+    # float32 statistics: under bf16 autocast the latents arrive in bf16, too coarse for σ².
+    h_nonkey, h_key = h_nonkey.float(), h_key.float()
     if mode == "image":
         n, k = h_nonkey.flatten(1), h_key.flatten(1)  # (B, M)
         var_n, mu_n = torch.var_mean(n, dim=1, correction=0)  # (B,)

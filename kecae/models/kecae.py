@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -242,7 +242,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def _count_flops(fn) -> int:
+def _count_flops(fn: Callable[[], None]) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
@@ -255,8 +255,8 @@ def flops_per_pair(config: KECAEConfig, backward: bool = False) -> int:
     """FLOPs (2 per multiply-add) of one training pair: forward, or forward + backward.
 
     Counted by ``torch.utils.flop_counter.FlopCounterMode`` on the meta device (no memory, no
-    compute), batch 1 pair: two branches on two images plus four decodes. BatchNorm, activations
-    and the optimiser are not counted (they are a few % of the convolutions).
+    compute), batch 1 pair: two branches on two images plus four decodes. Only convolutions and
+    matrix products are counted (not BatchNorm, activations, the loss or the optimiser).
     """
     with torch.device("meta"):
         model = KECAE(config).eval()  # eval: batch 1 is fine for BN, which is not counted anyway
