@@ -109,7 +109,7 @@ class DownstreamConfig(ClassifierStudyConfig):
     """Table II: classifiers on T, T+classic and T' (T ∪ generated X')."""
 
     archs: list[str] = field(default_factory=lambda: ["resnet18", "vgg11"])  # classifier zoo keys
-    training_sets: list[str] = field(default_factory=lambda: list(TRAINING_SETS))  # T, T+classic, T'
+    training_sets: list[str] = field(default_factory=lambda: list(TRAINING_SETS))  # sets to train
     generated: str | None = None  # generated folder X'; default DIR/generated
     pairs: int = 0  # generated pairs added for T' (0: every pair in the folder)
 
@@ -147,8 +147,8 @@ class LambdaGridConfig:
     """Fig. 3: one KECAE per (λ1, λ2), SVM-RBF accuracy on the latents of test images."""
 
     run: str = ""  # run folder; its kecae/config.yaml gives data, preset, pairs and batch
-    lambda1: list[float] = field(default_factory=lambda: [1e-5, 1e-3, 1e-1, 1.0])  # rows: J_SUP weight
-    lambda2: list[float] = field(default_factory=lambda: [1e-5, 1e-3, 1e-1, 1.0])  # cols: J_LDA weight
+    lambda1: list[float] = field(default_factory=lambda: [1e-5, 1e-3, 1e-1, 1.0])  # rows: J_SUP
+    lambda2: list[float] = field(default_factory=lambda: [1e-5, 1e-3, 1e-1, 1.0])  # cols: J_LDA
     kecae_steps: int = 300  # optimiser steps per KECAE (scaled down from the paper's 1,000 epochs)
     data: str | None = None  # default: the run's KECAE data set
     supervisor: str | None = None  # default DIR/supervisor/best.pt, else the run's supervisor
@@ -357,6 +357,8 @@ def first_pairs_manifest(folder: str | Path, n_pairs: int, dest: str | Path) -> 
     pairs were asked, so the first N pairs of a larger folder are exactly the set a generation
     of N pairs would write. Paths are made absolute, so ``dest`` may live anywhere.
     """
+    if n_pairs < 1:
+        raise ValueError(f"n_pairs must be >= 1, got {n_pairs}; N = 0 needs no manifest")
     folder, dest = Path(folder).resolve(), Path(dest)
     rows = [r for r in _manifest_rows(folder) if int(r["pair_index"]) < n_pairs]
     if len({int(r["pair_index"]) for r in rows}) < n_pairs:
@@ -401,8 +403,9 @@ def run_downstream(cfg: DownstreamConfig) -> dict[str, Any]:
         if cfg.pairs > available:
             log.warning("%s holds %d pairs, fewer than the %d asked: using %d", generated,
                         available, cfg.pairs, available)
+        subset = root / f"generated_first_{used}.csv"
         augment_dirs = [str(generated) if used == available else
-                        str(first_pairs_manifest(generated, used, root / f"generated_first_{used}.csv"))]
+                        str(first_pairs_manifest(generated, used, subset))]
 
     # every sub-run
     per_run: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -557,7 +560,8 @@ def run_sampling(cfg: SamplingConfig) -> dict[str, Any]:
     progress = _Progress("sampling", len(sizes) * cfg.seeds)
     test_n = None
     for n in sizes:
-        dirs = [] if n == 0 else [str(first_pairs_manifest(source, n, root / f"first_{n}_pairs.csv"))]
+        dirs = [] if n == 0 else [
+            str(first_pairs_manifest(source, n, root / f"first_{n}_pairs.csv"))]
         accs, runs_curves = [], []
         for seed in cfg.seed_list:
             out = root / f"N_{n}" / f"seed_{seed}"
@@ -614,7 +618,7 @@ def _test_latent_sample(data: str, size: int, n_images: int, seed: int, cache_di
 
 
 def run_lambda_grid(cfg: LambdaGridConfig) -> dict[str, Any]:
-    """Train one KECAE per (λ1, λ2) and measure SVM separability; write and return ``lambda_grid``.
+    """Train one KECAE per (λ1, λ2), measure SVM separability; write and return ``lambda_grid``.
 
     Every cell shares the run's data, supervisor, preset, pairs, batch and seed; only the two
     loss weights differ. Accuracies are 5-fold SVM-RBF on hK (and hN) of the same test images.
@@ -625,8 +629,8 @@ def run_lambda_grid(cfg: LambdaGridConfig) -> dict[str, Any]:
     root = run / "studies" / "lambda_grid"
     base = _kecae_run_config(run) or KECAETrainConfig()
     data = _resolve_data(cfg.data, run)
-    supervisor = cfg.supervisor or (str(run / "supervisor" / "best.pt")
-                                    if (run / "supervisor" / "best.pt").is_file() else base.supervisor)
+    own = run / "supervisor" / "best.pt"
+    supervisor = cfg.supervisor or (str(own) if own.is_file() else base.supervisor)
     if base.supervisor_mode == "frozen" and not (supervisor and Path(supervisor).is_file()):
         raise KecaeError(f"no supervisor checkpoint: {run / 'supervisor' / 'best.pt'} is absent; "
                          "train one (`kecae train-classifier --out DIR/supervisor`) or pass "
@@ -659,15 +663,18 @@ def run_lambda_grid(cfg: LambdaGridConfig) -> dict[str, Any]:
             if result is None or any(result.get(k) != v for k, v in want.items()):
                 result = _lambda_cell(kcfg, images, labels, cfg)
                 atomic_write_text(result_path, json.dumps(_jsonable({**result, **want}), indent=2))
-            grids["hk"][i, j], grids["hk_std"][i, j] = result["svm_hk_accuracy"], result["svm_hk_std"]
-            grids["hn"][i, j], grids["hn_std"][i, j] = result["svm_hn_accuracy"], result["svm_hn_std"]
+            for h in ("hk", "hn"):
+                grids[h][i, j] = result[f"svm_{h}_accuracy"]
+                grids[f"{h}_std"][i, j] = result[f"svm_{h}_std"]
             grids["mse"][i, j] = np.nan if result.get("final_mse") is None else result["final_mse"]
             progress.step(f"λ1 = {l1:g}, λ2 = {l2:g}: SVM on hK {result['svm_hk_accuracy']:.4f}, "
                           f"on hN {result['svm_hn_accuracy']:.4f}")
 
     section = {"lambda1": list(cfg.lambda1), "lambda2": list(cfg.lambda2),
-               "svm_hk_accuracy": grids["hk"].tolist(), "svm_hk_accuracy_std": grids["hk_std"].tolist(),
-               "svm_hn_accuracy": grids["hn"].tolist(), "svm_hn_accuracy_std": grids["hn_std"].tolist(),
+               "svm_hk_accuracy": grids["hk"].tolist(),
+               "svm_hk_accuracy_std": grids["hk_std"].tolist(),
+               "svm_hn_accuracy": grids["hn"].tolist(),
+               "svm_hn_accuracy_std": grids["hn_std"].tolist(),
                "final_mse": grids["mse"].tolist(), "steps": cfg.kecae_steps,
                "n_images": int(len(labels)), "folds": 5, "preset": template.preset,
                "batch_size": template.batch_size, "num_pairs": template.num_pairs,

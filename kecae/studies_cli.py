@@ -15,31 +15,35 @@ def _common_classifier_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="data set (default: the one in DIR/kecae/config.yaml)")
     p.add_argument("--image-size", type=int,
                    help="classifier input, px (default: the KECAE model's size)")
-    p.add_argument("--epochs", type=int, default=30, help="most epochs per classifier (default: 30)")
-    p.add_argument("--patience", type=int, default=6,
+    p.add_argument("--epochs", type=int, help="most epochs per classifier (default: 30)")
+    p.add_argument("--patience", type=int,
                    help="early stopping: epochs without a better validation accuracy (default: 6)")
-    p.add_argument("--batch-size", type=int, default=64, help="classifier batch (default: 64)")
-    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default: 1e-3)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per cell (default: 3)")
-    p.add_argument("--first-seed", type=int, default=0, help="seeds are S, S+1, ... (default: 0)")
+    p.add_argument("--batch-size", type=int, help="classifier batch (default: 64)")
+    p.add_argument("--lr", type=float, help="AdamW learning rate (default: 1e-3)")
+    p.add_argument("--seeds", type=int, help="seeds per cell (default: 3)")
+    p.add_argument("--first-seed", type=int, help="seeds are S, S+1, ... (default: 0)")
     _device_args(p)
 
 
 def _device_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto / cpu / cuda (default: auto)")
+    p.add_argument("--device", help="auto / cpu / cuda (default: auto)")
     p.add_argument("--cache-dir", help="preprocessed-image cache (default: next to the data)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction,
                    help="the trainers' progress bars")
 
 
-def _common_values(args: argparse.Namespace) -> dict[str, Any]:
-    return dict(run=args.run, data=args.data, image_size=args.image_size, epochs=args.epochs,
-                patience=args.patience, batch_size=args.batch_size, lr=args.lr, seeds=args.seeds,
-                first_seed=args.first_seed, device=args.device, cache_dir=args.cache_dir,
-                progress=args.progress)
+def _given(args: argparse.Namespace, *names: str, **renamed: str) -> dict[str, Any]:
+    """Config values of the options that were given (``field=option`` in ``renamed``); an unset
+    option is None and leaves the dataclass default in force, so the defaults live in one place."""
+    pairs = [(n, n) for n in names] + list(renamed.items())
+    return {field: getattr(args, opt) for field, opt in pairs if getattr(args, opt) is not None}
 
 
-def _build(cls: type, **values: Any) -> Any:
+_COMMON = ("run", "data", "image_size", "epochs", "patience", "batch_size", "lr", "seeds",
+           "first_seed", "device", "cache_dir", "progress")
+
+
+def _build(cls: type, values: dict[str, Any]) -> Any:
     try:
         return cls(**values)
     except ValueError as exc:  # argument combinations argparse cannot check
@@ -56,27 +60,25 @@ def _done(args: argparse.Namespace, name: str, table: str) -> int:
 def cmd_downstream(args: argparse.Namespace) -> int:
     from kecae import studies
 
-    cfg = _build(studies.DownstreamConfig, **_common_values(args), archs=args.arch,
-                 training_sets=args.sets, generated=args.generated, pairs=args.pairs)
+    cfg = _build(studies.DownstreamConfig, _given(args, *_COMMON, "generated", "pairs",
+                                                  archs="arch", training_sets="sets"))
     return _done(args, "downstream", studies.format_downstream(studies.run_downstream(cfg)))
 
 
 def cmd_sampling(args: argparse.Namespace) -> int:
     from kecae import studies
 
-    cfg = _build(studies.SamplingConfig, **_common_values(args), sizes=args.sizes, arch=args.arch,
-                 checkpoint=args.checkpoint, gen_seed=args.gen_seed)
+    cfg = _build(studies.SamplingConfig, _given(args, *_COMMON, "sizes", "arch", "checkpoint",
+                                                "gen_seed"))
     return _done(args, "sampling_size", studies.format_sampling(studies.run_sampling(cfg)))
 
 
 def cmd_lambda_grid(args: argparse.Namespace) -> int:
     from kecae import studies
 
-    cfg = _build(studies.LambdaGridConfig, run=args.run, lambda1=args.lambda1,
-                 lambda2=args.lambda2, kecae_steps=args.kecae_steps, data=args.data,
-                 supervisor=args.supervisor, preset=args.preset, batch_size=args.batch_size,
-                 num_pairs=args.num_pairs, images=args.images, seed=args.seed,
-                 device=args.device, cache_dir=args.cache_dir, progress=args.progress)
+    cfg = _build(studies.LambdaGridConfig, _given(
+        args, "run", "lambda1", "lambda2", "kecae_steps", "data", "supervisor", "preset",
+        "batch_size", "num_pairs", "images", "seed", "device", "cache_dir", "progress"))
     return _done(args, "lambda_grid", studies.format_lambda_grid(studies.run_lambda_grid(cfg)))
 
 
@@ -96,13 +98,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "generated pairs), --seeds times, on fixed validation/test splits; "
                          "report mean ± std and the paired per-seed difference against T.")
     _common_classifier_args(p)
-    p.add_argument("--arch", nargs="+", default=["resnet18", "vgg11"], choices=archs,
+    p.add_argument("--arch", nargs="+", choices=archs,
                    help="classifiers (default: resnet18 vgg11)")
-    p.add_argument("--sets", nargs="+", default=["T", "T+classic", "T'"],
+    p.add_argument("--sets", nargs="+",
                    choices=["T", "T+classic", "T'"], help="training sets (default: all three)")
     p.add_argument("--generated", metavar="DIR",
                    help="generated folder for T' (default: RUN/generated)")
-    p.add_argument("--pairs", type=int, default=0,
+    p.add_argument("--pairs", type=int,
                    help="generated pairs to add (default 0: all in the folder)")
     p.set_defaults(func=cmd_downstream)
 
@@ -111,11 +113,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "(or reuse a finished folder of the same checkpoint), then train --arch "
                          "on T plus the first N pairs for each --sizes N, --seeds times.")
     _common_classifier_args(p)
-    p.add_argument("--sizes", nargs="+", type=int, default=[0, 500, 2000],
+    p.add_argument("--sizes", nargs="+", type=int,
                    help="numbers of generated pairs N, 0 = T alone (default: 0 500 2000)")
-    p.add_argument("--arch", default="resnet18", choices=archs, help="classifier (default: resnet18)")
+    p.add_argument("--arch", choices=archs, help="classifier (default: resnet18)")
     p.add_argument("--checkpoint", help="KECAE checkpoint (default: RUN/kecae/checkpoints/last.pt)")
-    p.add_argument("--gen-seed", type=int, default=0, help="seed of the pair sample (default: 0)")
+    p.add_argument("--gen-seed", type=int, help="seed of the pair sample (default: 0)")
     p.set_defaults(func=cmd_sampling)
 
     p = kinds.add_parser("lambda-grid", help="SVM separability over λ1 × λ2 (Fig. 3)",
@@ -123,18 +125,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "supervisor and preset, then SVM-RBF 5-fold accuracy on hK and hN of "
                          "test images.")
     p.add_argument("--run", required=True, metavar="DIR", help="run folder (as made by kecae demo)")
-    p.add_argument("--lambda1", nargs="+", type=float, default=[1e-5, 1e-3, 1e-1, 1.0],
+    p.add_argument("--lambda1", nargs="+", type=float,
                    help="J_SUP weights, the grid's rows (default: 1e-5 1e-3 1e-1 1)")
-    p.add_argument("--lambda2", nargs="+", type=float, default=[1e-5, 1e-3, 1e-1, 1.0],
+    p.add_argument("--lambda2", nargs="+", type=float,
                    help="J_LDA weights, the grid's columns (default: 1e-5 1e-3 1e-1 1)")
-    p.add_argument("--kecae-steps", type=int, default=300,
+    p.add_argument("--kecae-steps", type=int,
                    help="optimiser steps per KECAE (default: 300)")
     p.add_argument("--data", help="data set (default: the run's KECAE data)")
     p.add_argument("--supervisor", help="supervisor checkpoint (default: RUN/supervisor/best.pt)")
-    p.add_argument("--preset", choices=sorted(PRESET_NAMES), help="KECAE preset (default: the run's)")
+    p.add_argument("--preset", choices=sorted(PRESET_NAMES),
+                   help="KECAE preset (default: the run's)")
     p.add_argument("--batch-size", type=int, help="KECAE batch of pairs (default: the run's)")
-    p.add_argument("--num-pairs", type=int, help="N pairs sampled for training (default: the run's)")
-    p.add_argument("--images", type=int, default=1000,
+    p.add_argument("--num-pairs", type=int,
+                   help="N pairs sampled for training (default: the run's)")
+    p.add_argument("--images", type=int,
                    help="most test images for the SVM, half per class (default: 1000)")
     p.add_argument("--seed", type=int, help="seed of every cell (default: the run's KECAE seed)")
     _device_args(p)
