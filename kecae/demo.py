@@ -33,7 +33,7 @@ class DemoConfig:
     phantom_size: int = 128  # side of the written phantom PNGs, px
     preset: str = "cpu"  # KECAE preset
     supervisor_arch: str = "siamese"  # the classifier that supervises KECAE
-    judge_arch: str = "resnet18"  # the independent judge (other architecture and seed)
+    judge_arch: str = "small"  # the independent judge: whole-image CNN, other seed (resnet18 for real runs)
     classifier_epochs: int = 12  # most epochs per classifier (early stopping on validation)
     kecae_steps: int = 1500  # KECAE optimiser steps (batch 32)
     gen_pairs: int = 2000  # pairs to generate (2 images each)

@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 from kecae import CLASS_GRADES
 from kecae.training.augment import classic_augment
 from kecae.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from kecae.training.common import ArrayBatcher, autocast, balanced_epoch_indices, check_finite
+from kecae.training.common import (ArrayBatcher, autocast, balanced_epoch_indices, check_finite,
+                                   memory_format)
 from kecae.training.config import ClassifierTrainConfig, save_yaml, to_dict
 from kecae.training.distributed import (DistInfo, all_reduce_mean, barrier, broadcast_flag,
                                         init_distributed)
@@ -98,7 +99,8 @@ def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
                                                            num_classes=2))
     except ValueError as exc:
         raise KecaeError(str(exc)) from exc
-    model = build_classifier(**model_config).to(device)
+    fmt = memory_format(cfg.channels_last)
+    model = build_classifier(**model_config).to(device, memory_format=fmt)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     # resume: a complete run is not trained again; an interrupted one continues from last.pt
@@ -141,7 +143,7 @@ def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
         for step in bar:
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             idx = idx[dist_info.rank * local_batch:(dist_info.rank + 1) * local_batch]
-            x = train.images(idx).to(device)
+            x = train.images(idx).to(device, memory_format=fmt)
             y = torch.from_numpy(train.labels[idx]).to(device)
             if cfg.augment == "classic":
                 x = classic_augment(x, gen)

@@ -73,3 +73,8 @@ def autocast(device: torch.device, enabled: bool):
     """bf16 autocast on CUDA; a no-op on CPU so CPU runs stay deterministic."""
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
                           enabled=enabled and device.type == "cuda")
+
+
+def memory_format(enabled: bool) -> torch.memory_format:
+    """NHWC (channels_last) when enabled: faster convolutions on CPU and on tensor-core GPUs."""
+    return torch.channels_last if enabled else torch.contiguous_format

@@ -34,6 +34,7 @@ class ClassifierTrainConfig:
     seed: int = 0  # seeds initialisation and batch order
     device: str = "auto"  # auto / cpu / cuda
     amp: bool = True  # bf16 autocast on GPU (ignored on CPU)
+    channels_last: bool = True  # NHWC memory layout (measured 1.2-1.7x faster on a 2-core CPU)
     cache_dir: str | None = None  # preprocessed-image cache (default: next to the data)
     progress: bool = True  # progress bars
     resume: bool = True  # continue an interrupted run in --out; --no-resume refuses a used folder
@@ -66,6 +67,7 @@ class KECAETrainConfig:
     seed: int = 0  # seeds initialisation, pair sampling and batch order
     device: str = "auto"  # auto / cpu / cuda
     amp: bool = True  # bf16 autocast on GPU (ignored on CPU)
+    channels_last: bool = True  # NHWC memory layout (measured 1.8x faster on a 2-core CPU)
     cache_dir: str | None = None  # preprocessed-image cache
     progress: bool = True  # progress bar
     resume: bool = True  # continue from --out's last checkpoint; --no-resume refuses a used folder

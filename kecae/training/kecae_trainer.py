@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from kecae.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from kecae.training.common import autocast, check_finite
+from kecae.training.common import autocast, check_finite, memory_format
 from kecae.training.config import KECAETrainConfig, save_yaml, to_dict
 from kecae.training.distributed import all_reduce_mean, barrier, broadcast_flag, init_distributed
 from kecae.training.logs import RunLogger
@@ -162,8 +162,10 @@ def train_kecae(cfg: KECAETrainConfig,
     total_steps = cfg.max_steps or cfg.epochs * batches.steps_per_epoch
 
     # model, supervisor, optimiser
-    model = KECAE(mcfg).to(device)
+    fmt = memory_format(cfg.channels_last)
+    model = KECAE(mcfg).to(device, memory_format=fmt)
     supervisor, sup_config = load_supervisor(cfg, size, device)
+    supervisor = supervisor.to(memory_format=fmt)
     params = list(model.parameters())
     if cfg.supervisor_mode == "joint":
         params += list(supervisor.parameters())
@@ -225,7 +227,8 @@ def train_kecae(cfg: KECAETrainConfig,
     step = start_step
     for step in range(start_step, total_steps):
         x1, x2, _ = batches.batch(step)
-        x1, x2 = x1.to(device, non_blocking=True), x2.to(device, non_blocking=True)
+        x1 = x1.to(device, memory_format=fmt, non_blocking=True)
+        x2 = x2.to(device, memory_format=fmt, non_blocking=True)
         with autocast(device, cfg.amp):
             out_ = net(x1, x2)
             total, terms = hybrid_loss(out_, x1, x2, y1, y2, sup_net, lambda_sup=cfg.lambda_sup,

@@ -1,0 +1,106 @@
+"""End to end on a tiny phantom set: phantoms -> classifiers -> KECAE -> generate -> evaluate ->
+report through the CLI, and `kecae demo` with its step reuse."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from kecae.cli import main
+
+#: Every metric the evaluation promises (dotted paths into metrics.json).
+KEYS = [
+    "separability.svm_hk_accuracy", "separability.svm_hn_accuracy", "separability.n",
+    "exchange_success.judge_kl0_to_kl2", "exchange_success.judge_kl2_to_kl0",
+    "exchange_success.supervisor_kl0_to_kl2", "exchange_success.supervisor_kl2_to_kl0",
+    "exchange_success.judge_recon_kl0_to_kl2", "exchange_success.judge_recon_kl2_to_kl0",
+    "exchange_success.plausible_rate", "exchange_success.n", "judge.test_accuracy", "judge.arch",
+    "supervisor.test_accuracy", "fidelity.key_transfer_median", "fidelity.osteophyte_transfer_rate",
+    "fidelity.nonkey_ssim_median", "fidelity.recon_key_transfer_median", "fidelity.refusal_rate",
+    "fidelity.n", "quality.recon_psnr", "quality.recon_ssim", "quality.frechet",
+    "quality.frechet_real_floor", "quality.n", "targets",
+]
+
+
+def get(d: dict, dotted: str):
+    for part in dotted.split("."):
+        assert isinstance(d, dict) and part in d, f"missing {dotted}"
+        d = d[part]
+    return d
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("run")
+    data = run / "data"
+    assert main(["phantoms", str(data), "--kl0", "60", "--kl2", "40", "--size", "64", "--seed", "3",
+                 "--no-progress"]) == 0
+    for name, arch, seed in (("supervisor", "siamese", "0"), ("judge", "small", "1")):
+        assert main(["train-classifier", "--data", str(data), "--out", str(run / name), "--arch", arch,
+                     "--image-size", "64", "--epochs", "2", "--batch-size", "16", "--seed", seed,
+                     "--no-progress"]) == 0
+    assert main(["train", "--data", str(data), "--out", str(run / "kecae"), "--supervisor",
+                 str(run / "supervisor" / "best.pt"), "--preset", "tiny", "--model", "image_size=64",
+                 "--max-steps", "3", "--num-pairs", "200", "--batch-size", "8", "--no-progress",
+                 "--device", "cpu"]) == 0
+    return run
+
+
+def test_generate_evaluate_report(run):
+    gen = run / "generated"
+    assert main(["generate", "--checkpoint", str(run / "kecae" / "checkpoints" / "last.pt"),
+                 "--data", str(run / "data"), "--pairs", "6", "--out", str(gen), "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(gen / "manifest.csv")))
+    assert len(rows) == 12 and all((gen / r["path"]).is_file() for r in rows)
+
+    assert main(["evaluate", "--run", str(run), "--pairs", "24", "--separability-images", "40"]) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    for key in KEYS:
+        get(m, key)
+    test_rows = [r for r in csv.DictReader(open(run / "data" / "ground_truth.csv")) if r["split"] == "test"]
+    per_grade = [sum(r["grade"] == g for r in test_rows) for g in ("0", "2")]
+    assert m["exchange_success"]["n"] == 24  # 24 of the test split's KL-0 x KL-2 pairs
+    assert m["separability"]["n"] == sum(min(20, n) for n in per_grade)  # at most 20 per grade
+    assert m["judge"]["arch"] == "small" and m["exchange_success"]["judge_independent"] is True
+    for key in ("judge_kl0_to_kl2", "supervisor_kl2_to_kl0", "plausible_rate"):
+        assert 0.0 <= m["exchange_success"][key] <= 1.0
+    # a success needs a plausible image, so it can never exceed the label-only rate
+    ex = m["exchange_success"]
+    assert ex["judge_kl0_to_kl2"] <= ex["judge_kl0_to_kl2_raw"]
+    assert 0.0 <= m["separability"]["svm_hk_accuracy"] <= 1.0
+    assert m["quality"]["recon_psnr"] > 0 and -1 <= m["quality"]["recon_ssim"] <= 1
+    assert m["quality"]["frechet"] >= 0 and m["quality"]["frechet_real_floor"] >= 0
+    assert set(m["targets"]) and all("met" in t for t in m["targets"].values())
+    ex_npz = __import__("numpy").load(run / "eval" / "examples.npz")
+    assert ex_npz["x1_ex"].shape[1:] == (64, 64)
+
+    assert main(["report", "--run", str(run)]) == 0
+    html = (run / "report.html").read_text()
+    HTMLParser().feed(html)
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) >= 3
+    for b64 in images:
+        assert base64.b64decode(b64)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not re.search(r'(src|href)="https?://', html)
+
+
+def test_demo_runs_and_reuses_finished_steps(tmp_path, capsys):
+    args = ["demo", "--out", str(tmp_path / "demo"), "--kl0", "50", "--kl2", "34", "--phantom-size", "64",
+            "--preset", "tiny", "--classifier-epochs", "1", "--kecae-steps", "2", "--gen-pairs", "4",
+            "--eval-pairs", "12", "--device", "cpu"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "report:" in out and (tmp_path / "demo" / "report.html").exists()
+    m = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert set(m["timings"]) == {"phantoms", "supervisor", "judge", "kecae", "generate", "evaluate"}
+    ckpt = tmp_path / "demo" / "kecae" / "checkpoints" / "last.pt"
+    before = ckpt.stat().st_mtime_ns, (tmp_path / "demo" / "supervisor" / "best.pt").stat().st_mtime_ns
+    assert main(args) == 0  # second run: nothing is trained again
+    after = ckpt.stat().st_mtime_ns, (tmp_path / "demo" / "supervisor" / "best.pt").stat().st_mtime_ns
+    assert before == after
