@@ -218,6 +218,7 @@ _KEYS: dict[str, list[tuple[str, str, str]]] = {
     "exchange_success": [
         ("plausible_rate", "X′ within the real images' feature distribution (Mahalanobis, "
                            "judge features)", "pct"),
+        ("plausible_rate_recon", "Control: reconstructions X̂ passing the same rule", "pct"),
     ],
     "fidelity": [
         ("key_transfer_median", "Key transfer ratio KL-0 → KL-2, median", "num"),
@@ -648,7 +649,9 @@ def _rate_cell(sec: dict, key: str) -> str:
 def _gap_text(sec: dict, direction: str, what: str, donor: str) -> list[str]:
     """Plain sentences comparing judge vs supervisor and exchange vs reconstruction control."""
     out = []
-    j, s = _num(sec.get(f"judge_{direction}")), _num(sec.get(f"supervisor_{direction}"))
+    # label-only rates (``*_raw``) compare like with like against the label-only control
+    raw = "_raw" if f"judge_{direction}_raw" in sec else ""
+    j, s = (_num(sec.get(f"judge_{direction}{raw}")), _num(sec.get(f"supervisor_{direction}{raw}")))
     r = _num(sec.get(f"judge_recon_{direction}"))
     if j is not None and s is not None:
         gap = 100 * (s - j)
@@ -666,6 +669,12 @@ def _gap_text(sec: dict, direction: str, what: str, donor: str) -> list[str]:
         out.append(f"As a control, the judge calls {100 * r:.1f} % of the plain reconstructions "
                    f"of the same recipients {donor} (no exchange at all); the exchange itself "
                    f"accounts for {100 * (j - r):+.1f} points.")
+    plaus = _num(sec.get(f"plausible_rate_{direction}"))
+    if raw and plaus is not None:
+        out.append(f"Only {100 * plaus:.1f} % of {what} pass the plausibility rule, so the "
+                   f"success rate (donor's label AND plausible) is "
+                   f"{100 * _num(sec.get(f'judge_{direction}')):.1f} %.")
+    return out
     return out
 
 
@@ -676,14 +685,18 @@ def _exchange(run: RunData) -> str:
         rows = []
         for direction, label in (("kl0_to_kl2", "X′1: KL-0 recipient, KL-2 key → called KL-2"),
                                  ("kl2_to_kl0", "X′2: KL-2 recipient, KL-0 key → called KL-0")):
-            rows.append([_e(label)] + [_rate_cell(sec, f"{who}{direction}") for who in
-                                       ("judge_", "supervisor_", "judge_recon_",
-                                        "supervisor_recon_")])
-        parts.append(_table(["Exchanged image", "Judge on X′", "Supervisor on X′",
-                             "Judge on X̂ (control)", "Supervisor on X̂ (control)"], rows,
-                            "rates"))
+            rows.append([_e(label)] + [_rate_cell(sec, key) for key in (
+                f"judge_{direction}", f"judge_{direction}_raw", f"supervisor_{direction}_raw",
+                f"judge_recon_{direction}", f"supervisor_recon_{direction}",
+                f"plausible_rate_{direction}")])
+        parts.append(_table(["Exchanged image", "Success (judge)", "Judge on X′, label only",
+                             "Supervisor on X′, label only", "Judge on X̂ (control)",
+                             "Supervisor on X̂ (control)", "Plausible X′"], rows, "rates"))
         parts.append(_note(
-            "Each cell is the share of images the classifier assigns to the donor's class, with "
+            "<b>Success</b> counts an X′ only when the judge assigns it the donor's class AND it "
+            "is plausible (the joint measurement finds a joint and the judge's features lie within "
+            "the 99th-percentile Mahalanobis distance of real test images). The other cells are "
+            "the share of images the classifier assigns to the donor's class, with "
             "its 95 % Wilson interval where computed. The <b>judge</b> is an independent "
             "classifier the generator never saw; the <b>supervisor</b> is the frozen classifier "
             "whose loss trained the generator, so it can be fooled by changes a person or another "

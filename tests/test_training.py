@@ -256,3 +256,21 @@ def test_cli_choice_names_match_registries():
 
     assert sorted(CLASSIFIERS) == sorted(CLASSIFIER_NAMES)
     assert sorted(PRESETS) == sorted(PRESET_NAMES)
+
+
+@pytest.mark.slow
+def test_ddp_train_classifier_under_torchrun(tree, tmp_path):
+    """`torchrun -m kecae train-classifier` with 2 gloo processes: rank 0 alone writes the run."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    out = tmp_path / "clf"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2",
+                        "--master-port=29534", "-m", "kecae", "train-classifier", "--data", str(tree),
+                        "--out", str(out), "--arch", "small", "--image-size", "32", "--epochs", "2",
+                        "--batch-size", "16", "--no-progress", "--device", "cpu"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_test"] == 16 and 0 <= metrics["test_accuracy"] <= 1
+    rows = (out / "log.csv").read_text().splitlines()
+    assert len(rows) == 3  # header + one row per epoch, written once (rank 0 only)
+    assert r.stdout.count("test accuracy") == 2  # both ranks report the same tested model

@@ -182,6 +182,8 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         ("x2_ex", o["x2_ex"], side2), ("x1_hat", o["x1_hat"], side1), ("x2_hat", o["x2_hat"], side2))}
     plaus1 = m["x1_ex"]["ok"] & M.mahalanobis_plausible(real_feats, f1)
     plaus2 = m["x2_ex"]["ok"] & M.mahalanobis_plausible(real_feats, f2)
+    f_hat = classifier_features(judge, np.r_[o["x1_hat"], o["x2_hat"]], device=device)
+    plaus_hat = np.r_[m["x1_hat"]["ok"], m["x2_hat"]["ok"]] & M.mahalanobis_plausible(real_feats, f_hat)
     ex: dict[str, Any] = {"n": n_pairs, "judge_independent": independent}
     for who in ("judge", "supervisor"):
         called2_x1ex, called0_x2ex = p[who]["x1_ex"] >= 0.5, p[who]["x2_ex"] < 0.5
@@ -194,6 +196,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     _put_rate(ex, "plausible_rate", np.r_[plaus1, plaus2])
     _put_rate(ex, "plausible_rate_kl0_to_kl2", plaus1)
     _put_rate(ex, "plausible_rate_kl2_to_kl0", plaus2)
+    _put_rate(ex, "plausible_rate_recon", plaus_hat)  # the same rule on X̂: what blur alone costs
     ex["rule"] = ("success = the classifier calls the donor's grade AND the image is plausible: "
                   "the joint measurement finds a joint AND the judge's features lie within the 99th "
                   "percentile Mahalanobis distance of real test images; *_raw = label only")
@@ -253,8 +256,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     result["quality"] = {"recon_psnr": ps["mean"], "recon_psnr_std": ps["std"],
                          "recon_ssim": ss["mean"], "recon_ssim_std": ss["std"], "n": ps["n"],
                          "frechet": M.frechet_distance(real_feats, np.r_[f1, f2]),
-                         "frechet_recon": M.frechet_distance(real_feats, classifier_features(
-                             judge, np.r_[o["x1_hat"], o["x2_hat"]], device=device)),
+                         "frechet_recon": M.frechet_distance(real_feats, f_hat),
                          "frechet_real_floor": M.frechet_real_floor(train_feats, seed=cfg.seed),
                          "frechet_feature": f"{result['judge']['arch']} penultimate features",
                          "frechet_n_real": int(len(real_feats)), "frechet_n_generated": 2 * n_pairs}

@@ -79,3 +79,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The module inside a DistributedDataParallel wrapper (or the module itself)."""
     return model.module if hasattr(model, "module") else model
+
+
+def resume_from(path: Path, kind: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                allowed: bool, **modules: torch.nn.Module) -> dict[str, Any] | None:
+    """Restore an interrupted run from ``path`` if it exists: model, optimiser, RNG states and
+    any extra ``modules`` saved under their names. Returns the checkpoint (for the trainer's own
+    counters), or None for a fresh run. With ``allowed=False`` an existing run is refused."""
+    if not path.exists():
+        return None
+    if not allowed:
+        raise KecaeError(f"{path.parent} already holds a run ({path}): pass --resume to continue "
+                         "it, or choose another --out")
+    ckpt = load_checkpoint(path, kind=kind)
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    for name, module in modules.items():
+        if name in ckpt:
+            module.load_state_dict(ckpt[name])
+    set_rng_state(ckpt["rng"])
+    return ckpt

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from kecae import CLASS_GRADES
 from kecae.training.augment import classic_augment
-from kecae.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from kecae.training.checkpoint import load_checkpoint, resume_from, rng_state, save_checkpoint
 from kecae.training.common import (ArrayBatcher, autocast, balanced_epoch_indices, check_finite,
                                    memory_format)
 from kecae.training.config import ClassifierTrainConfig, save_yaml, to_dict
@@ -110,14 +110,8 @@ def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
         if main:
             log.info("%s is complete; delete it to train again", out)
         return json.loads((out / "metrics.json").read_text())
-    if last_path.exists() and not cfg.resume:
-        raise KecaeError(f"{out} already holds a run ({last_path}): pass --resume to continue it, "
-                         "or choose another --out")
-    if last_path.exists():
-        ckpt = load_checkpoint(last_path, kind="classifier")
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        set_rng_state(ckpt["rng"])
+    ckpt = resume_from(last_path, "classifier", model, opt, allowed=cfg.resume)
+    if ckpt is not None:
         start_epoch, best, stale = ckpt["epoch"] + 1, ckpt["best"], ckpt["stale"]
         if main:
             log.info("resuming %s at epoch %d", out, start_epoch)

@@ -21,7 +21,7 @@ from PIL import Image
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
-from kecae.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from kecae.training.checkpoint import load_checkpoint, resume_from, rng_state, save_checkpoint
 from kecae.training.common import autocast, check_finite, memory_format
 from kecae.training.config import KECAETrainConfig, save_yaml, to_dict
 from kecae.training.distributed import all_reduce_mean, barrier, broadcast_flag, init_distributed
@@ -172,20 +172,10 @@ def train_kecae(cfg: KECAETrainConfig,
     opt = torch.optim.Adam(params, lr=cfg.lr)
 
     ckpt_path = out / "checkpoints" / "last.pt"
-    start_step = 0
-    if ckpt_path.exists() and not cfg.resume:
-        raise KecaeError(f"{out} already holds a run ({ckpt_path}): pass --resume to continue it, "
-                         "or choose another --out")
-    if ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, kind="kecae")
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        if "supervisor" in ckpt:
-            supervisor.load_state_dict(ckpt["supervisor"])
-        set_rng_state(ckpt["rng"])
-        start_step = int(ckpt["step"])
-        if main:
-            log.info("resuming %s at step %d of %d", out, start_step, total_steps)
+    ckpt = resume_from(ckpt_path, "kecae", model, opt, allowed=cfg.resume, supervisor=supervisor)
+    start_step = int(ckpt["step"]) if ckpt is not None else 0
+    if ckpt is not None and main:
+        log.info("resuming %s at step %d of %d", out, start_step, total_steps)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, out / "config.yaml")
