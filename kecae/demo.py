@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import logging
 import time
 from dataclasses import dataclass
@@ -69,7 +70,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         return result
 
     step("phantoms", lambda: (data / "ground_truth.csv").exists() or make_phantoms(
-        data, n_kl0=cfg.kl0, n_kl2=cfg.kl2, size=cfg.phantom_size, seed=cfg.seed))
+        data, n_kl0=cfg.kl0, n_kl2=cfg.kl2, size=cfg.phantom_size, seed=cfg.seed,
+        workers=min(4, os.cpu_count() or 1)))
     common = dict(data=str(data), image_size=size, epochs=cfg.classifier_epochs, device=cfg.device)
     sup = step("supervisor", lambda: train_classifier(ClassifierTrainConfig(
         out=str(out / "supervisor"), arch=cfg.supervisor_arch, seed=cfg.seed, **common)))

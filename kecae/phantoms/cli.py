@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -34,7 +35,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--splits", type=_splits, default=(0.7, 0.15, 0.15),
                    help="train,val,test patient fractions (default: 0.7,0.15,0.15)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                   help="worker processes; the output is byte-identical for any number "
+                   "(default: the CPU count, at most 4)")
     p.add_argument("--noise-free", action="store_true", help="leave out the quantum noise")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
