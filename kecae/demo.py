@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import logging
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from kecae.configargs import add_dataclass_args, dataclass_from_args
-from kecae.utils import atomic_write_text
+from kecae.runfolder import write_sections
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +86,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         out=str(out / "generated"), pairs=cfg.gen_pairs, seed=cfg.seed, device=cfg.device)))
     metrics = step("evaluate", lambda: evaluate(EvaluateConfig(
         run=str(out), pairs=cfg.eval_pairs, seed=cfg.seed, device=cfg.device)))
-    metrics["timings"] = timings
-    metrics["config"] = {"demo": dataclasses.asdict(cfg)}
-    metrics["supervisor"]["test_accuracy"] = sup["test_accuracy"]
-    metrics["judge"]["test_accuracy_at_training"] = judge["test_accuracy"]
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    metrics = write_sections(out, {
+        "timings": timings, "config": {"demo": dataclasses.asdict(cfg)},
+        "supervisor": {**metrics["supervisor"], "test_accuracy": sup["test_accuracy"]},
+        "judge": {**metrics["judge"], "test_accuracy_at_training": judge["test_accuracy"]}})
     report = step("report", lambda: write_report(out))
     print("\n[demo] headline numbers (test pairs, see the report for sample sizes):")
     print(format_headline(metrics))

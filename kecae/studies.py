@@ -18,7 +18,6 @@ The studies call the trainers and the generator; none of the training logic live
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import json
@@ -28,7 +27,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +37,8 @@ from kecae.inference import encode, load_kecae
 from kecae.training.classifier import train_classifier
 from kecae.training.config import ClassifierTrainConfig, KECAETrainConfig, load_yaml
 from kecae.training.kecae_trainer import train_kecae
+from kecae.runfolder import jsonable as _jsonable
+from kecae.runfolder import write_section
 from kecae.utils import KecaeError, atomic_path, atomic_write_text, file_sha256, select_device
 
 log = logging.getLogger(__name__)
@@ -178,61 +179,6 @@ class LambdaGridConfig:
 # ---------------------------------------------------------------------------------------------
 # Shared helpers: the run folder, metrics.json, reuse of finished sub-runs
 # ---------------------------------------------------------------------------------------------
-
-def _jsonable(x: Any) -> Any:
-    """Plain JSON types; NaN/inf become null (strict JSON readers refuse NaN)."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(float(x)) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
-
-
-@contextlib.contextmanager
-def _metrics_lock(run: Path) -> Iterator[None]:
-    """Serialise read-update-write of metrics.json between studies running at the same time."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: the atomic rename still prevents torn files
-        yield
-        return
-    run.mkdir(parents=True, exist_ok=True)
-    with open(run / ".metrics.json.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def write_section(run: str | Path, name: str, section: dict[str, Any]) -> Path:
-    """Set ``metrics.json[name] = section`` in run folder ``run``, keeping every other section.
-
-    Raises:
-        KecaeError: the existing metrics.json is not a JSON object.
-    """
-    run = Path(run)
-    path = run / "metrics.json"
-    with _metrics_lock(run):
-        merged: dict[str, Any] = {}
-        if path.exists():
-            try:
-                merged = json.loads(path.read_text())
-            except (OSError, ValueError) as exc:
-                raise KecaeError(f"{path} is not valid JSON ({exc}): repair it or move it away "
-                                 "(the studies only add their own section)") from exc
-            if not isinstance(merged, dict):
-                raise KecaeError(f"{path} does not hold a JSON object: move it away and rerun")
-        merged[name] = _jsonable(section)
-        atomic_write_text(path, json.dumps(merged, indent=2))
-    return path
-
 
 def _kecae_run_config(run: Path) -> KECAETrainConfig | None:
     path = run / "kecae" / "config.yaml"

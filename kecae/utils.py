@@ -9,9 +9,12 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _current_umask() -> int:

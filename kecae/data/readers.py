@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import pydicom
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -217,7 +220,7 @@ def _set_missing_transfer_syntax(ds) -> None:
                               ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
 
 
-def _window_only(ds, dataset_cls) -> "Dataset":
+def _window_only(ds, dataset_cls) -> "pydicom.Dataset":
     """A dataset holding only ``ds``'s window, set up so pydicom's windowing outputs [0, 1].
 
     pydicom scales the windowed output to the stored range ``[0, 2**BitsStored - 1]``; with one

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from kecae import CLASS_GRADES
-from kecae.utils import KecaeError, atomic_path, atomic_write_text, select_device
+from kecae.runfolder import write_sections
+from kecae.utils import KecaeError, atomic_path, select_device
 
 log = logging.getLogger(__name__)
 
@@ -280,27 +281,9 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     if fid_arrays:
         _save_npz(eval_dir / "fidelity.npz", fid_arrays)
 
-    metrics_path = run / "metrics.json"
-    merged = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    merged.update(result)
-    atomic_write_text(metrics_path, json.dumps(_jsonable(merged), indent=2))
-    return merged
+    return write_sections(run, result)
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **{k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()})
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.floating, float)):
-        return None if not math.isfinite(float(x)) else float(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x

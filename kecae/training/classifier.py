@@ -23,7 +23,7 @@ from kecae.training.checkpoint import load_checkpoint, resume_from, rng_state, s
 from kecae.training.common import (ArrayBatcher, autocast, balanced_epoch_indices, check_finite,
                                    memory_format)
 from kecae.training.config import ClassifierTrainConfig, save_yaml, to_dict
-from kecae.training.distributed import (DistInfo, all_reduce_mean, barrier, broadcast_flag,
+from kecae.training.distributed import (all_reduce_mean, barrier, broadcast_flag,
                                         init_distributed)
 from kecae.training.logs import RunLogger
 from kecae.utils import KecaeError, atomic_write_text, seed_everything
