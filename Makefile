@@ -22,7 +22,7 @@ test: install
 	$(BIN)/python -m pytest -q $(ARGS)
 
 bench: install
-	$(BIN)/python benchmarks/bench_phantoms.py --out benchmarks/results
+	$(BIN)/python benchmarks/bench_phantoms.py --out benchmarks/results --grid docs/phantoms_grid.png
 	$(BIN)/python benchmarks/bench_model.py --out benchmarks/results
 
 clean:
