@@ -214,7 +214,6 @@ def train_kecae(cfg: KECAETrainConfig,
     t_last, pairs_since = time.perf_counter(), 0
     y1 = torch.zeros(cfg.batch_size // dist_info.world_size, dtype=torch.long, device=device)
     y2 = torch.ones_like(y1)
-    step = start_step
     for step in range(start_step, total_steps):
         x1, x2, _ = batches.batch(step)
         x1 = x1.to(device, memory_format=fmt, non_blocking=True)
