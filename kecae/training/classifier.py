@@ -118,6 +118,10 @@ def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
     if main:
         out.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, out / "config.yaml")
+    if dist_info.enabled and device.type == "cuda":
+        # BatchNorm over the global batch, as one process would see it (SyncBatchNorm is GPU-only;
+        # on CPU each rank normalises over its own share)
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     net = DDP(model) if dist_info.enabled else model
     logger = RunLogger(out, ["step", "epoch", "train_loss", "val_loss", "val_accuracy", "lr",
                              "images_per_s"], enabled=main, resume_step=start_epoch - 1)

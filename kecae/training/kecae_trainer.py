@@ -180,6 +180,10 @@ def train_kecae(cfg: KECAETrainConfig,
         out.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, out / "config.yaml")
 
+    if dist_info.enabled and device.type == "cuda":
+        # BatchNorm over the global batch, as one process would see it (SyncBatchNorm is GPU-only;
+        # on CPU each rank normalises over its own share)
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     net = DDP(model) if dist_info.enabled else model
     sup_net = DDP(supervisor) if dist_info.enabled and cfg.supervisor_mode == "joint" else supervisor
     logger = RunLogger(out, LOG_FIELDS, enabled=main, resume_step=start_step)
