@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
 import logging
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any, Callable
 
 from kecae.configargs import add_dataclass_args, dataclass_from_args
 from kecae.runfolder import write_sections
+from kecae.utils import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         preset=cfg.preset, max_steps=cfg.kecae_steps, lr=cfg.kecae_lr, num_pairs=100_000, seed=cfg.seed,
         device=cfg.device, sample_every=max(50, cfg.kecae_steps // 10),
         ckpt_every=max(50, cfg.kecae_steps // 10))))
+    _drop_stale_generation(out / "generated", out / "kecae" / "checkpoints" / "last.pt")
     step("generate", lambda: generate(GenerateConfig(
         checkpoint=str(out / "kecae" / "checkpoints" / "last.pt"), data=str(data),
         out=str(out / "generated"), pairs=cfg.gen_pairs, seed=cfg.seed, device=cfg.device)))
@@ -95,6 +98,15 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     print(format_headline(metrics))
     print(f"\n[demo] report: {report}\n[demo] metrics: {out / 'metrics.json'}")
     return metrics
+
+
+def _drop_stale_generation(folder: Path, checkpoint: Path) -> None:
+    """The demo owns its generated folder: after KECAE trained further (a larger --kecae-steps),
+    images from the old checkpoint are removed so the folder is rebuilt from the new one."""
+    meta = folder / "generation.json"
+    if meta.exists() and json.loads(meta.read_text()).get("checkpoint_sha256") != file_sha256(checkpoint):
+        print(f"[demo] {folder} was made by an older checkpoint: generating it again", flush=True)
+        shutil.rmtree(folder)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

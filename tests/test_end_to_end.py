@@ -104,3 +104,11 @@ def test_demo_runs_and_reuses_finished_steps(tmp_path, capsys):
     assert main(args) == 0  # second run: nothing is trained again
     after = ckpt.stat().st_mtime_ns, (tmp_path / "demo" / "supervisor" / "best.pt").stat().st_mtime_ns
     assert before == after
+    # scaling up: KECAE continues from its checkpoint and the generated set is rebuilt from it
+    gen_meta = tmp_path / "demo" / "generated" / "generation.json"
+    old_hash = json.loads(gen_meta.read_text())["checkpoint_sha256"]
+    assert main([*args[:-2], "--kecae-steps", "3", "--device", "cpu"]) == 0
+    assert json.loads(gen_meta.read_text())["checkpoint_sha256"] != old_hash
+    from kecae.training.checkpoint import load_checkpoint
+
+    assert load_checkpoint(ckpt)["step"] == 3
