@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import logging
 import os
 import shutil
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
