@@ -169,14 +169,15 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
                               "n": int(len(labels)), "folds": 5, "latent_dim": int(hk.shape[1])}
 
     # 2. exchange success: judge and supervisor, on exchanges and on reconstructions
+    real_test = np.concatenate([t0.images, t2.images])
     judge_real = M.classification_metrics(
         np.r_[np.zeros(len(t0.images), int), np.ones(len(t2.images), int)],
-        (classify(judge, np.concatenate([t0.images, t2.images]), device=device)[:, 1] >= 0.5).astype(int))
+        (classify(judge, real_test, device=device)[:, 1] >= 0.5).astype(int))
     p = {name: {k: classify(clf, o[k], device=device)[:, 1] for k in o}
          for name, clf in (("judge", judge), ("supervisor", supervisor))}
     # plausibility: the measurement finds a joint and the judge's features of the image lie
     # within the real test images' distribution (Mahalanobis, 99th percentile of real images)
-    real_feats = classifier_features(judge, np.concatenate([t0.images, t2.images]), device=device)
+    real_feats = classifier_features(judge, real_test, device=device)
     f1, f2 = (classifier_features(judge, o[k], device=device) for k in ("x1_ex", "x2_ex"))
     m = {k: _measure(img, sides) for k, img, sides in (
         ("x1", x1, side1), ("x2", x2, side2), ("x1_ex", o["x1_ex"], side1),

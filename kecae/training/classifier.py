@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from kecae import CLASS_GRADES
@@ -24,7 +23,7 @@ from kecae.training.common import (ArrayBatcher, autocast, balanced_epoch_indice
                                    memory_format)
 from kecae.training.config import ClassifierTrainConfig, save_yaml, to_dict
 from kecae.training.distributed import (all_reduce_mean, barrier, broadcast_flag,
-                                        init_distributed)
+                                        init_distributed, wrap_ddp)
 from kecae.training.logs import RunLogger
 from kecae.utils import KecaeError, atomic_write_text, seed_everything
 
@@ -118,11 +117,7 @@ def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
     if main:
         out.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, out / "config.yaml")
-    if dist_info.enabled and device.type == "cuda":
-        # BatchNorm over the global batch, as one process would see it (SyncBatchNorm is GPU-only;
-        # on CPU each rank normalises over its own share)
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    net = DDP(model) if dist_info.enabled else model
+    net = wrap_ddp(model, dist_info, device)
     logger = RunLogger(out, ["step", "epoch", "train_loss", "val_loss", "val_accuracy", "lr",
                              "images_per_s"], enabled=main, resume_step=start_epoch - 1)
     gen = torch.Generator().manual_seed(cfg.seed)

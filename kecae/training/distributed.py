@@ -74,3 +74,18 @@ def broadcast_flag(flag: bool, info: DistInfo) -> bool:
     t = torch.tensor([1.0 if flag else 0.0])
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+def wrap_ddp(model: torch.nn.Module, info: DistInfo, device: torch.device) -> torch.nn.Module:
+    """``model`` as this process should call it: itself alone, DDP in a world of several.
+
+    On GPUs BatchNorm becomes SyncBatchNorm so it normalises over the global batch, as one
+    process would (SyncBatchNorm is GPU-only; on CPU each rank normalises over its own share).
+    The conversion swaps BatchNorm children in place and keeps their parameters, so optimisers
+    built on ``model`` stay valid and ``model.state_dict()`` keeps its keys.
+    """
+    if not info.enabled:
+        return model
+    if device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return torch.nn.parallel.DistributedDataParallel(model)

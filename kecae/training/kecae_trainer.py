@@ -18,13 +18,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from PIL import Image
-from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from kecae.training.checkpoint import load_checkpoint, resume_from, rng_state, save_checkpoint
 from kecae.training.common import autocast, check_finite, memory_format
 from kecae.training.config import KECAETrainConfig, save_yaml, to_dict
-from kecae.training.distributed import all_reduce_mean, barrier, broadcast_flag, init_distributed
+from kecae.training.distributed import (all_reduce_mean, barrier, broadcast_flag, init_distributed,
+                                        wrap_ddp)
 from kecae.training.logs import RunLogger
 from kecae.utils import KecaeError, atomic_path, atomic_write_text, seed_everything
 
@@ -180,12 +180,8 @@ def train_kecae(cfg: KECAETrainConfig,
         out.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, out / "config.yaml")
 
-    if dist_info.enabled and device.type == "cuda":
-        # BatchNorm over the global batch, as one process would see it (SyncBatchNorm is GPU-only;
-        # on CPU each rank normalises over its own share)
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    net = DDP(model) if dist_info.enabled else model
-    sup_net = DDP(supervisor) if dist_info.enabled and cfg.supervisor_mode == "joint" else supervisor
+    net = wrap_ddp(model, dist_info, device)
+    sup_net = wrap_ddp(supervisor, dist_info, device) if cfg.supervisor_mode == "joint" else supervisor
     logger = RunLogger(out, LOG_FIELDS, enabled=main, resume_step=start_step)
     val0, val2 = load("val", CLASS_GRADES[0]), load("val", CLASS_GRADES[1])
     k = min(4, len(val0.images), len(val2.images))
