@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "kecae.evaluation.cli",
     "kecae.report_cli",
     "kecae.studies_cli",
+    "kecae.reader_study.cli",
     "kecae.demo",
 )
 

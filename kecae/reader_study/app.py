@@ -1,0 +1,309 @@
+"""The reader-study web app (Flask) and its server (waitress).
+
+Routes (``<token>`` is the reader's personal token; ids are random, opaque strings)::
+
+    GET  /                          a short "open your personal link" page
+    GET  /r/<token>                 the reader's next image (phase 1 or 2), or the done page
+    POST /r/<token>/answer          one answer, as an HTML form; 303 back to /r/<token>
+    GET  /r/<token>/image/<id>      a PNG of the reader's set, never a path
+    GET  /static/...                the pages' CSS and JavaScript (package data)
+
+Answers. Each answer is one ``BEGIN IMMEDIATE ... COMMIT`` transaction (WAL, synchronous=FULL)
+and the reply — the redirect to the next image — is sent only after the commit: whatever the
+reader has seen acknowledged is on disk. Images are answered in the reader's order; an answer
+is final. Sending the same answer for the same image again (a double click, a retried request)
+changes nothing and is acknowledged; a different answer for an answered image is refused with
+409 Conflict. Phase 2 opens when phase 1 is complete (it names the intended exchange, which
+would unblind phase 1).
+
+Refusals: an unknown or malformed token, an item or image outside the reader's set (or of
+phase 2 while phase 1 is open), and any path outside the routes above: 404; a missing or
+out-of-range value: 400; a wrong method: 405; a body that is not a form: 415; an oversized
+body: 413; an out-of-order, early phase-2 or changed answer: 409. A client that prefers
+``application/json`` gets JSON replies instead of pages.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import re
+import sqlite3
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from kecae.reader_study import db
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+log = logging.getLogger(__name__)
+
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+ID_RE = re.compile(r"^[A-Za-z0-9_-]{16}$")
+MAX_ELAPSED_MS = 24 * 3600 * 1000
+
+#: Keyboard shortcuts, shown on the buttons: key -> (form field, value).
+KEYS = {1: {"ArrowLeft": ("kl", "0"), "ArrowRight": ("kl", "2"),
+            **{str(s): ("realism", str(s)) for s in range(1, 6)}},
+        2: {"y": ("match", "yes"), "n": ("match", "no")}}
+
+REALISM_LABELS = {1: "clearly synthetic", 2: "probably synthetic", 3: "unsure",
+                  4: "probably real", 5: "indistinguishable from a real radiograph"}
+
+EXCHANGES = {
+    "kl0_to_kl2": ("KL-0 → KL-2", "the healthy knee given early-OA features (narrower joint "
+                   "space, possible osteophytes), the rest of the knee unchanged"),
+    "kl2_to_kl0": ("KL-2 → KL-0", "the early-OA features removed (a normal joint space, no "
+                   "osteophytes), the rest of the knee unchanged"),
+}
+
+_CSP = ("default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _state(con: sqlite3.Connection, reader_id: int) -> dict[str, Any]:
+    """The reader's progress: counts per phase and the next unanswered item (None when done)."""
+    rows = con.execute(
+        "SELECT s.position, i.id AS item, i.phase, i.image_id, i.original_id, i.direction, "
+        "       a.item_id IS NOT NULL AS answered "
+        "FROM schedule s JOIN items i ON i.id = s.item_id "
+        "LEFT JOIN answers a ON a.reader_id = s.reader_id AND a.item_id = s.item_id "
+        "WHERE s.reader_id = ? ORDER BY s.position", (reader_id,)).fetchall()
+    total = {1: 0, 2: 0}
+    done = {1: 0, 2: 0}
+    nxt = None
+    for r in rows:
+        total[r["phase"]] += 1
+        done[r["phase"]] += r["answered"]
+        if nxt is None and not r["answered"]:
+            nxt = r
+    return {"total": total, "done": done, "next": nxt,
+            "open_phase": 1 if done[1] < total[1] else 2}
+
+
+def _parse_answer(form: Any, phase: int) -> dict[str, int | None]:
+    """The answer's columns from the form, or a 400 that names the bad field."""
+    from flask import abort
+
+    out: dict[str, int | None] = {"kl_call": None, "realism": None, "match": None}
+    if phase == 1:
+        kl, realism = form.get("kl"), form.get("realism")
+        if kl not in ("0", "2"):
+            abort(400, f"kl must be 0 (KL-0) or 2 (KL-2), got {kl!r}")
+        if realism is None or not re.fullmatch(r"[1-5]", realism):
+            abort(400, f"realism must be a whole number from 1 to 5, got {realism!r}")
+        out.update(kl_call=int(kl), realism=int(realism))
+    else:
+        match = form.get("match")
+        if match not in ("yes", "no"):
+            abort(400, f"match must be yes or no, got {match!r}")
+        out["match"] = int(match == "yes")
+    elapsed = form.get("elapsed_ms") or None
+    if elapsed is not None:
+        if not re.fullmatch(r"\d{1,9}", elapsed) or int(elapsed) > MAX_ELAPSED_MS:
+            abort(400, f"elapsed_ms must be a whole number of milliseconds up to "
+                       f"{MAX_ELAPSED_MS}, got {elapsed!r}")
+    out["elapsed_ms"] = int(elapsed) if elapsed is not None else None
+    return out
+
+
+def create_app(study: str | Path) -> "Flask":
+    """The Flask app serving ``study`` (a folder written by ``kecae reader-study prepare``)."""
+    from flask import (Flask, abort, g, jsonify, redirect, render_template, request, url_for)
+    from werkzeug.exceptions import HTTPException
+
+    study = Path(study).resolve()
+    con = db.open_study(study)  # fails early, with a clear message, for a wrong folder
+    settings = db.meta(con)
+    con.close()
+    images_dir = (study / db.IMAGES_DIR).resolve()
+
+    app = Flask(__name__, static_folder="static", template_folder="templates",
+                static_url_path="/static")
+    app.config.update(MAX_CONTENT_LENGTH=16 * 1024, STUDY=study, SEND_FILE_MAX_AGE_DEFAULT=3600)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    def get_db() -> sqlite3.Connection:
+        if "db" not in g:
+            g.db = db.connect(study / db.DB_NAME)
+        return g.db
+
+    @app.teardown_appcontext
+    def _close(_exc: BaseException | None) -> None:
+        con = g.pop("db", None)
+        if con is not None:
+            con.close()
+
+    def wants_json() -> bool:
+        return request.accept_mimetypes.best_match(["text/html", "application/json"]) \
+            == "application/json"
+
+    def reader_of(token: str) -> sqlite3.Row:
+        row = None
+        if TOKEN_RE.match(token):
+            row = get_db().execute("SELECT id, name FROM readers WHERE token_sha256 = ?",
+                                   (db.token_hash(token),)).fetchone()
+        if row is None:
+            abort(404, "This link is not valid for this study: check that you opened the whole "
+                       "link you were sent.")
+        return row
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+        if wants_json():
+            return jsonify(error=exc.code, name=exc.name, message=exc.description), exc.code, \
+                headers
+        return render_template("error.html", code=exc.code, name=exc.name,
+                               message=exc.description), exc.code, headers
+
+    @app.after_request
+    def _headers(resp):
+        resp.headers["Content-Security-Policy"] = _CSP
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Referrer-Policy"] = "no-referrer"  # the token never leaves in a Referer
+        resp.headers["X-Frame-Options"] = "DENY"
+        if resp.mimetype != "image/png" and not request.path.startswith("/static/"):
+            resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    @app.get("/")
+    def index():
+        return render_template("index.html")
+
+    @app.get("/r/<token>")
+    def reader(token: str):
+        r = reader_of(token)
+        st = _state(get_db(), r["id"])
+        total, done = st["total"], st["done"]
+        common = dict(reader=r["name"], answered=done[1] + done[2], total=total[1] + total[2])
+        nxt = st["next"]
+        if nxt is None:
+            return render_template("done.html", **common)
+        image = url_for("image", token=token, image_id=nxt["image_id"])
+        page = dict(common, item=nxt["item"], phase=nxt["phase"], image_url=image,
+                    action=url_for("answer", token=token), keys=KEYS[nxt["phase"]],
+                    position=done[nxt["phase"]] + 1, phase_total=total[nxt["phase"]],
+                    phases=2 if total[2] else 1, size=int(settings.get("image_size", 0)))
+        if nxt["phase"] == 1:
+            return render_template("phase1.html", realism_labels=REALISM_LABELS, **page)
+        exchange, meaning = EXCHANGES[nxt["direction"]]
+        return render_template("phase2.html", exchange=exchange, meaning=meaning,
+                               original_url=url_for("image", token=token,
+                                                    image_id=nxt["original_id"]),
+                               first=done[2] == 0, **page)
+
+    @app.get("/r/<token>/image/<image_id>")
+    def image(token: str, image_id: str):
+        r = reader_of(token)
+        if not ID_RE.match(image_id):
+            abort(404, "No such image in your set.")
+        con = get_db()
+        open_phase = _state(con, r["id"])["open_phase"]
+        ok = con.execute(
+            "SELECT 1 FROM schedule s JOIN items i ON i.id = s.item_id "
+            "WHERE s.reader_id = ? AND i.phase <= ? AND (i.image_id = ? OR i.original_id = ?) "
+            "LIMIT 1", (r["id"], open_phase, image_id, image_id)).fetchone()
+        path = (images_dir / f"{image_id}.png").resolve()
+        if ok is None or path.parent != images_dir or not path.is_file():
+            abort(404, "No such image in your set.")
+        resp = app.response_class(path.read_bytes(), mimetype="image/png")
+        # no ETag / Last-Modified: a file's time stamp must not tell anything about the image
+        resp.headers["Cache-Control"] = "private, max-age=3600"
+        return resp
+
+    @app.post("/r/<token>/answer")
+    def answer(token: str):
+        r = reader_of(token)
+        if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            abort(415, "Send answers as an HTML form (application/x-www-form-urlencoded).")
+        item = request.form.get("item", "")
+        if not ID_RE.match(item):
+            abort(404, "This image is not in your set.")
+        con = get_db()
+        con.execute("BEGIN IMMEDIATE")  # one reader's check-then-insert is atomic
+        try:
+            row = con.execute(
+                "SELECT i.phase, s.position FROM schedule s JOIN items i ON i.id = s.item_id "
+                "WHERE s.reader_id = ? AND s.item_id = ?", (r["id"], item)).fetchone()
+            if row is None:
+                abort(404, "This image is not in your set.")
+            values = _parse_answer(request.form, row["phase"])
+            old = con.execute("SELECT kl_call, realism, match FROM answers "
+                              "WHERE reader_id = ? AND item_id = ?", (r["id"], item)).fetchone()
+            duplicate = old is not None
+            if duplicate:
+                if tuple(old) != (values["kl_call"], values["realism"], values["match"]):
+                    abort(409, "This image is already answered and answers are final; "
+                               "reload the page to see your next image.")
+            else:
+                st = _state(con, r["id"])
+                if st["next"] is None or st["next"]["item"] != item:
+                    if row["phase"] == 2 and st["open_phase"] == 1:
+                        abort(409, "Phase 2 opens when phase 1 is complete.")
+                    abort(409, "Images are answered in order; reload the page to see your "
+                               "next image.")
+                con.execute("INSERT INTO answers (reader_id, item_id, kl_call, realism, match, "
+                            "elapsed_ms, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (r["id"], item, values["kl_call"], values["realism"],
+                             values["match"], values["elapsed_ms"], _now()))
+            con.execute("COMMIT")  # durable (synchronous=FULL) before the reply goes out
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        if not duplicate:
+            log.info("%s answered item %d", r["name"], row["position"] + 1)
+        if wants_json():
+            st = _state(con, r["id"])
+            return jsonify(saved=True, duplicate=duplicate,
+                           answered=st["done"][1] + st["done"][2],
+                           total=st["total"][1] + st["total"][2])
+        return redirect(url_for("reader", token=token), code=303)
+
+    return app
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def serve(study: str | Path, host: str = "127.0.0.1", port: int = 8765, *, threads: int = 8,
+          out: TextIO = sys.stdout) -> None:
+    """Serve ``study`` with waitress until interrupted; prints the reader links.
+
+    ``port=0`` picks a free port (printed). Only localhost is reachable unless ``host`` says
+    otherwise; the links travel in clear text over plain HTTP, so serve other hosts behind a
+    TLS proxy or an SSH tunnel.
+    """
+    from waitress import create_server
+
+    study = Path(study)
+    app = create_app(study)
+    server = create_server(app, host=host, port=port, threads=threads, ident="kecae")
+    bound = getattr(server, "effective_port", port)
+    base = f"http://{_url_host(host)}:{bound}"
+    print(f"reader study {study} at {base}/  (Ctrl-C stops; each answer is saved as it is given)",
+          file=out)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {host}, not only this machine; the links travel unencrypted "
+              "over plain HTTP: put a TLS proxy or an SSH tunnel in front", file=out)
+    links = study / db.LINKS_NAME
+    if links.is_file():
+        for line in links.read_text().splitlines():
+            if line and not line.startswith("#"):
+                name, path = line.split("\t", 1)
+                print(f"  {name}: {base}{path}", file=out)
+    out.flush()
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
