@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.kecae-installed
 ARGS ?=
 
-.PHONY: install demo test bench clean
+.PHONY: install browser demo test bench clean
 
 install: $(STAMP)
 
@@ -18,8 +18,20 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/python -m kecae demo --out runs/demo $(ARGS)
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q $(ARGS)
+
+# The reader-study browser test drives Debian's Chromium through its chromedriver: installed
+# here from Debian's packages when missing, never downloaded at test time. Without them that
+# test fails under CI=true and is skipped elsewhere.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  echo "installing chromium and chromium-driver (Debian packages) for the browser test"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+	    --no-install-recommends chromium chromium-driver >/dev/null \
+	    || echo "could not install chromium: the reader-study browser test will say so"; \
+	fi
 
 bench: install
 	$(BIN)/python benchmarks/bench_phantoms.py --out benchmarks/results --grid docs/phantoms_grid.png
