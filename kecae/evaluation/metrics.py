@@ -379,11 +379,17 @@ def mahalanobis_plausible(real_feats: Any, test_feats: Any, quantile: float = 0.
 # ---------------------------------------------------------------------------------------------
 
 def cohen_kappa(a: Any, b: Any) -> float:
-    """Cohen's kappa between two readers' calls on the same items (scikit-learn)."""
+    """Cohen's kappa between two readers' calls on the same items (scikit-learn).
+
+    κ = (po − pe) / (1 − pe); NaN, as in :func:`fleiss_kappa`, when both readers put every item
+    in one and the same category (pe = 1: agreement beyond chance is undefined).
+    """
     x = _labels(a, "a")
     y = _labels(b, "b", len(x))
     if len(x) == 0:
         raise ValueError("no ratings: pass one call per item for each reader")
+    if len(np.union1d(x, y)) == 1:
+        return math.nan
     return float(cohen_kappa_score(x, y))
 
 
