@@ -128,6 +128,7 @@ def create_app(study: str | Path) -> "Flask":
                 static_url_path="/static")
     app.config.update(MAX_CONTENT_LENGTH=16 * 1024, STUDY=study, SEND_FILE_MAX_AGE_DEFAULT=3600)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.merge_slashes = False  # "//x" is refused, not redirected somewhere else
 
     def get_db() -> sqlite3.Connection:
         if "db" not in g:
