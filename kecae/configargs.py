@@ -54,7 +54,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type,
                                 default=None, help=text)
         elif isinstance(default, list):
             single = flag[:-1] if flag.endswith("s") else flag
-            parser.add_argument(single, dest=f.name, action="append", default=None, help=text)
+            parser.add_argument(single, dest=f.name, action="append", default=None, help=text,
+                                choices=choices.get(f.name))
         elif isinstance(default, dict):
             parser.add_argument(flag, dest=f.name, action="append", default=None,
                                 metavar="KEY=VALUE", help=text)

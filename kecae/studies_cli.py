@@ -82,6 +82,21 @@ def cmd_lambda_grid(args: argparse.Namespace) -> int:
     return _done(args, "lambda_grid", studies.format_lambda_grid(studies.run_lambda_grid(cfg)))
 
 
+def cmd_ablation(args: argparse.Namespace) -> int:
+    from kecae import ablation
+    from kecae.configargs import dataclass_from_args
+
+    try:
+        cfg = dataclass_from_args(ablation.AblationConfig, args)
+    except ValueError as exc:
+        raise KecaeError(str(exc)) from exc
+    section = ablation.run_ablation(cfg)
+    print(ablation.format_ablation(section))
+    print(f"written {args.run}/metrics.json (section 'ablation') and "
+          f"{args.run}/studies/ablation/table.md; HTML: kecae report --run {args.run}")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from kecae.names import CLASSIFIER_NAMES, PRESET_NAMES
 
@@ -143,3 +158,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="seed of every cell (default: the run's KECAE seed)")
     _device_args(p)
     p.set_defaults(func=cmd_lambda_grid)
+
+    from kecae.ablation import ROWS, AblationConfig
+    from kecae.configargs import add_dataclass_args
+
+    p = kinds.add_parser("ablation", help="which KECAE options make the exchange work",
+                         description="Train one KECAE per row of options (--row NAME, repeated; "
+                         "default: every row) on the run's data, supervisor and judge with one "
+                         "budget, evaluate each with the fair metrics, give the best rows more "
+                         "seeds, and write the table (metrics.json section 'ablation', "
+                         "RUN/studies/ablation/table.md).")
+    add_dataclass_args(p, AblationConfig, choices={"rows": list(ROWS)})
+    p.set_defaults(func=cmd_ablation)

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from kecae.losses import hybrid_loss, lda_term, mse_term, supervision_term
+from kecae.losses import (GradeProbes, consistency_terms, displacement_terms, hybrid_loss,
+                          lda_term, mse_term, probe_terms, reconstruction_term, supervision_term)
 from kecae.models import KECAE, KECAEOutput, build_classifier, kecae_config
 
 
@@ -82,14 +83,14 @@ def test_lda_eps_keeps_equal_means_finite():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(mode="global"), r"\['image', 'batch'\]"),
+    (dict(mode="global"), r"\['image', 'batch', 'log'\]"),
     (dict(eps=-1.0), "eps"),
 ])
 def test_lda_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         lda_term(H_N, H_K, **kwargs)
-    with pytest.raises(ValueError, match="same shape"):
-        lda_term(H_N, H_K[:, :, :1])
+    with pytest.raises(ValueError, match="same number of images"):
+        lda_term(H_N, H_K[:1])
 
 
 class _CountingSupervisor(nn.Module):
@@ -152,6 +153,8 @@ def test_hybrid_loss_rejects_negative_lambdas():
     y = torch.zeros(2, dtype=torch.long)
     with pytest.raises(ValueError, match="lambda"):
         hybrid_loss(out, x1, x2, y, y, _CountingSupervisor(), lambda_sup=-1.0)
+    with pytest.raises(ValueError, match="lambda_disp"):
+        hybrid_loss(out, x1, x2, y, y, _CountingSupervisor(), lambda_disp=float("nan"))
 
 
 def test_gradients_reach_generator_through_frozen_supervisor():
@@ -180,3 +183,132 @@ def test_gradients_reach_generator_through_frozen_supervisor():
     for prefix in ("key_encoder.", "nonkey_encoder.", "decoder."):
         name = next(n for n in with_sup if n.startswith(prefix) and n.endswith("weight"))
         assert not torch.allclose(with_sup[name], without_sup[name])
+
+
+# --------------------------------------------------------------------------- optional terms
+
+def test_reconstruction_term_l1_by_hand():
+    x1, h1 = torch.zeros(1, 1, 2, 2), torch.tensor([[[[1.0, -1.0], [0.5, 0.0]]]])
+    x2, h2 = torch.ones(1, 1, 2, 2), torch.ones(1, 1, 2, 2)
+    assert reconstruction_term(x1, h1, x2, h2, "l1").item() == pytest.approx(2.5 / 4)
+    assert reconstruction_term(x1, h1, x2, h2, "mse").item() == pytest.approx(2.25 / 4)
+    with pytest.raises(ValueError, match="reconstruction loss"):
+        reconstruction_term(x1, h1, x2, h2, "ssim")
+
+
+def test_lda_log_mode_and_a_pooled_key():
+    hn = torch.tensor([[0.0, 2.0, 0.0, 2.0]])  # µ 1, σ² 1
+    hk = torch.tensor([[4.0]])  # a position-free key with one element: µ 4, σ² 0
+    ratio = (1.0 + 0.0) / (9.0 + 1e-6)
+    assert lda_term(hn, hk).item() == pytest.approx(ratio, rel=1e-6)
+    assert lda_term(hn, hk, mode="log").item() == pytest.approx(math.log1p(ratio), rel=1e-6)
+    with pytest.raises(ValueError, match="same number"):
+        lda_term(hn, torch.zeros(2, 1))
+
+
+def test_displacement_terms_by_hand():
+    # a constant shift of (3, 4) px: squared length 25, no gradient, no fold
+    const = torch.zeros(1, 2, 4, 4)
+    const[:, 0], const[:, 1] = 3.0, 4.0
+    t = displacement_terms(const, image_size=16)
+    assert t["disp"].item() == pytest.approx(25.0)
+    assert t["smooth"].item() == 0 and t["fold"].item() == 0
+    # dx = -0.75·x (grid spacing 4 px): ∂dx/∂x = -0.75, det J = 0.25 everywhere
+    squeeze = torch.zeros(1, 2, 4, 4)
+    squeeze[:, 0] = -0.75 * 4 * torch.arange(4.0).view(1, 4)
+    t = displacement_terms(squeeze, image_size=16)
+    assert t["smooth"].item() == pytest.approx(0.75 ** 2)
+    assert t["fold"].item() == pytest.approx(0.5 - 0.25)
+
+
+def _warp_model(**kw):
+    torch.manual_seed(0)
+    return KECAE(kecae_config("tiny", depth=3, key_pool="mean", exchange="warp", warp_grid=4,
+                              **kw))
+
+
+def test_hybrid_loss_adds_the_weighted_displacement_penalties():
+    model = _warp_model()
+    with torch.no_grad():
+        model.warp_head.weight.normal_(0, 0.5)  # a non-zero field
+    g = torch.Generator().manual_seed(2)
+    x1, x2 = (torch.rand(3, 1, 32, 32, generator=g) * 2 - 1 for _ in range(2))
+    y1, y2 = torch.zeros(3, dtype=torch.long), torch.ones(3, dtype=torch.long)
+    sup = _CountingSupervisor()
+    out = model(x1, x2)
+    base, terms0 = hybrid_loss(out, x1, x2, y1, y2, sup, lambda_lda=0.0)
+    total, terms = hybrid_loss(out, x1, x2, y1, y2, sup, lambda_lda=0.0, lambda_disp=0.1,
+                               lambda_smooth=0.2, lambda_fold=0.3)
+    d = displacement_terms(torch.cat([out.disp1, out.disp2]), 32)
+    assert d["disp"].item() > 0
+    expected = base + 0.1 * d["disp"] + 0.2 * d["smooth"] + 0.3 * d["fold"]
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert terms["disp"].item() == pytest.approx(d["disp"].item())
+
+
+def test_supervisor_perturbation_is_seeded_and_changes_its_input():
+    out, x1, x2 = _fake_output(b=2, s=8)
+    y1, y2 = torch.zeros(2, dtype=torch.long), torch.ones(2, dtype=torch.long)
+    seen = []
+
+    class Spy(nn.Module):
+        def forward(self, x):
+            seen.append(x.clone())
+            return torch.zeros(x.shape[0], 2)
+
+    for seed in (1, 1):
+        hybrid_loss(out, x1, x2, y1, y2, Spy(), sup_perturb=1.0,
+                    generator=torch.Generator().manual_seed(seed))
+    hybrid_loss(out, x1, x2, y1, y2, Spy())
+    torch.testing.assert_close(seen[0], seen[1])  # same generator seed, same perturbation
+    torch.testing.assert_close(seen[2], torch.cat([out.x1_ex, out.x2_ex]))  # off: untouched
+    assert not torch.allclose(seen[0], seen[2])
+
+
+def test_same_grade_exchange_term_is_zero_for_identical_knees():
+    model = _warp_model().eval()
+    x = torch.rand(1, 1, 32, 32) * 2 - 1
+    x1 = x.repeat(3, 1, 1, 1)  # three copies of one knee: every key is the same
+    x2 = (torch.rand(1, 1, 32, 32) * 2 - 1).repeat(3, 1, 1, 1)
+    with torch.no_grad():
+        model.warp_head.weight.normal_(0, 0.5)
+        t = consistency_terms(model, model(x1, x2), x1, x2, cycle=False)
+    assert t["same"].item() == pytest.approx(0.0, abs=1e-10)
+    x2 = torch.rand(3, 1, 32, 32) * 2 - 1  # three different KL-2 knees: their keys differ
+    with torch.no_grad():
+        out = model(x1, x2)
+        assert consistency_terms(model, out, x1, x2, cycle=False)["same"].item() > 0
+        t = consistency_terms(model, out, x1, x2, cycle=True, same=False)
+    assert set(t) == {"cycle"} and t["cycle"].item() > 0
+
+
+def test_cycle_term_by_hand():
+    """Re-encoding X' and comparing with the latents it was made of, relative to their variance."""
+    model = _warp_model().eval()
+    g = torch.Generator().manual_seed(3)
+    x1, x2 = (torch.rand(2, 1, 32, 32, generator=g) * 2 - 1 for _ in range(2))
+    with torch.no_grad():
+        out = model(x1, x2)
+        hk, hn = model.encode(torch.cat([out.x1_ex, out.x2_ex]))
+        rel = [((a - t) ** 2).mean() / t.var() for a, t in ((hn[:2], out.hn1), (hk[:2], out.hk2),
+                                                              (hn[2:], out.hn2), (hk[2:], out.hk1))]
+        t = consistency_terms(model, out, x1, x2, same=False)
+    assert t["cycle"].item() == pytest.approx(float(sum(rel) / 4), rel=1e-4)
+
+
+def test_probes_learn_the_grade_and_push_it_out_of_the_non_key_map():
+    out, _, _ = _fake_output(b=4, s=4)
+    out = out._replace(hn1=out.hn1.clone().requires_grad_(), hk1=out.hk1.clone().requires_grad_())
+    probes = GradeProbes(key_dim=12, nonkey_dim=12)
+    y1, y2 = torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long)
+    t = probe_terms(probes, out, y1, y2)
+    t["nonkey_adv"].backward()
+    # the probe descends the loss; the non-key latent receives the reversed gradient
+    w_grad = probes.nonkey.weight.grad.clone()
+    reference = nn.functional.cross_entropy(
+        probes.nonkey(torch.cat([out.hn1, out.hn2]).flatten(1)), torch.cat([y1, y2]))
+    hn1 = out.hn1
+    g_plain = torch.autograd.grad(reference, hn1)[0]
+    torch.testing.assert_close(hn1.grad, -g_plain)
+    assert w_grad.abs().sum() > 0
+    assert t["key_cls"].item() > 0

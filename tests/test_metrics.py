@@ -236,24 +236,70 @@ def test_fraction_wilson_by_hand():
         M.fraction([0, 2, 1])
 
 
-def test_mahalanobis_plausible():
+def test_plausibility_calibrated_on_held_out_data_passes_real_data_at_the_nominal_level():
     rng = np.random.default_rng(0)
+    d = 64  # many features and few samples: the regime where self-calibration is biased
+    cov = np.diag(np.linspace(0.5, 2.0, d))
+    fit, cal, test = (rng.multivariate_normal(np.zeros(d), cov, size=n) for n in (400, 3000, 3000))
+    rule = M.fit_plausibility(fit, cal, quantile=0.9)
+    share = rule.accept(test).mean()
+    assert share == pytest.approx(0.9, abs=0.02)  # a third sample of the same kind: nominal
+    # the old mistake, thresholding on the fitting set, rejects far more fresh real samples
+    self_rule = M.fit_plausibility(fit, fit, quantile=0.9)
+    assert self_rule.accept(test).mean() < share - 0.1
+    assert rule.n_fit == 400 and rule.n_calibration == 3000
+    assert not rule.accept(np.full((5, d), 20.0)).any()
+
+
+def test_plausibility_rule_uses_the_covariance_and_refuses_bad_input():
+    rng = np.random.default_rng(1)
     cov = np.array([[2.0, 0.8, 0.0], [0.8, 1.0, 0.3], [0.0, 0.3, 0.5]])
-    real = rng.multivariate_normal(np.zeros(3), cov, size=2000)
-    fresh = rng.multivariate_normal(np.zeros(3), cov, size=2000)
-    share = M.mahalanobis_plausible(real, fresh, quantile=0.99).mean()
-    assert 0.975 <= share <= 1.0  # ~99 % of new samples of the same distribution pass
-    assert M.mahalanobis_plausible(real, real, quantile=0.99).mean() == pytest.approx(0.99,
-                                                                                       abs=1e-3)
-    far = np.full((5, 3), 20.0)
-    assert not M.mahalanobis_plausible(real, far).any()
-    # Correlation matters: a point along the main axis is plausible, one across it is not.
+    fit, cal = (rng.multivariate_normal(np.zeros(3), cov, size=2000) for _ in range(2))
+    rule = M.fit_plausibility(fit, cal, quantile=0.99)
     along, across = np.array([[2.0, 1.0, 0.3]]), np.array([[2.0, -1.9, 0.0]])
-    assert M.mahalanobis_plausible(real, along)[0] and not M.mahalanobis_plausible(real, across)[0]
+    assert rule.accept(along)[0] and not rule.accept(across)[0]
     with pytest.raises(ValueError, match="quantile"):
-        M.mahalanobis_plausible(real, far, quantile=0.0)
+        M.fit_plausibility(fit, cal, quantile=0.0)
     with pytest.raises(ValueError, match="same model"):
-        M.mahalanobis_plausible(real, far[:, :2])
+        rule.accept(fit[:, :2])
+    with pytest.raises(ValueError, match="same model"):
+        M.fit_plausibility(fit, cal[:, :2])
+
+
+def test_knn_precision():
+    rng = np.random.default_rng(2)
+    real = rng.normal(size=(500, 4))
+    same = rng.normal(size=(500, 4))
+    assert M.knn_precision(real, same, k=3).mean() > 0.8
+    assert not M.knn_precision(real, rng.normal(size=(20, 4)) + 8.0, k=3).any()
+    # by hand on a line: radii to the 1st neighbour are 1, 1, 2; 2.5 is inside the ball of 4
+    line = np.array([[0.0], [1.0], [3.0]])
+    sd = line.std()
+    inside = M.knn_precision(line, np.array([[(2.5 - line.mean()) * 1 + line.mean()],
+                                              [line.mean() + 10 * sd]]), k=1)
+    assert inside.tolist() == [True, False]
+    with pytest.raises(ValueError, match="k must be"):
+        M.knn_precision(real[:3], same, k=3)
+
+
+def test_transfer_with_refusals_counts_a_refused_image_as_a_failure():
+    recipient = np.array([5.0, 5.0, 5.0, 5.0, np.nan, 5.0])
+    donor = np.array([3.0, 3.0, 3.0, 3.0, 3.0, 4.8])
+    exchanged = np.array([3.0, 4.0, np.nan, 5.0, 3.0, 4.8])
+    refused = np.array([False, False, True, False, False, False])
+    r = M.transfer_with_refusals(recipient, exchanged, donor, refused, min_gap=0.5)
+    assert r[0] == pytest.approx(1.0) and r[1] == pytest.approx(0.5) and r[3] == 0.0
+    assert np.isneginf(r[2])  # refused X': a failure
+    assert np.isnan(r[4]) and np.isnan(r[5])  # recipient unmeasured; widths too close
+    s = M.failure_aware_summary(r, success_at=0.7)
+    assert s["n"] == 4 and s["n_failed"] == 1 and s["n_excluded"] == 2
+    # sorted: -inf, 0, 0.5, 1 -> the lower median 0
+    assert s["median"] == 0.0 and s["success_rate"] == pytest.approx(0.25)
+    assert math.isinf(s["iqr"])
+    many_failed = M.failure_aware_summary([-np.inf, -np.inf, 1.0])
+    assert np.isneginf(many_failed["median"])
+    empty = M.failure_aware_summary([np.nan])
+    assert empty["n"] == 0 and math.isnan(empty["median"])
 
 
 # --------------------------------------------------------------------------- agreement

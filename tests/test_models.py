@@ -37,8 +37,8 @@ def test_preset_forward_shapes(name):
         assert img.shape == (b, 1, s, s)
         assert torch.isfinite(img).all()
         assert img.abs().max() <= 1  # tanh output
-    for h in out[4:]:
-        assert h.shape == (b, *config.latent_shape)
+    for h, shape in zip(out[4:8], [config.key_shape, config.latent_shape] * 2):
+        assert h.shape == (b, *shape)
         assert torch.isfinite(h).all()
     print(f"{name}: {count_parameters(model):,} parameters, latent {config.latent_shape}")
 
@@ -219,4 +219,116 @@ def test_presets_and_overrides():
     with pytest.raises(ValueError, match=r"\['paper', 'cpu', 'tiny'\]"):
         kecae_config("huge")
     with pytest.raises(ValueError, match="image_size"):
-        kecae_config("cpu", depth=3)
+        kecae_config("cpu", dept=3)
+
+
+# --------------------------------------------------------------------------- exchange options
+
+def _options_model(seed: int = 0, **kw) -> KECAE:
+    torch.manual_seed(seed)
+    return KECAE(KECAEConfig(image_size=32, width=1 / 8, **kw)).eval()
+
+
+@pytest.mark.parametrize("depth, side", [(7, 1), (5, 1), (4, 2), (3, 4), (2, 8)])
+def test_depth_sets_the_latent_grid(depth, side):
+    cfg = KECAEConfig(image_size=32, width=1 / 8, depth=depth)
+    assert cfg.num_blocks == depth and len(cfg.channels) == depth
+    assert cfg.latent_shape == (cfg.channels[-1], side, side)
+    model = KECAE(cfg).eval()
+    x1, x2 = _pair(cfg, 2)
+    with torch.no_grad():
+        out = model(x1, x2)
+    assert out.hn1.shape == (2, *cfg.latent_shape) and out.x1_ex.shape == x1.shape
+
+
+def test_position_free_key_is_the_grid_mean_added_everywhere():
+    model = _options_model(depth=3, key_pool="mean")
+    assert model.config.key_shape == (model.config.channels[-1], 1, 1)
+    x1, x2 = _pair(model.config, 3, seed=4)
+    with torch.no_grad():
+        out = model(x1, x2)
+        full = model.key_encoder(x1)  # (B, C, 4, 4) before pooling
+        torch.testing.assert_close(out.hk1, full.mean(dim=(2, 3), keepdim=True))
+        torch.testing.assert_close(out.x1_ex, model.decode(out.hn1 + out.hk2))  # broadcast sum
+
+
+def test_residual_exchange_edits_the_real_recipient():
+    from kecae.models.kecae import gaussian_blur
+
+    model = _options_model(depth=3, exchange="residual", residual_blur_px=1.0)
+    x1, x2 = _pair(model.config, 3, seed=5)
+    with torch.no_grad():
+        out = model(x1, x2)
+        edit = gaussian_blur(model.decode(out.hn1 + out.hk2) - model.decode(out.hn1 + out.hk1), 1.0)
+        torch.testing.assert_close(out.x1_ex, (x1 + edit).clamp(-1, 1), atol=1e-5, rtol=1e-5)
+        # the no-exchange control (own key) is the recipient itself
+        torch.testing.assert_close(model.exchange(x1, x1)[0], x1.clamp(-1, 1), atol=1e-5, rtol=0)
+
+
+def test_warp_exchange_starts_as_identity_and_its_control_is_the_recipient():
+    model = _options_model(depth=3, exchange="warp", warp_grid=4)
+    x1, x2 = _pair(model.config, 3, seed=6)
+    with torch.no_grad():
+        out = model(x1, x2)
+    # zero-initialised head: no displacement, X' is exactly the recipient
+    torch.testing.assert_close(out.x1_ex, x1, atol=1e-6, rtol=0)
+    assert out.disp1.shape == (3, 2, 4, 4) and out.disp1.abs().max() == 0
+    with torch.no_grad():
+        model.warp_head.bias.fill_(5.0)  # saturates tanh: every displacement at +warp_max_px
+        u, _ = model.decode_with_displacement(torch.cat([out.hn1 + out.hk1]))[1], None
+        out = model(x1, x2)
+        own = model.exchange(x1, x1)[0]
+    assert torch.allclose(u, torch.full_like(u, model.config.warp_max_px), atol=1e-3)
+    torch.testing.assert_close(own, x1, atol=1e-6, rtol=0)  # u(h1) − u(h1) = 0
+
+
+def test_warp_images_moves_pixels_by_the_displacement():
+    from kecae.models.kecae import warp_images
+
+    x = torch.arange(36.0).view(1, 1, 6, 6)
+    right = torch.zeros(1, 2, 3, 3)
+    right[:, 0] = 1.0  # sample one pixel to the right: the content moves left
+    moved = warp_images(x, right)
+    torch.testing.assert_close(moved[0, 0, :, :-1], x[0, 0, :, 1:])
+    torch.testing.assert_close(moved[0, 0, :, -1], x[0, 0, :, -1])  # border extends
+    down = torch.zeros(1, 2, 3, 3)
+    down[:, 1] = 2.0
+    torch.testing.assert_close(warp_images(x, down)[0, 0, :-2], x[0, 0, 2:])
+    torch.testing.assert_close(warp_images(x, torch.zeros(1, 2, 3, 3)), x)
+
+
+def test_gaussian_blur_keeps_constants_and_mass():
+    from kecae.models.kecae import gaussian_blur
+
+    flat = torch.full((2, 1, 9, 9), 0.3)
+    torch.testing.assert_close(gaussian_blur(flat, 1.5), flat)
+    spike = torch.zeros(1, 1, 15, 15)
+    spike[..., 7, 7] = 1.0
+    blurred = gaussian_blur(spike, 1.0)
+    assert blurred.sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert blurred[0, 0, 7, 7] < 0.2 and blurred[0, 0, 7, 8] == pytest.approx(blurred[0, 0, 8, 7])
+    assert gaussian_blur(spike, 0.0) is spike
+
+
+def test_warp_head_reads_the_decoder_block_at_the_grid_size():
+    cfg = KECAEConfig(image_size=64, width=1 / 8, depth=4, exchange="warp", warp_grid=8)
+    assert cfg.warp_tap == 0  # decoder sides 8, 16, 32, 64: the first block already gives 8×8
+    cfg7 = KECAEConfig(image_size=64, width=1 / 8, depth=7, exchange="warp", warp_grid=8)
+    assert cfg7.warp_tap == 3  # sides 1, 2, 4, 8, …
+    model = KECAE(cfg7)
+    assert model.warp_head.in_channels == list(reversed(cfg7.channels))[4]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(depth=0), "depth"),
+    (dict(depth=8), "depth"),
+    (dict(key_pool="max"), "key_pool"),
+    (dict(exchange="swap"), "exchange"),
+    (dict(exchange="warp", depth=1), "depth >= 2"),
+    (dict(warp_grid=1), "warp_grid"),
+    (dict(warp_max_px=0.0), "warp_max_px"),
+    (dict(residual_blur_px=-1.0), "residual_blur_px"),
+])
+def test_exchange_option_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        KECAEConfig(image_size=32, **kwargs)

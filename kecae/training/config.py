@@ -60,7 +60,16 @@ class KECAETrainConfig:
     lambda_sup: float = 1e-2  # lambda_1, weight of J_SUP (paper optimum)
     lambda_lda: float = 1e-3  # lambda_2, weight of J_LDA (paper optimum)
     lda_eps: float = 1e-6  # keeps J_LDA finite when the two means coincide
-    lda_mode: str = "image"  # "image" (Eq. 7, per image) or "batch" (released code)
+    lda_mode: str = "image"  # "image" (Eq. 7, per image), "batch" (released code) or "log" (bounded)
+    recon: str = "mse"  # reconstruction term: "mse" (paper) or "l1"
+    lambda_disp: float = 0.0  # warp exchange: weight of the mean squared displacement (px²)
+    lambda_smooth: float = 0.0  # warp exchange: weight of the field's squared gradient
+    lambda_fold: float = 0.0  # warp exchange: weight of the fold penalty relu(0.5 − det J)
+    lambda_cycle: float = 0.0  # re-encoding X' gives back the latents it was made of
+    lambda_same: float = 0.0  # a key exchanged between two knees of one grade changes little
+    sup_perturb: float = 0.0  # random shift / blur (px) of X' before the supervisor (0: none)
+    lambda_key_cls: float = 0.0  # linear probe: the key vector must tell the grade
+    lambda_nonkey_adv: float = 0.0  # adversarial probe (gradient reversal): hN must not
     log_every: int = 10  # steps between log rows
     sample_every: int = 200  # steps between sample grids
     ckpt_every: int = 200  # steps between checkpoints

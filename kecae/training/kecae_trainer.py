@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -30,7 +31,26 @@ from kecae.utils import KecaeError, atomic_path, atomic_write_text, seed_everyth
 
 log = logging.getLogger(__name__)
 
-LOG_FIELDS = ["step", "epoch", "total", "mse", "sup", "lda", "sup_real", "pairs_per_s", "lr"]
+LOG_FIELDS = ["step", "epoch", "total", "mse", "sup", "lda", "disp", "smooth", "fold", "cycle",
+              "same", "key_cls", "nonkey_adv", "sup_real", "pairs_per_s", "lr"]
+
+#: Loss weights of the configuration that must be finite and >= 0.
+_WEIGHTS = ("lambda_sup", "lambda_lda", "lambda_disp", "lambda_smooth", "lambda_fold",
+            "lambda_cycle", "lambda_same", "sup_perturb", "lambda_key_cls", "lambda_nonkey_adv")
+
+
+def check_loss_settings(cfg: KECAETrainConfig) -> None:
+    """Refuse loss settings the hybrid loss cannot use, before any data is read."""
+    from kecae.losses import LDA_MODES, RECON_LOSSES
+
+    for name in _WEIGHTS:
+        value = getattr(cfg, name)
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise KecaeError(f"--{name.replace('_', '-')} {value!r} must be a finite number >= 0")
+    if cfg.lda_mode not in LDA_MODES:
+        raise KecaeError(f"--lda-mode {cfg.lda_mode!r}: choose one of {list(LDA_MODES)}")
+    if cfg.recon not in RECON_LOSSES:
+        raise KecaeError(f"--recon {cfg.recon!r}: choose one of {list(RECON_LOSSES)}")
 
 
 def model_config_for(cfg: KECAETrainConfig) -> Any:
@@ -132,7 +152,7 @@ def train_kecae(cfg: KECAETrainConfig,
     """
     from kecae import CLASS_GRADES
     from kecae.data import PairSampler, load_image_set
-    from kecae.losses import hybrid_loss
+    from kecae.losses import GradeProbes, consistency_terms, hybrid_loss, probe_terms
     from kecae.models.kecae import KECAE
 
     dist_info, device = init_distributed(cfg.device)
@@ -141,6 +161,7 @@ def train_kecae(cfg: KECAETrainConfig,
     if cfg.batch_size % dist_info.world_size:
         raise KecaeError(f"--batch-size {cfg.batch_size} must be divisible by the number of "
                          f"processes ({dist_info.world_size})")
+    check_loss_settings(cfg)
     seed_everything(cfg.seed)
     mcfg = model_config_for(cfg)
     size = mcfg.image_size
@@ -169,10 +190,15 @@ def train_kecae(cfg: KECAETrainConfig,
     params = list(model.parameters())
     if cfg.supervisor_mode == "joint":
         params += list(supervisor.parameters())
+    probes = None
+    if cfg.lambda_key_cls > 0 or cfg.lambda_nonkey_adv > 0:
+        probes = GradeProbes(math.prod(mcfg.key_shape), mcfg.latent_dim).to(device)
+        params += list(probes.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr)
 
     ckpt_path = out / "checkpoints" / "last.pt"
-    ckpt = resume_from(ckpt_path, "kecae", model, opt, allowed=cfg.resume, supervisor=supervisor)
+    extra_modules = {"supervisor": supervisor, **({"probes": probes} if probes is not None else {})}
+    ckpt = resume_from(ckpt_path, "kecae", model, opt, allowed=cfg.resume, **extra_modules)
     start_step = int(ckpt["step"]) if ckpt is not None else 0
     if ckpt is not None and main:
         log.info("resuming %s at step %d of %d", out, start_step, total_steps)
@@ -195,6 +221,8 @@ def train_kecae(cfg: KECAETrainConfig,
                    "supervisor_config": sup_config}
         if cfg.supervisor_mode == "joint":
             payload["supervisor"] = supervisor.state_dict()
+        if probes is not None:
+            payload["probes"] = probes.state_dict()
         save_checkpoint(ckpt_path, payload)
 
     def samples(step: int) -> None:
@@ -218,11 +246,29 @@ def train_kecae(cfg: KECAETrainConfig,
         x1, x2, _ = batches.batch(step)
         x1 = x1.to(device, memory_format=fmt, non_blocking=True)
         x2 = x2.to(device, memory_format=fmt, non_blocking=True)
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)  # pure function of step
         with autocast(device, cfg.amp):
             out_ = net(x1, x2)
             total, terms = hybrid_loss(out_, x1, x2, y1, y2, sup_net, lambda_sup=cfg.lambda_sup,
                                        lambda_lda=cfg.lambda_lda, lda_eps=cfg.lda_eps,
-                                       lda_mode=cfg.lda_mode)
+                                       lda_mode=cfg.lda_mode, recon=cfg.recon,
+                                       lambda_disp=cfg.lambda_disp,
+                                       lambda_smooth=cfg.lambda_smooth,
+                                       lambda_fold=cfg.lambda_fold, sup_perturb=cfg.sup_perturb,
+                                       generator=gen)
+            if cfg.lambda_cycle > 0 or cfg.lambda_same > 0:
+                extra = consistency_terms(model, out_, x1, x2, cycle=cfg.lambda_cycle > 0,
+                                          same=cfg.lambda_same > 0, generator=gen)
+                total = (total + cfg.lambda_cycle * extra.get("cycle", 0.0)
+                         + cfg.lambda_same * extra.get("same", 0.0))
+                terms = {**terms, **{k: v.detach() for k, v in extra.items()},
+                         "total": total.detach()}
+            if probes is not None:
+                extra = probe_terms(probes, out_, y1, y2)
+                total = (total + cfg.lambda_key_cls * extra["key_cls"]
+                         + cfg.lambda_nonkey_adv * extra["nonkey_adv"])
+                terms = {**terms, **{k: v.detach() for k, v in extra.items()},
+                         "total": total.detach()}
             if cfg.supervisor_mode == "joint":
                 # the jointly trained supervisor also learns the real labels; without this term
                 # the supervisor and the generator could agree on any private code
