@@ -171,7 +171,7 @@ class Server:
         """What the server printed so far."""
         return Path(self.log.name).read_text()
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self
 
     def __exit__(self, *exc) -> None:

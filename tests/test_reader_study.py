@@ -18,8 +18,7 @@ import zlib
 
 import numpy as np
 import pytest
-from reader_study_kit import (ROOT, Server, answer_phase1, answers, links, make_generated,
-                              schedule)
+from reader_study_kit import ROOT, Server, answer_phase1, answers, links, make_generated, schedule
 
 from kecae.evaluation import metrics as M
 from kecae.reader_study import analyze as A
@@ -116,7 +115,7 @@ def test_prepare_is_seeded(tmp_path):
 @pytest.mark.parametrize("kwargs, message", [
     (dict(pairs=7), "at most 6"),
     (dict(pairs=0), "at least 1"),
-    (dict(controls=20), "needs 10 real KL-0"),
+    (dict(controls=20), r"needs 10 real KL-0"),
     (dict(controls=-1), "0 or more"),
     (dict(readers=[]), "at least one reader"),
     (dict(readers=["a", "a"]), "distinct"),
@@ -265,7 +264,7 @@ def test_good_requests(live):
 def test_answers_are_final_and_resubmission_is_idempotent(study):
     link = links(study)["alice"]
     with Server(study) as server:
-        phase, item = server.current(link)
+        _, item = server.current(link)
         form = {"item": item, "kl": "0", "realism": "2"}
         assert server.post(f"{link}/answer", form)[0] == 303
         assert server.post(f"{link}/answer", form)[0] == 303  # a double click: same answer, ok
@@ -315,7 +314,7 @@ def test_killed_server_loses_no_answer(study):
     assert [r["position"] for r in saved] == list(range(len(saved)))
     # the reader comes back and continues where they were
     with Server(study) as again:
-        status, _, body = again.request("GET", link)
+        _, _, body = again.request("GET", link)
         assert f"image {len(saved) + 1} of 10" in body.decode()
 
 
@@ -326,17 +325,17 @@ def test_several_readers_at_once(study):
         def reader(name: str, kl: str) -> None:
             try:
                 answer_phase1(server, link[name], 10, kl=kl)
-            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            except Exception as exc:
                 errors.append(f"{name}: {exc!r}")
 
         # and one reader sending the same answer twice at the same moment (two tabs)
         def twice() -> None:
             try:
-                phase, item = server.current(link["alice"])
+                _, item = server.current(link["alice"])
                 for _ in range(2):
                     server.post(f"{link['alice']}/answer", {"item": item, "kl": "0",
                                                              "realism": "1"})
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 errors.append(f"twice: {exc!r}")
 
         threads = [threading.Thread(target=reader, args=(n, k))
@@ -399,7 +398,7 @@ def test_analyze_against_sklearn_and_statsmodels(study):
     calls["bob"] = np.where(truth == 0, 2, truth)  # always KL-2
     calls["carol"] = np.where(rng.random(len(truth)) < 0.7, truth, 2 - truth)
     fill: dict[str, dict] = {}
-    for n, name in enumerate(READERS):
+    for name in READERS:
         realism[name] = rng.integers(1, 6, len(truth))
         fill[name] = {r["id"]: (int(calls[name][i]), int(realism[name][i]), None)
                       for i, r in enumerate(p1)}
@@ -465,7 +464,7 @@ def test_kappa_edges():
     assert M.cohen_kappa([0, 0, 2], [0, 0, 2]) == 1.0
     assert A.kappa(np.array([[0, 2, 2, 0], [0, 2, 0, 0]])) == pytest.approx(
         M.cohen_kappa([0, 2, 2, 0], [0, 2, 0, 0]))
-    k, lo, hi, n = A.agreement(np.array([[0, 2, np.nan, 0], [0, 2, 2, np.nan]]), n_boot=50)
+    k, _, _, n = A.agreement(np.array([[0, 2, np.nan, 0], [0, 2, 2, np.nan]]), n_boot=50)
     assert n == 2 and k == 1.0  # only the items both readers called
 
 
@@ -481,7 +480,7 @@ def test_analyze_cli_writes_json_csv_metrics_and_report(study, tmp_path):
     run = tmp_path / "run"
     out = subprocess.run([sys.executable, "-m", "kecae", "reader-study", "analyze", str(study),
                           "--run", str(run), "--bootstrap", "100"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert "Table III" in out.stdout and "all readers" in out.stdout
     assert "Fleiss' κ" in out.stdout and "Cohen's κ, alice – bob" in out.stdout
@@ -492,8 +491,8 @@ def test_analyze_cli_writes_json_csv_metrics_and_report(study, tmp_path):
         rows = list(csv.DictReader(fh))
     assert {r["statistic"] for r in rows} == {"accuracy", "realism_mean", "match_rate",
                                               "cohen_kappa", "fleiss_kappa"}
-    acc = [r for r in rows if r["statistic"] == "accuracy" and r["reader"] == "carol"
-           and r["images"] == "generated" and r["label"] == "KL-0"][0]
+    acc = next(r for r in rows if r["statistic"] == "accuracy" and r["reader"] == "carol"
+               and r["images"] == "generated" and r["label"] == "KL-0")
     assert float(acc["value"]) == 1.0 and acc["n"] == "3"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["reader_study"]["readers"][2]["reader"] == "carol"
@@ -506,5 +505,6 @@ def test_help_stays_light():
     code = ("import sys, kecae.cli; kecae.cli.build_parser(); "
             "print(sorted(m for m in ('flask', 'torch', 'sklearn', 'waitress') "
             "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         check=False)
     assert out.stdout.strip() == "[]", out.stderr

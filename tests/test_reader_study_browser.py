@@ -49,7 +49,7 @@ def browser(tmp_path):
     os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not look online
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
-    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
         opts.add_argument(flag)
     drv = webdriver.Chrome(options=opts, service=Service(executable_path=driver))
     drv.set_page_load_timeout(30)

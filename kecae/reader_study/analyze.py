@@ -18,9 +18,10 @@ import io
 import itertools
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -125,7 +126,7 @@ def mean_score(scores: np.ndarray) -> Mean:
     s = s[~np.isnan(s)]
     if not len(s):
         return Mean(None, None, 0)
-    return Mean(float(s.mean()), float(s.std(ddof=1)) if len(s) > 1 else 0.0, int(len(s)))
+    return Mean(float(s.mean()), float(s.std(ddof=1)) if len(s) > 1 else 0.0, len(s))
 
 
 def bootstrap_ci(stat: Callable[[np.ndarray], float], n_items: int, *, n_boot: int = N_BOOT,
@@ -266,9 +267,9 @@ def analyze_study(study: str | Path, *, n_boot: int = N_BOOT, seed: int = 0) -> 
         a = _load(con)
     finally:
         con.close()
-    every = np.arange(len(a.names))
+    every = list(range(len(a.names)))
     rows = [_row(a, np.array([i]), name, False, n_boot, seed) for i, name in enumerate(a.names)]
-    overall = _row(a, every, "all readers", True, n_boot, seed)
+    overall = _row(a, np.array(every), "all readers", True, n_boot, seed)
 
     agree = []
     for images, kind in (("generated", "exchanged"), ("control", "control")):
@@ -280,7 +281,7 @@ def analyze_study(study: str | Path, *, n_boot: int = N_BOOT, seed: int = 0) -> 
         if len(a.names) >= 3:
             groups.append(("fleiss_kappa", tuple(every)))
         for statistic, g in groups:
-            k, lo, hi, n = agreement(a.kl[np.ix_(list(g), cols)], n_boot=n_boot, seed=seed)
+            k, lo, hi, n = agreement(a.kl[np.ix_(np.array(g), cols)], n_boot=n_boot, seed=seed)
             agree.append(Agreement(statistic, [a.names[i] for i in g], images, k, lo, hi, n))
     return ReaderStudyResult(
         study=str(study), pairs=int(settings.get("pairs", 0)),
@@ -297,7 +298,7 @@ def _pct(r: Rate, ci: bool = False) -> str:
     if r.value is None:
         return "—"
     s = f"{100 * r.value:.1f} %"
-    if ci and r.ci_low is not None:
+    if ci and r.ci_low is not None and r.ci_high is not None:
         s += f" [{100 * r.ci_low:.0f}–{100 * r.ci_high:.0f}]"
     return s
 
@@ -328,7 +329,7 @@ def format_table(res: ReaderStudyResult) -> str:
                  _pct(r.control_accuracy["all"]), _pct(r.control_accuracy["KL-0"]),
                  _pct(r.control_accuracy["KL-2"]), _avg(r.control_realism["all"]),
                  _pct(r.match_rate["all"]), _pct(r.sham_match_rate)]
-        lines.append("  ".join(c.ljust(w) for c, (_, w) in zip(cells, head)))
+        lines.append("  ".join(c.ljust(w) for c, (_, w) in zip(cells, head, strict=True)))
     lines += ["", "accuracy: KL call equals the intended label (X') or the true grade (ctrl); "
               "realism: mean score 1-5; match: phase-2 comparisons called a match of the "
               "intended exchange; sham: a real image beside itself called a match.", ""]
@@ -343,7 +344,7 @@ def format_table(res: ReaderStudyResult) -> str:
                          f"n = {g.n_items}")
     else:
         lines.append("Agreement: needs at least two readers.")
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 CSV_FIELDS = ["statistic", "reader", "images", "label", "value", "ci_low", "ci_high", "n"]

@@ -105,17 +105,17 @@ def _parse_answer(form: Any, phase: int) -> dict[str, int | None]:
             abort(400, f"match must be yes or no, got {match!r}")
         out["match"] = int(match == "yes")
     elapsed = form.get("elapsed_ms") or None
-    if elapsed is not None:
-        if not re.fullmatch(r"\d{1,9}", elapsed) or int(elapsed) > MAX_ELAPSED_MS:
-            abort(400, f"elapsed_ms must be a whole number of milliseconds up to "
-                       f"{MAX_ELAPSED_MS}, got {elapsed!r}")
+    if elapsed is not None and (not re.fullmatch(r"\d{1,9}", elapsed)
+                                or int(elapsed) > MAX_ELAPSED_MS):
+        abort(400, f"elapsed_ms must be a whole number of milliseconds up to "
+                   f"{MAX_ELAPSED_MS}, got {elapsed!r}")
     out["elapsed_ms"] = int(elapsed) if elapsed is not None else None
     return out
 
 
-def create_app(study: str | Path) -> "Flask":
+def create_app(study: str | Path) -> Flask:
     """The Flask app serving ``study`` (a folder written by ``kecae reader-study prepare``)."""
-    from flask import (Flask, abort, g, jsonify, redirect, render_template, request, url_for)
+    from flask import Flask, abort, g, jsonify, redirect, render_template, request, url_for
     from werkzeug.exceptions import HTTPException
 
     study = Path(study).resolve()
@@ -147,7 +147,7 @@ def create_app(study: str | Path) -> "Flask":
 
     def reader_of(token: str) -> sqlite3.Row:
         row = None
-        if TOKEN_RE.match(token):
+        if TOKEN_RE.match(token):  # anything else cannot be a token: no database look-up
             row = get_db().execute("SELECT id, name FROM readers WHERE token_sha256 = ?",
                                    (db.token_hash(token),)).fetchone()
         if row is None:

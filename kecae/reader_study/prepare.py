@@ -1,4 +1,4 @@
-"""``kecae reader-study prepare``: a blinded, shuffled image set, per-reader orders and the database.
+"""``kecae reader-study prepare``: a blinded, shuffled image set, per-reader orders, the database.
 
 Blinding. Every image shown is re-encoded from its pixels into ``images/<random id>.png`` (no
 PNG text chunk, no time stamp), real images preprocessed exactly as KECAE's inputs (square crop,
