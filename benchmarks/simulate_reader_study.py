@@ -234,6 +234,25 @@ def screenshots(generated: Path, folder: Path, work: Path) -> list[Path]:
     return shots
 
 
+def montage(shots: list[Path], path: Path, scale: float = 0.5) -> Path:
+    """The screens in a 2 x 2 grid at ``scale``, as a small palette PNG (for the README)."""
+    from PIL import Image
+
+    tiles = []
+    for p in shots:
+        with Image.open(p) as im:
+            w, h = im.size
+            tiles.append(im.convert("RGB").resize((int(w * scale), int(h * scale)),
+                                                  Image.Resampling.LANCZOS))
+    tw, th = max(t.size[0] for t in tiles), max(t.size[1] for t in tiles)
+    gap = 6
+    sheet = Image.new("RGB", (2 * tw + gap, 2 * th + gap), (60, 66, 75))
+    for n, t in enumerate(tiles):
+        sheet.paste(t, ((n % 2) * (tw + gap), (n // 2) * (th + gap)))
+    sheet.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="benchmarks/results", help="where the results go")
@@ -311,7 +330,8 @@ def main() -> None:
         (out / "reader_study_simulated.json").write_text(json.dumps(data, indent=2) + "\n")
         print("\n".join(header))
         if args.screenshots:
-            for p in screenshots(generated, Path(args.screenshots), work):
+            shots = screenshots(generated, Path(args.screenshots), work)
+            for p in [*shots, montage(shots, Path(args.screenshots) / "reader_study_screens.png")]:
                 print(f"screenshot {p}")
         print(f"\nwritten {out}/reader_study_simulated.txt and .json "
               f"({time.perf_counter() - t0:.0f} s)")
