@@ -945,6 +945,9 @@ def _reader_study(sec: dict) -> str:
     def avg(d: Any) -> str:
         return _fmt((d if isinstance(d, dict) else {}).get("mean"), "num")
 
+    def kappa(v: Any) -> str:
+        return "—" if _num(v) is None else f"{_num(v):.2f}"
+
     rows = []
     for r in [*sec.get("readers", []), sec.get("overall") or {}]:
         if not isinstance(r, dict) or "reader" not in r:
@@ -962,8 +965,7 @@ def _reader_study(sec: dict) -> str:
                      "Phase 2: match", "Sham: match"], rows, "reader-study")]
     agree = [[_e("Fleiss' κ" if a.get("statistic") == "fleiss_kappa" else "Cohen's κ"),
               _e(", ".join(map(str, a.get("readers", [])))), _e(a.get("images", "")),
-              _fmt(a.get("kappa"), "num"),
-              f"{_fmt(a.get('ci_low'), 'num')} – {_fmt(a.get('ci_high'), 'num')}",
+              kappa(a.get("kappa")), f"{kappa(a.get('ci_low'))} – {kappa(a.get('ci_high'))}",
               _fmt(a.get("n_items"), "int")]
              for a in sec.get("agreement", []) if isinstance(a, dict)]
     if agree:
