@@ -317,7 +317,8 @@ def format_table(res: ReaderStudyResult) -> str:
             ("X'1→KL-2", 9), ("realism", 8), ("X'2", 5), ("X'1", 5), ("ctrl acc", 9),
             ("ctrl KL-0", 9), ("ctrl KL-2", 9), ("ctrl real", 9), ("match", 8), ("sham", 7)]
     lines = [f"Table III: reader study {res.study}",
-             f"{len(res.readers)} readers; {res.generated_images} generated images "
+             f"{len(res.readers)} reader{'s' if len(res.readers) != 1 else ''}; "
+             f"{res.generated_images} generated images "
              f"({res.pairs} pairs: X'1 intended KL-2, X'2 intended KL-0) and {res.controls} "
              "real controls in phase 1; phase 2 compares each X' with its original "
              f"(and each control with itself, 'sham').", ""]

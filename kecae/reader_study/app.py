@@ -288,7 +288,9 @@ def serve(study: str | Path, host: str = "127.0.0.1", port: int = 8765, *, threa
     study = Path(study)
     app = create_app(study)
     server = create_server(app, host=host, port=port, threads=threads, ident="kecae")
-    bound = getattr(server, "effective_port", port)
+    bound = getattr(server, "effective_port", None)
+    if bound is None:  # a name such as "localhost" can bind several sockets (IPv4 and IPv6)
+        bound = server.effective_listen[0][1]
     base = f"http://{_url_host(host)}:{bound}"
     print(f"reader study {study} at {base}/  (Ctrl-C stops; each answer is saved as it is given)",
           file=out)
