@@ -257,7 +257,7 @@ def run_ablation(cfg: AblationConfig) -> dict[str, Any]:
                    "eval_pairs": cfg.eval_pairs, "seeds": seeds,
                    "best_seeds": list(range(cfg.best_seeds))},
         "shared": paths,
-        "examples": {n: str(root / n / "seed_0" / "eval" / "examples.npz") for n in best},
+        "examples": {n: f"studies/ablation/{n}/seed_0/eval/examples.npz" for n in best},
         "note": "every row: the same data, frozen supervisor, judge, test pairs and budget; "
                 "rows start from the paper's architecture at 64 px, width 0.125 and name every "
                 "option they change. Cells are means over the row's seeds (std where > 1 seed).",

@@ -65,8 +65,11 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type,
                                 choices=choices.get(f.name), help=text)
 
 
-def dataclass_from_args(cls: type[T], args: argparse.Namespace) -> T:
-    values: dict[str, Any] = {}
+def dataclass_from_args(cls: type[T], args: argparse.Namespace,
+                        base: dict[str, Any] | None = None) -> T:
+    """The dataclass from, in rising precedence: its defaults, ``base`` (e.g. a preset's measured
+    settings), the ``--config`` YAML file, and the options given on the command line."""
+    values: dict[str, Any] = dict(base or {})
     if getattr(args, "config", None):
         try:
             with open(args.config) as fh:

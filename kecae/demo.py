@@ -50,7 +50,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     from kecae.evaluation.cli import format_headline
     from kecae.evaluation.evaluate import EvaluateConfig, evaluate
     from kecae.generation import GenerateConfig, generate
-    from kecae.models.presets import kecae_config
+    from kecae.models.presets import kecae_config, preset_training
     from kecae.phantoms import make_phantoms
     from kecae.report import write_report
     from kecae.training.classifier import train_classifier
@@ -79,11 +79,12 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         out=str(out / "supervisor"), arch=cfg.supervisor_arch, seed=cfg.seed, **common)))
     judge = step("judge", lambda: train_classifier(ClassifierTrainConfig(
         out=str(out / "judge"), arch=cfg.judge_arch, seed=cfg.seed + 1, **common)))
-    step("kecae", lambda: train_kecae(KECAETrainConfig(
-        data=str(data), out=str(out / "kecae"), supervisor=str(out / "supervisor" / "best.pt"),
-        preset=cfg.preset, max_steps=cfg.kecae_steps, lr=cfg.kecae_lr, num_pairs=100_000, seed=cfg.seed,
-        device=cfg.device, sample_every=max(50, cfg.kecae_steps // 10),
-        ckpt_every=max(50, cfg.kecae_steps // 10))))
+    step("kecae", lambda: train_kecae(KECAETrainConfig(**{
+        **preset_training(cfg.preset), "data": str(data), "out": str(out / "kecae"),
+        "supervisor": str(out / "supervisor" / "best.pt"), "preset": cfg.preset,
+        "max_steps": cfg.kecae_steps, "lr": cfg.kecae_lr, "num_pairs": 100_000, "seed": cfg.seed,
+        "device": cfg.device, "sample_every": max(50, cfg.kecae_steps // 10),
+        "ckpt_every": max(50, cfg.kecae_steps // 10)})))
     _drop_stale_generation(out / "generated", out / "kecae" / "checkpoints" / "last.pt")
     step("generate", lambda: generate(GenerateConfig(
         checkpoint=str(out / "kecae" / "checkpoints" / "last.pt"), data=str(data),

@@ -49,6 +49,7 @@ HOW_TO = {
     "supervisor": "kecae train-classifier --out {run}/supervisor",
     "judge": "kecae train-classifier --out {run}/judge",
     "everything": "kecae demo --out {run}",
+    "ablation": "kecae study ablation --run {run}",
 }
 
 MAX_EXAMPLES = 6  # rows of the Fig. 4-style grid; more images make the figure unreadably small
@@ -215,26 +216,46 @@ _KEYS: dict[str, list[tuple[str, str, str]]] = {
         ("svm_hk_accuracy", "SVM-RBF accuracy on the key vectors hK", "pct"),
         ("svm_hn_accuracy", "SVM-RBF accuracy on the non-key vectors hN", "pct"),
     ],
-    "exchange_success": [
-        ("plausible_rate", "X′ within the real images' feature distribution (Mahalanobis, "
-                           "judge features)", "pct"),
-        ("plausible_rate_recon", "Control: reconstructions X̂ passing the same rule", "pct"),
+    "exchange_success": [],
+    "plausibility": [
+        ("real_test", "Control: real test images passing the rule (nominal share "
+                      "= the quantile)", "pct"),
+        ("x_ex", "Exchanged images X′ passing the rule", "pct"),
+        ("x_ex_kl0_to_kl2", "X′1 (KL-0 → KL-2) passing", "pct"),
+        ("x_ex_kl2_to_kl0", "X′2 (KL-2 → KL-0) passing", "pct"),
+        ("ratio_to_real", "X′ pass rate / real pass rate", "num"),
+        ("control", "Control: no-exchange outputs passing", "pct"),
+        ("recon", "Control: reconstructions X̂ passing", "pct"),
+        ("knn_real_test", "k-NN manifold precision, real test images", "pct"),
+        ("knn_x_ex", "k-NN manifold precision, X′", "pct"),
+        ("knn_recon", "k-NN manifold precision, X̂", "pct"),
     ],
     "fidelity": [
-        ("key_transfer_median", "Key transfer ratio KL-0 → KL-2, median", "num"),
-        ("key_transfer_iqr", "Key transfer ratio KL-0 → KL-2, IQR", "num"),
-        ("key_transfer_median_kl2_to_kl0", "Key transfer ratio KL-2 → KL-0, median", "num"),
-        ("recon_key_transfer_median", "Key transfer ratio KL-0 → KL-2 against the "
-                                      "reconstructions (X̂1 and X̂2 in place of X1 and X2), median",
-         "num"),
-        ("recon_key_transfer_median_kl2_to_kl0", "Key transfer ratio KL-2 → KL-0 against the "
+        ("key_transfer_median", "Key transfer KL-0 → KL-2, median (refused X′ = failure)", "num"),
+        ("key_transfer_iqr", "Key transfer KL-0 → KL-2, IQR", "num"),
+        ("key_transfer_success_rate", "Pairs with key transfer ≥ 0.7, KL-0 → KL-2", "pct"),
+        ("key_transfer_median_kl2_to_kl0", "Key transfer KL-2 → KL-0, median", "num"),
+        ("key_transfer_success_rate_kl2_to_kl0", "Pairs with key transfer ≥ 0.7, KL-2 → KL-0",
+         "pct"),
+        ("recon_key_transfer_median", "Key transfer KL-0 → KL-2 against the reconstructions "
+                                      "(X̂1 and X̂2 in place of X1 and X2), median", "num"),
+        ("recon_key_transfer_median_kl2_to_kl0", "Key transfer KL-2 → KL-0 against the "
                                                  "reconstructions, median", "num"),
+        ("osteophyte_rate_real_kl2", "Osteophytes detected: real KL-2 test images", "pct"),
+        ("osteophyte_rate_x1_ex", "Osteophytes detected: X′1 (should match real KL-2)", "pct"),
+        ("osteophyte_rate_x1_self", "Osteophytes detected: no-exchange output of X1 (control)",
+         "pct"),
+        ("osteophyte_rate_real_kl0", "Osteophytes detected: real KL-0 test images", "pct"),
+        ("osteophyte_rate_x2_ex", "Osteophytes detected: X′2 (should match real KL-0)", "pct"),
+        ("osteophyte_rate_x2_self", "Osteophytes detected: no-exchange output of X2 (control)",
+         "pct"),
         ("osteophyte_transfer_rate", "Osteophytes gained by X′1 when the donor has them", "pct"),
         ("osteophyte_removal_rate", "Osteophytes lost by X′2 when the donor has none", "pct"),
-        ("nonkey_ssim_median", "SSIM of X′ vs its recipient outside the joint band, median",
-         "num"),
-        ("refusal_rate", "Pairs left out of the ratio (widths closer than the minimum gap, "
-                         "or no joint line found)", "pct"),
+        ("nonkey_ssim_median", "SSIM of X′ vs its recipient outside the joint band, median "
+                               "(both directions)", "num"),
+        ("refusal_rate", "X′ whose joint the measurement could not find", "pct"),
+        ("refusal_rate_real", "Real test images whose joint it could not find", "pct"),
+        ("refusal_rate_recon", "Reconstructions whose joint it could not find", "pct"),
     ],
     "quality": [
         ("recon_psnr", "PSNR of the reconstructions X̂ vs X", "db"),
@@ -399,6 +420,10 @@ _FIDELITY_ARRAYS = {
                                 "key_transfer_median_kl2_to_kl0", True),
     "recon_key_transfer_kl0_to_kl2": ("Ratio against the reconstructions, X′1",
                                       "recon_key_transfer_median", True),
+    "nonkey_ssim_kl0_to_kl2": ("SSIM outside the joint band, X′1 vs X1", "nonkey_ssim_median",
+                               False),
+    "nonkey_ssim_kl2_to_kl0": ("SSIM outside the joint band, X′2 vs X2", "nonkey_ssim_median",
+                               False),
     "nonkey_ssim": ("SSIM outside the joint band, X′ vs recipient", "nonkey_ssim_median", False),
 }
 
@@ -416,6 +441,7 @@ def _fidelity_figure(arrays: dict[str, np.ndarray], targets: dict) -> str | None
         title, target_name, is_ratio = _FIDELITY_ARRAYS[name]
         v = np.asarray(arrays[name], dtype=np.float64).ravel()
         finite = v[np.isfinite(v)]
+        refused = int(np.isneginf(v).sum())  # a refused measurement of X′: a failure
         if is_ratio:
             # the ratio is unbounded when the widths are close; show [-1, 2] and count the rest
             shown = np.clip(finite, -1.0, 2.0)
@@ -424,17 +450,23 @@ def _fidelity_figure(arrays: dict[str, np.ndarray], targets: dict) -> str | None
             ax.axvline(0, color="#555", ls=":", lw=1.2, label="0: unchanged (recipient)")
             ax.axvline(1, color="#2a9d3a", ls="--", lw=1.5, label="1: donor's width")
             extra = f"; {outside} outside [-1, 2] piled at the edges" if outside else ""
+            if refused:
+                extra += f"; {refused} refused (failures, not drawn)"
         else:
             ax.hist(finite, bins=30, color="#4c72b0")
             extra = ""
-        if len(finite):
-            ax.axvline(np.median(finite), color="#222", lw=1.2,
-                       label=f"median {np.median(finite):.2f}")
+        kept = v[~np.isnan(v)]
+        if len(kept):  # the median counts refused images as failures (they sort lowest)
+            med = float(np.quantile(kept, 0.5, method="inverted_cdf"))
+            if np.isfinite(med):
+                ax.axvline(med, color="#222", lw=1.2, label=f"median {med:.2f}")
         target = _target_number(targets, target_name)
         if target is not None:
             ax.axvline(target, color="#d62728", lw=1.5, label=f"target {target:g}")
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel(f"n = {len(finite)} ({len(v) - len(finite)} NaN){extra}", fontsize=8)
+        excluded = int(np.isnan(v).sum())
+        ax.set_xlabel(f"n = {len(finite) + refused} ({excluded} uninformative){extra}",
+                      fontsize=8)
         ax.set_ylabel("pairs")
         ax.legend(fontsize=7, loc="best")
     for ax in axes[len(names):]:
@@ -567,15 +599,17 @@ def _sec(run: RunData, name: str) -> dict:
 
 def _headline(run: RunData) -> str:
     cards = []
-    specs = [("exchange_success", "judge_kl0_to_kl2", "X′1 called KL-2 by the independent judge",
-              "pct"),
-             ("exchange_success", "judge_kl2_to_kl0", "X′2 called KL-0 by the independent judge",
-              "pct"),
+    specs = [("exchange_success", "judge_agreement_kl0_to_kl2",
+              "X′1: the judge gives it the grade it gives the KL-2 donor", "pct"),
+             ("exchange_success", "judge_agreement_kl2_to_kl0",
+              "X′2: the judge gives it the grade it gives the KL-0 donor", "pct"),
              ("fidelity", "key_transfer_median", "median key transfer, KL-0 → KL-2 (1 = donor)",
               "num"),
+             ("fidelity", "key_transfer_median_kl2_to_kl0",
+              "median key transfer, KL-2 → KL-0 (1 = donor)", "num"),
              ("fidelity", "nonkey_ssim_median", "SSIM outside the joint band", "num"),
-             ("separability", "svm_hk_accuracy", "SVM-RBF accuracy on hK", "pct"),
-             ("quality", "recon_ssim", "reconstruction SSIM", "num")]
+             ("plausibility", "ratio_to_real", "plausible X′ / plausible real images", "num"),
+             ("separability", "svm_hk_accuracy", "SVM-RBF accuracy on hK", "pct")]
     for section, key, label, kind in specs:
         sec = _sec(run, section)
         if _num(sec.get(key)) is None:
@@ -630,8 +664,9 @@ def _examples(run: RunData) -> str:
                "anatomy but takes X2's key features (should look KL-2), X′2 the reverse. "
                "The difference maps show what the exchange changed: a good exchange changes the "
                "joint space and joint margins (osteophytes) and leaves bone shape, soft tissue "
-               "and background near zero. The maps also contain the auto-encoder's "
-               "reconstruction error, which is spread over the whole image.")
+               "and background near zero. For the paper's decoded exchange the maps also hold "
+               "the auto-encoder's reconstruction error, spread over the whole image; a residual "
+               "or warp exchange edits the recipient's own pixels and leaves the rest exactly.")
     if measured:
         caption += (" The dashed yellow line is the measured joint line; the corner label is "
                     "the measured joint-space width (JSW) in pixels: X′1 should have about X2's "
@@ -650,34 +685,22 @@ def _rate_cell(sec: dict, key: str) -> str:
 
 
 def _gap_text(sec: dict, direction: str, what: str, donor: str) -> list[str]:
-    """Plain sentences comparing judge vs supervisor and exchange vs reconstruction control."""
+    """Plain sentences comparing exchange vs control and judge vs supervisor."""
     out = []
-    # label-only rates (``*_raw``) compare like with like against the label-only control
-    raw = "_raw" if f"judge_{direction}_raw" in sec else ""
-    j, s = (_num(sec.get(f"judge_{direction}{raw}")), _num(sec.get(f"supervisor_{direction}{raw}")))
-    r = _num(sec.get(f"judge_recon_{direction}"))
-    if j is not None and s is not None:
-        gap = 100 * (s - j)
-        if gap > 2:
-            out.append(f"The supervisor, which the generator was trained to convince, calls "
-                       f"{100 * s:.1f} % of {what} {donor}; the independent judge calls "
-                       f"{100 * j:.1f} %. The {gap:.1f}-point gap is success that does not carry "
-                       "over to a classifier the generator never saw: read the judge's number as "
-                       "the exchange success rate and the supervisor's as an optimistic bound.")
-        else:
-            out.append(f"The independent judge calls {100 * j:.1f} % of {what} {donor}, the "
-                       f"supervisor {100 * s:.1f} %: the judge agrees about as often, so the "
-                       "generator did not merely learn to fool its own supervisor.")
-    if j is not None and r is not None:
-        out.append(f"As a control, the judge calls {100 * r:.1f} % of the plain reconstructions "
-                   f"of the same recipients {donor} (no exchange at all); the exchange itself "
-                   f"accounts for {100 * (j - r):+.1f} points.")
-    plaus = _num(sec.get(f"plausible_rate_{direction}"))
-    if raw and plaus is not None:
-        out.append(f"Only {100 * plaus:.1f} % of {what} pass the plausibility rule, so the "
-                   f"success rate (donor's label AND plausible) is "
-                   f"{100 * _num(sec.get(f'judge_{direction}')):.1f} %.")
-    return out
+    j, c = _num(sec.get(f"judge_{direction}_raw")), _num(sec.get(f"judge_control_{direction}"))
+    s = _num(sec.get(f"supervisor_{direction}_raw"))
+    if j is not None and c is not None:
+        out.append(f"The judge calls {100 * j:.1f} % of {what} {donor}, and {100 * c:.1f} % of "
+                   "the no-exchange outputs of the same recipients (each given its own key): the "
+                   f"exchange itself accounts for {100 * (j - c):+.1f} points.")
+    if j is not None and s is not None and 100 * (s - j) > 2:
+        out.append(f"The supervisor, which the generator was trained to convince, calls "
+                   f"{100 * s:.1f} %: the {100 * (s - j):.1f}-point gap is success that does not "
+                   "carry over to a classifier the generator never saw.")
+    rel = _num(sec.get(f"judge_relative_{direction}"))
+    if rel is not None:
+        out.append(f"Against the judge's own recall on real {donor} test images the label-only "
+                   f"rate is {100 * rel:.0f} %.")
     return out
 
 
@@ -686,43 +709,103 @@ def _exchange(run: RunData) -> str:
     parts = []
     if sec:
         rows = []
-        for direction, label in (("kl0_to_kl2", "X′1: KL-0 recipient, KL-2 key → called KL-2"),
-                                 ("kl2_to_kl0", "X′2: KL-2 recipient, KL-0 key → called KL-0")):
+        for direction, label in (("kl0_to_kl2", "X′1: KL-0 recipient, KL-2 key → KL-2"),
+                                 ("kl2_to_kl0", "X′2: KL-2 recipient, KL-0 key → KL-0")):
             rows.append([_e(label)] + [_rate_cell(sec, key) for key in (
-                f"judge_{direction}", f"judge_{direction}_raw", f"supervisor_{direction}_raw",
-                f"judge_recon_{direction}", f"supervisor_recon_{direction}",
-                f"plausible_rate_{direction}")])
-        parts.append(_table(["Exchanged image", "Success (judge)", "Judge on X′, label only",
-                             "Supervisor on X′, label only", "Judge on X̂ (control)",
-                             "Supervisor on X̂ (control)", "Plausible X′"], rows, "rates"))
+                f"judge_agreement_{direction}", f"judge_agreement_control_{direction}",
+                f"judge_{direction}_raw", f"judge_control_{direction}", f"judge_recon_{direction}",
+                f"judge_{direction}", f"supervisor_{direction}_raw",
+                f"supervisor_control_{direction}")])
+        parts.append(_table(["Exchanged image", "Judge: same grade as the donor",
+                             "… control", "Judge: donor's grade (label only)", "… control",
+                             "… on X̂", "Success: donor's grade AND plausible",
+                             "Supervisor: donor's grade", "… control"], rows, "rates"))
         parts.append(_note(
-            "<b>Success</b> counts an X′ only when the judge assigns it the donor's class AND it "
-            "is plausible (the joint measurement finds a joint and the judge's features lie within "
-            "the 99th-percentile Mahalanobis distance of real test images). The other cells are "
-            "the share of images the classifier assigns to the donor's class, with "
-            "its 95 % Wilson interval where computed. The <b>judge</b> is an independent "
-            "classifier the generator never saw; the <b>supervisor</b> is the frozen classifier "
-            "whose loss trained the generator, so it can be fooled by changes a person or another "
-            "model would not see. The <b>control</b> columns apply the same test to the reconstruction X̂ of the "
-            "recipient, which has no exchanged features: the rate an exchange must beat."))
+            "The <b>judge</b> is an independent classifier the generator never saw; the "
+            "<b>supervisor</b> is the frozen classifier whose loss trained the generator, so it can "
+            "be fooled by changes a person or another model would not see. <b>Same grade as the "
+            "donor</b>: the judge gives X′ the grade it gives the donor image itself, so its own "
+            "errors on real images do not count against the exchange. <b>Control</b>: the same "
+            "rule on the no-exchange output (the recipient given its own key: the reconstruction "
+            "for a decoded exchange, the recipient itself for a residual or warp exchange), the "
+            "rate an exchange must beat; <b>on X̂</b>: on the plain reconstruction. "
+            "<b>Success</b> also asks the image to be plausible (see below). Cells give the 95 % "
+            "Wilson interval and n."))
         sentences = (_gap_text(sec, "kl0_to_kl2", "X′1", "KL-2")
                      + _gap_text(sec, "kl2_to_kl0", "X′2", "KL-0"))
-        judge_acc = _num(_sec(run, "judge").get(
-            "test_accuracy", run.classifiers.get("judge", {}).get("test_accuracy")))
-        if judge_acc is not None and sentences:
-            sentences.append(f"The judge itself grades {100 * judge_acc:.1f} % of real test "
-                             "images correctly, so even a perfect exchange would score about "
-                             "that, not 100 %.")
+        judge = _sec(run, "judge")
+        cm = judge.get("confusion")
+        if _is_2x2(cm):
+            sentences.append(
+                f"On real test images the judge grades {100 * _num(judge['test_accuracy']):.1f} % "
+                f"correctly (KL-0 recall {100 * _num(judge.get('recall_kl0')):.1f} %, KL-2 recall "
+                f"{100 * _num(judge.get('recall_kl2')):.1f} %; TN {cm[0][0]}, FP {cm[0][1]}, "
+                f"FN {cm[1][0]}, TP {cm[1][1]}): a perfect exchange scores about its recall on "
+                "the donor's grade, not 100 %.")
         if sentences:
-            parts.append("<p>" + " ".join(_e(s) for s in sentences) + "</p>")
-        known = {f"{w}{d}" for w in ("judge_", "supervisor_", "judge_recon_", "supervisor_recon_")
-                 for d in ("kl0_to_kl2", "kl2_to_kl0")}
-        parts.append(_metric_table(sec, _KEYS["exchange_success"], skip=known))
+            parts.append("<p>" + " ".join(_e(t) for t in sentences) + "</p>")
     else:
         parts.append(_problems(run, "metrics.json")
                      or _missing("exchange success rates", "evaluate", run))
     parts.append("<h3>The classifiers</h3>" + _classifiers(run))
     return "".join(parts)
+
+
+def _ablation_cell(cell: dict, kind: str) -> str:
+    m, sd = _num(cell.get("mean")), _num(cell.get("std"))
+    if m is None:
+        return "—"
+    text = {"pct": f"{100 * m:.1f}", "int": f"{m:.0f}", "db": f"{m:.1f}"}.get(kind, f"{m:.2f}")
+    if sd is not None:
+        text += f'<br><span class="small">± {100 * sd if kind == "pct" else sd:.{1 if kind in ("pct", "db") else 2}f}</span>'
+    return text
+
+
+def _ablation(run: RunData) -> str:
+    sec = _sec(run, "ablation")
+    if not sec or not isinstance(sec.get("rows"), list):
+        return _missing("the ablation of KECAE options", "ablation", run)
+    cols = list(sec.get("columns", {}))
+    best = set(sec.get("best", []))
+    rows = []
+    for r in sec["rows"]:
+        name = f"<code>{_e(r['name'])}</code>" + (" <b>best</b>" if r["name"] in best else "")
+        rows.append([name + f'<br><span class="small">{_e(r.get("description", ""))}</span>',
+                     _fmt(r.get("seeds"), "int"), f"{_num(r.get('targets_met')) or 0:.1f}"]
+                    + [_ablation_cell(r["cells"].get(c, {}), sec["columns"][c]["kind"])
+                       for c in cols])
+    b = sec.get("budget", {})
+    parts = ['<div class="wide">' + _table(["Row", "Seeds", "Targets met"] + [_e(c) for c in cols],
+                                           rows, "ablation") + "</div>",
+             _note(_e(f"Every row trains one KECAE on the same data with the same frozen "
+                      f"supervisor for {b.get('steps')} steps × {b.get('batch_size')} pairs "
+                      f"(lr {b.get('lr')}), and is evaluated on the same {b.get('eval_pairs')} "
+                      "test pairs by the same judge. Rates in %; ± is the sample std over seeds. "
+                      + sec.get("note", "")))]
+    for name in sec.get("best", []):
+        rel = sec.get("examples", {}).get(name)
+        path = run.run_dir / rel if rel else None
+        if path is None or not path.is_file():
+            continue
+        try:
+            ex = _read_npz(path)
+            uri, k = _examples_figure(ex)
+        except Exception as exc:  # a damaged sub-run must not stop the page
+            parts.append(_note(f"Could not draw the examples of {_e(name)}: {_e(exc)}"))
+            continue
+        parts.append(_figure_html(uri, f"examples of {name}", _e(
+            f"Row {name}: {k} test pairs, as in the examples section (X′ − X maps in the "
+            "difference columns).")))
+    return "".join(parts)
+
+
+def _plausibility(run: RunData) -> str:
+    sec = _sec(run, "plausibility")
+    if not sec:
+        return _missing("the plausibility rule and its controls", "evaluate", run)
+    return _metric_table(sec, _KEYS["plausibility"], extra=False) + _note(_e(
+        sec.get("rule", "")) + ". A rule that rejected real images would cap every success rate; "
+        "calibrated on held-out images, real test images pass at about the nominal share.")
 
 
 def _classifiers(run: RunData) -> str:
@@ -983,7 +1066,8 @@ def _reader_study(sec: dict) -> str:
     return "".join(parts)
 
 
-_KNOWN_SECTIONS = {"separability", "exchange_success", "judge", "supervisor", "fidelity", "quality",
+_KNOWN_SECTIONS = {"separability", "exchange_success", "plausibility", "ablation", "judge",
+                   "supervisor", "fidelity", "quality",
                    "downstream", "lambda_grid", "sampling_size", "targets", "config", "timings"}
 
 #: (anchor, heading, builder) in page order.
@@ -992,10 +1076,12 @@ SECTIONS: list[tuple[str, str, Callable[[RunData], str]]] = [
     ("targets", "Targets", _targets),
     ("examples", "Key-exchange examples", _examples),
     ("exchange", "Exchange success", _exchange),
+    ("plausibility", "Plausibility", _plausibility),
     ("fidelity", "Fidelity to the ground truth", _fidelity),
     ("separability", "Separability of key features", _separability),
     ("quality", "Image quality", _quality),
     ("downstream", "Downstream benefit", _downstream),
+    ("ablation", "Ablation of the KECAE options", _ablation),
     ("training", "Training curves", _training),
     ("configuration", "Configuration", _configuration),
 ]
@@ -1018,6 +1104,7 @@ table{border-collapse:collapse;margin:.6em 0 1em;font-size:.93em;width:100%}
 th,td{padding:6px 10px;border-bottom:1px solid #e3e6ea;text-align:left;vertical-align:top}
 th{background:#eef1f5;font-weight:600}tbody tr:nth-child(even){background:#fafbfc}
 td:nth-child(n+2){font-variant-numeric:tabular-nums}
+.wide{overflow-x:auto}.wide table{width:auto;font-size:.82em}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:.6em 0}
 .card{flex:1 1 150px;border:1px solid #e3e6ea;border-radius:8px;padding:10px 14px;
  background:#fbfcfd}

@@ -51,8 +51,8 @@ TRAINING_SETS: dict[str, tuple[str, bool, bool]] = {
 }
 
 #: Classifier settings that must match for a finished sub-run to be reused.
-_REUSE_FIELDS = ("data", "arch", "image_size", "augment_dirs", "augment", "epochs", "patience",
-                 "batch_size", "lr", "weight_decay", "balance", "max_train", "seed")
+_REUSE_FIELDS = ("data", "arch", "model", "image_size", "augment_dirs", "augment", "epochs",
+                 "patience", "batch_size", "lr", "weight_decay", "balance", "max_train", "seed")
 #: KECAE settings that must match for a λ-grid cell to be resumed (more steps may be added).
 _KECAE_REUSE_FIELDS = ("data", "supervisor", "supervisor_mode", "preset", "model", "num_pairs",
                        "oversample", "batch_size", "lr", "lambda_sup", "lambda_lda", "lda_eps",

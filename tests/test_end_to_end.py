@@ -17,11 +17,20 @@ from kecae.cli import main
 #: Every metric the evaluation promises (dotted paths into metrics.json).
 KEYS = [
     "separability.svm_hk_accuracy", "separability.svm_hn_accuracy", "separability.n",
-    "exchange_success.judge_kl0_to_kl2", "exchange_success.judge_kl2_to_kl0",
-    "exchange_success.supervisor_kl0_to_kl2", "exchange_success.supervisor_kl2_to_kl0",
-    "exchange_success.judge_recon_kl0_to_kl2", "exchange_success.judge_recon_kl2_to_kl0",
-    "exchange_success.plausible_rate", "exchange_success.n", "judge.test_accuracy", "judge.arch",
-    "supervisor.test_accuracy", "fidelity.key_transfer_median", "fidelity.osteophyte_transfer_rate",
+    *[f"exchange_success.{who}_{what}{d}" for who, what in (
+        ("judge", ""), ("judge", "agreement_"), ("judge", "agreement_control_"),
+        ("judge", "control_"), ("judge", "recon_"), ("judge", "lift_"), ("judge", "relative_"),
+        ("supervisor", "control_"), ("supervisor", "recon_"))
+      for d in ("kl0_to_kl2", "kl2_to_kl0")],
+    "exchange_success.judge_kl0_to_kl2_raw", "exchange_success.supervisor_kl2_to_kl0_raw",
+    "exchange_success.n", "judge.test_accuracy", "judge.arch", "judge.confusion",
+    "judge.recall_kl0", "judge.recall_kl2",
+    "plausibility.real_test", "plausibility.x_ex", "plausibility.recon", "plausibility.control",
+    "plausibility.ratio_to_real", "plausibility.knn_real_test", "plausibility.n_fit",
+    "supervisor.test_accuracy", "fidelity.key_transfer_median",
+    "fidelity.key_transfer_median_kl2_to_kl0", "fidelity.key_transfer_failed",
+    "fidelity.osteophyte_transfer_rate", "fidelity.osteophyte_rate_real_kl2",
+    "fidelity.osteophyte_rate_x1_ex", "fidelity.osteophyte_gap_kl0_to_kl2",
     "fidelity.nonkey_ssim_median", "fidelity.recon_key_transfer_median", "fidelity.refusal_rate",
     "fidelity.n", "quality.recon_psnr", "quality.recon_ssim", "quality.frechet",
     "quality.frechet_real_floor", "quality.n", "targets",
@@ -68,11 +77,17 @@ def test_generate_evaluate_report(run):
     assert m["exchange_success"]["n"] == 24  # 24 of the test split's KL-0 x KL-2 pairs
     assert m["separability"]["n"] == sum(min(20, n) for n in per_grade)  # at most 20 per grade
     assert m["judge"]["arch"] == "small" and m["exchange_success"]["judge_independent"] is True
-    for key in ("judge_kl0_to_kl2", "supervisor_kl2_to_kl0", "plausible_rate"):
+    for key in ("judge_kl0_to_kl2", "supervisor_kl2_to_kl0_raw", "judge_agreement_kl2_to_kl0"):
         assert 0.0 <= m["exchange_success"][key] <= 1.0
     # a success needs a plausible image, so it can never exceed the label-only rate
     ex = m["exchange_success"]
     assert ex["judge_kl0_to_kl2"] <= ex["judge_kl0_to_kl2_raw"]
+    assert ex["judge_lift_kl0_to_kl2"] == pytest.approx(ex["judge_kl0_to_kl2_raw"]
+                                                         - ex["judge_control_kl0_to_kl2"])
+    # the paper's decoded exchange: the no-exchange control is the reconstruction itself
+    assert ex["judge_control_kl0_to_kl2"] == ex["judge_recon_kl0_to_kl2"]
+    p = m["plausibility"]
+    assert p["n_fit"] > 0 and p["n_calibration"] > 0 and 0 <= p["real_test"] <= 1
     assert 0.0 <= m["separability"]["svm_hk_accuracy"] <= 1.0
     assert m["quality"]["recon_psnr"] > 0 and -1 <= m["quality"]["recon_ssim"] <= 1
     assert m["quality"]["frechet"] >= 0 and m["quality"]["frechet_real_floor"] >= 0

@@ -3,6 +3,7 @@ supervisor, config round trips, DDP on CPU with gloo (2 processes) against one p
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -151,7 +152,8 @@ def test_joint_mode_trains_supervisor_too(tree, tmp_path):
     ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
     assert "supervisor" in ckpt
     assert "sup_real" in (out / "log.csv").read_text().splitlines()[0]
-    assert float((out / "log.csv").read_text().splitlines()[1].split(",")[6]) > 0
+    first = next(csv.DictReader(open(out / "log.csv")))
+    assert float(first["sup_real"]) > 0
 
 
 def test_config_yaml_round_trip_and_cli_precedence(tmp_path):

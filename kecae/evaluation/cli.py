@@ -10,24 +10,40 @@ from kecae.utils import KecaeError
 
 
 def format_headline(m: dict) -> str:
-    """The numbers a user looks at first, one per line."""
+    """The numbers a user looks at first, one per line, each beside its control."""
     def g(section: str, key: str, fmt: str = "{:.3f}") -> str:
         v = m.get(section, {}).get(key)
         return "n/a" if v is None else fmt.format(v)
 
+    def pct(section: str, key: str) -> str:
+        return g(section, key, "{:.1%}")
+
+    met = [t.get("met") for t in m.get("targets", {}).values() if isinstance(t, dict)]
     return "\n".join([
-        f"  exchange success (judge {m.get('judge', {}).get('arch')}): KL-0->KL-2 "
-        f"{g('exchange_success', 'judge_kl0_to_kl2')}  KL-2->KL-0 {g('exchange_success', 'judge_kl2_to_kl0')}"
-        f"  (label only: {g('exchange_success', 'judge_kl0_to_kl2_raw')} / "
-        f"{g('exchange_success', 'judge_kl2_to_kl0_raw')})",
-        f"  exchange success (supervisor):  KL-0->KL-2 {g('exchange_success', 'supervisor_kl0_to_kl2')}"
-        f"  KL-2->KL-0 {g('exchange_success', 'supervisor_kl2_to_kl0')}",
-        f"  judge test accuracy {g('judge', 'test_accuracy')}; supervisor {g('supervisor', 'test_accuracy')}",
-        f"  key transfer ratio median {g('fidelity', 'key_transfer_median')} (KL-2->KL-0 "
-        f"{g('fidelity', 'key_transfer_median_kl2_to_kl0')}); non-key SSIM {g('fidelity', 'nonkey_ssim_median')}",
-        f"  SVM accuracy on hK {g('separability', 'svm_hk_accuracy')}, on hN {g('separability', 'svm_hn_accuracy')}",
-        f"  reconstruction PSNR {g('quality', 'recon_psnr', '{:.2f}')} dB, SSIM {g('quality', 'recon_ssim')}; "
-        f"Frechet {g('quality', 'frechet', '{:.2f}')} (real-vs-real floor {g('quality', 'frechet_real_floor', '{:.2f}')})",
+        f"  judge ({m.get('judge', {}).get('arch')}) gives X' the grade it gives the donor: "
+        f"KL-0->KL-2 {pct('exchange_success', 'judge_agreement_kl0_to_kl2')}, KL-2->KL-0 "
+        f"{pct('exchange_success', 'judge_agreement_kl2_to_kl0')} (control "
+        f"{pct('exchange_success', 'judge_agreement_control_kl0_to_kl2')} / "
+        f"{pct('exchange_success', 'judge_agreement_control_kl2_to_kl0')})",
+        f"  judge calls X' the donor's grade: {pct('exchange_success', 'judge_kl0_to_kl2_raw')} / "
+        f"{pct('exchange_success', 'judge_kl2_to_kl0_raw')} (no-exchange control "
+        f"{pct('exchange_success', 'judge_control_kl0_to_kl2')} / "
+        f"{pct('exchange_success', 'judge_control_kl2_to_kl0')}); supervisor "
+        f"{pct('exchange_success', 'supervisor_kl0_to_kl2_raw')} / "
+        f"{pct('exchange_success', 'supervisor_kl2_to_kl0_raw')}",
+        f"  plausible: X' {pct('plausibility', 'x_ex')}, real test images "
+        f"{pct('plausibility', 'real_test')} (nominal {g('plausibility', 'quantile', '{:.0%}')})",
+        f"  key transfer median {g('fidelity', 'key_transfer_median')} (KL-2->KL-0 "
+        f"{g('fidelity', 'key_transfer_median_kl2_to_kl0')}; refused X' count as failures); "
+        f"osteophytes on X'1 {pct('fidelity', 'osteophyte_rate_x1_ex')} vs real KL-2 "
+        f"{pct('fidelity', 'osteophyte_rate_real_kl2')}; non-key SSIM "
+        f"{g('fidelity', 'nonkey_ssim_median')}",
+        f"  SVM accuracy on hK {g('separability', 'svm_hk_accuracy')}, on hN "
+        f"{g('separability', 'svm_hn_accuracy')}",
+        f"  reconstruction PSNR {g('quality', 'recon_psnr', '{:.2f}')} dB, SSIM "
+        f"{g('quality', 'recon_ssim')}; judge test accuracy {g('judge', 'test_accuracy')}, "
+        f"supervisor {g('supervisor', 'test_accuracy')}",
+        f"  targets met: {sum(x is True for x in met)} of {len(met)}",
     ])
 
 

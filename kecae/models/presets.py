@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from kecae.models.kecae import KECAEConfig, replace_config
 
@@ -28,6 +28,18 @@ def tiny() -> KECAEConfig:
 
 
 PRESETS: dict[str, Callable[[], KECAEConfig]] = {"paper": paper, "cpu": cpu, "tiny": tiny}
+
+#: Training settings (fields of ``KECAETrainConfig``) each preset was measured with. They sit
+#: between the configuration's defaults (the paper's values) and what the user gives: an explicit
+#: option or YAML value always wins. ``paper`` keeps the paper's loss exactly.
+PRESET_TRAINING: dict[str, dict[str, Any]] = {"paper": {}, "cpu": {}, "tiny": {}}
+
+
+def preset_training(name: str) -> dict[str, Any]:
+    """A copy of the training settings of preset ``name`` (see :data:`PRESET_TRAINING`)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown KECAE preset {name!r}; choose one of {list(PRESETS)}")
+    return dict(PRESET_TRAINING.get(name, {}))
 
 
 def kecae_config(name: str, **overrides) -> KECAEConfig:

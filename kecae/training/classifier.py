@@ -94,9 +94,9 @@ def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
     seed_everything(cfg.seed)
     data = load_splits(cfg, progress=cfg.progress and main)
     try:
-        model_config = dataclasses.asdict(ClassifierConfig(arch=cfg.arch, image_size=cfg.image_size,
-                                                           num_classes=2))
-    except ValueError as exc:
+        model_config = dataclasses.asdict(ClassifierConfig(**{
+            **cfg.model, "arch": cfg.arch, "image_size": cfg.image_size, "num_classes": 2}))
+    except (ValueError, TypeError) as exc:
         raise KecaeError(str(exc)) from exc
     fmt = memory_format(cfg.channels_last)
     model = build_classifier(**model_config).to(device, memory_format=fmt)

@@ -29,9 +29,15 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from kecae.models.presets import preset_training
     from kecae.training.kecae_trainer import train_kecae
 
-    cfg = dataclass_from_args(KECAETrainConfig, args)
+    preset = dataclass_from_args(KECAETrainConfig, args).preset
+    try:
+        base = preset_training(preset)
+    except ValueError as exc:
+        raise KecaeError(str(exc)) from exc
+    cfg = dataclass_from_args(KECAETrainConfig, args, base=base)
     _require(cfg, "data")
     summary = train_kecae(cfg)
     last = summary.get("last_terms") or {}
@@ -55,9 +61,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="train KECAE (Algorithm 1)",
                        description="Train KECAE with the hybrid loss and a frozen supervisor. "
-                       "A run folder with a checkpoint resumes where it stopped. Works under "
-                       "torchrun (DDP): the global batch is split over the processes.")
+                       "A run folder with a checkpoint resumes where it stopped. A --preset "
+                       "brings the loss settings it was measured with (see README); options "
+                       "given here win. Works under torchrun (DDP): the global batch is split "
+                       "over the processes.")
     add_dataclass_args(p, KECAETrainConfig, choices={
         "preset": list(PRESET_NAMES), "supervisor_mode": ["frozen", "joint"],
-        "lda_mode": ["image", "batch"], "joint_arch": list(CLASSIFIER_NAMES)})
+        "lda_mode": ["image", "batch", "log"], "recon": ["mse", "l1"],
+        "joint_arch": list(CLASSIFIER_NAMES)})
     p.set_defaults(func=cmd_train)

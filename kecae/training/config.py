@@ -21,6 +21,7 @@ class ClassifierTrainConfig:
     data: str = ""  # data set: folder layout, manifest CSV, or phantom folder
     out: str = "runs/classifier"  # run folder (checkpoints, logs, metrics.json)
     arch: str = "siamese"  # classifier architecture (see kecae.models.classifiers.CLASSIFIERS)
+    model: dict[str, Any] = field(default_factory=dict)  # other ClassifierConfig fields
     image_size: int = 64  # side of the square model input, px
     augment_dirs: list[str] = field(default_factory=list)  # generated sets merged into train (T')
     augment: str = "none"  # "none" or "classic" (flips, small rotations, intensity)
