@@ -10,8 +10,15 @@ T' = T ∪ X' for `kecae train-classifier --augment-dir DIR`::
     DIR/manifest.csv                file, label, source images, pair index, checkpoint hash
     DIR/generation.json             what made the folder (checkpoint, data, N, seed)
 
-Streams in batches (memory does not grow with N); every PNG is written atomically, so a rerun
-skips what exists and an interrupted run leaves no half-written image.
+Every PNG carries text chunks that mark it synthetic (``kecae:synthetic``) and name its pair,
+recipient, donor and the checkpoint's SHA-256, so an image keeps its provenance when copied out
+of the folder. Streams in batches (memory does not grow with N); every PNG is written
+atomically, so an interrupted run leaves no half-written image, and a rerun skips the images
+that decode and carry this generation's marks.
+
+Generation writes only into a new or empty folder or one it made itself (it holds
+``generation.json``, written once every check has passed), and never overwrites a file it did
+not write: a foreign file under a pair's name stops it with the file's name.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from kecae import CLASS_GRADES
+from kecae import CLASS_GRADES, __version__
+from kecae.runfolder import GeneratedFolder, check_same, load_path, prepare_output, store_path
 from kecae.utils import KecaeError, atomic_path, atomic_write_text, file_sha256, select_device
 
 log = logging.getLogger(__name__)
@@ -51,11 +59,13 @@ class GenerateConfig:
     device: str = "auto"  # auto / cpu / cuda
     cache_dir: str | None = None  # preprocessed-image cache
     progress: bool = True  # progress bar
+    patient_regex: str | None = None  # folder layout: regex with a group 'patient' (see data check)
 
 
 def _file_names(k: int) -> tuple[str, str]:
     """Relative paths of X'1 (label KL-2) and X'2 (label KL-0) of pair ``k``."""
-    return (f"{CLASS_GRADES[1]}/pair{k:07d}_kl0to2.png", f"{CLASS_GRADES[0]}/pair{k:07d}_kl2to0.png")
+    return (f"{CLASS_GRADES[1]}/pair{k:07d}_kl0to2.png",
+            f"{CLASS_GRADES[0]}/pair{k:07d}_kl2to0.png")
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
@@ -63,11 +73,91 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip((x + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
 
 
-def _write_png(path: Path, image: np.ndarray) -> None:
+#: Version of the generated folder's format: 2 marks every PNG with text chunks.
+FORMAT = 2
+
+#: generation.json entries that must match for a folder to be continued.
+_SAME = ("checkpoint_sha256", "data", "seed", "oversample", "image_size")
+
+
+def png_marks(k: int, direction: str, recipient: str, donor: str, ckpt_hash: str
+              ) -> dict[str, str]:
+    """The text chunks of pair ``k``'s image in ``direction``."""
+    return {"Software": f"kecae {__version__}", "kecae:synthetic": "true",
+            "Description": "Synthetic knee radiograph made by kecae (key exchange); not a real "
+                           "patient image",
+            "kecae:pair": str(k), "kecae:direction": direction, "kecae:recipient": recipient,
+            "kecae:donor": donor, "kecae:checkpoint_sha256": ckpt_hash}
+
+
+def _write_png(path: Path, image: np.ndarray, marks: dict[str, str] | None = None) -> None:
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, value in (marks or {}).items():
+        info.add_text(key, value)
+    with atomic_path(path) as tmp:
+        Image.fromarray(to_uint8(image)).save(tmp, format="PNG", pnginfo=info)
+
+
+def _own_image(path: Path, marks: dict[str, str], size: int, legacy: bool) -> str | None:
+    """None when ``path`` is pair image this generation wrote (it decodes, has the model's size
+    and carries ``marks``), else the reason it is not."""
     from PIL import Image
 
-    with atomic_path(path) as tmp:
-        Image.fromarray(to_uint8(image)).save(tmp, format="PNG")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            text = dict(getattr(img, "text", {}) or {})
+            shape = img.size
+    except Exception as exc:  # truncated, not an image, a folder: all "not ours"
+        return f"it does not decode ({type(exc).__name__})"
+    if shape != (size, size):
+        return f"it is {shape[0]} x {shape[1]} px, not {size} x {size}"
+    if legacy and "kecae:synthetic" not in text:
+        return None  # written by a kecae older than the marks
+    wrong = [k for k in ("kecae:checkpoint_sha256", "kecae:pair", "kecae:direction")
+             if text.get(k) != marks[k]]
+    return f"its {', '.join(wrong)} text differs or is missing" if wrong else None
+
+
+def _read_meta(folder: GeneratedFolder) -> dict[str, Any] | None:
+    """generation.json with absolute paths; None for a folder generate did not make yet."""
+    if not folder.meta.exists():
+        return None
+    try:
+        meta = json.loads(folder.meta.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise KecaeError(f"{folder.meta} is damaged ({exc}), so the images in {folder.folder} "
+                         "cannot be matched to a checkpoint: choose another --out, or delete "
+                         "the folder to generate again") from exc
+    for key in ("checkpoint", "data"):
+        if isinstance(meta.get(key), str):
+            meta[key] = load_path(meta[key], folder.folder, legacy="format" not in meta)
+    return meta
+
+
+def _check_out(out: Path, data_root: Path, data_is_folder_layout: bool) -> None:
+    """Refuse an output folder that is (or holds) the data set, or holds files generate did not
+    write."""
+    o, d = out.expanduser().resolve(), data_root.resolve()
+    if o == d or (data_is_folder_layout and d in o.parents):
+        where = "the data folder" if o == d else "inside the data folder"
+        raise KecaeError(f"--out {out} is {where} {data_root}: its images would be read as part "
+                         "of the data set; "
+                         "choose a folder outside it (e.g. RUN/generated)")
+    if o in d.parents:
+        raise KecaeError(f"--out {out} holds the data set {data_root}: choose a folder of its own")
+    if not (out / "generation.json").exists() and out.is_dir():
+        visible = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+        if visible:
+            raise KecaeError(f"--out {out} holds files that kecae generate did not write ("
+                             f"{', '.join(visible[:3])}{', ...' if len(visible) > 3 else ''}): "
+                             "choose a new or empty folder (generate never overwrites a file it "
+                             "did not write)")
 
 
 def generate(cfg: GenerateConfig) -> dict[str, Any]:
@@ -75,32 +165,36 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
     import torch
     from tqdm.auto import tqdm
 
-    from kecae.data import PairSampler, load_image_set
+    from kecae.configargs import check_values
+    from kecae.data import PairSampler, load_catalog, load_image_set
     from kecae.inference import load_kecae
 
-    if cfg.pairs < 1:
-        raise KecaeError("--pairs must be at least 1")
+    # every check before anything is written
+    check_values(cfg)
+    for name in ("checkpoint", "data", "out"):
+        if not getattr(cfg, name):
+            raise KecaeError(f"--{name} is required")
     device = select_device(cfg.device)
-    out = Path(cfg.out)
+    folder = GeneratedFolder(Path(cfg.out))
+    out = folder.folder
+    if out.exists() and not out.is_dir():
+        raise KecaeError(f"--out {out} is a file, not a folder: choose a new or empty folder")
+    catalog = load_catalog(cfg.data, patient_regex=cfg.patient_regex)
+    _check_out(out, catalog.root, catalog.layout == "folders")
+    old = _read_meta(folder)
     model, ckpt = load_kecae(cfg.checkpoint, device)
     size = int(ckpt["model_config"]["image_size"])
     ckpt_hash = file_sha256(cfg.checkpoint)
-    meta = {"checkpoint": str(cfg.checkpoint), "checkpoint_sha256": ckpt_hash, "data": str(cfg.data),
-            "pairs": cfg.pairs, "seed": cfg.seed, "oversample": cfg.oversample, "image_size": size}
-    meta_path = out / "generation.json"
-    if meta_path.exists():
-        old = json.loads(meta_path.read_text())
-        clash = {k: (old.get(k), v) for k, v in meta.items() if k not in ("checkpoint",) and old.get(k) != v}
-        if clash:
-            raise KecaeError(f"{out} already holds images made with other settings {clash}: "
-                             "choose another --out, or delete the folder to start again")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(meta_path, json.dumps(meta, indent=2))
-
-    kl0 = load_image_set(cfg.data, size=size, split="train", grades=(CLASS_GRADES[0],),
+    meta = {"format": FORMAT, "checkpoint": str(Path(cfg.checkpoint).resolve()),
+            "checkpoint_sha256": ckpt_hash, "data": str(Path(cfg.data).resolve()),
+            "pairs": cfg.pairs, "seed": cfg.seed, "oversample": cfg.oversample,
+            "image_size": size}
+    if old is not None:
+        check_same(out, old, meta, fields=_SAME, what="images",
+                   fix="choose another --out, or delete the folder to start again")
+    kl0 = load_image_set(catalog, size=size, split="train", grades=(CLASS_GRADES[0],),
                          cache_dir=cfg.cache_dir, progress=cfg.progress)
-    kl2 = load_image_set(cfg.data, size=size, split="train", grades=(CLASS_GRADES[1],),
+    kl2 = load_image_set(catalog, size=size, split="train", grades=(CLASS_GRADES[1],),
                          cache_dir=cfg.cache_dir, progress=cfg.progress)
     total = len(kl0.images) * len(kl2.images)
     if cfg.pairs > total and not cfg.oversample:
@@ -108,15 +202,40 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
                          f"train split: ask for at most {total}")
     sampler = PairSampler(len(kl0.images), len(kl2.images), cfg.pairs, seed=cfg.seed,
                           oversample=cfg.oversample)
+    prepare_output(out)
+    legacy = old is not None and "format" not in old
+    atomic_write_text(folder.meta, json.dumps(
+        {**meta, "checkpoint": store_path(meta["checkpoint"], out),
+         "data": store_path(meta["data"], out)}, indent=2))
+
+    def marks(k: int) -> tuple[dict[str, str], dict[str, str]]:
+        i, j = (int(v) for v in sampler[k])
+        return (png_marks(k, "kl0_to_kl2", kl0.image_ids[i], kl2.image_ids[j], ckpt_hash),
+                png_marks(k, "kl2_to_kl0", kl2.image_ids[j], kl0.image_ids[i], ckpt_hash))
+
+    def done(k: int) -> bool:
+        """Both images of pair k are there and ours; a foreign file under its name stops."""
+        names, found = _file_names(k), []
+        for name, mark in zip(names, marks(k), strict=True):
+            path = out / name
+            if not path.exists():
+                found.append(False)
+                continue
+            reason = _own_image(path, mark, size, legacy)
+            if reason is not None:
+                raise KecaeError(f"{path} is not an image this generation wrote ({reason}): "
+                                 "move it out of the folder and rerun (generate never "
+                                 "overwrites a file it did not write)")
+            found.append(True)
+        return all(found)
 
     written = skipped = 0
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.pairs, desc="generate", unit="pair", disable=not cfg.progress)
     with ThreadPoolExecutor(max_workers=2) as pool:  # PNG encoding overlaps the next forward pass
-        pending: list[Any] = []
         for start in range(0, cfg.pairs, cfg.batch_size):
             ks = range(start, min(start + cfg.batch_size, cfg.pairs))
-            todo = [k for k in ks if not all((out / n).exists() for n in _file_names(k))]
+            todo = [k for k, ok in zip(ks, pool.map(done, ks), strict=True) if not ok]
             skipped += len(ks) - len(todo)
             if todo:
                 ij = np.array([sampler[k] for k in todo], dtype=np.int64)
@@ -125,14 +244,14 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
                 with torch.no_grad():
                     x1_ex, x2_ex = model.exchange(x1.to(device), x2.to(device))  # (B, 1, S, S)
                 x1_ex, x2_ex = x1_ex[:, 0].float().cpu().numpy(), x2_ex[:, 0].float().cpu().numpy()
+                pending = []
                 for n, k in enumerate(todo):
-                    name1, name2 = _file_names(k)
-                    pending.append(pool.submit(_write_png, out / name1, x1_ex[n]))
-                    pending.append(pool.submit(_write_png, out / name2, x2_ex[n]))
+                    (name1, name2), (mark1, mark2) = _file_names(k), marks(k)
+                    pending.append(pool.submit(_write_png, out / name1, x1_ex[n], mark1))
+                    pending.append(pool.submit(_write_png, out / name2, x2_ex[n], mark2))
                 written += len(todo)
                 for f in pending:
                     f.result()  # surfaces a full disk at once
-                pending = []
             bar.update(len(ks))
     bar.close()
     seconds = time.perf_counter() - t0
@@ -145,19 +264,23 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
     return summary
 
 
-def _write_manifest(out: Path, sampler: Any, kl0: Any, kl2: Any, pairs: int, ckpt_hash: str) -> None:
-    """Rows follow from (pair index, sampler, image sets): written in one streaming pass."""
-    with atomic_path(out / "manifest.csv") as tmp:
-        with open(tmp, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(MANIFEST_FIELDS)
-            for k in range(pairs):
-                i, j = (int(v) for v in sampler[k])
-                name1, name2 = _file_names(k)
-                # X'1: the KL-0 knee i (its anatomy, patient and side) with the key of KL-2 knee j
-                w.writerow([name1, CLASS_GRADES[1], "train", kl0.patient_ids[i], kl0.sides[i] or "",
-                            Path(name1).stem, k, "kl0_to_kl2", kl0.image_ids[i], kl2.image_ids[j],
-                            str(kl0.paths[i]), str(kl2.paths[j]), ckpt_hash])
-                w.writerow([name2, CLASS_GRADES[0], "train", kl2.patient_ids[j], kl2.sides[j] or "",
-                            Path(name2).stem, k, "kl2_to_kl0", kl2.image_ids[j], kl0.image_ids[i],
-                            str(kl2.paths[j]), str(kl0.paths[i]), ckpt_hash])
+def _write_manifest(out: Path, sampler: Any, kl0: Any, kl2: Any, pairs: int,
+                    ckpt_hash: str) -> None:
+    """Rows follow from (pair index, sampler, image sets): written in one streaming pass. Source
+    paths are written as the run folder stores paths (relative inside it)."""
+    def src(path: Any) -> str:
+        return store_path(path, out)
+
+    with atomic_path(out / "manifest.csv") as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(MANIFEST_FIELDS)
+        for k in range(pairs):
+            i, j = (int(v) for v in sampler[k])
+            name1, name2 = _file_names(k)
+            # X'1: the KL-0 knee i (its anatomy, patient and side) with the key of KL-2 knee j
+            w.writerow([name1, CLASS_GRADES[1], "train", kl0.patient_ids[i], kl0.sides[i] or "",
+                        Path(name1).stem, k, "kl0_to_kl2", kl0.image_ids[i], kl2.image_ids[j],
+                        src(kl0.paths[i]), src(kl2.paths[j]), ckpt_hash])
+            w.writerow([name2, CLASS_GRADES[0], "train", kl2.patient_ids[j], kl2.sides[j] or "",
+                        Path(name2).stem, k, "kl2_to_kl0", kl2.image_ids[j], kl0.image_ids[i],
+                        src(kl2.paths[j]), src(kl0.paths[i]), ckpt_hash])

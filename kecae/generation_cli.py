@@ -6,20 +6,16 @@ import argparse
 
 from kecae.configargs import add_dataclass_args, dataclass_from_args
 from kecae.generation import GenerateConfig
-from kecae.utils import KecaeError
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from kecae.generation import generate
 
     cfg = dataclass_from_args(GenerateConfig, args)
-    for name in ("checkpoint", "data", "out"):
-        if not getattr(cfg, name):
-            raise KecaeError(f"--{name} is required")
     s = generate(cfg)
     rate = f", {s['images_per_s']:.0f} images/s" if s["images_per_s"] else ""
-    print(f"{s['images']} images for {cfg.pairs} pairs in {cfg.out} ({s['written_pairs']} pairs new, "
-          f"{s['skipped_pairs']} already there{rate}); manifest {cfg.out}/manifest.csv")
+    print(f"{s['images']} images for {cfg.pairs} pairs in {cfg.out} ({s['written_pairs']} pairs "
+          f"new, {s['skipped_pairs']} already there{rate}); manifest {cfg.out}/manifest.csv")
     return 0
 
 

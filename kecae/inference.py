@@ -6,22 +6,39 @@ Generation and evaluation call these; nothing here trains. Image arrays are (N, 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from kecae.training.checkpoint import load_checkpoint
+from kecae.training.checkpoint import load_checkpoint, load_weights
+from kecae.utils import KecaeError
 
 
-def load_classifier(path: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """A classifier in eval mode, and its checkpoint (config, metrics), from the checkpoint alone."""
+def build_from_config(path: str, build: Callable[[], nn.Module], what: str) -> nn.Module:
+    """``build()``; a ``model_config`` that builds no model is a :class:`KecaeError` naming the
+    checkpoint (a damaged or hand-edited file, or one from an incompatible kecae version)."""
+    try:
+        return build()
+    except KecaeError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise KecaeError(f"{path}: its model_config does not describe a {what} this kecae can "
+                         f"build ({type(exc).__name__}: {exc}); the file is damaged, edited or "
+                         "from another kecae version: use another checkpoint or retrain") from exc
+
+
+def load_classifier(path: str, device: str | torch.device = "cpu"
+                    ) -> tuple[nn.Module, dict[str, Any]]:
+    """A classifier in eval mode and its checkpoint (config, metrics), from the checkpoint alone."""
     from kecae.models.classifiers import build_classifier
 
     ckpt = load_checkpoint(path, kind="classifier")
-    model = build_classifier(**ckpt["model_config"])
-    model.load_state_dict(ckpt["model"])
+    model = build_from_config(path, lambda: build_classifier(**ckpt["model_config"]),
+                              "classifier")
+    load_weights(model, ckpt["model"], path)
     return model.to(device).eval(), ckpt
 
 
@@ -30,14 +47,14 @@ def load_kecae(path: str, device: str | torch.device = "cpu") -> tuple[nn.Module
     from kecae.models.kecae import KECAE, KECAEConfig
 
     ckpt = load_checkpoint(path, kind="kecae")
-    model = KECAE(KECAEConfig(**ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
+    model = build_from_config(path, lambda: KECAE(KECAEConfig(**ckpt["model_config"])), "KECAE")
+    load_weights(model, ckpt["model"], path)
     return model.to(device).eval(), ckpt
 
 
 def batched(images: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor | tuple],
             batch_size: int = 256, device: str | torch.device = "cpu") -> Any:
-    """Apply ``fn`` to (B, 1, S, S) tensors cut from ``images`` and concatenate the numpy results."""
+    """Apply ``fn`` to (B, 1, S, S) tensors cut from ``images``; the numpy results concatenated."""
     outs: list[Any] = []
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
@@ -49,7 +66,7 @@ def batched(images: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor | tupl
     if not outs:
         raise ValueError("no images to process")
     if isinstance(outs[0], tuple):
-        return tuple(np.concatenate(parts) for parts in zip(*outs))
+        return tuple(np.concatenate(parts) for parts in zip(*outs, strict=True))
     return np.concatenate(outs)
 
 

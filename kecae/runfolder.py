@@ -1,20 +1,331 @@
-"""The run folder's ``metrics.json``: one JSON object whose sections are written by different
-commands (evaluate, the studies, the demo). Every writer goes through :func:`write_sections`,
-which holds a lock while it reads, updates and atomically rewrites the file, so commands running
-at the same time never lose each other's sections."""
+"""The run folder: every path of its layout, how paths are written into it, the "made with the
+same settings?" check, and its ``metrics.json``.
+
+A pipeline run (``kecae run`` / ``kecae demo``) is one folder::
+
+    RUN/run.yaml          the pipeline's settings; marks RUN as the root of a run folder
+    RUN/data/             the demo's phantoms (``kecae run`` reads the user's data where it is)
+    RUN/data.csv          with --patient-regex: the data set as the run sees it (patients, splits)
+    RUN/supervisor/       classifier run: config.yaml, last.pt, best.pt, metrics.json, log.csv
+    RUN/judge/            the independent classifier, same files
+    RUN/kecae/            KECAE run: config.yaml, checkpoints/last.pt, summary.json, log.csv,
+                          samples/
+    RUN/generated/        generate's output: <grade>/*.png, manifest.csv, generation.json
+    RUN/eval/             arrays behind the report's figures
+    RUN/studies/<name>/   the studies' sub-runs
+    RUN/metrics.json      sections written by evaluate, the studies and the pipeline
+    RUN/report.html       the report
+
+**Paths inside a run folder survive a move.** Every path a run writes into a file (config.yaml,
+checkpoints, generation.json, manifests) is stored relative to the folder of that file when it
+lies inside the run's root (the nearest folder above holding ``run.yaml``, else the training
+run's own folder), and absolute when it lies outside. Reading resolves it against the file's
+folder again, so ``cp -a runs/demo /x/demo`` gives a run that works from any working folder.
+
+**Made with the same settings?** :func:`differences` and :func:`check_same` compare two
+configurations field by field (paths by where they point); every "may I reuse or resume this
+folder?" decision goes through them.
+
+**metrics.json** is one JSON object whose sections are written by different commands (evaluate,
+the studies, the pipeline). Every writer goes through :func:`write_sections`, which holds a lock
+while it reads, updates and atomically rewrites the file, so commands running at the same time
+never lose each other's sections.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import math
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from kecae.utils import KecaeError, atomic_write_text
+from kecae.utils import KecaeError, atomic_write_text, output_error, remove_stale_tmp
 
+#: The file that marks the root of a pipeline run folder (the pipeline's settings).
+RUN_MARKER = "run.yaml"
+
+#: In a training run folder: the fatal data problems the run was told to accept.
+DATA_CHECK = "data_check.json"
+
+#: Configuration fields (of every config dataclass) that hold file or folder paths.
+PATH_FIELDS = frozenset({"data", "out", "supervisor", "augment_dirs", "cache_dir", "checkpoint",
+                         "run", "kecae_checkpoint", "judge", "generated"})
+
+
+# ---------------------------------------------------------------------------------------------
+# The layout
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ClassifierRun:
+    """Files of a classifier training run (``kecae train-classifier --out FOLDER``)."""
+
+    folder: Path
+
+    @property
+    def config(self) -> Path:
+        return self.folder / "config.yaml"
+
+    @property
+    def last(self) -> Path:
+        """The latest epoch's checkpoint (with optimiser state): resume from it."""
+        return self.folder / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        """The weights selected on validation: what every other command uses."""
+        return self.folder / "best.pt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.folder / "metrics.json"
+
+    @property
+    def finished(self) -> bool:
+        return self.metrics.is_file() and self.best.is_file()
+
+
+@dataclass(frozen=True)
+class KECAERun:
+    """Files of a KECAE training run (``kecae train --out FOLDER``)."""
+
+    folder: Path
+
+    @property
+    def config(self) -> Path:
+        return self.folder / "config.yaml"
+
+    @property
+    def last(self) -> Path:
+        return self.folder / "checkpoints" / "last.pt"
+
+    @property
+    def summary(self) -> Path:
+        return self.folder / "summary.json"
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "log.csv"
+
+    def sample(self, step: int) -> Path:
+        return self.folder / "samples" / f"step_{step:07d}.png"
+
+
+@dataclass(frozen=True)
+class GeneratedFolder:
+    """Files of a ``kecae generate --out FOLDER``."""
+
+    folder: Path
+
+    @property
+    def meta(self) -> Path:
+        """What made the folder; written only once every check has passed."""
+        return self.folder / "generation.json"
+
+    @property
+    def manifest(self) -> Path:
+        return self.folder / "manifest.csv"
+
+
+class RunLayout:
+    """Every path of a pipeline run folder (see the module docstring)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    @property
+    def marker(self) -> Path:
+        return self.root / RUN_MARKER
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def data_view(self) -> Path:
+        return self.root / "data.csv"
+
+    @property
+    def supervisor(self) -> ClassifierRun:
+        return ClassifierRun(self.root / "supervisor")
+
+    @property
+    def judge(self) -> ClassifierRun:
+        return ClassifierRun(self.root / "judge")
+
+    @property
+    def kecae(self) -> KECAERun:
+        return KECAERun(self.root / "kecae")
+
+    @property
+    def generated(self) -> GeneratedFolder:
+        return GeneratedFolder(self.root / "generated")
+
+    @property
+    def eval(self) -> Path:
+        return self.root / "eval"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    def study(self, name: str) -> Path:
+        return self.root / "studies" / name
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths written into the run folder
+# ---------------------------------------------------------------------------------------------
+
+def run_root(folder: str | os.PathLike) -> Path:
+    """The nearest folder at or above ``folder`` holding ``run.yaml``, else ``folder`` itself
+    (absolute)."""
+    folder = Path(folder).expanduser().resolve()
+    for candidate in (folder, *folder.parents):
+        if (candidate / RUN_MARKER).is_file():
+            return candidate
+    return folder
+
+
+def store_path(target: str | os.PathLike, base: str | os.PathLike) -> str:
+    """``target`` as written into a file that lives in folder ``base``: relative to ``base`` when
+    it lies inside the run root of ``base``, absolute otherwise."""
+    t = Path(target).expanduser().resolve()
+    base = Path(base).expanduser().resolve()
+    root = run_root(base)
+    if t == root or root in t.parents:
+        return Path(os.path.relpath(t, base)).as_posix()
+    return str(t)
+
+
+def load_path(stored: str, base: str | os.PathLike, legacy: bool = False) -> str:
+    """A path read from a file in folder ``base``, made absolute. ``legacy``: the file may come
+    from an older kecae that wrote paths relative to the working folder; such a path is taken
+    as it is when it exists there and not next to the file."""
+    p = Path(stored).expanduser()
+    if p.is_absolute():
+        return str(p)
+    anchored = Path(base).expanduser().resolve() / p
+    if legacy and not anchored.exists() and p.exists():
+        return str(p.resolve())
+    return os.path.normpath(anchored)
+
+
+def _map_paths(values: dict[str, Any], fn: Any) -> dict[str, Any]:
+    out = dict(values)
+    for name in PATH_FIELDS & set(values):
+        v = values[name]
+        if isinstance(v, str) and v:
+            out[name] = fn(v)
+        elif isinstance(v, (list, tuple)):
+            out[name] = [fn(x) if isinstance(x, str) and x else x for x in v]
+    return out
+
+
+def store_paths(values: dict[str, Any], base: str | os.PathLike) -> dict[str, Any]:
+    """A configuration dict with its path fields written for a file in folder ``base``."""
+    return _map_paths(values, lambda v: store_path(v, base))
+
+
+def load_paths(values: dict[str, Any], base: str | os.PathLike,
+               legacy: bool = False) -> dict[str, Any]:
+    """A configuration dict read from a file in folder ``base``, its path fields absolute."""
+    return _map_paths(values, lambda v: load_path(v, base, legacy))
+
+
+def absolute_paths(values: dict[str, Any]) -> dict[str, Any]:
+    """A configuration dict whose path fields are absolute (relative ones are taken from the
+    working folder, as on the command line)."""
+    return _map_paths(values, lambda v: str(Path(v).expanduser().resolve()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Made with the same settings?
+# ---------------------------------------------------------------------------------------------
+
+def differences(old: dict[str, Any], new: dict[str, Any], fields: Iterable[str] | None = None,
+                ignore: Iterable[str] = ()) -> dict[str, tuple[Any, Any]]:
+    """``{field: (old value, new value)}`` for the fields (all of both, less ``ignore``) whose
+    values differ. Paths compare by where they point; 1e-3 equals 0.001."""
+    names = list(fields) if fields is not None else sorted(set(old) | set(new))
+    a, b = absolute_paths(old), absolute_paths(new)
+    skip = set(ignore)
+    return {k: (old.get(k), new.get(k)) for k in names
+            if k not in skip and a.get(k) != b.get(k)}
+
+
+def format_differences(diff: dict[str, tuple[Any, Any]]) -> str:
+    """``lr 0.0001 there, 0.5 now; model {} there, {'width': 0.25} now``."""
+    return "; ".join(f"{k} {old!r} there, {new!r} now" for k, (old, new) in diff.items())
+
+
+def check_same(folder: str | os.PathLike, old: dict[str, Any], new: dict[str, Any], *,
+               fields: Iterable[str] | None = None, ignore: Iterable[str] = (),
+               what: str = "a run", fix: str = "") -> None:
+    """Refuse (:class:`KecaeError`, every difference listed) when ``folder`` holds ``what``
+    made with settings other than ``new``."""
+    diff = differences(old, new, fields, ignore)
+    if diff:
+        raise KecaeError(f"{folder} holds {what} made with other settings "
+                         f"({format_differences(diff)}){': ' + fix if fix else ''}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Output folders
+# ---------------------------------------------------------------------------------------------
+
+def prepare_output(folder: str | os.PathLike, option: str = "--out") -> Path:
+    """Create ``folder`` (or take the existing one), check that it can be written, and remove
+    temporary files a killed run left in it. Every failure is a :class:`KecaeError` that names
+    the folder and the fix."""
+    p = Path(folder).expanduser()
+    if p.exists() and not p.is_dir():
+        raise KecaeError(f"{option} {p} is a file, not a folder: choose a folder (new, empty, or "
+                         "an earlier run of the same command)")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(p, exc) from exc
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise KecaeError(f"{option} {p} is not writable: choose an output folder you can write "
+                         "to, or fix its permissions")
+    remove_stale_tmp(p)
+    return p
+
+
+def record_data_problems(folder: str | os.PathLike, problems: list[Any]) -> Path:
+    """Write the fatal data problems a run was told to accept (``--accept-data-problems``) to
+    ``folder/data_check.json``, beside the config that records the choice."""
+    import dataclasses
+
+    path = Path(folder) / DATA_CHECK
+    atomic_write_text(path, json.dumps({"accepted_fatal_problems": [
+        dataclasses.asdict(p) for p in problems]}, indent=2))
+    return path
+
+
+def fresh_folder(folder: str | os.PathLike) -> Path:
+    """The first of ``FOLDER-2``, ``FOLDER-3``, ... that does not exist yet."""
+    folder = Path(folder)
+    k = 2
+    while (candidate := folder.with_name(f"{folder.name}-{k}")).exists():
+        k += 1
+    return candidate
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics.json
+# ---------------------------------------------------------------------------------------------
 
 def jsonable(x: Any) -> Any:
     """Plain JSON types; NaN/inf become null (strict JSON readers refuse NaN)."""

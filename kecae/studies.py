@@ -34,11 +34,12 @@ import numpy as np
 from kecae.evaluation.metrics import mean_std, svm_separability
 from kecae.generation import GenerateConfig, generate
 from kecae.inference import encode, load_kecae
+from kecae.runfolder import (ClassifierRun, GeneratedFolder, RunLayout, check_same, differences,
+                             store_path, write_section)
+from kecae.runfolder import jsonable as _jsonable
 from kecae.training.classifier import train_classifier
 from kecae.training.config import ClassifierTrainConfig, KECAETrainConfig, load_yaml
 from kecae.training.kecae_trainer import train_kecae
-from kecae.runfolder import jsonable as _jsonable
-from kecae.runfolder import write_section
 from kecae.utils import KecaeError, atomic_path, atomic_write_text, file_sha256, select_device
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,9 @@ def _check_archs(archs: list[str]) -> None:
 @dataclass
 class DownstreamConfig(ClassifierStudyConfig):
     """Table II: classifiers on T, T+classic and T' (T ∪ generated X')."""
+
+    #: --pairs 0 means every generated pair (see kecae.configargs.check_values)
+    value_ranges = {"pairs": (0, math.inf, True, "a whole number >= 0 (0: every generated pair)")}
 
     archs: list[str] = field(default_factory=lambda: ["resnet18", "vgg11"])  # classifier zoo keys
     training_sets: list[str] = field(default_factory=lambda: list(TRAINING_SETS))  # sets to train
@@ -181,23 +185,34 @@ class LambdaGridConfig:
 # ---------------------------------------------------------------------------------------------
 
 def _kecae_run_config(run: Path) -> KECAETrainConfig | None:
-    path = run / "kecae" / "config.yaml"
+    path = RunLayout(run).kecae.config
     return load_yaml(KECAETrainConfig, path) if path.is_file() else None
 
 
 def _resolve_data(data: str | None, run: Path) -> str:
-    """The data set: given, or the one the run's KECAE was trained on."""
+    """The data set: given, or the one the run's KECAE was trained on (its config.yaml stores
+    it relative to the run folder, so a moved run folder still finds it)."""
     if not data:
         base = _kecae_run_config(run)
         data = base.data if base else None
         if not data:
-            raise KecaeError(f"no data set given and {run / 'kecae' / 'config.yaml'} does not name "
+            raise KecaeError(f"no data set given and {RunLayout(run).kecae.config} does not name "
                              "one: pass --data (the folder or manifest KECAE was trained on)")
     path = Path(data).expanduser().resolve()
     if not path.exists():
         raise KecaeError(f"data set {path} does not exist: pass --data with the folder or "
                          "manifest of the real images")
     return str(path)
+
+
+def _data_options(run: Path, data_given: str | None) -> dict[str, Any]:
+    """The run's data options the classifiers must share with it (patients of a folder layout,
+    accepted data problems), taken from its KECAE config unless another data set is given."""
+    base = _kecae_run_config(run)
+    if base is None or data_given:
+        return {}
+    return {"patient_regex": base.patient_regex,
+            "accept_data_problems": base.accept_data_problems}
 
 
 def _resolve_image_size(size: int | None, run: Path, generated: Path | None = None) -> int:
@@ -212,39 +227,37 @@ def _resolve_image_size(size: int | None, run: Path, generated: Path | None = No
     meta = generated / "generation.json" if generated else None
     if meta is not None and meta.is_file():
         return int(json.loads(meta.read_text())["image_size"])
-    raise KecaeError(f"cannot tell the image size: {run / 'kecae' / 'config.yaml'} is absent; "
+    raise KecaeError(f"cannot tell the image size: {RunLayout(run).kecae.config} is absent; "
                      "pass --image-size")
 
 
 def _classifier_cfg(cfg: ClassifierStudyConfig, *, data: str, size: int, arch: str, out: Path,
-                    seed: int, augment: str = "none",
-                    augment_dirs: list[str] | None = None) -> ClassifierTrainConfig:
+                    seed: int, augment: str = "none", augment_dirs: list[str] | None = None,
+                    data_options: dict[str, Any] | None = None) -> ClassifierTrainConfig:
     return ClassifierTrainConfig(
         data=data, out=str(out), arch=arch, image_size=size, augment_dirs=list(augment_dirs or []),
         augment=augment, epochs=cfg.epochs, patience=cfg.patience, batch_size=cfg.batch_size,
-        lr=cfg.lr, seed=seed, device=cfg.device, cache_dir=cfg.cache_dir, progress=cfg.progress)
+        lr=cfg.lr, seed=seed, device=cfg.device, cache_dir=cfg.cache_dir, progress=cfg.progress,
+        **(data_options or {}))
 
 
 def _check_same(out: Path, cls: type, new: Any, fields: tuple[str, ...]) -> None:
     """Refuse a sub-run folder whose config.yaml differs from ``new`` in ``fields``, so a study
     never mixes runs of two settings."""
     old_path = out / "config.yaml"
-    if not old_path.is_file():
-        return
-    old, cur = dataclasses.asdict(load_yaml(cls, old_path)), dataclasses.asdict(new)
-    clash = {k: f"{old[k]!r} there, {cur[k]!r} now" for k in fields if old[k] != cur[k]}
-    if clash:
-        raise KecaeError(f"{out} holds a run made with other settings {clash}: pass the same "
-                         f"options as before, or delete {out.parent} to run this part of the "
-                         "study again")
+    if old_path.is_file():
+        check_same(out, dataclasses.asdict(load_yaml(cls, old_path)), dataclasses.asdict(new),
+                   fields=fields, what="a sub-run",
+                   fix=f"pass the same options as before, or delete {out.parent} to run this "
+                       "part of the study again")
 
 
 def _train_or_reuse(ccfg: ClassifierTrainConfig) -> dict[str, Any]:
     """Metrics of a classifier run: read from a finished folder, else trained (or resumed)."""
-    out = Path(ccfg.out)
-    _check_same(out, ClassifierTrainConfig, ccfg, _REUSE_FIELDS)
-    if (out / "metrics.json").is_file() and (out / "best.pt").is_file():
-        return json.loads((out / "metrics.json").read_text())
+    run = ClassifierRun(Path(ccfg.out))
+    _check_same(run.folder, ClassifierTrainConfig, ccfg, _REUSE_FIELDS)
+    if run.finished:
+        return json.loads(run.metrics.read_text())
     return train_classifier(ccfg)
 
 
@@ -301,7 +314,8 @@ def first_pairs_manifest(folder: str | Path, n_pairs: int, dest: str | Path) -> 
 
     Pair k of a generated folder depends only on (checkpoint, data, seed, k), not on how many
     pairs were asked, so the first N pairs of a larger folder are exactly the set a generation
-    of N pairs would write. Paths are made absolute, so ``dest`` may live anywhere.
+    of N pairs would write. Paths are written relative to ``dest`` inside the run folder and
+    absolute outside it (see :mod:`kecae.runfolder`).
     """
     if n_pairs < 1:
         raise ValueError(f"n_pairs must be >= 1, got {n_pairs}; N = 0 needs no manifest")
@@ -311,12 +325,11 @@ def first_pairs_manifest(folder: str | Path, n_pairs: int, dest: str | Path) -> 
         raise KecaeError(f"{folder} holds fewer than {n_pairs} pairs: generate more, or ask for "
                          "fewer")
     for r in rows:
-        r["path"] = str((folder / r["path"]).resolve())
-    with atomic_path(dest) as tmp:
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        r["path"] = store_path(folder / r["path"], dest.parent)
+    with atomic_path(dest) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
     return dest
 
 
@@ -333,8 +346,9 @@ def run_downstream(cfg: DownstreamConfig) -> dict[str, Any]:
     """
     run = Path(cfg.run).resolve()
     root = run / "studies" / "downstream"
-    generated = Path(cfg.generated).resolve() if cfg.generated else run / "generated"
+    generated = Path(cfg.generated).resolve() if cfg.generated else RunLayout(run).generated.folder
     data = _resolve_data(cfg.data, run)
+    options = _data_options(run, cfg.data)
     size = _resolve_image_size(cfg.image_size, run, generated)
 
     # T': the generated pairs to add (all of them, or the first --pairs)
@@ -363,7 +377,7 @@ def run_downstream(cfg: DownstreamConfig) -> dict[str, Any]:
                 m = _train_or_reuse(_classifier_cfg(
                     cfg, data=data, size=size, arch=arch, out=root / arch / folder / f"seed_{seed}",
                     seed=seed, augment="classic" if classic else "none",
-                    augment_dirs=augment_dirs if adds else None))
+                    augment_dirs=augment_dirs if adds else None, data_options=options))
                 per_run.setdefault((arch, name), []).append(m)
                 progress.step(f"{arch} {name} seed {seed}: test accuracy "
                               f"{_test_metric(m, 'accuracy'):.4f}")
@@ -440,13 +454,18 @@ def paired_difference(values: list[float], baseline: list[float]) -> dict[str, A
 def _reusable_generation(folder: Path, want: dict[str, Any], n_pairs: int) -> bool:
     """Whether ``folder`` is a finished generation of the same checkpoint, data and pair seed
     with at least ``n_pairs`` pairs (its first N pairs are then exactly a generation of N)."""
-    meta_path = folder / "generation.json"
-    if not (meta_path.is_file() and (folder / "manifest.csv").is_file()):
+    from kecae.generation import _read_meta
+
+    gen = GeneratedFolder(folder)
+    if not gen.manifest.is_file():
         return False
-    meta = json.loads(meta_path.read_text())
-    same = all(meta.get(k) == v for k, v in want.items() if k != "data")
-    same_data = Path(str(meta.get("data", ""))).resolve() == Path(want["data"]).resolve()
-    return same and same_data and int(meta.get("pairs", 0)) >= n_pairs
+    try:
+        meta = _read_meta(gen)
+    except KecaeError:
+        return False  # a damaged generation.json: not reusable, never an error here
+    if meta is None:
+        return False
+    return not differences(meta, want, fields=want) and int(meta.get("pairs", 0)) >= n_pairs
 
 
 def _read_train_loss(run_dir: Path) -> list[float]:
@@ -475,6 +494,7 @@ def run_sampling(cfg: SamplingConfig) -> dict[str, Any]:
     run = Path(cfg.run).resolve()
     root = run / "studies" / "sampling"
     data = _resolve_data(cfg.data, run)
+    options = _data_options(run, cfg.data)
     size = _resolve_image_size(cfg.image_size, run)
     sizes = sorted(cfg.sizes)
     n_max = sizes[-1]
@@ -482,13 +502,14 @@ def run_sampling(cfg: SamplingConfig) -> dict[str, Any]:
     source: Path | None = None
     if n_max > 0:
         ckpt = Path(cfg.checkpoint).resolve() if cfg.checkpoint else \
-            run / "kecae" / "checkpoints" / "last.pt"
+            RunLayout(run).kecae.last
         if not ckpt.is_file():
             raise KecaeError(f"KECAE checkpoint {ckpt} does not exist: train KECAE first "
-                             f"(`kecae train --out {run / 'kecae'}`) or pass --checkpoint")
+                             f"(`kecae train --out {RunLayout(run).kecae.folder}`) or pass "
+                             "--checkpoint")
         want = {"checkpoint_sha256": file_sha256(ckpt), "data": data, "seed": cfg.gen_seed,
                 "oversample": False}
-        candidates = [run / "generated"] + sorted(root.glob("gen_*"))
+        candidates = [RunLayout(run).generated.folder] + sorted(root.glob("gen_*"))
         source = next((c for c in candidates if _reusable_generation(c, want, n_max)), None)
         if source is None:
             source = root / f"gen_{n_max}"
@@ -496,7 +517,8 @@ def run_sampling(cfg: SamplingConfig) -> dict[str, Any]:
             generate(GenerateConfig(checkpoint=str(ckpt), data=data, out=str(source), pairs=n_max,
                                     seed=cfg.gen_seed, batch_size=cfg.gen_batch_size,
                                     device=cfg.device, cache_dir=cfg.cache_dir,
-                                    progress=cfg.progress))
+                                    progress=cfg.progress,
+                                    patient_regex=options.get("patient_regex")))
         else:
             log.info("[sampling] reusing the first pairs of %s", source)
 
@@ -512,7 +534,8 @@ def run_sampling(cfg: SamplingConfig) -> dict[str, Any]:
         for seed in cfg.seed_list:
             out = root / f"N_{n}" / f"seed_{seed}"
             m = _train_or_reuse(_classifier_cfg(cfg, data=data, size=size, arch=cfg.arch, out=out,
-                                                seed=seed, augment_dirs=dirs))
+                                                seed=seed, augment_dirs=dirs,
+                                                data_options=options))
             accs.append(_test_metric(m, "accuracy"))
             runs_curves.append(_read_train_loss(out))
             test_n = int(m["n_test"])
@@ -575,7 +598,7 @@ def run_lambda_grid(cfg: LambdaGridConfig) -> dict[str, Any]:
     root = run / "studies" / "lambda_grid"
     base = _kecae_run_config(run) or KECAETrainConfig()
     data = _resolve_data(cfg.data, run)
-    own = run / "supervisor" / "best.pt"
+    own = RunLayout(run).supervisor.best
     supervisor = cfg.supervisor or (str(own) if own.is_file() else base.supervisor)
     if base.supervisor_mode == "frozen" and not (supervisor and Path(supervisor).is_file()):
         raise KecaeError(f"no supervisor checkpoint: {run / 'supervisor' / 'best.pt'} is absent; "
@@ -686,7 +709,8 @@ def format_sampling(section: dict[str, Any]) -> str:
     """Fig. 5 as text: accuracy for each N."""
     lines = [f"{'N pairs':>9}{'accuracy %':>18}   ({section['arch']}, {section['n_seeds']} seeds, "
              f"test n = {section['test_n']})"]
-    for n, m, s in zip(section["N"], section["accuracy_mean"], section["accuracy_std"]):
+    for n, m, s in zip(section["N"], section["accuracy_mean"], section["accuracy_std"],
+                       strict=True):
         lines.append(f"{n:>9}{_pm(m, s):>18}")
     return "\n".join(lines)
 
@@ -697,8 +721,9 @@ def format_lambda_grid(section: dict[str, Any]) -> str:
     lines = [f"SVM-RBF accuracy % on hK (hN), {section['steps']} steps, "
              f"{section['n_images']} test images", head]
     for l1, hk_row, hn_row in zip(section["lambda1"], section["svm_hk_accuracy"],
-                                  section["svm_hn_accuracy"]):
-        cells = "".join(f"{_pct(a)} ({_pct(b)})".rjust(16) for a, b in zip(hk_row, hn_row))
+                                  section["svm_hn_accuracy"], strict=True):
+        cells = "".join(f"{_pct(a)} ({_pct(b)})".rjust(16)
+                        for a, b in zip(hk_row, hn_row, strict=True))
         lines.append(f"{l1:<10g}{cells}")
     return "\n".join(lines)
 

@@ -11,7 +11,8 @@ from kecae.utils import KecaeError
 
 
 def _common_classifier_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", required=True, metavar="DIR", help="run folder (as made by kecae demo)")
+    p.add_argument("--run", required=True, metavar="DIR",
+                   help="run folder (made by kecae run or demo)")
     p.add_argument("--data", help="data set (default: the one in DIR/kecae/config.yaml)")
     p.add_argument("--image-size", type=int,
                    help="classifier input, px (default: the KECAE model's size)")
@@ -44,10 +45,14 @@ _COMMON = ("run", "data", "image_size", "epochs", "patience", "batch_size", "lr"
 
 
 def _build(cls: type, values: dict[str, Any]) -> Any:
+    from kecae.configargs import check_values
+
     try:
-        return cls(**values)
+        cfg = cls(**values)
     except ValueError as exc:  # argument combinations argparse cannot check
         raise KecaeError(str(exc)) from exc
+    check_values(cfg)  # every number in its range (batch size, lr, seeds, ...)
+    return cfg
 
 
 def _done(args: argparse.Namespace, name: str, table: str) -> int:
@@ -139,7 +144,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          description="Train one KECAE per (λ1, λ2) with the run's data, "
                          "supervisor and preset, then SVM-RBF 5-fold accuracy on hK and hN of "
                          "test images.")
-    p.add_argument("--run", required=True, metavar="DIR", help="run folder (as made by kecae demo)")
+    p.add_argument("--run", required=True, metavar="DIR",
+                   help="run folder (made by kecae run or demo)")
     p.add_argument("--lambda1", nargs="+", type=float,
                    help="J_SUP weights, the grid's rows (default: 1e-5 1e-3 1e-1 1)")
     p.add_argument("--lambda2", nargs="+", type=float,

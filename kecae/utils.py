@@ -1,4 +1,5 @@
-"""Small helpers shared by every part of kecae: user-facing errors, atomic writes, seeding, hashing."""
+"""Small helpers shared by every part of kecae: user-facing errors, atomic writes, seeding,
+hashing, devices."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import errno
 import hashlib
 import os
 import random
+import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,18 +38,45 @@ class KecaeError(Exception):
     """
 
 
+#: A temporary file of :func:`atomic_path`: ``.<target>.<writer pid>.<random><suffix>``.
+_TMP_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]{8}[^/]*\.tmp$")
+
+
+def output_error(path: str | os.PathLike, exc: OSError) -> KecaeError:
+    """A :class:`KecaeError` naming ``path`` and the fix for a failed write (full disk, no
+    permission, read-only file system, a file where a folder must be, ...)."""
+    what = Path(path)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return KecaeError(f"no space left on the device while writing {what}: free some disk "
+                          "space or choose another output folder")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return KecaeError(f"cannot write {what} ({exc.strerror}): choose an output folder you "
+                          "can write to, or fix its permissions")
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        return KecaeError(f"cannot write {what}: a file stands where a folder is needed "
+                          f"({exc.filename or what}); choose another output folder")
+    if exc.errno == errno.EISDIR:
+        return KecaeError(f"cannot write {what}: it is a folder; choose another file name")
+    return KecaeError(f"cannot write {what} ({exc.strerror or exc}): choose another output folder")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it over ``path``.
 
     An interrupted or failed write leaves ``path`` untouched (old content or absent) and removes
-    the temporary file, so readers never see a half-written file. A full disk becomes a
-    :class:`KecaeError` naming the file.
+    the temporary file, so readers never see a half-written file. The temporary name carries the
+    writer's process id, so a file left behind by a killed process is recognised and removed by
+    :func:`remove_stale_tmp`. A full disk, a folder without write permission or a file where a
+    folder must be becomes a :class:`KecaeError` naming the file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix + ".tmp",
-                               dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.",
+                                   suffix=suffix or path.suffix + ".tmp", dir=path.parent)
+    except OSError as exc:
+        raise output_error(path, exc) from exc
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, _FILE_MODE)
@@ -55,22 +85,50 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         os.replace(tmp_path, path)
     except OSError as exc:
         tmp_path.unlink(missing_ok=True)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise KecaeError(f"no space left on the device while writing {path}: "
-                             "free some disk space or choose another output folder") from exc
-        raise
+        raise output_error(path, exc) from exc
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
 
 
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but another user's
+        return True
+    return True
+
+
+def remove_stale_tmp(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Delete the temporary files that killed kecae processes left under ``folder`` (names of
+    :func:`atomic_path` whose writer process is gone); a live writer's files are kept. Returns
+    the removed paths."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    walker = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
+    for dirpath, _dirs, files in walker:
+        for name in files:
+            m = _TMP_NAME.match(name)
+            if m and not _pid_alive(int(m.group("pid"))):
+                p = Path(dirpath) / name
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    removed.append(p)
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temporary file + fsync + rename)."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -96,10 +154,45 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def select_device(name: str = "auto") -> "torch.device":
-    """``auto`` picks CUDA when present, else CPU; anything else is passed to ``torch.device``."""
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; ``cpu``, ``cuda``, ``cuda:N`` and ``mps`` are
+    checked against what this machine has, so a run never silently falls back to the CPU."""
     import torch
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return torch.device(check_device(name))
+
+
+def available_devices() -> list[str]:
+    """The device names this machine offers, e.g. ``["cpu", "cuda:0", "cuda:1"]``."""
+    import torch
+
+    names = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        names.append("mps")
+    return names
+
+
+def check_device(name: str) -> str:
+    """``name`` resolved (``auto`` -> ``cuda`` or ``cpu``), or a :class:`KecaeError` that says
+    what this machine has."""
+    import torch
+
+    text = str(name).strip().lower()
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    have = available_devices()
+    m = re.fullmatch(r"(cpu|cuda|mps)(?::(\d+))?", text)
+    if m is None or (m.group(1) != "cuda" and m.group(2) is not None):
+        raise KecaeError(f"--device {name!r} is not a device name: use auto, cpu or cuda "
+                         f"(cuda:N for one GPU); this machine has {', '.join(have)}")
+    if m.group(1) == "cuda":
+        if not torch.cuda.is_available():
+            raise KecaeError(f"--device {name}: no CUDA GPU is available on this machine (it has "
+                             f"{', '.join(have)}); use --device cpu, or auto")
+        if m.group(2) is not None and int(m.group(2)) >= torch.cuda.device_count():
+            raise KecaeError(f"--device {name}: this machine has {', '.join(have)}; pick one "
+                             "of those")
+    if m.group(1) == "mps" and "mps" not in have:
+        raise KecaeError(f"--device mps: no Apple GPU here (this machine has {', '.join(have)}); "
+                         "use --device cpu")
+    return text

@@ -58,7 +58,7 @@ def test_patient_regex_reads_oai_style_names(tmp_path, write_image):
     cat = load_catalog(tmp_path, patient_regex=r"(?P<patient>\d{7})(?P<side>[LR])")
     assert [(r.patient_id, r.side) for r in cat.records] == [
         ("9001695", "L"), ("9001695", "R"), ("9003175", "L")]
-    with pytest.raises(ValueError, match="named group 'patient'"):
+    with pytest.raises(KecaeError, match="named group 'patient'"):
         load_catalog(tmp_path, patient_regex=r"\d+")
 
 

@@ -113,7 +113,8 @@ def test_demo_runs_and_reuses_finished_steps(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "report:" in out and (tmp_path / "demo" / "report.html").exists()
     m = json.loads((tmp_path / "demo" / "metrics.json").read_text())
-    assert set(m["timings"]) == {"phantoms", "supervisor", "judge", "kecae", "generate", "evaluate"}
+    assert set(m["timings"]) == {"phantoms", "data check", "supervisor", "judge", "kecae", "generate",
+                                 "evaluate"}
     ckpt = tmp_path / "demo" / "kecae" / "checkpoints" / "last.pt"
     before = ckpt.stat().st_mtime_ns, (tmp_path / "demo" / "supervisor" / "best.pt").stat().st_mtime_ns
     assert main(args) == 0  # second run: nothing is trained again

@@ -76,11 +76,11 @@ def test_resume_after_interruption(trained, tmp_path, monkeypatch):
 
     real, calls = g._write_png, {"n": 0}
 
-    def flaky(path, image):  # the 8th image write dies mid-run
+    def flaky(path, image, marks):  # the 8th image write dies mid-run
         calls["n"] += 1
         if calls["n"] == 8:
             raise KeyboardInterrupt
-        real(path, image)
+        real(path, image, marks)
 
     monkeypatch.setattr(g, "_write_png", flaky)
     with pytest.raises(KeyboardInterrupt):
@@ -105,7 +105,7 @@ def test_refuses_folder_of_other_settings_and_too_many_pairs(trained, tmp_path):
     meta = json.loads((out / "generation.json").read_text())
     meta["checkpoint_sha256"] = "0" * 64
     (out / "generation.json").write_text(json.dumps(meta))
-    with pytest.raises(KecaeError, match="another --out"):
+    with pytest.raises(KecaeError, match="checkpoint_sha256 '0000.*another --out"):
         generate(cfg)
     with pytest.raises(KecaeError, match="at most 100"):
         generate(GenerateConfig(checkpoint=str(trained["ckpt"]), data=str(trained["data"]),

@@ -74,10 +74,24 @@ def test_classifier_run_writes_metrics_and_rebuilds(supervisor, tree):
     assert not model.training and ckpt["model_config"]["arch"] == "small"
     rows = (run / "log.csv").read_text().splitlines()
     assert rows[0].startswith("step,epoch,train_loss") and len(rows) >= 2
-    # a finished run folder is not trained again: same metrics back
-    again = main(["train-classifier", "--data", str(tree), "--out", str(run), "--arch", "small",
-                  "--image-size", "32", "--no-progress"])
+    # a finished run folder is not trained again: same metrics back (its config.yaml gives the
+    # settings back; the number of epochs is a stopping criterion and may differ)
+    again = main(["train-classifier", "--config", str(run / "config.yaml"), "--epochs", "9"])
     assert again == 0 and json.loads((run / "metrics.json").read_text()) == metrics
+
+
+def test_finished_classifier_refuses_other_arch(supervisor, tree, capsys):
+    """Another --arch on a finished folder would print the old model's metrics under the new
+    name: refused, with every difference and the way out."""
+    run = supervisor.parent
+    before = (run / "metrics.json").read_bytes()
+    rc = main(["train-classifier", "--data", str(tree), "--out", str(run), "--arch", "siamese",
+               "--image-size", "32", "--epochs", "4", "--batch-size", "16", "--lr", "3e-3",
+               "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "arch 'small' there, 'siamese' now" in err and "--fresh" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (run / "metrics.json").read_bytes() == before
 
 
 def test_kecae_resume_equals_uninterrupted(tree, supervisor, tmp_path):
@@ -157,7 +171,8 @@ def test_joint_mode_trains_supervisor_too(tree, tmp_path):
 
 
 def test_config_yaml_round_trip_and_cli_precedence(tmp_path):
-    cfg = KECAETrainConfig(data="d", lambda_sup=0.5, model={"width": 0.5})
+    cfg = KECAETrainConfig(data=str(tmp_path / "d"), out=str(tmp_path / "run"), lambda_sup=0.5,
+                           model={"width": 0.5})
     save_yaml(cfg, tmp_path / "c.yaml")
     assert load_yaml(KECAETrainConfig, tmp_path / "c.yaml") == cfg
     (tmp_path / "bad.yaml").write_text("lambda_supp: 1\n")
@@ -169,7 +184,7 @@ def test_config_yaml_round_trip_and_cli_precedence(tmp_path):
     args = build_parser().parse_args(["train", "--config", str(tmp_path / "c.yaml"),
                                       "--lambda-sup", "0.25", "--model", "image_size=64"])
     merged = dataclass_from_args(KECAETrainConfig, args)
-    assert merged.lambda_sup == 0.25 and merged.data == "d"
+    assert merged.lambda_sup == 0.25 and merged.data == str(tmp_path / "d")
     assert merged.model == {"width": 0.5, "image_size": 64}
     assert ClassifierTrainConfig().arch == "siamese"
 

@@ -2,8 +2,10 @@
 
 The cache file's name is a hash of every source file's (path, size in bytes, mtime_ns) and of the
 preprocessing settings (size, fit, reader version): editing, touching, adding or removing a file,
-or asking for another size, gives another name, so a stale cache is never read. The file is built
-under a temporary name and renamed when complete, so an interrupted build leaves nothing behind.
+or asking for another size, gives another name, so a stale cache is never read. Paths enter the
+hash relative to the data set's folder, so a data folder moved with ``cp -a`` (which keeps
+mtimes) keeps its cache. The file is built under a temporary name and renamed when complete, so
+an interrupted build leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -23,7 +25,7 @@ from kecae import CLASS_GRADES
 from kecae.data import readers
 from kecae.data.catalog import Catalog, Record, load_catalog
 from kecae.data.splits import ensure_splits
-from kecae.utils import KecaeError, atomic_path
+from kecae.utils import KecaeError, atomic_path, remove_stale_tmp
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ class ImageSet:
         """Side length S of the square images."""
         return int(self.images.shape[-1])
 
-    def for_grade(self, grade: int) -> "ImageSet":
+    def for_grade(self, grade: int) -> ImageSet:
         """The images of one grade. Grades are contiguous, so the images stay a memory map view."""
         rows = np.flatnonzero(self.grades == grade)
         if rows.size == 0:
@@ -61,7 +63,7 @@ class ImageSet:
                              "load_image_set, which orders images by grade")
         return self._slice(slice(lo, hi))
 
-    def _slice(self, s: slice) -> "ImageSet":
+    def _slice(self, s: slice) -> ImageSet:
         return ImageSet(images=self.images[s], grades=self.grades[s], image_ids=self.image_ids[s],
                         patient_ids=self.patient_ids[s], sides=self.sides[s], paths=self.paths[s])
 
@@ -79,31 +81,38 @@ def default_cache_dir(data_root: str | os.PathLike) -> Path:
     return base / "kecae"
 
 
-def cache_key(records: Sequence[Record], size: int, fit: str) -> str:
-    """Hex hash of the source files' (path, bytes, mtime_ns) and the preprocessing settings."""
+def cache_key(records: Sequence[Record], size: int, fit: str,
+              root: str | os.PathLike | None = None) -> str:
+    """Hex hash of the source files' (path, bytes, mtime_ns) and the preprocessing settings;
+    paths under ``root`` count relative to it."""
     h = hashlib.sha256()
     h.update(json.dumps({"reader": readers.READER_VERSION, "size": size, "fit": fit}).encode())
+    base = Path(root).resolve() if root is not None else None
     for r in records:
         try:
             st = r.path.stat()
         except OSError as exc:
             raise KecaeError(f"{r.path}: cannot read this file ({exc}); restore it or remove it "
                              "from the data set") from exc
-        h.update(f"\n{r.path}\t{st.st_size}\t{st.st_mtime_ns}".encode())
+        name = r.path
+        if base is not None and base in r.path.parents:
+            name = r.path.relative_to(base)
+        h.update(f"\n{name}\t{st.st_size}\t{st.st_mtime_ns}".encode())
     return h.hexdigest()
 
 
 def load_image_set(source: str | os.PathLike | Catalog, size: int, split: str | None = None,
                    grades: Sequence[int] = CLASS_GRADES, fit: str = "crop",
                    cache_dir: str | os.PathLike | None = None,
-                   progress: bool = True) -> ImageSet:
+                   progress: bool = True, patient_regex: str | None = None) -> ImageSet:
     """Preprocessed images of one split and some grades, decoded once and cached on disk.
 
     ``source`` is a data folder, a CSV manifest or a :class:`Catalog`. When the catalog has no
     splits and ``split`` is given, patient-level splits are assigned with
     :func:`~kecae.data.splits.assign_splits` (seed 0). Images are ordered by the position of their
-    grade in ``grades``, then in catalog order. Raises :class:`KecaeError` when a requested grade
-    has no image in the split.
+    grade in ``grades``, then in catalog order. ``patient_regex`` gives the patient of each file of
+    a folder layout (see :func:`~kecae.data.catalog.load_catalog`). Raises :class:`KecaeError`
+    when a requested grade has no image in the split.
     """
     if not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"size must be a positive number of pixels, got {size!r}")
@@ -113,7 +122,8 @@ def load_image_set(source: str | os.PathLike | Catalog, size: int, split: str | 
     if not grades or len(set(grades)) != len(grades):
         raise ValueError(f"grades must be distinct KL grades, e.g. (0, 2); got {grades}")
 
-    catalog = source if isinstance(source, Catalog) else load_catalog(source)
+    catalog = source if isinstance(source, Catalog) else load_catalog(
+        source, patient_regex=patient_regex)
     if split is not None and not catalog.has_splits:
         log.info("%s has no splits: assigning patient-level 70/15/15 splits (seed 0)",
                  catalog.root)
@@ -121,7 +131,7 @@ def load_image_set(source: str | os.PathLike | Catalog, size: int, split: str | 
     records = _select(catalog, split, grades)
 
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(catalog.root)
-    key = cache_key(records, int(size), fit)
+    key = cache_key(records, int(size), fit, root=catalog.root)
     cache_file = cache_dir / f"images-{size}px-{fit}-{key[:24]}.npy"
     images = _open_cached(cache_file, (len(records), int(size), int(size)))
     if images is None:
@@ -165,6 +175,7 @@ def _select(catalog: Catalog, split: str | None, grades: tuple[int, ...]) -> lis
 def _build(cache_file: Path, records: list[Record], size: int, fit: str, progress: bool) -> None:
     """Decode and preprocess every record into ``cache_file`` (atomically)."""
     log.info("caching %d images at %d px in %s", len(records), size, cache_file)
+    remove_stale_tmp(cache_file.parent, recursive=False)
     with atomic_path(cache_file, suffix=".npy.tmp") as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
                                         shape=(len(records), size, size))

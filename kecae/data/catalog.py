@@ -123,6 +123,7 @@ def load_catalog(path: str | os.PathLike, *, strict: bool = True,
     stem; its named group ``patient`` (and optional ``side``) gives the patient id, e.g.
     ``(?P<patient>\\d{7})(?P<side>[LR])`` for names like ``9001695L.png``.
     """
+    regex = compile_patient_regex(patient_regex)
     path = Path(path).expanduser().resolve()
     if not path.exists():
         raise KecaeError(f"{path}: no such file or folder; pass the data folder or its CSV "
@@ -137,13 +138,24 @@ def load_catalog(path: str | os.PathLike, *, strict: bool = True,
         if manifest is not None:
             catalog = _load_manifest(manifest, strict)
         else:
-            regex = re.compile(patient_regex) if patient_regex else None
-            if regex is not None and "patient" not in regex.groupindex:
-                raise ValueError("patient_regex needs a named group 'patient', "
-                                 "e.g. '(?P<patient>\\d{7})(?P<side>[LR])'")
             catalog = _load_folders(path, strict, regex)
     _check_unique_ids(catalog, strict)
     return catalog
+
+
+def compile_patient_regex(text: str | None) -> re.Pattern | None:
+    """``--patient-regex`` compiled; a bad one is a :class:`KecaeError` with an example."""
+    if not text:
+        return None
+    example = "e.g. '(?P<patient>\\d{7})(?P<side>[LR])' for names like 9001695L.png"
+    try:
+        regex = re.compile(text)
+    except re.error as exc:
+        raise KecaeError(f"--patient-regex {text!r} is not a valid regular expression ({exc}): "
+                         f"{example}") from exc
+    if "patient" not in regex.groupindex:
+        raise KecaeError(f"--patient-regex {text!r} needs a named group 'patient': {example}")
+    return regex
 
 
 # ---------------------------------------------------------------- folder per grade
@@ -216,6 +228,8 @@ def _walk_files(folder: Path, skipped: Counter) -> list[Path]:
             p = Path(dirpath) / name
             if name.startswith("."):
                 skipped["hidden file"] += 1
+            elif not p.is_file():  # a pipe would block a reader forever; a broken link
+                skipped["not a regular file (pipe, socket, device or broken link)"] += 1
             elif p.suffix.lower() in IMAGE_SUFFIXES or is_dicom(p):
                 found.append(p)
             else:
@@ -289,8 +303,12 @@ def _load_manifest(csv_path: Path, strict: bool) -> Catalog:
                 "KL grades are integers 0-4: correct the grade or delete the row")
             continue
         if not file.is_file():
-            bad(row_no, raw_path, f"file not found ({file})",
-                "fix the path (relative to the manifest's folder) or delete the row")
+            if file.exists():
+                bad(row_no, raw_path, f"not a regular file ({file})",
+                    "list image files only: delete the row")
+            else:
+                bad(row_no, raw_path, f"file not found ({file})",
+                    "fix the path (relative to the manifest's folder) or delete the row")
             continue
         value = {k: (row.get(c) or "").strip() if c else "" for k, c in cols.items()}
         patient = value["patient_id"]
@@ -346,3 +364,20 @@ def _check_unique_ids(catalog: Catalog, strict: bool) -> None:
     if strict:
         raise KecaeError(f"{where}: {message}; {fix}")
     catalog.problems.append(Problem("error", str(where), message, fix))
+
+
+def write_catalog(catalog: Catalog, path: str | os.PathLike) -> Path:
+    """Write ``catalog`` as a manifest CSV (path, grade, patient_id, side, split, image_id) that
+    :func:`load_catalog` reads back to the same records: the data set as one run sees it, with
+    its patients and splits fixed. Paths are written as :mod:`kecae.runfolder` stores them."""
+    from kecae.runfolder import store_path
+    from kecae.utils import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "grade", "patient_id", "side", "split", "image_id"])
+        for r in catalog.records:
+            writer.writerow([store_path(r.path, path.parent), r.grade, r.patient_id,
+                             r.side or "", r.split or "", r.image_id])
+    return path

@@ -1,13 +1,21 @@
 """``kecae data check``: everything wrong with a data set, found before any training starts.
 
 Reads every image once and reports counts per split and grade, image sizes, and problems:
-unreadable or truncated files, unknown grades, exact duplicates, patients in two splits, a split
-without KL-0 or KL-2 images, colour images and skipped files. Nothing is modified.
+unreadable, truncated or oversized files, unknown grades, exact duplicates, patients in two
+splits, a split without KL-0 or KL-2 images, colour images, images smaller than the model input
+and skipped files. Nothing is modified.
+
+Every training command runs the same check first (:func:`require_clean_data`; its result is
+cached next to the preprocessed images, so it costs one pass over the data set per version of
+it) and stops on a fatal problem unless the user accepts the risk (``--accept-data-problems``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
+import logging
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -19,9 +27,14 @@ from kecae import CLASS_GRADES
 from kecae.data.catalog import KL_GRADES, Catalog, Problem, load_catalog
 from kecae.data.readers import ImageReadError, load_image
 from kecae.data.splits import ensure_splits, find_split_leaks
-from kecae.utils import file_sha256
+from kecae.utils import KecaeError, atomic_write_text, file_sha256
 
-__all__ = ["CheckReport", "Problem", "check_dataset"]
+__all__ = ["CheckReport", "Problem", "check_dataset", "require_clean_data"]
+
+log = logging.getLogger(__name__)
+
+#: Bump when the check finds new kinds of problems, so cached results are computed again.
+CHECK_VERSION = 2
 
 
 @dataclass
@@ -96,16 +109,26 @@ def _split_order(s: str | None) -> tuple[int, str]:
 
 
 def check_dataset(path: str | os.PathLike, *, patient_regex: str | None = None,
+                  grades: tuple[int, ...] = CLASS_GRADES, size: int | None = None,
                   progress: bool = False) -> CheckReport:
     """Inspect a data folder or manifest and report every problem (see the module docstring).
 
+    ``grades``: the two KL grades the task compares (a split without one of them is an error);
+    ``size``: the model's input side in px (smaller images are reported: they are upscaled).
     Raises :class:`KecaeError` only when the path is not a data set at all.
     """
     catalog = load_catalog(path, strict=False, patient_regex=patient_regex)
+    return check_catalog(catalog, grades=grades, size=size, progress=progress)
+
+
+def check_catalog(catalog: Catalog, *, grades: tuple[int, ...] = CLASS_GRADES,
+                  size: int | None = None, progress: bool = False) -> CheckReport:
+    """:func:`check_dataset` of a catalog already read."""
     problems = list(catalog.problems)
     sizes: Counter[tuple[int, int]] = Counter()
     formats: Counter[str] = Counter()
     by_hash: dict[str, list] = defaultdict(list)
+    small: list[str] = []
 
     # Decode every image once: unreadable, truncated, colour; hash the bytes for duplicates.
     for r in tqdm(catalog.records, desc="checking images", unit="img", disable=not progress):
@@ -117,18 +140,67 @@ def check_dataset(path: str | os.PathLike, *, patient_regex: str | None = None,
         h, w = image.pixels.shape
         sizes[(w, h)] += 1
         formats[image.format] += 1
+        if size is not None and min(h, w) < size:
+            small.append(str(r.path))
         if image.colour:
             problems.append(Problem("warning", str(r.path), "colour image; it is converted to "
                                     "grey", "check that it is a radiograph (save it as grey)"))
         by_hash[file_sha256(r.path)].append(r)
 
+    if small:
+        problems.append(Problem("warning", small[0] + (f" and {len(small) - 1} more"
+                                                        if len(small) > 1 else ""),
+                                f"{len(small)} image(s) smaller than the model input of {size} px "
+                                "on their short side: they are upscaled (blurred)",
+                                "use a smaller --image-size, or larger images"))
     problems += _duplicate_problems(by_hash)
     problems += _leak_problems(catalog)
-    problems += _empty_class_problems(catalog)
+    problems += _empty_class_problems(catalog, tuple(grades))
     problems.sort(key=lambda p: p.severity != "error")  # stable: errors first, order kept
     return CheckReport(root=catalog.root, layout=catalog.layout, n_images=len(catalog.records),
                        counts=catalog.counts(), sizes=dict(sizes), formats=dict(formats),
                        skipped=dict(catalog.skipped), problems=problems)
+
+
+def require_clean_data(data: str | os.PathLike, *, patient_regex: str | None = None,
+                       accept: bool = False, cache_dir: str | os.PathLike | None = None,
+                       progress: bool = False) -> list[Problem]:
+    """The fatal problems ``kecae data check`` finds in ``data`` (empty when none).
+
+    Without ``accept`` a fatal problem is a :class:`KecaeError` naming the first one and the way
+    out; with it they are logged and returned (the caller records them). The result is cached
+    under the data set's cache folder, keyed by its files and the check's settings.
+    """
+    from kecae.data.cache import cache_key, default_cache_dir
+
+    catalog = load_catalog(data, strict=False, patient_regex=patient_regex)
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir(catalog.root)
+    key = cache_key(catalog.records, 0, f"check-v{CHECK_VERSION}-{patient_regex or ''}",
+                    root=catalog.root)
+    cached = folder / f"check-{key[:24]}.json"
+    errors: list[Problem] | None = None
+    if cached.is_file():
+        try:
+            errors = [Problem(**p) for p in json.loads(cached.read_text())["errors"]]
+        except (OSError, ValueError, TypeError, KeyError):
+            errors = None  # damaged: check again
+    if errors is None:
+        log.info("checking %d images of %s (kecae data check; once per version of the data)",
+                 len(catalog.records), catalog.root)
+        errors = check_catalog(catalog, progress=progress).errors
+        with contextlib.suppress(KecaeError):  # an unwritable cache: the check runs next time
+            atomic_write_text(cached, json.dumps(
+                {"errors": [dataclasses.asdict(p) for p in errors]}, indent=1))
+    if errors and not accept:
+        first = errors[0]
+        raise KecaeError(
+            f"kecae data check finds {len(errors)} fatal problem(s) in {catalog.root}; first: "
+            f"{first.file}: {first.message} (fix: {first.fix}). Fix the data (`kecae data check "
+            f"{data}` lists them all), or pass --accept-data-problems to train anyway (the run's "
+            "config records it)")
+    for p in errors:
+        log.warning("accepted data problem: %s", p)
+    return errors
 
 
 def _duplicate_problems(by_hash: dict[str, list]) -> list[Problem]:
@@ -165,7 +237,7 @@ def _leak_problems(catalog: Catalog) -> list[Problem]:
     return problems
 
 
-def _empty_class_problems(catalog: Catalog) -> list[Problem]:
+def _empty_class_problems(catalog: Catalog, grades: tuple[int, ...]) -> list[Problem]:
     if not catalog.records:
         return []
     auto = not catalog.has_splits
@@ -176,7 +248,7 @@ def _empty_class_problems(catalog: Catalog) -> list[Problem]:
     counts = catalog.counts()
     problems = []
     for split in catalog.splits:
-        for g in CLASS_GRADES:
+        for g in grades:
             if counts.get((split, g), 0) == 0:
                 where = (f"split {split!r} as kecae would assign it (70/15/15 by patient)" if auto
                          else f"split {split!r}")

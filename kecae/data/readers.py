@@ -8,6 +8,7 @@ detected). Every failure to read becomes a :class:`KecaeError` that names the fi
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -59,7 +60,10 @@ class LoadedImage:
 
 
 def is_dicom(path: str | os.PathLike) -> bool:
-    """True when the file starts with the 128-byte preamble and the ``DICM`` magic."""
+    """True when the file starts with the 128-byte preamble and the ``DICM`` magic (False for
+    anything but a regular file: opening a pipe would wait for a writer)."""
+    if not os.path.isfile(path):
+        return False
     try:
         with open(path, "rb") as fh:
             head = fh.read(132)
@@ -89,6 +93,9 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
     """
     path = Path(path)
     if not path.is_file():
+        if path.exists():
+            raise ImageReadError(path, "not a regular file (a pipe, socket or device)",
+                                 "remove it from the data set")
         raise ImageReadError(path, "file not found",
                              "fix the path or remove the entry that names it")
     if path.suffix.lower() in (".dcm", ".dicom") or is_dicom(path):
@@ -105,11 +112,25 @@ def _load_pillow(path: Path) -> LoadedImage:
             fmt = img.format or path.suffix.lstrip(".").upper()
             img = ImageOps.exif_transpose(img)  # camera/phone JPEGs may be stored rotated
             pixels, colour, bits = _pillow_to_grey(img)
+    except Image.DecompressionBombError as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        raise ImageReadError(
+            path, f"image too large ({size}, more than Pillow's safety limit of "
+            f"{2 * (Image.MAX_IMAGE_PIXELS or 0):,}: a possible decompression bomb)",
+            "downscale it (knee radiographs need no more than a few thousand px a side) or "
+            "remove it from the data set") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         detail = str(exc).replace(f"'{path}'", "").replace(str(path), "").strip()  # no 2nd path
         detail = detail or type(exc).__name__
         raise ImageReadError(path, f"cannot read this image ({detail})", _IMAGE_FIX) from exc
     return _finish(path, pixels, colour, fmt, bits)
+
+
+def image_to_grey(img: Image.Image) -> np.ndarray:
+    """A PIL image of any mode -> (H, W) float64 grey in [0, 1], as files are decoded."""
+    pixels, _colour, _bits = _pillow_to_grey(ImageOps.exif_transpose(img))
+    return np.clip(np.asarray(pixels, dtype=np.float64), 0.0, 1.0)
 
 
 def _pillow_to_grey(img: Image.Image) -> tuple[np.ndarray, bool, int]:
@@ -207,8 +228,7 @@ def _set_missing_transfer_syntax(ds) -> None:
     """Files without the DICOM file header (no preamble, no meta) lack a transfer syntax; they are
     always uncompressed, so it follows from the encoding the parser detected."""
     from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import (ExplicitVRBigEndian, ExplicitVRLittleEndian,
-                             ImplicitVRLittleEndian)
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     meta = getattr(ds, "file_meta", None)
     if meta is not None and "TransferSyntaxUID" in meta:
@@ -220,7 +240,7 @@ def _set_missing_transfer_syntax(ds) -> None:
                               ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
 
 
-def _window_only(ds, dataset_cls) -> "pydicom.Dataset":
+def _window_only(ds, dataset_cls) -> pydicom.Dataset:
     """A dataset holding only ``ds``'s window, set up so pydicom's windowing outputs [0, 1].
 
     pydicom scales the windowed output to the stored range ``[0, 2**BitsStored - 1]``; with one

@@ -53,12 +53,13 @@ class PreparedStudy:
 
 
 def _resolve(p: str, generated: Path) -> Path:
-    """A manifest path: absolute as written by `kecae generate`, else relative to the working
-    folder or to the generated folder."""
+    """A manifest path: absolute, or relative to the generated folder (how `kecae generate`
+    writes paths inside a run folder), or, from older manifests, to the working folder."""
     path = Path(p)
     if path.is_absolute():
         return path
-    return path if path.exists() else generated / path
+    anchored = generated / path
+    return anchored if anchored.exists() or not path.exists() else path
 
 
 def read_pairs(generated: str | Path) -> tuple[dict[int, _Pair], dict[Path, int]]:

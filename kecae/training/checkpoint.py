@@ -6,16 +6,21 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so t
 - ``kind``: ``"kecae"`` or ``"classifier"``;
 - ``model_config``: the model's dataclass as a dict (rebuilds the model on its own);
 - ``model``: the state dict; ``optimizer``: the optimiser state dict (absent in exported weights);
-- ``train_config``: the training configuration as a dict;
+- ``train_config``: the training configuration as a dict; its paths are written relative to the
+  checkpoint's folder when they lie inside the run folder (``relative_paths: True``; see
+  :mod:`kecae.runfolder`), and :func:`load_checkpoint` gives them back absolute;
 - ``step``, ``epoch``: progress counters; ``rng``: random-generator states (see :func:`rng_state`);
 - anything else the trainer adds (``metrics``, ``best``...).
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import random
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -48,17 +53,38 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _open_for_write(path: Path) -> IO[bytes]:
+    return open(path, "wb")
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` to ``path`` atomically: an interrupted save keeps the previous file."""
+    """Write ``payload`` to ``path`` atomically: an interrupted save keeps the previous file, and
+    a full disk is a :class:`KecaeError` naming the file (the previous file is kept)."""
+    from kecae.runfolder import store_paths
+
     path = Path(path)
+    if isinstance(payload.get("train_config"), dict) and not payload.get("relative_paths"):
+        payload = {**payload, "train_config": store_paths(payload["train_config"], path.parent),
+                   "relative_paths": True}
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        try:
+            with _open_for_write(tmp) as fh:
+                torch.save(payload, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except RuntimeError as exc:  # torch's writer may report a failed write this way
+            if shutil.disk_usage(path.parent).free < (1 << 20) or "write" in str(exc).lower():
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp)) from exc
+            raise
     return path
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
                     kind: str | None = None) -> dict[str, Any]:
-    """Load a checkpoint safely (``weights_only=True``) and check its ``kind``."""
+    """Load a checkpoint safely (``weights_only=True``), check its ``kind`` and structure, and
+    make the paths of its training configuration absolute."""
+    from kecae.runfolder import load_paths
+
     path = Path(path)
     if not path.is_file():
         raise KecaeError(f"checkpoint {path} does not exist: check the path, or train one first "
@@ -66,14 +92,33 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated file, foreign pickle, not a checkpoint at all
-        raise KecaeError(f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); it may be "
-                         "truncated or not a kecae checkpoint: use another file or retrain") from exc
+        raise KecaeError(f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); it may "
+                         "be truncated or not a kecae checkpoint: use another file or retrain"
+                         ) from exc
     if not isinstance(ckpt, dict) or "kind" not in ckpt or "model" not in ckpt:
         raise KecaeError(f"{path} is not a kecae checkpoint (no 'kind'/'model' entries)")
     if kind is not None and ckpt["kind"] != kind:
         raise KecaeError(f"{path} holds a {ckpt['kind']} model, but a {kind} checkpoint is needed "
                          "here: pass the other file")
+    if not isinstance(ckpt.get("model_config"), dict) or not isinstance(ckpt["model"], dict):
+        raise KecaeError(f"{path} is damaged: its 'model_config' or 'model' entry is not a "
+                         "mapping; use another checkpoint or retrain")
+    tcfg = ckpt.get("train_config")
+    if isinstance(tcfg, dict) and ckpt.get("relative_paths"):
+        ckpt["train_config"] = load_paths(tcfg, path.parent)
     return ckpt
+
+
+def load_weights(module: torch.nn.Module, state: Any, path: str | Path, what: str = "model"
+                 ) -> None:
+    """``module.load_state_dict(state)``; weights that do not fit are a :class:`KecaeError`."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise KecaeError(f"{path}: the {what} weights do not fit the model its configuration "
+                         f"describes ({first[:200]}); the file is damaged or was edited: use "
+                         "another checkpoint or retrain") from exc
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -82,20 +127,48 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def resume_from(path: Path, kind: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                allowed: bool, **modules: torch.nn.Module) -> dict[str, Any] | None:
-    """Restore an interrupted run from ``path`` if it exists: model, optimiser, RNG states and
-    any extra ``modules`` saved under their names. Returns the checkpoint (for the trainer's own
-    counters), or None for a fresh run. With ``allowed=False`` an existing run is refused."""
+                allowed: bool, ckpt: dict[str, Any] | None = None,
+                **modules: torch.nn.Module) -> dict[str, Any] | None:
+    """Restore an interrupted run from ``path`` if it exists (``ckpt``: the checkpoint already
+    loaded from it): model, optimiser, RNG states and any extra ``modules`` saved under their
+    names. Returns the checkpoint (for the trainer's own counters), or None for a fresh run.
+    With ``allowed=False`` an existing run is refused."""
     if not path.exists():
         return None
     if not allowed:
         raise KecaeError(f"{path.parent} already holds a run ({path}): pass --resume to continue "
-                         "it, or choose another --out")
-    ckpt = load_checkpoint(path, kind=kind)
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
+                         "it, --fresh to start afresh in a new folder, or choose another --out")
+    ckpt = ckpt if ckpt is not None else load_checkpoint(path, kind=kind)
+    load_weights(model, ckpt["model"], path)
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+        raise KecaeError(f"{path}: its optimiser state does not fit the model ({exc}); the file "
+                         "is damaged: delete it to start again, or use --fresh") from exc
     for name, module in modules.items():
         if name in ckpt:
-            module.load_state_dict(ckpt[name])
+            load_weights(module, ckpt[name], path, what=name)
     set_rng_state(ckpt["rng"])
     return ckpt
+
+
+def check_resume_settings(folder: str | Path, old: dict[str, Any], cfg: Any,
+                          may_change: tuple[str, ...]) -> None:
+    """Refuse to continue or reuse the run in ``folder`` when ``cfg`` differs from the settings
+    it was made with (``old``, missing fields taken as today's defaults) in anything but
+    ``may_change``: a resumed run would otherwise be labelled with settings it never had."""
+    import dataclasses
+
+    from kecae.runfolder import differences, format_differences
+
+    defaults = dataclasses.asdict(type(cfg)())
+    names = [f.name for f in dataclasses.fields(cfg)]
+    diff = differences({**defaults, **old}, dataclasses.asdict(cfg), names, ignore=may_change)
+    if diff:
+        free = ", ".join(k for k in may_change if k != "out")
+        config = Path(folder) / "config.yaml"
+        raise KecaeError(
+            f"{folder} holds a run made with other settings ({format_differences(diff)}); only "
+            f"stopping criteria, logging and the device ({free}) may change when a run is resumed "
+            f"or reused: pass the settings it was made with (`--config {config}` gives them "
+            "back), or --fresh to train afresh in a new folder")

@@ -17,13 +17,17 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from kecae import CLASS_GRADES
+from kecae.configargs import check_values
+from kecae.runfolder import ClassifierRun, fresh_folder, prepare_output, record_data_problems
 from kecae.training.augment import classic_augment
-from kecae.training.checkpoint import load_checkpoint, resume_from, rng_state, save_checkpoint
+from kecae.training.checkpoint import (check_resume_settings, load_checkpoint, load_weights,
+                                       resume_from, rng_state, save_checkpoint)
 from kecae.training.common import (ArrayBatcher, autocast, balanced_epoch_indices, check_finite,
                                    memory_format)
-from kecae.training.config import ClassifierTrainConfig, save_yaml, to_dict
-from kecae.training.distributed import (all_reduce_mean, barrier, broadcast_flag,
-                                        init_distributed, wrap_ddp)
+from kecae.training.config import (CLASSIFIER_MAY_CHANGE, ClassifierTrainConfig, load_yaml,
+                                   save_yaml, to_dict)
+from kecae.training.distributed import (all_reduce_mean, barrier, broadcast_flag, init_distributed,
+                                        wrap_ddp)
 from kecae.training.logs import RunLogger
 from kecae.utils import KecaeError, atomic_write_text, seed_everything
 
@@ -39,11 +43,11 @@ def load_splits(cfg: ClassifierTrainConfig, progress: bool) -> dict[str, Any]:
     """Train (+ generated sets), val and test image sets at the classifier's size."""
     from kecae.data import load_image_set
 
-    def load(source: str, split: str | None):
+    def load(source: str, split: str | None, regex: str | None = None):
         return load_image_set(source, size=cfg.image_size, split=split, grades=CLASS_GRADES,
-                              cache_dir=cfg.cache_dir, progress=progress)
+                              cache_dir=cfg.cache_dir, progress=progress, patient_regex=regex)
 
-    sets = {split: load(cfg.data, split) for split in ("train", "val", "test")}
+    sets = {split: load(cfg.data, split, cfg.patient_regex) for split in ("train", "val", "test")}
     extra = [load(d, None) for d in cfg.augment_dirs]
     arrays = [sets["train"].images] + [e.images for e in extra]
     labels = [_labels(sets["train"].grades)] + [_labels(e.grades) for e in extra]
@@ -52,7 +56,7 @@ def load_splits(cfg: ClassifierTrainConfig, progress: bool) -> dict[str, Any]:
             len(sets["train"].images), cfg.max_train, replace=False))
         arrays[0], labels[0] = sets["train"].images[keep], labels[0][keep]
     return {"train": ArrayBatcher(arrays, labels), "val": sets["val"], "test": sets["test"],
-            "n_real_train": len(labels[0]), "n_generated": int(sum(len(l) for l in labels[1:]))}
+            "n_real_train": len(labels[0]), "n_generated": int(sum(len(y) for y in labels[1:]))}
 
 
 @torch.no_grad()
@@ -82,41 +86,69 @@ def evaluate_split(model: torch.nn.Module, image_set: Any, device: torch.device,
 
 
 def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
-    """Train, select on validation, test once; returns (and writes) ``metrics.json``."""
+    """Train, select on validation, test once; returns (and writes) ``metrics.json``.
+
+    A finished run folder made with the same settings returns its metrics; an interrupted one
+    resumes. A folder made with other settings (another --arch, lr, data, ...) is refused, or,
+    with ``fresh``, left alone while the run starts in a new folder.
+    """
+    from kecae.data.check import require_clean_data
     from kecae.models.classifiers import ClassifierConfig, build_classifier
 
+    check_values(cfg)
     dist_info, device = init_distributed(cfg.device)
-    out = Path(cfg.out)
     main = dist_info.is_main
     if cfg.batch_size % dist_info.world_size:
         raise KecaeError(f"--batch-size {cfg.batch_size} must be divisible by the number of "
                          f"processes ({dist_info.world_size})")
-    seed_everything(cfg.seed)
-    data = load_splits(cfg, progress=cfg.progress and main)
     try:
         model_config = dataclasses.asdict(ClassifierConfig(**{
             **cfg.model, "arch": cfg.arch, "image_size": cfg.image_size, "num_classes": 2}))
     except (ValueError, TypeError) as exc:
         raise KecaeError(str(exc)) from exc
+
+    # the run folder: this one (same settings, or unused), or with --fresh a new one
+    run = ClassifierRun(Path(cfg.out))
+    if cfg.fresh and any(p.exists() for p in (run.config, run.last, run.best)):
+        cfg = dataclasses.replace(cfg, out=str(fresh_folder(run.folder)))
+        barrier(dist_info)  # every rank has chosen the same folder before rank 0 creates it
+        if main:
+            log.info("%s is used: training afresh in %s", run.folder, cfg.out)
+        run = ClassifierRun(Path(cfg.out))
+    out, last_path, best_path = run.folder, run.last, run.best
+    if run.finished:
+        old = (to_dict(load_yaml(ClassifierTrainConfig, run.config)) if run.config.is_file()
+               else load_checkpoint(best_path, kind="classifier").get("train_config", {}))
+        check_resume_settings(out, old, cfg, CLASSIFIER_MAY_CHANGE)
+        if main:
+            log.info("%s is complete; delete it to train again", out)
+        return {**json.loads(run.metrics.read_text()), "out": str(out)}
+    last = load_checkpoint(last_path, kind="classifier") if last_path.is_file() else None
+    if last is not None and cfg.resume:
+        check_resume_settings(out, last.get("train_config", {}), cfg, CLASSIFIER_MAY_CHANGE)
+    if main:
+        prepare_output(out)
+    problems = require_clean_data(cfg.data, patient_regex=cfg.patient_regex,
+                                  accept=cfg.accept_data_problems, cache_dir=cfg.cache_dir,
+                                  progress=cfg.progress and main)
+    if main and problems:
+        record_data_problems(out, problems)
+
+    seed_everything(cfg.seed)
+    data = load_splits(cfg, progress=cfg.progress and main)
     fmt = memory_format(cfg.channels_last)
     model = build_classifier(**model_config).to(device, memory_format=fmt)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    # resume: a complete run is not trained again; an interrupted one continues from last.pt
+    # resume: an interrupted run continues from last.pt
     start_epoch, best, stale = 0, {"accuracy": -1.0, "loss": float("inf"), "epoch": -1}, 0
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    if (out / "metrics.json").exists() and best_path.exists():
-        if main:
-            log.info("%s is complete; delete it to train again", out)
-        return json.loads((out / "metrics.json").read_text())
-    ckpt = resume_from(last_path, "classifier", model, opt, allowed=cfg.resume)
+    ckpt = resume_from(last_path, "classifier", model, opt, allowed=cfg.resume, ckpt=last)
     if ckpt is not None:
         start_epoch, best, stale = ckpt["epoch"] + 1, ckpt["best"], ckpt["stale"]
         if main:
             log.info("resuming %s at epoch %d", out, start_epoch)
     if main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_yaml(cfg, out / "config.yaml")
+        save_yaml(cfg, run.config)
     net = wrap_ddp(model, dist_info, device)
     logger = RunLogger(out, ["step", "epoch", "train_loss", "val_loss", "val_accuracy", "lr",
                              "images_per_s"], enabled=main, resume_step=start_epoch - 1)
@@ -127,7 +159,8 @@ def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         order = balanced_epoch_indices(train.labels, epoch, cfg.seed, cfg.balance)
-        order = order[: len(order) - len(order) % cfg.batch_size] if len(order) >= cfg.batch_size else order
+        if len(order) >= cfg.batch_size:
+            order = order[: len(order) - len(order) % cfg.batch_size]
         steps = max(1, len(order) // cfg.batch_size)
         gen.manual_seed(cfg.seed * 1000003 + epoch)
         t0, losses = time.perf_counter(), []
@@ -159,8 +192,9 @@ def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
             if better:
                 best = {"accuracy": val["accuracy"], "loss": val["loss"], "epoch": epoch}
                 save_checkpoint(best_path, {"kind": "classifier", "model_config": model_config,
-                                            "model": model.state_dict(), "train_config": to_dict(cfg),
-                                            "epoch": epoch, "val": val})
+                                            "model": model.state_dict(),
+                                            "train_config": to_dict(cfg), "epoch": epoch,
+                                            "val": val})
                 stale = 0
             else:
                 stale += 1
@@ -181,7 +215,7 @@ def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
 
     # the selected weights, tested once
     ckpt = load_checkpoint(best_path, kind="classifier")
-    model.load_state_dict(ckpt["model"])
+    load_weights(model, ckpt["model"], best_path)
     metrics = {"arch": cfg.arch, "image_size": cfg.image_size, "best_epoch": ckpt["epoch"] + 1,
                "val": ckpt["val"], "test": evaluate_split(model, data["test"], device, cfg.amp),
                "n_train_real": data["n_real_train"], "n_train_generated": data["n_generated"],
@@ -189,7 +223,7 @@ def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
                "augment": cfg.augment, "seed": cfg.seed}
     metrics["test_accuracy"] = metrics["test"]["accuracy"]
     if main:
-        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+        atomic_write_text(run.metrics, json.dumps(metrics, indent=2))
         log.info("%s: test accuracy %.4f (n=%d), written %s", cfg.arch, metrics["test_accuracy"],
-                 metrics["n_test"], out / "metrics.json")
-    return metrics
+                 metrics["n_test"], run.metrics)
+    return {**metrics, "out": str(out)}

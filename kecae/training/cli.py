@@ -24,7 +24,7 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
     t = metrics["test"]
     print(f"{cfg.arch}: test accuracy {t['accuracy']:.4f}  precision {t['precision']:.4f}  "
           f"recall {t['recall']:.4f}  AUC {t.get('auc', float('nan')):.4f}  (n={metrics['n_test']}); "
-          f"run folder {cfg.out}")
+          f"run folder {metrics.get('out', cfg.out)}")
     return 0
 
 

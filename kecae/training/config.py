@@ -39,6 +39,9 @@ class ClassifierTrainConfig:
     cache_dir: str | None = None  # preprocessed-image cache (default: next to the data)
     progress: bool = True  # progress bars
     resume: bool = True  # continue an interrupted run in --out; --no-resume refuses a used folder
+    fresh: bool = False  # leave a used --out as it is and train afresh in OUT-2 (OUT-3, ...)
+    patient_regex: str | None = None  # folder layout: regex with a group 'patient' (see data check)
+    accept_data_problems: bool = False  # train despite fatal `kecae data check` problems (recorded)
 
 
 @dataclass
@@ -81,6 +84,17 @@ class KECAETrainConfig:
     cache_dir: str | None = None  # preprocessed-image cache
     progress: bool = True  # progress bar
     resume: bool = True  # continue from --out's last checkpoint; --no-resume refuses a used folder
+    fresh: bool = False  # leave a used --out as it is and train afresh in OUT-2 (OUT-3, ...)
+    patient_regex: str | None = None  # folder layout: regex with a group 'patient' (see data check)
+    accept_data_problems: bool = False  # train despite fatal `kecae data check` problems (recorded)
+
+
+#: Fields that may change when a run resumes or a finished run is reused: stopping criteria,
+#: logging and where it runs. Every other field changes the trained model.
+KECAE_MAY_CHANGE = ("max_steps", "epochs", "log_every", "sample_every", "ckpt_every", "progress",
+                    "device", "cache_dir", "resume", "fresh", "accept_data_problems", "out")
+CLASSIFIER_MAY_CHANGE = ("epochs", "patience", "progress", "device", "cache_dir", "resume",
+                         "fresh", "accept_data_problems", "out")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -88,24 +102,33 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def from_dict(cls: type[T], values: dict[str, Any], source: str = "configuration") -> T:
-    """Build ``cls`` from a dict, refusing unknown keys with the list of valid ones."""
+    """Build ``cls`` from a dict (each value coerced to its field's type), refusing unknown keys
+    with the list of valid ones."""
+    from kecae.configargs import coerce_values
+
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
         raise KecaeError(f"{source}: unknown field(s) {unknown}; valid fields: {sorted(names)}")
-    return cls(**values)
+    try:
+        return cls(**coerce_values(cls, values, source))
+    except ValueError as exc:
+        raise KecaeError(f"{source}: {exc}") from exc
 
 
 def load_yaml(cls: type[T], path: str | Path) -> T:
-    path = Path(path)
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise KecaeError(f"cannot read configuration {path}: {exc}") from exc
-    if not isinstance(values, dict):
-        raise KecaeError(f"{path} must hold a mapping of field: value")
-    return from_dict(cls, values, source=str(path))
+    """A configuration from a YAML file; relative paths in it are relative to the file's folder
+    (how :func:`save_yaml` writes them), so a run folder's config.yaml reads the same from any
+    working folder and after the run folder was moved."""
+    from kecae.configargs import read_yaml_mapping
+
+    return from_dict(cls, read_yaml_mapping(path, "configuration"), source=str(path))
 
 
 def save_yaml(cfg: Any, path: str | Path) -> None:
-    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    """Write ``cfg`` as YAML; paths inside the run folder are written relative to the file's
+    folder (see :mod:`kecae.runfolder`)."""
+    from kecae.runfolder import store_paths
+
+    values = store_paths(to_dict(cfg), Path(path).parent)
+    atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))

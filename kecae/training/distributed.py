@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from kecae.utils import check_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -34,14 +36,14 @@ def init_distributed(device_name: str = "auto") -> tuple[DistInfo, torch.device]
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
-    if device_name not in ("auto", "cuda", "cpu"):
-        device = torch.device(device_name)
-    elif use_cuda:
+    name = check_device(device_name)  # a missing GPU is an error, never a silent CPU run
+    if name == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     else:
-        device = torch.device("cpu")
+        device = torch.device(name)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
     info = DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
     if info.enabled and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")

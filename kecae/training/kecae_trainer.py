@@ -9,6 +9,7 @@ slices of the same global batch without talking to each other.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -21,9 +22,14 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from kecae.training.checkpoint import load_checkpoint, resume_from, rng_state, save_checkpoint
+from kecae.configargs import check_values
+from kecae.data.check import require_clean_data
+from kecae.runfolder import (KECAERun, fresh_folder, load_path, prepare_output,
+                             record_data_problems, store_path)
+from kecae.training.checkpoint import (check_resume_settings, load_checkpoint, load_weights,
+                                       resume_from, rng_state, save_checkpoint)
 from kecae.training.common import autocast, check_finite, memory_format
-from kecae.training.config import KECAETrainConfig, save_yaml, to_dict
+from kecae.training.config import KECAE_MAY_CHANGE, KECAETrainConfig, save_yaml, to_dict
 from kecae.training.distributed import (all_reduce_mean, barrier, broadcast_flag, init_distributed,
                                         wrap_ddp)
 from kecae.training.logs import RunLogger
@@ -65,17 +71,19 @@ def model_config_for(cfg: KECAETrainConfig) -> Any:
 def load_supervisor(cfg: KECAETrainConfig, image_size: int, device: torch.device
                     ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The supervisor: frozen (eval mode, no weight gradients) or trainable in joint mode."""
+    from kecae.inference import build_from_config
     from kecae.models.classifiers import build_classifier
 
     if cfg.supervisor:
         ckpt = load_checkpoint(cfg.supervisor, kind="classifier")
         model_config = dict(ckpt["model_config"])
-        if model_config["image_size"] != image_size:
-            raise KecaeError(f"the supervisor {cfg.supervisor} was trained at {model_config['image_size']} px "
+        if (trained_at := model_config.get("image_size")) != image_size:
+            raise KecaeError(f"the supervisor {cfg.supervisor} was trained at {trained_at} px "
                              f"but the KECAE preset uses {image_size} px: train the supervisor with "
                              f"--image-size {image_size}")
-        sup = build_classifier(**model_config)
-        sup.load_state_dict(ckpt["model"])
+        sup = build_from_config(cfg.supervisor, lambda: build_classifier(**model_config),
+                                "classifier")
+        load_weights(sup, ckpt["model"], cfg.supervisor)
     elif cfg.supervisor_mode == "joint":
         model_config = {"arch": cfg.joint_arch, "image_size": image_size, "num_classes": 2}
         sup = build_classifier(**model_config)
@@ -155,20 +163,42 @@ def train_kecae(cfg: KECAETrainConfig,
     from kecae.losses import GradeProbes, consistency_terms, hybrid_loss, probe_terms
     from kecae.models.kecae import KECAE
 
+    check_values(cfg)
+    check_loss_settings(cfg)
     dist_info, device = init_distributed(cfg.device)
     main = dist_info.is_main
-    out = Path(cfg.out)
     if cfg.batch_size % dist_info.world_size:
         raise KecaeError(f"--batch-size {cfg.batch_size} must be divisible by the number of "
                          f"processes ({dist_info.world_size})")
-    check_loss_settings(cfg)
-    seed_everything(cfg.seed)
     mcfg = model_config_for(cfg)
     size = mcfg.image_size
 
+    # the run folder: this one (unused, or a run of the same settings to continue), or with
+    # --fresh a new one; settings are checked before any data is read
+    run = KECAERun(Path(cfg.out))
+    if cfg.fresh and (run.last.exists() or run.config.exists()):
+        cfg = dataclasses.replace(cfg, out=str(fresh_folder(run.folder)))
+        barrier(dist_info)  # every rank has chosen the same folder before rank 0 creates it
+        if main:
+            log.info("%s is used: training afresh in %s", run.folder, cfg.out)
+        run = KECAERun(Path(cfg.out))
+    out, ckpt_path = run.folder, run.last
+    old_ckpt = load_checkpoint(ckpt_path, kind="kecae") if ckpt_path.is_file() else None
+    if old_ckpt is not None and cfg.resume:
+        check_resume_settings(out, old_ckpt.get("train_config", {}), cfg, KECAE_MAY_CHANGE)
+    if main:
+        prepare_output(out)
+    problems = require_clean_data(cfg.data, patient_regex=cfg.patient_regex,
+                                  accept=cfg.accept_data_problems, cache_dir=cfg.cache_dir,
+                                  progress=cfg.progress and main)
+    if main and problems:
+        record_data_problems(out, problems)
+    seed_everything(cfg.seed)
+
     # data: KL-0 and KL-2 of the train split, pairs from their product
     load = lambda split, grade: load_image_set(cfg.data, size=size, split=split, grades=(grade,),  # noqa: E731
-                                               cache_dir=cfg.cache_dir, progress=cfg.progress and main)
+                                               cache_dir=cfg.cache_dir, progress=cfg.progress and main,
+                                               patient_regex=cfg.patient_regex)
     kl0, kl2 = load("train", CLASS_GRADES[0]), load("train", CLASS_GRADES[1])
     total_pairs = len(kl0.images) * len(kl2.images)
     num_pairs = cfg.num_pairs
@@ -196,15 +226,14 @@ def train_kecae(cfg: KECAETrainConfig,
         params += list(probes.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr)
 
-    ckpt_path = out / "checkpoints" / "last.pt"
     extra_modules = {"supervisor": supervisor, **({"probes": probes} if probes is not None else {})}
-    ckpt = resume_from(ckpt_path, "kecae", model, opt, allowed=cfg.resume, **extra_modules)
+    ckpt = resume_from(ckpt_path, "kecae", model, opt, allowed=cfg.resume, ckpt=old_ckpt,
+                       **extra_modules)
     start_step = int(ckpt["step"]) if ckpt is not None else 0
     if ckpt is not None and main:
         log.info("resuming %s at step %d of %d", out, start_step, total_steps)
     if main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_yaml(cfg, out / "config.yaml")
+        save_yaml(cfg, run.config)
 
     net = wrap_ddp(model, dist_info, device)
     sup_net = wrap_ddp(supervisor, dist_info, device) if cfg.supervisor_mode == "joint" else supervisor
@@ -227,8 +256,7 @@ def train_kecae(cfg: KECAETrainConfig,
 
     def samples(step: int) -> None:
         grid = sample_grid(model, fixed_x1, fixed_x2)
-        path = out / "samples" / f"step_{step:07d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = run.sample(step)
         with atomic_path(path) as tmp:
             Image.fromarray(grid).save(tmp, format="PNG")
         logger.image("samples/X1_X1ex_X1hat_X2_X2ex_X2hat", grid, step)
@@ -308,14 +336,17 @@ def train_kecae(cfg: KECAETrainConfig,
         callback("end", model)
     barrier(dist_info)
     if main and start_step < total_steps:
-        rows = read_log(out / "log.csv")
+        rows = read_log(run.log)
         summary = {"steps": total_steps, "num_pairs": num_pairs, "candidate_pairs": total_pairs,
                    "n_kl0_train": len(kl0.images), "n_kl2_train": len(kl2.images),
                    "first_terms": rows[0] if rows else None, "last_terms": rows[-1] if rows else None,
-                   "checkpoint": str(ckpt_path), "world_size": dist_info.world_size}
-        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-    summary_path = out / "summary.json"
-    return json.loads(summary_path.read_text()) if summary_path.exists() else {}
+                   "checkpoint": store_path(ckpt_path, out), "world_size": dist_info.world_size}
+        atomic_write_text(run.summary, json.dumps(summary, indent=2))
+    if not run.summary.exists():
+        return {}
+    summary = json.loads(run.summary.read_text())
+    return {**summary, "checkpoint": load_path(summary["checkpoint"], out, legacy=True),
+            "out": str(out)}
 
 
 def read_log(path: Path) -> list[dict[str, float]]:
