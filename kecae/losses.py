@@ -116,6 +116,16 @@ def displacement_terms(disp: torch.Tensor, image_size: int) -> dict[str, torch.T
             "fold": F.relu(0.5 - det).mean()}
 
 
+def intensity_edit_term(out: KECAEOutput, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    """Mean absolute intensity change of X' that moving pixels does not explain: |X' − warp(X, d)|
+    for a warp exchange (its residual part), |X' − X| otherwise. An L1 penalty keeps such edits
+    sparse: pixels change only where the geometry cannot do it (new or removed bone)."""
+    base1, base2 = x1, x2
+    if out.disp1 is not None and out.disp2 is not None:
+        base1, base2 = warp_images(x1, out.disp1), warp_images(x2, out.disp2)
+    return 0.5 * ((out.x1_ex - base1).abs().mean() + (out.x2_ex - base2).abs().mean())
+
+
 def perturb_for_supervisor(x: torch.Tensor, strength: float,
                            generator: torch.Generator | None = None) -> torch.Tensor:
     """Random sub-pixel shift (up to ``strength`` px each way, per image) and a Gaussian blur of
@@ -134,11 +144,11 @@ def hybrid_loss(out: KECAEOutput, x1: torch.Tensor, x2: torch.Tensor, y1: torch.
                 lambda_lda: float = 1e-3, lda_eps: float = 1e-6,
                 lda_mode: str = "image", *, recon: str = "mse", lambda_disp: float = 0.0,
                 lambda_smooth: float = 0.0, lambda_fold: float = 0.0, sup_perturb: float = 0.0,
-                generator: torch.Generator | None = None
+                lambda_edit: float = 0.0, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """J = J_MSE + λ1·J_SUP + λ2·J_LDA (Eq. 8) for one batch of pairs, plus the optional
     displacement penalties (weights ``lambda_disp``, ``lambda_smooth``, ``lambda_fold``) when the
-    model warps.
+    model warps, and ``lambda_edit`` times :func:`intensity_edit_term`.
 
     ``out`` is ``KECAE.forward(x1, x2)``; x1, x2 (B, 1, S, S); y1, y2 (B,) class indices.
     J_LDA is the mean of lda(hN1, hK1) and lda(hN2, hK2). The supervisor is called once on
@@ -151,7 +161,8 @@ def hybrid_loss(out: KECAEOutput, x1: torch.Tensor, x2: torch.Tensor, y1: torch.
     ``smooth``, ``fold`` for a warp) for logging (tensors: logging forces no device sync).
     """
     weights = dict(lambda_sup=lambda_sup, lambda_lda=lambda_lda, lambda_disp=lambda_disp,
-                   lambda_smooth=lambda_smooth, lambda_fold=lambda_fold, sup_perturb=sup_perturb)
+                   lambda_smooth=lambda_smooth, lambda_fold=lambda_fold, sup_perturb=sup_perturb,
+                   lambda_edit=lambda_edit)
     bad = {k: v for k, v in weights.items() if not (v >= 0 and v < float("inf"))}
     if bad:
         raise ValueError(f"{bad} must be finite and >= 0 (paper: lambda_sup 1e-2, lambda_lda 1e-3)")
@@ -169,6 +180,10 @@ def hybrid_loss(out: KECAEOutput, x1: torch.Tensor, x2: torch.Tensor, y1: torch.
         total = (total + lambda_disp * d["disp"] + lambda_smooth * d["smooth"]
                  + lambda_fold * d["fold"])
         terms.update({k: v.detach() for k, v in d.items()})
+    if lambda_edit > 0:
+        j_edit = intensity_edit_term(out, x1, x2)
+        total = total + lambda_edit * j_edit
+        terms["edit"] = j_edit.detach()
     terms["total"] = total.detach()
     return total, terms
 

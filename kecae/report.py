@@ -215,6 +215,8 @@ _KEYS: dict[str, list[tuple[str, str, str]]] = {
     "separability": [
         ("svm_hk_accuracy", "SVM-RBF accuracy on the key vectors hK", "pct"),
         ("svm_hn_accuracy", "SVM-RBF accuracy on the non-key vectors hN", "pct"),
+        ("svm_judge_features_accuracy", "Reference: the same SVM on the judge's features of the "
+                                        "same images", "pct"),
     ],
     "exchange_success": [],
     "plausibility": [

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from kecae.losses import (GradeProbes, consistency_terms, displacement_terms, hybrid_loss,
-                          lda_term, mse_term, probe_terms, reconstruction_term, supervision_term)
+                          intensity_edit_term, lda_term, mse_term, probe_terms,
+                          reconstruction_term, supervision_term)
 from kecae.models import KECAE, KECAEOutput, build_classifier, kecae_config
 
 
@@ -312,3 +313,20 @@ def test_probes_learn_the_grade_and_push_it_out_of_the_non_key_map():
     torch.testing.assert_close(hn1.grad, -g_plain)
     assert w_grad.abs().sum() > 0
     assert t["key_cls"].item() > 0
+
+
+def test_intensity_edit_term_counts_only_what_the_warp_does_not_explain():
+    from kecae.models.kecae import warp_images
+
+    out, x1, x2 = _fake_output(b=2, s=8)
+    by_hand = 0.5 * ((out.x1_ex - x1).abs().mean() + (out.x2_ex - x2).abs().mean())
+    assert intensity_edit_term(out, x1, x2).item() == pytest.approx(by_hand.item())
+    d = torch.zeros(2, 2, 2, 2)
+    d[:, 0] = 1.0  # a one-pixel shift
+    warped = out._replace(x1_ex=warp_images(x1, d), x2_ex=warp_images(x2, d), disp1=d, disp2=d)
+    assert intensity_edit_term(warped, x1, x2).item() == pytest.approx(0.0, abs=1e-7)
+    y = torch.zeros(2, dtype=torch.long)
+    total, terms = hybrid_loss(out, x1, x2, y, y + 1, _CountingSupervisor(), lambda_edit=2.0)
+    base, _ = hybrid_loss(out, x1, x2, y, y + 1, _CountingSupervisor())
+    assert total.item() == pytest.approx(base.item() + 2.0 * by_hand.item(), rel=1e-6)
+    assert terms["edit"].item() == pytest.approx(by_hand.item())

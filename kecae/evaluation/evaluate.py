@@ -168,10 +168,13 @@ def _load_models(cfg: EvaluateConfig, run: Path, device: Any) -> dict[str, Any]:
             "independent": independent, "data": cfg.data or tcfg["data"]}
 
 
-def _separability(model: Any, t0: Any, t2: Any, cfg: EvaluateConfig, device: Any) -> dict:
-    """The paper's Fig. 3 metric: SVM-RBF accuracy on hK and on hN of test images."""
+def _separability(model: Any, judge: Any, t0: Any, t2: Any, cfg: EvaluateConfig,
+                  device: Any) -> dict:
+    """The paper's Fig. 3 metric: SVM-RBF accuracy on hK and on hN of test images, beside the same
+    SVM on the judge's penultimate features of the same images (what a vector made to tell the
+    grades reaches on these images: the phantom grades overlap, so no key can reach 100 %)."""
     from kecae.evaluation import metrics as M
-    from kecae.inference import encode
+    from kecae.inference import classifier_features, encode
 
     rng = np.random.default_rng(cfg.seed)
     half = cfg.separability_images // 2
@@ -181,8 +184,10 @@ def _separability(model: Any, t0: Any, t2: Any, cfg: EvaluateConfig, device: Any
     labels = np.r_[np.zeros(len(pick0), int), np.ones(len(pick2), int)]
     hk, hn = encode(model, imgs, device=device)
     sk, sn = M.svm_separability(hk, labels, seed=cfg.seed), M.svm_separability(hn, labels, seed=cfg.seed)
+    sj = M.svm_separability(classifier_features(judge, imgs, device=device), labels, seed=cfg.seed)
     return {"svm_hk_accuracy": sk["mean"], "svm_hk_accuracy_std": sk["std"],
             "svm_hn_accuracy": sn["mean"], "svm_hn_accuracy_std": sn["std"],
+            "svm_judge_features_accuracy": sj["mean"], "svm_judge_features_accuracy_std": sj["std"],
             "n": int(len(labels)), "folds": 5, "latent_dim": int(hn.shape[1]),
             "key_dim": int(hk.shape[1])}
 
@@ -383,7 +388,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
               "x2": np.asarray(t2.images[ij[:, 1]], np.float32)}
     images.update(_exchange_all(model, images["x1"], images["x2"], device))
     sides = {"x1": [t0.sides[i] for i in ij[:, 0]], "x2": [t2.sides[j] for j in ij[:, 1]]}
-    result: dict[str, Any] = {"separability": _separability(model, t0, t2, cfg, device)}
+    result: dict[str, Any] = {"separability": _separability(model, judge, t0, t2, cfg, device)}
 
     # classifier calls (class index 1 = KL-2) on every set, and the judge on real test images
     judge_real = _judge_on_real(judge, t0, t2, device)

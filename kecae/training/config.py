@@ -69,6 +69,7 @@ class KECAETrainConfig:
     lambda_disp: float = 0.0  # warp exchange: weight of the mean squared displacement (px²)
     lambda_smooth: float = 0.0  # warp exchange: weight of the field's squared gradient
     lambda_fold: float = 0.0  # warp exchange: weight of the fold penalty relu(0.5 − det J)
+    lambda_edit: float = 0.0  # L1 on intensity edits a warp does not explain (sparse residuals)
     lambda_cycle: float = 0.0  # re-encoding X' gives back the latents it was made of
     lambda_same: float = 0.0  # a key exchanged between two knees of one grade changes little
     sup_perturb: float = 0.0  # random shift / blur (px) of X' before the supervisor (0: none)

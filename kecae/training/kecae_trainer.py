@@ -37,12 +37,13 @@ from kecae.utils import KecaeError, atomic_path, atomic_write_text, seed_everyth
 
 log = logging.getLogger(__name__)
 
-LOG_FIELDS = ["step", "epoch", "total", "mse", "sup", "lda", "disp", "smooth", "fold", "cycle",
+LOG_FIELDS = ["step", "epoch", "total", "mse", "sup", "lda", "disp", "smooth", "fold", "edit",
+              "cycle",
               "same", "key_cls", "nonkey_adv", "sup_real", "pairs_per_s", "lr"]
 
 #: Loss weights of the configuration that must be finite and >= 0.
 _WEIGHTS = ("lambda_sup", "lambda_lda", "lambda_disp", "lambda_smooth", "lambda_fold",
-            "lambda_cycle", "lambda_same", "sup_perturb", "lambda_key_cls", "lambda_nonkey_adv")
+            "lambda_edit", "lambda_cycle", "lambda_same", "sup_perturb", "lambda_key_cls", "lambda_nonkey_adv")
 
 
 def check_loss_settings(cfg: KECAETrainConfig) -> None:
@@ -283,7 +284,7 @@ def train_kecae(cfg: KECAETrainConfig,
                                        lambda_disp=cfg.lambda_disp,
                                        lambda_smooth=cfg.lambda_smooth,
                                        lambda_fold=cfg.lambda_fold, sup_perturb=cfg.sup_perturb,
-                                       generator=gen)
+                                       lambda_edit=cfg.lambda_edit, generator=gen)
             if cfg.lambda_cycle > 0 or cfg.lambda_same > 0:
                 extra = consistency_terms(model, out_, x1, x2, cycle=cfg.lambda_cycle > 0,
                                           same=cfg.lambda_same > 0, generator=gen)
