@@ -350,8 +350,13 @@ def metrics_lock(run: Path) -> Iterator[None]:
     except ImportError:  # not POSIX: the atomic rename still prevents torn files
         yield
         return
-    run.mkdir(parents=True, exist_ok=True)
-    with open(run / ".metrics.json.lock", "a") as fh:
+    lock = run / ".metrics.json.lock"
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+        fh = open(lock, "a")  # noqa: SIM115 (closed below, after the unlock)
+    except OSError as exc:
+        raise output_error(lock, exc) from exc
+    with fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield

@@ -86,9 +86,10 @@ class ClassifierStudyConfig:
             raise ValueError("run is empty: pass the run folder (e.g. runs/demo)")
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1 (repetitions per cell), got {self.seeds}")
-        if self.epochs < 1 or self.patience < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs, patience and batch_size must be >= 1, got {self.epochs}, "
-                             f"{self.patience}, {self.batch_size}")
+        for name in ("epochs", "patience", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be a "
+                                 "whole number >= 1")
         if self.image_size is not None and self.image_size < 16:
             raise ValueError(f"image_size must be at least 16 px, got {self.image_size}")
 

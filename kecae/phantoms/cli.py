@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -12,9 +13,10 @@ def _splits(text: str) -> tuple[float, float, float]:
         parts = tuple(float(v) for v in text.split(","))
     except ValueError:
         parts = ()
-    if len(parts) != 3:
+    if (len(parts) != 3 or not all(math.isfinite(p) and p >= 0 for p in parts)
+            or abs(sum(parts) - 1.0) > 1e-6):
         raise argparse.ArgumentTypeError(
-            f"expected three comma-separated fractions like 0.7,0.15,0.15, got {text!r}")
+            f"expected three finite fractions >= 0 summing to 1, like 0.7,0.15,0.15, got {text!r}")
     return parts  # type: ignore[return-value]
 
 
@@ -44,8 +46,16 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kecae.configargs import check_value
     from kecae.phantoms.dataset import make_phantoms
+    from kecae.utils import KecaeError
 
+    for name in ("kl0", "kl1", "kl2", "kl3", "kl4"):
+        if getattr(args, name) < 0:
+            raise KecaeError(f"--{name} {getattr(args, name)}: must be a whole number >= 0")
+    check_value("seed", args.seed)
+    check_value("size", args.size)
+    check_value("workers", args.workers)
     try:
         csv_path = make_phantoms(args.out, n_kl0=args.kl0, n_kl2=args.kl2, size=args.size,
                                  seed=args.seed, splits=args.splits, workers=args.workers,

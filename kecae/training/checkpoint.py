@@ -115,9 +115,10 @@ def load_weights(module: torch.nn.Module, state: Any, path: str | Path, what: st
     try:
         module.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lines = [x.strip() for x in str(exc).splitlines() if x.strip()] or [type(exc).__name__]
+        first = " ".join(lines[:2])
         raise KecaeError(f"{path}: the {what} weights do not fit the model its configuration "
-                         f"describes ({first[:200]}); the file is damaged or was edited: use "
+                         f"describes ({first[:300]}); the file is damaged or was edited: use "
                          "another checkpoint or retrain") from exc
 
 
