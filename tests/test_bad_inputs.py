@@ -204,7 +204,8 @@ CASES: list[tuple[str, Callable[[dict, Path], list[str]], str]] = [
     ("evaluate --device gpu", lambda w, t: ["evaluate", "--run", str(t), "--device", "gpu"],
      r"--device 'gpu' is not a device name"),
     # train: numbers
-    ("train --lr 0", lambda w, t: _train(w, t / "k", "--lr", "0"), r"--lr 0.0: must be a finite number > 0"),
+    ("train --lr 0", lambda w, t: _train(w, t / "k", "--lr", "0"),
+     r"--lr 0.0: must be a finite number > 0"),
     ("train --lr nan", lambda w, t: _train(w, t / "k", "--lr", "nan"), r"--lr nan: must be"),
     ("train --lambda-sup -1", lambda w, t: _train(w, t / "k", "--lambda-sup", "-1"),
      r"--lambda-sup -1.0: must be a finite number >= 0"),
@@ -234,7 +235,8 @@ CASES: list[tuple[str, Callable[[dict, Path], list[str]], str]] = [
     ("train --out is a file", _out_is_file, r"--out .*f is a file, not a folder"),
     ("train --out not writable", lambda w, t: _train(w, "/sys/kecae_test_run"),
      r"cannot write /sys/kecae_test_run \(Operation not permitted\): choose an output folder"),
-    ("train --out below a file", lambda w, t: (t / "f").write_text("x") and _train(w, t / "f" / "k"),
+    ("train --out below a file",
+     lambda w, t: (t / "f").write_text("x") and _train(w, t / "f" / "k"),
      r"a file stands where a folder is needed"),
     # train: fatal data problems
     ("train on a patient in two splits", lambda w, t: _train(w, t / "k", data=w["leak"]),

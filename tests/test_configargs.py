@@ -49,7 +49,8 @@ def test_values_coerced_by_field_type(name, raw, want):
 @pytest.mark.parametrize("name, raw, words", [
     ("count", "many", "is not a whole number"), ("count", 2.5, "is not a whole number"),
     ("count", True, "is not a whole number"), ("rate", "fast", "is not a number"),
-    ("rate", [1], "is not a number"), ("flag", "maybe", "true or false"), ("flag", 2, "true or false"),
+    ("rate", [1], "is not a number"), ("flag", "maybe", "true or false"),
+    ("flag", 2, "true or false"),
     ("name", ["a"], "is not a text"), ("model", "width=0.5", "mapping"),
 ])
 def test_values_that_cannot_be_coerced_name_field_and_example(name, raw, words):

@@ -7,6 +7,7 @@ import base64
 import csv
 import json
 import re
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def test_generate_evaluate_report(run):
     assert not re.search(r'(src|href)="https?://', html)
 
 
-def test_demo_runs_and_reuses_finished_steps(tmp_path, capsys):
+def test_demo_runs_and_reuses_finished_steps(tmp_path, capsys, monkeypatch):
     args = ["demo", "--out", str(tmp_path / "demo"), "--kl0", "50", "--kl2", "34", "--phantom-size", "64",
             "--preset", "tiny", "--classifier-epochs", "1", "--kecae-steps", "2", "--gen-pairs", "4",
             "--eval-pairs", "12", "--device", "cpu"]
@@ -128,3 +129,21 @@ def test_demo_runs_and_reuses_finished_steps(tmp_path, capsys):
     from kecae.training.checkpoint import load_checkpoint
 
     assert load_checkpoint(ckpt)["step"] == 3
+
+    # the run folder survives a move: cp -a runs/demo /x/demo, the original gone, then from
+    # another working folder: kecae study downstream --run /x/demo; kecae evaluate --run ...
+    moved = tmp_path / "x" / "demo"
+    shutil.copytree(tmp_path / "demo", moved, symlinks=True)
+    shutil.rmtree(tmp_path / "demo")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["study", "downstream", "--run", str(moved), "--arch", "small", "--sets", "T",
+                 "--epochs", "1", "--seeds", "1", "--device", "cpu", "--no-progress"]) == 0
+    m = json.loads((moved / "metrics.json").read_text())
+    assert m["downstream"]["data"] == str(moved / "data")
+    assert main(["evaluate", "--run", "../x/demo", "--pairs", "12", "--separability-images", "20",
+                 "--device", "cpu"]) == 0
+    m = json.loads((moved / "metrics.json").read_text())
+    assert m["supervisor"]["checkpoint"] == str(moved / "supervisor" / "best.pt")
+    assert "fidelity" in m  # the phantoms' ground truth was found in the moved folder
+    assert main(["report", "--run", "../x/demo"]) == 0

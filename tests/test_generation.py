@@ -39,8 +39,14 @@ def test_layout_manifest_and_pair_mapping(trained, tmp_path):
     rows = list(csv.DictReader(open(out / "manifest.csv")))
     assert len(rows) == 14
     for r in rows:
-        img = np.asarray(Image.open(out / r["path"]))
+        png = Image.open(out / r["path"])
+        img = np.asarray(png)
         assert img.shape == (32, 32) and img.dtype == np.uint8
+        # marked synthetic, with its pair, donor, recipient and checkpoint
+        assert png.text["kecae:synthetic"] == "true" and png.text["kecae:pair"] == r["pair_index"]
+        assert png.text["kecae:donor"] == r["donor_id"]
+        assert png.text["kecae:recipient"] == r["recipient_id"]
+        assert png.text["kecae:checkpoint_sha256"] == r["checkpoint_sha256"]
         assert r["split"] == "train" and len(r["checkpoint_sha256"]) == 64
         # the sources are train images of the right grades: recipient's grade is the other class
         assert "/train/" in r["recipient_path"] and "/train/" in r["donor_path"]

@@ -123,6 +123,42 @@ def test_kecae_no_resume_refuses_used_folder(tree, supervisor, tmp_path):
                                      resume=False, progress=False, device="cpu"))
 
 
+def test_kecae_resume_may_change_stopping_and_logging_and_fresh_starts_a_new_folder(
+        tree, supervisor, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(kecae_args(tree, supervisor, out, 2)) == 0
+    # more steps, other logging cadence, other device name: a continuation
+    assert main([*kecae_args(tree, supervisor, out, 3), "--log-every", "1", "--ckpt-every", "1",
+                 "--sample-every", "5", "--device", "auto"]) == 0
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 3
+    # another learning rate: refused; with --fresh the run starts in r-2, r is left as it is
+    before = (out / "checkpoints" / "last.pt").read_bytes()
+    capsys.readouterr()
+    assert main([*kecae_args(tree, supervisor, out, 2), "--lr", "5e-4"]) == 2
+    assert "lr 0.0001 there, 0.0005 now" in capsys.readouterr().err
+    assert main([*kecae_args(tree, supervisor, out, 2), "--lr", "5e-4", "--fresh"]) == 0
+    assert (out / "checkpoints" / "last.pt").read_bytes() == before
+    fresh = load_checkpoint(tmp_path / "r-2" / "checkpoints" / "last.pt")
+    assert fresh["step"] == 2 and fresh["train_config"]["lr"] == 5e-4
+    assert "KECAE:" in capsys.readouterr().out
+
+
+def test_checkpoint_paths_are_stored_relative_inside_the_run_folder(tmp_path):
+    """Inside a run root (a folder with run.yaml) paths are stored relative to the checkpoint's
+    folder and read back absolute; outside it they stay absolute."""
+    from kecae.training.checkpoint import save_checkpoint
+
+    (tmp_path / "run.yaml").write_text("data: data\n")
+    cfg = {"data": str(tmp_path / "data"), "supervisor": str(tmp_path / "sup" / "best.pt"),
+           "out": str(tmp_path / "kecae"), "cache_dir": None, "augment_dirs": ["/elsewhere/gen"]}
+    path = save_checkpoint(tmp_path / "kecae" / "checkpoints" / "last.pt",
+                           {"kind": "kecae", "model": {}, "model_config": {}, "train_config": cfg})
+    raw = torch.load(path, weights_only=True)["train_config"]
+    assert raw["data"] == "../../data" and raw["out"] == ".." and raw["cache_dir"] is None
+    assert raw["supervisor"] == "../../sup/best.pt" and raw["augment_dirs"] == ["/elsewhere/gen"]
+    assert load_checkpoint(path)["train_config"] == cfg
+
+
 def test_nan_stops_with_message_and_keeps_checkpoint(tree, supervisor, tmp_path, monkeypatch, capsys):
     out = tmp_path / "nan"
     assert main(kecae_args(tree, supervisor, out, 2)) == 0
