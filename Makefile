@@ -9,10 +9,12 @@ ARGS ?=
 
 install: $(STAMP)
 
-# Re-installs only when the package metadata changes; a second `make install` is instant.
-$(STAMP): pyproject.toml
+# Re-installs only when the package metadata or the pinned versions change; a second
+# `make install` is instant. pyproject.toml states ranges; constraints.txt pins the exact versions
+# the demo and CI run with.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
 
 demo: install
