@@ -35,7 +35,7 @@ from kecae.evaluation.metrics import mean_std, svm_separability
 from kecae.generation import GenerateConfig, generate
 from kecae.inference import encode, load_kecae
 from kecae.runfolder import (ClassifierRun, GeneratedFolder, RunLayout, check_same, differences,
-                             store_path, write_section)
+                             load_path, store_path, write_section)
 from kecae.runfolder import jsonable as _jsonable
 from kecae.training.classifier import train_classifier
 from kecae.training.config import ClassifierTrainConfig, KECAETrainConfig, load_yaml
@@ -325,8 +325,10 @@ def first_pairs_manifest(folder: str | Path, n_pairs: int, dest: str | Path) -> 
     if len({int(r["pair_index"]) for r in rows}) < n_pairs:
         raise KecaeError(f"{folder} holds fewer than {n_pairs} pairs: generate more, or ask for "
                          "fewer")
-    for r in rows:
-        r["path"] = store_path(folder / r["path"], dest.parent)
+    for r in rows:  # every path re-anchored from the generated folder to dest's folder
+        for col in ("path", "recipient_path", "donor_path"):
+            if r.get(col):
+                r[col] = store_path(load_path(r[col], folder, legacy=True), dest.parent)
     with atomic_path(dest) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
