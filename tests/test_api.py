@@ -34,16 +34,25 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     return {"data": data, "ckpt": root / "k" / "checkpoints" / "last.pt"}
 
 
-def test_readme_example(trained, tmp_path):
-    """The README's example, as written there (paths aside)."""
+def test_readme_example(trained, tmp_path, monkeypatch):
+    """The README's Python example, run as written there (its file names pointed at real ones)."""
+    readme = (REPO / "README.md").read_text()
+    code = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.strip().splitlines()) <= 10
     healthy = sorted((trained["data"] / "train" / "0").glob("*.png"))[0]
     early_oa = sorted((trained["data"] / "train" / "2").glob("*.png"))[0]
-    model = kecae.load(trained["ckpt"], device="cpu")
-    x1_ex, x2_ex = model.exchange(healthy, early_oa)
-    x1_ex.save(tmp_path / "healthy_with_oa_key.png")
+    code = (code.replace("runs/demo/kecae/checkpoints/last.pt", str(trained["ckpt"]))
+            .replace('"healthy.png"', repr(str(healthy))).replace('"early_oa.png"',
+                                                                   repr(str(early_oa))))
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 (the README's own example)
+    x1_ex, x2_ex = scope["x1_ex"], scope["x2_ex"]
     assert isinstance(x1_ex, Image.Image) and x1_ex.size == (40, 40) and x1_ex.mode == "L"
-    assert x2_ex.size == (40, 40) and model.image_size == 32
+    assert x2_ex.size == (40, 40) and scope["model"].image_size == 32
     assert Image.open(tmp_path / "healthy_with_oa_key.png").size == (40, 40)
+    assert scope["recon"].shape == (40, 40) and scope["recon"].dtype == np.uint8
+    assert scope["h_key"].ndim == 1
 
 
 def test_same_preprocessing_as_training_and_same_images_as_the_model(trained):
