@@ -80,6 +80,7 @@ class ClassifierStudyConfig:
     device: str = "auto"  # auto / cpu / cuda
     cache_dir: str | None = None  # preprocessed-image cache
     progress: bool = True  # the trainers' progress bars
+    patient_regex: str | None = None  # folder layout: patients from file names; default: the run's
 
     def __post_init__(self) -> None:
         if not self.run:
@@ -206,14 +207,19 @@ def _resolve_data(data: str | None, run: Path) -> str:
     return str(path)
 
 
-def _data_options(run: Path, data_given: str | None) -> dict[str, Any]:
+def _data_options(run: Path, data_given: str | None, patient_regex: str | None = None
+                  ) -> dict[str, Any]:
     """The run's data options the classifiers must share with it (patients of a folder layout,
-    accepted data problems), taken from its KECAE config unless another data set is given."""
+    accepted data problems), taken from its KECAE config unless another data set is given; a
+    given ``patient_regex`` wins."""
     base = _kecae_run_config(run)
-    if base is None or data_given:
-        return {}
-    return {"patient_regex": base.patient_regex,
-            "accept_data_problems": base.accept_data_problems}
+    options: dict[str, Any] = {}
+    if base is not None and not data_given:
+        options = {"patient_regex": base.patient_regex,
+                   "accept_data_problems": base.accept_data_problems}
+    if patient_regex:
+        options["patient_regex"] = patient_regex
+    return options
 
 
 def _resolve_image_size(size: int | None, run: Path, generated: Path | None = None) -> int:
@@ -351,7 +357,7 @@ def run_downstream(cfg: DownstreamConfig) -> dict[str, Any]:
     root = run / "studies" / "downstream"
     generated = Path(cfg.generated).resolve() if cfg.generated else RunLayout(run).generated.folder
     data = _resolve_data(cfg.data, run)
-    options = _data_options(run, cfg.data)
+    options = _data_options(run, cfg.data, cfg.patient_regex)
     size = _resolve_image_size(cfg.image_size, run, generated)
 
     # T': the generated pairs to add (all of them, or the first --pairs)
@@ -497,7 +503,7 @@ def run_sampling(cfg: SamplingConfig) -> dict[str, Any]:
     run = Path(cfg.run).resolve()
     root = run / "studies" / "sampling"
     data = _resolve_data(cfg.data, run)
-    options = _data_options(run, cfg.data)
+    options = _data_options(run, cfg.data, cfg.patient_regex)
     size = _resolve_image_size(cfg.image_size, run)
     sizes = sorted(cfg.sizes)
     n_max = sizes[-1]
@@ -572,8 +578,8 @@ def _cell_name(l1: float, l2: float) -> str:
     return f"l1_{l1:g}_l2_{l2:g}"
 
 
-def _test_latent_sample(data: str, size: int, n_images: int, seed: int, cache_dir: str | None
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def _test_latent_sample(data: str, size: int, n_images: int, seed: int, cache_dir: str | None,
+                        patient_regex: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``n_images`` test images, half per class (seeded), and their labels (0/1)."""
     from kecae import CLASS_GRADES
     from kecae.data import load_image_set
@@ -582,7 +588,7 @@ def _test_latent_sample(data: str, size: int, n_images: int, seed: int, cache_di
     picks, labels = [], []
     for label, grade in enumerate(CLASS_GRADES):
         s = load_image_set(data, size=size, split="test", grades=(grade,), cache_dir=cache_dir,
-                           progress=False)
+                           progress=False, patient_regex=patient_regex)
         idx = np.sort(rng.permutation(len(s.images))[: n_images // 2])
         picks.append(np.asarray(s.images[idx], np.float32))
         labels.append(np.full(len(idx), label))
@@ -616,7 +622,8 @@ def run_lambda_grid(cfg: LambdaGridConfig) -> dict[str, Any]:
         ckpt_every=cfg.kecae_steps, device=cfg.device, cache_dir=cfg.cache_dir,
         progress=cfg.progress, resume=True)
     size = int(model_config_for(template).image_size)
-    images, labels = _test_latent_sample(data, size, cfg.images, template.seed, cfg.cache_dir)
+    images, labels = _test_latent_sample(data, size, cfg.images, template.seed, cfg.cache_dir,
+                                         template.patient_regex)
     if min(np.bincount(labels, minlength=2)) < 5:
         raise KecaeError(f"the test split of {data} has fewer than 5 images of a class: the "
                          "5-fold SVM needs at least 5 KL-0 and 5 KL-2 test images")

@@ -14,6 +14,8 @@ def _common_classifier_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, metavar="DIR",
                    help="run folder (made by kecae run or demo)")
     p.add_argument("--data", help="data set (default: the one in DIR/kecae/config.yaml)")
+    p.add_argument("--patient-regex", metavar="REGEX",
+                   help="folder layout: regex with a group 'patient' (default: the run's)")
     p.add_argument("--image-size", type=int,
                    help="classifier input, px (default: the KECAE model's size)")
     p.add_argument("--epochs", type=int, help="most epochs per classifier (default: 30)")
@@ -41,7 +43,7 @@ def _given(args: argparse.Namespace, *names: str, **renamed: str) -> dict[str, A
 
 
 _COMMON = ("run", "data", "image_size", "epochs", "patience", "batch_size", "lr", "seeds",
-           "first_seed", "device", "cache_dir", "progress")
+           "first_seed", "device", "cache_dir", "progress", "patient_regex")
 
 
 def _build(cls: type, values: dict[str, Any]) -> Any:
