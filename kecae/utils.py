@@ -53,8 +53,9 @@ def output_error(path: str | os.PathLike, exc: OSError) -> KecaeError:
         return KecaeError(f"cannot write {what} ({exc.strerror}): choose an output folder you "
                           "can write to, or fix its permissions")
     if exc.errno in (errno.ENOTDIR, errno.EEXIST):
-        return KecaeError(f"cannot write {what}: a file stands where a folder is needed "
-                          f"({exc.filename or what}); choose another output folder")
+        blocker = next((p for p in (what, *what.parents) if p.exists() and not p.is_dir()), what)
+        return KecaeError(f"cannot write {what}: {blocker} is a file, where a folder is needed; "
+                          "choose another output folder")
     if exc.errno == errno.EISDIR:
         return KecaeError(f"cannot write {what}: it is a folder; choose another file name")
     return KecaeError(f"cannot write {what} ({exc.strerror or exc}): choose another output folder")

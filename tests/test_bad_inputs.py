@@ -237,7 +237,7 @@ CASES: list[tuple[str, Callable[[dict, Path], list[str]], str]] = [
      r"cannot write /sys/kecae_test_run \(Operation not permitted\): choose an output folder"),
     ("train --out below a file",
      lambda w, t: (t / "f").write_text("x") and _train(w, t / "f" / "k"),
-     r"a file stands where a folder is needed"),
+     r"cannot write .*/f/k: .*/f is a file, where a folder is needed; choose another output"),
     # train: fatal data problems
     ("train on a patient in two splits", lambda w, t: _train(w, t / "k", data=w["leak"]),
      r"kecae data check finds 1 fatal problem\(s\) .*patient .* is in splits \['test', 'train'\]"
