@@ -69,9 +69,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type,
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         text = helps.get(f.name, "")
-        if isinstance(default, (list, tuple, dict)) or default is None:
-            pass
-        else:
+        if not (isinstance(default, (list, tuple, dict)) or default is None or default == ""):
             text += f" (default: {default})"
         text = text.replace("%", "%%")
         flag = option(f.name)
