@@ -136,7 +136,7 @@ def _read_meta(folder: GeneratedFolder) -> dict[str, Any] | None:
                          "the folder to generate again") from exc
     for key in ("checkpoint", "data"):
         if isinstance(meta.get(key), str):
-            meta[key] = load_path(meta[key], folder.folder, legacy="format" not in meta)
+            meta[key] = load_path(meta[key], folder.folder, legacy=True)
     return meta
 
 
@@ -203,9 +203,11 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
     sampler = PairSampler(len(kl0.images), len(kl2.images), cfg.pairs, seed=cfg.seed,
                           oversample=cfg.oversample)
     prepare_output(out)
-    legacy = old is not None and "format" not in old
+    # a folder begun by a kecae older than the marks keeps accepting its unmarked images
+    legacy = old is not None and int(old.get("format", 1)) < FORMAT
     atomic_write_text(folder.meta, json.dumps(
-        {**meta, "checkpoint": store_path(meta["checkpoint"], out),
+        {**meta, "format": 1 if legacy else FORMAT,
+         "checkpoint": store_path(meta["checkpoint"], out),
          "data": store_path(meta["data"], out)}, indent=2))
 
     def marks(k: int) -> tuple[dict[str, str], dict[str, str]]:

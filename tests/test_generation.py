@@ -127,3 +127,25 @@ def test_augmented_training_set(trained, tmp_path):
                  "--epochs", "1", "--batch-size", "8", "--no-progress"]) == 0
     m = json.loads((tmp_path / "c" / "metrics.json").read_text())
     assert m["n_train_real"] == 20 and m["n_train_generated"] == 12
+
+
+def test_folder_of_an_older_kecae_resumes_without_marks(trained, tmp_path):
+    """Images written before the PNG marks existed (generation.json without "format") still
+    count as done, on this rerun and the next; a folder of this kecae requires the marks."""
+    out = tmp_path / "g"
+    cfg = GenerateConfig(checkpoint=str(trained["ckpt"]), data=str(trained["data"]), out=str(out),
+                         pairs=2, progress=False)
+    generate(cfg)
+    meta = json.loads((out / "generation.json").read_text())
+    del meta["format"]
+    (out / "generation.json").write_text(json.dumps(meta))
+    for png in out.rglob("*.png"):  # the same pixels, no text chunks: what older kecae wrote
+        Image.fromarray(np.asarray(Image.open(png))).save(png)
+    for pairs, written in ((3, 1), (3, 0)):
+        s = generate(GenerateConfig(**{**cfg.__dict__, "pairs": pairs}))
+        assert (s["written_pairs"], s["skipped_pairs"]) == (written, pairs - written)
+    meta = json.loads((out / "generation.json").read_text())
+    meta["format"] = 2
+    (out / "generation.json").write_text(json.dumps(meta))
+    with pytest.raises(KecaeError, match="pair0000000_kl0to2.png is not an image this generation"):
+        generate(GenerateConfig(**{**cfg.__dict__, "pairs": 3}))
