@@ -310,7 +310,7 @@ def test_disk_full_during_checkpoint_save_keeps_the_last_one(world, tmp_path, mo
     out = tmp_path / "k"
     assert main(_train(world, out, "--max-steps", "2")) == 0
     before = (out / "checkpoints" / "last.pt").read_bytes()
-    monkeypatch.setattr(C, "_open_for_write", lambda path: open("/dev/full", "wb"))
+    monkeypatch.setattr(C, "_open_for_write", lambda path: open("/dev/full", "wb"))  # noqa: SIM115
     capsys.readouterr()
     assert main(_train(world, out, "--max-steps", "4")) == 2
     err = capsys.readouterr().err

@@ -64,7 +64,8 @@ def test_run_on_a_kaggle_style_folder(finished):
                                  "generate", "evaluate"}
     assert m["judge"]["arch"] == "siamese" and m["exchange_success"]["n"] == 12
     # the regex gives patients and sides; the data view fixes them for every step
-    rows = list(csv.DictReader(open(run / "data.csv")))
+    with open(run / "data.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
     assert len(rows) == 2 * (2 * (6 + 3 + 3) + 3)  # two knees; KL-0, KL-2 and one KL-1 per split
     assert {r["side"] for r in rows} == {"L", "R"} and all(len(r["patient_id"]) == 7 for r in rows)
     assert Path(rows[0]["path"]).is_absolute()  # the user's data lies outside the run folder
@@ -76,7 +77,8 @@ def test_run_on_a_kaggle_style_folder(finished):
     assert gen["data"] == "../data.csv" and gen["checkpoint"] == "../kecae/checkpoints/last.pt"
     assert yaml.safe_load((run / "run.yaml").read_text())["data"] == str(data)
     # the generated images are marked synthetic and name their sources
-    first = next(csv.DictReader(open(run / "generated" / "manifest.csv")))
+    with open(run / "generated" / "manifest.csv", newline="") as fh:
+        first = next(csv.DictReader(fh))
     with Image.open(run / "generated" / first["path"]) as img:
         assert img.text["kecae:synthetic"] == "true"
         assert img.text["kecae:recipient"] == first["recipient_id"]

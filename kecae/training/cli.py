@@ -23,8 +23,8 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
     metrics = train_classifier(cfg)
     t = metrics["test"]
     print(f"{cfg.arch}: test accuracy {t['accuracy']:.4f}  precision {t['precision']:.4f}  "
-          f"recall {t['recall']:.4f}  AUC {t.get('auc', float('nan')):.4f}  (n={metrics['n_test']}); "
-          f"run folder {metrics.get('out', cfg.out)}")
+          f"recall {t['recall']:.4f}  AUC {t.get('auc', float('nan')):.4f}  "
+          f"(n={metrics['n_test']}); run folder {metrics.get('out', cfg.out)}")
     return 0
 
 
