@@ -133,7 +133,7 @@ def _get(d: Any, dotted: str) -> Any:
 
 
 def row_train_config(row: AblationRow, cfg: AblationConfig, *, data: str, supervisor: str,
-                     out: Path, seed: int) -> Any:
+                     out: Path, seed: int, patient_regex: str | None = None) -> Any:
     """The KECAE training configuration of one row and seed."""
     from kecae.training.config import KECAETrainConfig
 
@@ -142,7 +142,8 @@ def row_train_config(row: AblationRow, cfg: AblationConfig, *, data: str, superv
         model={**BASE_MODEL, **row.model}, num_pairs=cfg.num_pairs, max_steps=cfg.steps,
         batch_size=cfg.batch_size, lr=cfg.lr, seed=seed, log_every=min(10, cfg.steps),
         sample_every=cfg.steps, ckpt_every=max(1, cfg.steps // 4), device=cfg.device,
-        cache_dir=cfg.cache_dir, progress=cfg.progress, resume=True, **row.train)
+        cache_dir=cfg.cache_dir, progress=cfg.progress, resume=True,
+        patient_regex=patient_regex, **row.train)
 
 
 def _run_row_seed(row: AblationRow, cfg: AblationConfig, paths: dict[str, str], root: Path,
@@ -151,21 +152,12 @@ def _run_row_seed(row: AblationRow, cfg: AblationConfig, paths: dict[str, str], 
     from kecae.evaluation.evaluate import EvaluateConfig, evaluate
     from kecae.runfolder import read_metrics, write_sections
     from kecae.training.checkpoint import load_checkpoint
-    from kecae.training.config import KECAETrainConfig, load_yaml, to_dict
     from kecae.training.kecae_trainer import read_log, train_kecae
 
     folder = root / row.name / f"seed_{seed}"
     kcfg = row_train_config(row, cfg, data=paths["data"], supervisor=paths["supervisor"],
-                            out=folder / "kecae", seed=seed)
-    old_cfg = folder / "kecae" / "config.yaml"
-    if old_cfg.is_file():
-        keep = ("data", "supervisor", "preset", "model", "num_pairs", "batch_size", "lr", "seed",
-                *row.train)
-        old, new = to_dict(load_yaml(KECAETrainConfig, old_cfg)), to_dict(kcfg)
-        clash = {k: (old.get(k), new[k]) for k in keep if old.get(k) != new[k]}
-        if clash:
-            raise KecaeError(f"{folder} holds a run of other settings {clash}: delete {folder} "
-                             "(or the whole studies/ablation folder) to train the row again")
+                            out=folder / "kecae", seed=seed, patient_regex=paths["patient_regex"])
+    # a row folder trained with other settings is refused by the trainer's strict resume
     want = {"steps": cfg.steps, "eval_pairs": cfg.eval_pairs, "judge": paths["judge"]}
     done = read_metrics(folder)
     if done.get("ablation_run") == want and "targets" in done:
@@ -188,6 +180,7 @@ def _run_row_seed(row: AblationRow, cfg: AblationConfig, paths: dict[str, str], 
     timing = json.loads(timing_path.read_text())
     evaluate(EvaluateConfig(run=str(folder), kecae_checkpoint=str(ckpt), judge=paths["judge"],
                             supervisor=paths["supervisor"], data=paths["data"],
+                            patient_regex=paths["patient_regex"],
                             pairs=cfg.eval_pairs, seed=0, device=cfg.device,
                             cache_dir=cfg.cache_dir))
     return write_sections(folder, {"timing": timing, "ablation_run": want})
@@ -228,7 +221,7 @@ def _summarise(row: AblationRow, per_seed: list[dict[str, Any]]) -> dict[str, An
 
 def run_ablation(cfg: AblationConfig) -> dict[str, Any]:
     """Train and evaluate every row (and the best rows at more seeds); write ``ablation``."""
-    from kecae.runfolder import write_section
+    from kecae.runfolder import store_path, write_section
 
     run = Path(cfg.run).resolve()
     root = run / "studies" / "ablation"
@@ -256,7 +249,8 @@ def run_ablation(cfg: AblationConfig) -> dict[str, Any]:
                    "pairs_seen": cfg.steps * cfg.batch_size, "num_pairs": cfg.num_pairs,
                    "eval_pairs": cfg.eval_pairs, "seeds": seeds,
                    "best_seeds": list(range(cfg.best_seeds))},
-        "shared": paths,
+        "shared": {k: store_path(v, run) if k != "patient_regex" and v else v
+                   for k, v in paths.items()},
         "examples": {n: f"studies/ablation/{n}/seed_0/eval/examples.npz" for n in best},
         "note": "every row: the same data, frozen supervisor, judge, test pairs and budget; "
                 "rows start from the paper's architecture at 64 px, width 0.125 and name every "
@@ -267,20 +261,25 @@ def run_ablation(cfg: AblationConfig) -> dict[str, Any]:
     return section
 
 
-def _resolve_paths(cfg: AblationConfig, run: Path) -> dict[str, str]:
+def _resolve_paths(cfg: AblationConfig, run: Path) -> dict[str, Any]:
+    """The shared inputs: data set (and its patient regex), supervisor and judge, absolute."""
+    from kecae.runfolder import RunLayout
     from kecae.training.config import KECAETrainConfig, load_yaml
 
-    base_cfg = run / "kecae" / "config.yaml"
-    data = cfg.data or (load_yaml(KECAETrainConfig, base_cfg).data if base_cfg.is_file() else None)
+    layout = RunLayout(run)
+    base_cfg = layout.kecae.config
+    base = load_yaml(KECAETrainConfig, base_cfg) if base_cfg.is_file() else None
+    data = cfg.data or (base.data if base else None)
     if not data:
         raise KecaeError(f"no data set given and {base_cfg} does not name one: pass --data")
-    paths = {"data": data, "supervisor": cfg.supervisor or str(run / "supervisor" / "best.pt"),
-             "judge": cfg.judge or str(run / "judge" / "best.pt")}
+    paths = {"data": data, "supervisor": cfg.supervisor or str(layout.supervisor.best),
+             "judge": cfg.judge or str(layout.judge.best)}
     for what, path in paths.items():
         if not Path(path).exists():
             raise KecaeError(f"the {what} {path} does not exist: run `kecae demo --out {run}` "
                              f"first, or pass --{what}")
-    return {k: str(Path(v).resolve()) for k, v in paths.items()}
+    return {**{k: str(Path(v).resolve()) for k, v in paths.items()},
+            "patient_regex": base.patient_regex if base else None}
 
 
 def _cell_text(cell: dict[str, Any], kind: str) -> str:

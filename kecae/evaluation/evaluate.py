@@ -73,6 +73,7 @@ class EvaluateConfig:
     judge: str | None = None  # independent classifier checkpoint; default: RUN/judge/best.pt
     supervisor: str | None = None  # default: the one named in the KECAE run's config
     data: str | None = None  # default: the KECAE run's data set
+    patient_regex: str | None = None  # folder layout: patient regex (default: the KECAE run's)
     pairs: int = 500  # test pairs to exchange
     separability_images: int = 1000  # most test images per SVM (5-fold)
     examples: int = 8  # pairs kept for the report's figure
@@ -165,7 +166,8 @@ def _load_models(cfg: EvaluateConfig, run: Path, device: Any) -> dict[str, Any]:
                     judge_path)
     return {"model": model, "kckpt": kckpt, "judge": judge, "jckpt": jckpt, "judge_path": judge_path,
             "supervisor": supervisor, "sckpt": sckpt, "sup_path": sup_path, "size": size,
-            "independent": independent, "data": cfg.data or tcfg["data"]}
+            "independent": independent, "data": cfg.data or tcfg["data"],
+            "patient_regex": cfg.patient_regex or tcfg.get("patient_regex")}
 
 
 def _separability(model: Any, judge: Any, t0: Any, t2: Any, cfg: EvaluateConfig,
@@ -374,7 +376,8 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
 
     def load(split: str, grade: int) -> Any:
         return load_image_set(ms["data"], size=size, split=split, grades=(grade,),
-                              cache_dir=cfg.cache_dir, progress=False)
+                              cache_dir=cfg.cache_dir, progress=False,
+                              patient_regex=ms["patient_regex"])
 
     t0, t2 = load("test", CLASS_GRADES[0]), load("test", CLASS_GRADES[1])
     real_train = np.concatenate([load("train", g).images for g in CLASS_GRADES])
