@@ -47,44 +47,49 @@ _SPATIAL = {"depth": 4}
 _POOLED = {"depth": 4, "key_pool": "mean"}
 _WARP = {"depth": 4, "key_pool": "mean", "exchange": "warp"}
 _NO_LDA = {"lambda_sup": 0.1, "lambda_lda": 0.0}
+_WARP_LOSS = {**_NO_LDA, "lambda_disp": 0.01}
 
 #: Every row the ablation knows, in table order.
 ROWS: dict[str, AblationRow] = {r.name: r for r in [
     AblationRow("paper", "the paper's model and loss at 64 px: 1×1 latent, decoded exchange, "
                 "λ1 = 1e-2, λ2 = 1e-3"),
+    AblationRow("paper_loglda", "paper, J_LDA in its bounded form log(1 + ratio)",
+                train={"lda_mode": "log"}),
+    AblationRow("paper_l1", "paper, L1 reconstruction instead of MSE", train={"recon": "l1"}),
     AblationRow("spatial", "4×4 spatial latent (depth 4), λ1 = 0.1, λ2 = 0", _SPATIAL, _NO_LDA),
     AblationRow("spatial_pooled", "+ position-free key (the key map averaged over the grid)",
                 _POOLED, _NO_LDA),
     AblationRow("residual", "+ residual exchange X′ = X + blur(D(h′) − D(h)), σ 1 px",
                 {**_POOLED, "exchange": "residual"}, _NO_LDA),
-    AblationRow("warp_free", "+ warp exchange without a displacement penalty", _WARP, _NO_LDA),
-    AblationRow("warp", "+ warp exchange, displacement penalty 0.01 px⁻²", _WARP,
-                {**_NO_LDA, "lambda_disp": 0.01}),
+    AblationRow("warp_free", "+ warp exchange (8×8 field, ≤ 3 px), no displacement penalty",
+                _WARP, _NO_LDA),
+    AblationRow("warp", "+ warp exchange, displacement penalty 0.01 px⁻²", _WARP, _WARP_LOSS),
+    AblationRow("warp_grid16", "warp with a 16×16 displacement grid", {**_WARP, "warp_grid": 16},
+                _WARP_LOSS),
+    AblationRow("warp_fold", "warp + fold penalty relu(0.5 − det J), weight 1", _WARP,
+                {**_WARP_LOSS, "lambda_fold": 1.0}),
+    AblationRow("warp_perturb", "warp, the supervisor sees X′ shifted / blurred by up to 1 px",
+                _WARP, {**_WARP_LOSS, "sup_perturb": 1.0}),
+    AblationRow("warp_residual", "warp + a blurred residual for new bone, L1 edit penalty 10",
+                {**_WARP, "warp_residual": True}, {**_WARP_LOSS, "lambda_edit": 10.0}),
+    AblationRow("warp_cycle", "warp + re-encoding X′ gives back its latents (weight 1)", _WARP,
+                {**_WARP_LOSS, "lambda_cycle": 1.0}),
+    AblationRow("warp_same", "warp + a key exchanged within one grade changes little (weight 1)",
+                _WARP, {**_WARP_LOSS, "lambda_same": 1.0}),
+    AblationRow("warp_probes", "warp + linear grade probes: on hK (weight 0.1), adversarial on hN "
+                "(0.1)", _WARP, {**_WARP_LOSS, "lambda_key_cls": 0.1, "lambda_nonkey_adv": 0.1}),
+    AblationRow("warp_sup03", "warp with λ1 = 0.3", _WARP, {**_WARP_LOSS, "lambda_sup": 0.3}),
+    AblationRow("warp_wide", "warp, channel width 0.25 instead of 0.125", {**_WARP, "width": 0.25},
+                _WARP_LOSS),
+    AblationRow("combo_g16", "warp_grid16 + width 0.25 + cycle",
+                {**_WARP, "warp_grid": 16, "width": 0.25}, {**_WARP_LOSS, "lambda_cycle": 1.0}),
+    AblationRow("combo_sup03", "warp + λ1 = 0.3 + width 0.25 + cycle", {**_WARP, "width": 0.25},
+                {**_WARP_LOSS, "lambda_sup": 0.3, "lambda_cycle": 1.0}),
+    AblationRow("combo_all", "warp_grid16 + λ1 = 0.3 + width 0.25 + cycle + probes",
+                {**_WARP, "warp_grid": 16, "width": 0.25},
+                {**_WARP_LOSS, "lambda_sup": 0.3, "lambda_cycle": 1.0, "lambda_key_cls": 0.1,
+                 "lambda_nonkey_adv": 0.1}),
 ]}
-
-#: Table columns: name -> (metrics.json path, kind, better). kind "pct" shows percent.
-COLUMNS: dict[str, tuple[str, str, str]] = {
-    "agreement KL-0→KL-2": ("exchange_success.judge_agreement_kl0_to_kl2", "pct", "high"),
-    "agreement KL-2→KL-0": ("exchange_success.judge_agreement_kl2_to_kl0", "pct", "high"),
-    "label-only X′1": ("exchange_success.judge_kl0_to_kl2_raw", "pct", "high"),
-    "control X′1": ("exchange_success.judge_control_kl0_to_kl2", "pct", "info"),
-    "label-only X′2": ("exchange_success.judge_kl2_to_kl0_raw", "pct", "high"),
-    "control X′2": ("exchange_success.judge_control_kl2_to_kl0", "pct", "info"),
-    "plausible X′ / real": ("plausibility.ratio_to_real", "num", "high"),
-    "key transfer KL-0→KL-2": ("fidelity.key_transfer_median", "num", "high"),
-    "key transfer KL-2→KL-0": ("fidelity.key_transfer_median_kl2_to_kl0", "num", "high"),
-    "key transfer vs X̂, KL-0→KL-2": ("fidelity.recon_key_transfer_median", "num", "info"),
-    "osteophytes X′1 (real KL-2)": ("fidelity.osteophyte_rate_x1_ex", "pct", "info"),
-    "osteophytes X′2 (real KL-0)": ("fidelity.osteophyte_rate_x2_ex", "pct", "info"),
-    "refused X′": ("fidelity.refusal_rate", "pct", "low"),
-    "non-key SSIM": ("fidelity.nonkey_ssim_median", "num", "high"),
-    "SVM hK": ("separability.svm_hk_accuracy", "pct", "high"),
-    "SVM hN": ("separability.svm_hn_accuracy", "pct", "low"),
-    "recon PSNR dB": ("quality.recon_psnr", "db", "high"),
-    "recon SSIM": ("quality.recon_ssim", "num", "high"),
-    "pairs/s": ("timing.pairs_per_s", "int", "high"),
-    "train s": ("timing.train_seconds", "int", "low"),
-}
 
 
 @dataclass
