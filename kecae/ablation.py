@@ -92,6 +92,31 @@ ROWS: dict[str, AblationRow] = {r.name: r for r in [
 ]}
 
 
+#: Table columns: name -> (metrics.json path, kind, better). kind "pct" shows percent.
+COLUMNS: dict[str, tuple[str, str, str]] = {
+    "agreement KL-0→KL-2": ("exchange_success.judge_agreement_kl0_to_kl2", "pct", "high"),
+    "agreement KL-2→KL-0": ("exchange_success.judge_agreement_kl2_to_kl0", "pct", "high"),
+    "label-only X′1": ("exchange_success.judge_kl0_to_kl2_raw", "pct", "high"),
+    "control X′1": ("exchange_success.judge_control_kl0_to_kl2", "pct", "info"),
+    "label-only X′2": ("exchange_success.judge_kl2_to_kl0_raw", "pct", "high"),
+    "control X′2": ("exchange_success.judge_control_kl2_to_kl0", "pct", "info"),
+    "plausible X′ / real": ("plausibility.ratio_to_real", "num", "high"),
+    "key transfer KL-0→KL-2": ("fidelity.key_transfer_median", "num", "high"),
+    "key transfer KL-2→KL-0": ("fidelity.key_transfer_median_kl2_to_kl0", "num", "high"),
+    "key transfer vs X̂, KL-0→KL-2": ("fidelity.recon_key_transfer_median", "num", "info"),
+    "osteophytes X′1 (real KL-2)": ("fidelity.osteophyte_rate_x1_ex", "pct", "info"),
+    "osteophytes X′2 (real KL-0)": ("fidelity.osteophyte_rate_x2_ex", "pct", "info"),
+    "refused X′": ("fidelity.refusal_rate", "pct", "low"),
+    "non-key SSIM": ("fidelity.nonkey_ssim_median", "num", "high"),
+    "SVM hK": ("separability.svm_hk_accuracy", "pct", "high"),
+    "SVM hN": ("separability.svm_hn_accuracy", "pct", "low"),
+    "recon PSNR dB": ("quality.recon_psnr", "db", "high"),
+    "recon SSIM": ("quality.recon_ssim", "num", "high"),
+    "pairs/s": ("timing.pairs_per_s", "int", "high"),
+    "train s": ("timing.train_seconds", "int", "low"),
+}
+
+
 @dataclass
 class AblationConfig:
     """The ablation: rows of KECAE options on one shared budget."""
