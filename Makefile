@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.kecae-installed
 ARGS ?=
 
-.PHONY: install browser demo test bench clean
+.PHONY: install browser demo lint test bench clean
 
 install: $(STAMP)
 
@@ -19,6 +19,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: install
 	$(BIN)/python -m kecae demo --out runs/demo $(ARGS)
+
+# ruff (lint and format) on the package, the tests and the benchmarks; mypy on the package.
+# Their whole configuration is in pyproject.toml.
+lint: install
+	$(BIN)/ruff check kecae tests benchmarks
+	$(BIN)/ruff format --check kecae tests benchmarks
+	$(BIN)/mypy
 
 test: install browser
 	$(BIN)/python -m pytest -q $(ARGS)

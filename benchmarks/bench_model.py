@@ -28,14 +28,19 @@ from pathlib import Path
 # Runs as a script from the repository root or from benchmarks/.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from kecae.losses import hybrid_loss  # noqa: E402
-from kecae.models.classifiers import CLASSIFIERS, build_classifier  # noqa: E402
-from kecae.models.kecae import (KECAE, KECAEConfig, count_parameters, flops_per_image,  # noqa: E402
-                                flops_per_pair)
-from kecae.models.presets import PRESETS, kecae_config  # noqa: E402
-from kecae.utils import atomic_write_text  # noqa: E402
+from kecae.files import atomic_write_text
+from kecae.losses import hybrid_loss
+from kecae.models.autoencoder import (
+    KECAE,
+    KECAEConfig,
+    count_parameters,
+    flops_per_image,
+    flops_per_pair,
+)
+from kecae.models.classifiers import CLASSIFIERS, build_classifier
+from kecae.models.presets import PRESETS, kecae_config
 
 #: The demo's budget for KECAE training on 2 cores (the rest goes to install, phantoms, two
 #: classifier trainings and evaluation within ~15 min).
@@ -48,8 +53,15 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def train_throughput(config: KECAEConfig, batch: int, warmup: int, steps: int,
-                     threads: int = 1, channels_last: bool = False, seed: int = 0) -> dict:
+def train_throughput(
+    config: KECAEConfig,
+    batch: int,
+    warmup: int,
+    steps: int,
+    threads: int = 1,
+    channels_last: bool = False,
+    seed: int = 0,
+) -> dict:
     """Median pairs/s of full training steps (forward, hybrid loss, backward, Adam) on CPU."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -78,10 +90,17 @@ def train_throughput(config: KECAEConfig, batch: int, warmup: int, steps: int,
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     step_s = statistics.median(times)
-    return {"batch": batch, "threads": threads, "channels_last": channels_last,
-            "warmup_steps": warmup, "timed_steps": steps,
-            "step_s_median": round(step_s, 4), "step_s_all": [round(t, 4) for t in times],
-            "pairs_per_s": round(batch / step_s, 2), "loss_finite": bool(torch.isfinite(loss))}
+    return {
+        "batch": batch,
+        "threads": threads,
+        "channels_last": channels_last,
+        "warmup_steps": warmup,
+        "timed_steps": steps,
+        "step_s_median": round(step_s, 4),
+        "step_s_all": [round(t, 4) for t in times],
+        "pairs_per_s": round(batch / step_s, 2),
+        "loss_finite": bool(torch.isfinite(loss)),
+    }
 
 
 def kecae_sizes(config: KECAEConfig) -> dict:
@@ -89,24 +108,31 @@ def kecae_sizes(config: KECAEConfig) -> dict:
     with torch.device("meta"):
         model = KECAE(config)
     return {
-        "params": {"key_encoder": count_parameters(model.key_encoder),
-                   "nonkey_encoder": count_parameters(model.nonkey_encoder),
-                   "decoder": count_parameters(model.decoder),
-                   "total": count_parameters(model)},
+        "params": {
+            "key_encoder": count_parameters(model.key_encoder),
+            "nonkey_encoder": count_parameters(model.nonkey_encoder),
+            "decoder": count_parameters(model.decoder),
+            "total": count_parameters(model),
+        },
         "gflop_forward_per_image": round(flops_per_image(config) / 1e9, 4),
         "gflop_forward_per_pair": round(flops_per_pair(config) / 1e9, 4),
         "gflop_train_per_pair": round(flops_per_pair(config, backward=True) / 1e9, 4),
     }
 
 
-def measure_preset(name: str, batch: int, warmup: int, steps: int,
-                   variants: tuple[tuple[int, bool], ...]) -> dict:
+def measure_preset(
+    name: str, batch: int, warmup: int, steps: int, variants: tuple[tuple[int, bool], ...]
+) -> dict:
     """One preset: config, sizes, FLOPs, throughput per (threads, channels_last) variant (the
     first is the headline ``train``) and this process's peak RSS."""
     config = kecae_config(name)
-    result = {"config": {**vars(config), "encoder_channels": list(config.encoder_channels)},
-              "channels": list(config.channels), "spatial_sizes": list(config.spatial_sizes),
-              "latent_shape": list(config.latent_shape), **kecae_sizes(config)}
+    result = {
+        "config": {**vars(config), "encoder_channels": list(config.encoder_channels)},
+        "channels": list(config.channels),
+        "spatial_sizes": list(config.spatial_sizes),
+        "latent_shape": list(config.latent_shape),
+        **kecae_sizes(config),
+    }
     runs = []
     for threads, channels_last in variants:
         run = train_throughput(config, batch, warmup, steps, threads, channels_last)
@@ -118,18 +144,25 @@ def measure_preset(name: str, batch: int, warmup: int, steps: int,
     return result
 
 
-def measure_candidate(image_size: int, width: float, batch: int, warmup: int, steps: int,
-                      threads: int) -> dict:
+def measure_candidate(
+    image_size: int, width: float, batch: int, warmup: int, steps: int, threads: int
+) -> dict:
     """One row of the cpu-preset selection table."""
     config = KECAEConfig(image_size=image_size, width=width)
     sizes = kecae_sizes(config)
     train = train_throughput(config, batch, warmup, steps, threads)
-    return {"image_size": image_size, "width": width, "params": sizes["params"]["total"],
-            "latent_shape": list(config.latent_shape),
-            "gflop_train_per_pair": sizes["gflop_train_per_pair"],
-            "pairs_per_s": train["pairs_per_s"], "step_s_median": train["step_s_median"],
-            f"pairs_in_{DEMO_KECAE_SECONDS}s": int(train["pairs_per_s"] * DEMO_KECAE_SECONDS),
-            "peak_rss_mib": round(_peak_rss_mib(), 1), "torch_threads": torch.get_num_threads()}
+    return {
+        "image_size": image_size,
+        "width": width,
+        "params": sizes["params"]["total"],
+        "latent_shape": list(config.latent_shape),
+        "gflop_train_per_pair": sizes["gflop_train_per_pair"],
+        "pairs_per_s": train["pairs_per_s"],
+        "step_s_median": train["step_s_median"],
+        f"pairs_in_{DEMO_KECAE_SECONDS}s": int(train["pairs_per_s"] * DEMO_KECAE_SECONDS),
+        "peak_rss_mib": round(_peak_rss_mib(), 1),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def measure_classifiers() -> dict:
@@ -146,15 +179,18 @@ def measure_classifiers() -> dict:
             counter = FlopCounterMode(display=False)
             with counter:
                 model(x)
-            row[f"{size}px"] = {"gflop_forward_per_image": round(counter.get_total_flops() / 1e9, 4),
-                                "feature_dim": model.feature_dim}
+            row[f"{size}px"] = {
+                "gflop_forward_per_image": round(counter.get_total_flops() / 1e9, 4),
+                "feature_dim": model.feature_dim,
+            }
         row["params"] = count_parameters(model)
         out[arch] = row
     return out
 
 
-def select_cpu_preset(rows: list[dict], budget_s: int = DEMO_KECAE_SECONDS,
-                      min_pairs: int = MIN_PAIRS) -> dict:
+def select_cpu_preset(
+    rows: list[dict], budget_s: int = DEMO_KECAE_SECONDS, min_pairs: int = MIN_PAIRS
+) -> dict:
     """The selection rule: the largest image size at which some width still sees ``min_pairs``
     pairs in ``budget_s``, and at that size the widest such width; if no row qualifies, the row
     that sees the most pairs."""
@@ -181,29 +217,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer timed steps (a smoke run)")
     parser.add_argument("--skip-paper", action="store_true", help="no paper-preset throughput")
     parser.add_argument("--skip-selection", action="store_true", help="no cpu-preset table")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads in the measuring processes (default 1: on a machine "
-                             "that other jobs load, 2 OpenMP threads on 2 cores stall each other "
-                             "and run several times slower than 1)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads in the measuring processes (default 1: on a machine "
+        "that other jobs load, 2 OpenMP threads on 2 cores stall each other "
+        "and run several times slower than 1)",
+    )
     args = parser.parse_args(argv)
 
     warmup, steps = (1, 2) if args.quick else (2, 5)
     ctx = mp.get_context("spawn")
     started = time.time()
     report: dict = {
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "torch": torch.__version__, "cpu_count": os.cpu_count(),
-                    "torch_threads_default": torch.get_num_threads(),
-                    "torch_threads_measured": args.threads,
-                    "loadavg_before": [round(v, 2) for v in os.getloadavg()]},
-        "method": ("CPU float32. Training step = KECAE forward on a batch of pairs + hybrid "
-                   "loss (frozen siamese supervisor, lambda 1e-2 / 1e-3, LDA per image) + "
-                   "backward + Adam. pairs/s = batch / median step time after warm-up. GFLOP "
-                   "by torch.utils.flop_counter.FlopCounterMode (2 FLOP per multiply-add; "
-                   "convolutions and matmuls only; gflop_train_per_pair is KECAE forward + "
-                   "backward without the supervisor, whose cost is under 'classifiers'). Each "
-                   "measurement in a fresh process; loadavg_1min records the machine's load."),
-        "presets": {}, "cpu_preset_selection": {}, "classifiers": {},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cpu_count": os.cpu_count(),
+            "torch_threads_default": torch.get_num_threads(),
+            "torch_threads_measured": args.threads,
+            "loadavg_before": [round(v, 2) for v in os.getloadavg()],
+        },
+        "method": (
+            "CPU float32. Training step = KECAE forward on a batch of pairs + hybrid "
+            "loss (frozen siamese supervisor, lambda 1e-2 / 1e-3, LDA per image) + "
+            "backward + Adam. pairs/s = batch / median step time after warm-up. GFLOP "
+            "by torch.utils.flop_counter.FlopCounterMode (2 FLOP per multiply-add; "
+            "convolutions and matmuls only; gflop_train_per_pair is KECAE forward + "
+            "backward without the supervisor, whose cost is under 'classifiers'). Each "
+            "measurement in a fresh process; loadavg_1min records the machine's load."
+        ),
+        "presets": {},
+        "cpu_preset_selection": {},
+        "classifiers": {},
     }
     with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx, max_tasks_per_child=1) as pool:
         print("presets", flush=True)
@@ -211,21 +259,31 @@ def main(argv: list[str] | None = None) -> int:
             if name == "paper":
                 if args.skip_paper:
                     continue
-                report["presets"][name] = _run(pool, measure_preset, name, 2, 1, 2,
-                                               ((args.threads, False),))
+                report["presets"][name] = _run(
+                    pool, measure_preset, name, 2, 1, 2, ((args.threads, False),)
+                )
             else:  # also 2 threads, and channels-last memory format
                 variants = ((args.threads, False), (2, False), (args.threads, True))
-                report["presets"][name] = _run(pool, measure_preset, name, 32, warmup, steps,
-                                               variants)
+                report["presets"][name] = _run(
+                    pool, measure_preset, name, 32, warmup, steps, variants
+                )
         if not args.skip_selection:
             print("cpu preset selection", flush=True)
-            rows = [_run(pool, measure_candidate, size, width, 32, warmup, steps, args.threads)
-                    for size in (64, 96, 128) for width in (0.125, 0.25, 0.5)]
+            rows = [
+                _run(pool, measure_candidate, size, width, 32, warmup, steps, args.threads)
+                for size in (64, 96, 128)
+                for width in (0.125, 0.25, 0.5)
+            ]
             report["cpu_preset_selection"] = {
-                "budget_s": DEMO_KECAE_SECONDS, "min_pairs": MIN_PAIRS, "batch": 32,
-                "rows": rows, "pick": select_cpu_preset(rows),
-                "rule": (f"largest image whose best width still sees >= {MIN_PAIRS} pairs in "
-                         f"{DEMO_KECAE_SECONDS} s; among those, the widest such width"),
+                "budget_s": DEMO_KECAE_SECONDS,
+                "min_pairs": MIN_PAIRS,
+                "batch": 32,
+                "rows": rows,
+                "pick": select_cpu_preset(rows),
+                "rule": (
+                    f"largest image whose best width still sees >= {MIN_PAIRS} pairs in "
+                    f"{DEMO_KECAE_SECONDS} s; among those, the widest such width"
+                ),
             }
         print("classifiers", flush=True)
         report["classifiers"] = _run(pool, measure_classifiers)

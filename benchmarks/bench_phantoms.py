@@ -32,8 +32,8 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kecae.phantoms import measure_joint, render, sample_params  # noqa: E402
-from kecae.phantoms.dataset import encode_png, make_phantoms  # noqa: E402
+from kecae.phantoms import measure_joint, render, sample_params
+from kecae.phantoms.dataset import encode_png, make_phantoms
 
 # Seeds: distinct from the tests' and from the one the osteophyte call was calibrated on (77).
 SEED_ACCURACY, SEED_GRADES, SEED_SPEED = 2024, 31337, 5
@@ -51,8 +51,11 @@ def _rate(fn, items) -> dict[str, float]:
     for it in items:
         fn(it)
     wall, cpu = time.perf_counter() - t, time.process_time() - c
-    return {"images_per_s_wall": len(items) / wall, "images_per_s_cpu": len(items) / cpu,
-            "n": len(items)}
+    return {
+        "images_per_s_wall": len(items) / wall,
+        "images_per_s_cpu": len(items) / cpu,
+        "n": len(items),
+    }
 
 
 def bench_speed(quick: bool) -> dict:
@@ -60,17 +63,26 @@ def bench_speed(quick: bool) -> dict:
     n = 100 if quick else 400
     ps = _params(n, SEED_SPEED)
     for size in (128, 224):
-        out[f"render_{size}"] = _rate(lambda p: render(p, size), ps)
-        out[f"render_png_{size}"] = _rate(lambda p: encode_png(render(p, size)), ps)
+        out[f"render_{size}"] = _rate(lambda p, s=size: render(p, s), ps)
+        out[f"render_png_{size}"] = _rate(lambda p, s=size: encode_png(render(p, s)), ps)
     with tempfile.TemporaryDirectory() as tmp:
         n_set = 100 if quick else 500
         t, c = time.perf_counter(), time.process_time()
-        make_phantoms(Path(tmp) / "set", n_kl0=n_set * 3 // 5, n_kl2=n_set * 2 // 5, size=128,
-                      seed=SEED_SPEED, progress=False)
+        make_phantoms(
+            Path(tmp) / "set",
+            n_kl0=n_set * 3 // 5,
+            n_kl2=n_set * 2 // 5,
+            size=128,
+            seed=SEED_SPEED,
+            progress=False,
+        )
         wall, cpu = time.perf_counter() - t, time.process_time() - c
-        out["make_phantoms_128"] = {"images_per_s_wall": n_set / wall,
-                                    "images_per_s_cpu": n_set / cpu, "n": n_set,
-                                    "note": "single process, files written to a temporary folder"}
+        out["make_phantoms_128"] = {
+            "images_per_s_wall": n_set / wall,
+            "images_per_s_cpu": n_set / cpu,
+            "n": n_set,
+            "note": "single process, files written to a temporary folder",
+        }
     out["load_average_1min_after"] = os.getloadavg()[0]
     return out
 
@@ -92,8 +104,11 @@ def _errors(ps, size: int, noise_free: bool, blur_px: float = 0.0) -> tuple[dict
         err["lateral"].append(abs(m.jsw_lateral_px - gt["jsw_lateral_px"]))
         ost_hit.append(m.osteophytes == p.osteophytes)
         rows.append((p.grade, m.jsw_medial_px, m.osteophytes))
-    summary = {"n": len(ps), "refusal_rate": refused / len(ps),
-               "osteophyte_accuracy": float(np.mean(ost_hit)) if ost_hit else None}
+    summary = {
+        "n": len(ps),
+        "refusal_rate": refused / len(ps),
+        "osteophyte_accuracy": float(np.mean(ost_hit)) if ost_hit else None,
+    }
     for k, e in err.items():
         e = np.asarray(e)
         summary[f"jsw_{k}_abs_err_px_median"] = float(np.median(e))
@@ -105,7 +120,7 @@ def bench_measurement(quick: bool) -> tuple[dict, list]:
     n = 100 if quick else 500
     ps = _params(n, SEED_ACCURACY)
     out: dict = {}
-    out["noise_free_128"], rows_nf = _errors(ps, 128, True)
+    out["noise_free_128"], _rows_nf = _errors(ps, 128, True)
     out["default_128"], rows = _errors(ps, 128, False)
     small = ps[: max(50, n // 3)]
     out["default_64"], _ = _errors(small, 64, False)
@@ -150,7 +165,8 @@ def bench_grades(measured_rows: list, quick: bool) -> dict:
             "osteophyte_rate": float(np.mean([p.osteophytes for p in sub])),
             "largest_osteophyte_px_64_when_present": ms(
                 [max(p.osteophyte_sizes_mm) / p.pixel_spacing_mm(64) for p in sub if p.osteophytes]
-                or [np.nan]),
+                or [np.nan]
+            ),
             "severity": ms([p.severity for p in sub]),
         }
     d64 = out["kl0"]["jsw_medial_px_64"]["mean"] - out["kl2"]["jsw_medial_px_64"]["mean"]
@@ -159,7 +175,8 @@ def bench_grades(measured_rows: list, quick: bool) -> dict:
     out["best_threshold_accuracy_true_medial_jsw"] = _best_threshold(jm, y)
     X = np.array([[p.jsw_medial_mm, p.jsw_lateral_mm, *p.osteophyte_sizes_mm] for p in ps])
     out["logistic_regression_true_key_features_cv5"] = float(
-        cross_val_score(LogisticRegression(max_iter=2000), X, y, cv=5).mean())
+        cross_val_score(LogisticRegression(max_iter=2000), X, y, cv=5).mean()
+    )
 
     g = np.array([r[0] for r in measured_rows])
     jsw = np.array([r[1] for r in measured_rows])
@@ -189,14 +206,16 @@ def make_grid(path: Path, size: int = 224) -> None:
             ax = axes[r, c]
             ax.imshow(render(p, size), cmap="gray", vmin=0, vmax=255)
             ost = "osteophytes" if p.osteophytes else "no osteophytes"
-            ax.set_title(f"KL-{grade} ({p.side})  JSW-M {p.jsw_medial_mm:.1f} mm\n{ost}",
-                         fontsize=8)
+            ax.set_title(
+                f"KL-{grade} ({p.side})  JSW-M {p.jsw_medial_mm:.1f} mm\n{ost}", fontsize=8
+            )
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r, 0].set_ylabel(f"KL-{grade}", fontsize=12)
-    fig.suptitle("kecae phantoms: synthetic AP knee radiographs "
-                 "(224 px; JSW-M = medial joint space)",
-                 fontsize=10)
+    fig.suptitle(
+        "kecae phantoms: synthetic AP knee radiographs (224 px; JSW-M = medial joint space)",
+        fontsize=10,
+    )
     fig.subplots_adjust(left=0.03, right=0.99, bottom=0.01, top=0.88, wspace=0.05, hspace=0.28)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -211,8 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
-    machine = {"platform": platform.platform(), "python": platform.python_version(),
-               "numpy": np.__version__}
+    machine = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
     result: dict = {"machine": machine, "quick": args.quick}
     result["speed"] = bench_speed(args.quick)
     result["measurement"], rows = bench_measurement(args.quick)

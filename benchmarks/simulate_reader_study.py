@@ -76,10 +76,40 @@ def make_generated(root: Path, pairs: int, size: int, seed: int) -> Path:
         ex1, ex2 = f"2/pair{k:07d}_kl0to2.png", f"0/pair{k:07d}_kl2to0.png"
         Image.fromarray(render(dataclasses.replace(p1, grade=2, **key2), size)).save(gen / ex1)
         Image.fromarray(render(dataclasses.replace(p2, grade=0, **key1), size)).save(gen / ex2)
-        rows.append([ex1, 2, "train", f"p{k}a", p1.side, Path(ex1).stem, k, "kl0_to_kl2",
-                     x1.stem, x2.stem, str(x1.resolve()), str(x2.resolve()), "phantom"])
-        rows.append([ex2, 0, "train", f"p{k}b", p2.side, Path(ex2).stem, k, "kl2_to_kl0",
-                     x2.stem, x1.stem, str(x2.resolve()), str(x1.resolve()), "phantom"])
+        rows.append(
+            [
+                ex1,
+                2,
+                "train",
+                f"p{k}a",
+                p1.side,
+                Path(ex1).stem,
+                k,
+                "kl0_to_kl2",
+                x1.stem,
+                x2.stem,
+                str(x1.resolve()),
+                str(x2.resolve()),
+                "phantom",
+            ]
+        )
+        rows.append(
+            [
+                ex2,
+                0,
+                "train",
+                f"p{k}b",
+                p2.side,
+                Path(ex2).stem,
+                k,
+                "kl2_to_kl0",
+                x2.stem,
+                x1.stem,
+                str(x2.resolve()),
+                str(x1.resolve()),
+                "phantom",
+            ]
+        )
     with open(gen / "manifest.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(MANIFEST_FIELDS)
@@ -88,8 +118,13 @@ def make_generated(root: Path, pairs: int, size: int, seed: int) -> Path:
 
 
 def kecae(*args: str, capture: bool = True) -> str:
-    out = subprocess.run([sys.executable, "-m", "kecae", *args], cwd=ROOT, text=True,
-                         capture_output=capture, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "kecae", *args],
+        cwd=ROOT,
+        text=True,
+        capture_output=capture,
+        check=False,
+    )
     if out.returncode:
         raise SystemExit(f"kecae {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
     return out.stdout
@@ -99,11 +134,15 @@ class Served:
     """`kecae reader-study serve STUDY --port 0` in a child process."""
 
     def __init__(self, study: Path):
-        self.log = tempfile.NamedTemporaryFile("w+", suffix=".log")
-        self.proc = subprocess.Popen([sys.executable, "-m", "kecae", "reader-study", "serve",
-                                      str(study), "--port", "0"], cwd=ROOT, stdout=self.log,
-                                     stderr=subprocess.STDOUT, env=dict(os.environ,
-                                                                        PYTHONUNBUFFERED="1"))
+        # open for the server's life: closed in stop()
+        self.log = tempfile.NamedTemporaryFile("w+", suffix=".log")  # noqa: SIM115 (see stop())
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kecae", "reader-study", "serve", str(study), "--port", "0"],
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
         for _ in range(600):
             m = re.search(r" at (http://\S+?)/ ", Path(self.log.name).read_text())
             if m:
@@ -137,15 +176,20 @@ def truth(study: Path) -> dict[str, dict]:
     con = sqlite3.connect(study / "study.sqlite")
     con.row_factory = sqlite3.Row
     try:
-        return {r["id"]: dict(r) for r in con.execute(
-            "SELECT i.id, i.phase, i.kind, i.grade, im.source FROM items i "
-            "JOIN images im ON im.id = i.image_id")}
+        return {
+            r["id"]: dict(r)
+            for r in con.execute(
+                "SELECT i.id, i.phase, i.kind, i.grade, im.source FROM items i "
+                "JOIN images im ON im.id = i.image_id"
+            )
+        }
     finally:
         con.close()
 
 
-def simulate_reader(server: Served, link: str, name: str, oracle: dict, seed: int,
-                    stats: dict) -> None:
+def simulate_reader(
+    server: Served, link: str, name: str, oracle: dict, seed: int, stats: dict
+) -> None:
     rng = np.random.default_rng(seed)
     n = 0
     while True:
@@ -184,17 +228,40 @@ def screenshots(generated: Path, folder: Path, work: Path) -> list[Path]:
     from selenium.webdriver.support.ui import WebDriverWait
 
     study = work / "screens"
-    kecae("reader-study", "prepare", "--generated", str(generated), "--pairs", "2",
-          "--readers", "dr_lee", "--out", str(study), "--seed", "3")
-    link = next(line.split("\t")[1] for line in (study / "links.txt").read_text().splitlines()
-                if not line.startswith("#"))
+    kecae(
+        "reader-study",
+        "prepare",
+        "--generated",
+        str(generated),
+        "--pairs",
+        "2",
+        "--readers",
+        "dr_lee",
+        "--out",
+        str(study),
+        "--seed",
+        "3",
+    )
+    link = next(
+        line.split("\t")[1]
+        for line in (study / "links.txt").read_text().splitlines()
+        if not line.startswith("#")
+    )
     os.environ.setdefault("SE_OFFLINE", "true")
     opts = webdriver.ChromeOptions()
     opts.binary_location = shutil.which("chromium") or ""
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--window-size=1280,800",
-                 f"--user-data-dir={work / 'chromium-profile'}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,800",
+        f"--user-data-dir={work / 'chromium-profile'}",
+    ):
         opts.add_argument(flag)
     drv = webdriver.Chrome(options=opts, service=Service(shutil.which("chromedriver") or ""))
     server = Served(study)
@@ -203,8 +270,11 @@ def screenshots(generated: Path, folder: Path, work: Path) -> list[Path]:
 
     def shot(name: str, wait_id: str) -> None:
         WebDriverWait(drv, 15).until(lambda d: d.find_elements(By.ID, wait_id))
-        WebDriverWait(drv, 15).until(lambda d: d.execute_script(
-            "return [...document.images].every(i => i.complete && i.naturalWidth > 0);"))
+        WebDriverWait(drv, 15).until(
+            lambda d: d.execute_script(
+                "return [...document.images].every(i => i.complete && i.naturalWidth > 0);"
+            )
+        )
         shots.append(folder / f"reader_study_{name}.png")
         drv.save_screenshot(str(shots[-1]))
 
@@ -242,8 +312,9 @@ def montage(shots: list[Path], path: Path, scale: float = 0.5) -> Path:
     for p in shots:
         with Image.open(p) as im:
             w, h = im.size
-            tiles.append(im.convert("RGB").resize((int(w * scale), int(h * scale)),
-                                                  Image.Resampling.LANCZOS))
+            tiles.append(
+                im.convert("RGB").resize((int(w * scale), int(h * scale)), Image.Resampling.LANCZOS)
+            )
     tw, th = max(t.size[0] for t in tiles), max(t.size[1] for t in tiles)
     gap = 6
     sheet = Image.new("RGB", (2 * tw + gap, 2 * th + gap), (60, 66, 75))
@@ -271,21 +342,40 @@ def main() -> None:
         t_gen = time.perf_counter() - t0
         # 2. the study
         study = work / "study"
-        prep = kecae("reader-study", "prepare", "--generated", str(generated), "--pairs",
-                     str(args.pairs), "--controls", str(args.controls), "--readers", *READERS,
-                     "--seed", str(args.seed), "--out", str(study))
+        prep = kecae(
+            "reader-study",
+            "prepare",
+            "--generated",
+            str(generated),
+            "--pairs",
+            str(args.pairs),
+            "--controls",
+            str(args.controls),
+            "--readers",
+            *READERS,
+            "--seed",
+            str(args.seed),
+            "--out",
+            str(study),
+        )
         # 3. three readers at once through HTTP
-        links = dict(line.split("\t") for line in (study / "links.txt").read_text().splitlines()
-                     if not line.startswith("#"))
+        links = dict(
+            line.split("\t")
+            for line in (study / "links.txt").read_text().splitlines()
+            if not line.startswith("#")
+        )
         oracle = truth(study)
         server = Served(study)
         stats: dict[str, int] = {}
         t1 = time.perf_counter()
         try:
-            threads = [threading.Thread(target=simulate_reader,
-                                        args=(server, links[name], name, oracle,
-                                              1000 * args.seed + i, stats))
-                       for i, name in enumerate(READERS)]
+            threads = [
+                threading.Thread(
+                    target=simulate_reader,
+                    args=(server, links[name], name, oracle, 1000 * args.seed + i, stats),
+                )
+                for i, name in enumerate(READERS)
+            ]
             for t in threads:
                 t.start()
             for t in threads:
@@ -306,35 +396,47 @@ def main() -> None:
             f"{args.controls} real controls, seed {args.seed}.",
             "Reader model: an image conveys its intended/true grade with p = "
             f"{Q_GENERATED} (generated) / {Q_REAL} (real); reader r_i reports it with p = "
-            + ", ".join(f"{n} {r}" for n, r in READERS.items()) + ".",
+            + ", ".join(f"{n} {r}" for n, r in READERS.items())
+            + ".",
             "Expected accuracy on generated images: "
             + ", ".join(f"{n} {100 * v:.1f} %" for n, v in expected.items())
-            + "; on controls: " + ", ".join(f"{n} {100 * v:.1f} %"
-                                            for n, v in expected_ctrl.items()) + ".",
+            + "; on controls: "
+            + ", ".join(f"{n} {100 * v:.1f} %" for n, v in expected_ctrl.items())
+            + ".",
             f"{n_answers} answers POSTed by 3 concurrent readers through the live server in "
             f"{t_answers:.1f} s ({n_answers / t_answers:.0f} answers/s, each committed with "
-            f"synchronous=FULL); phantoms {t_gen:.1f} s.", "",
+            f"synchronous=FULL); phantoms {t_gen:.1f} s.",
+            "",
             "$ kecae reader-study prepare --generated GEN --pairs "
             f"{args.pairs} --controls {args.controls} --readers r1 r2 r3 --out STUDY",
-            re.sub(r"/r/\S+", "/r/<token>", prep).rstrip().replace(str(work), "…"), "",
-            "$ kecae reader-study analyze STUDY --run RUN", table.rstrip().replace(str(work), "…"),
+            re.sub(r"/r/\S+", "/r/<token>", prep).rstrip().replace(str(work), "…"),
+            "",
+            "$ kecae reader-study analyze STUDY --run RUN",
+            table.rstrip().replace(str(work), "…"),
         ]
         out.mkdir(parents=True, exist_ok=True)
         (out / "reader_study_simulated.txt").write_text("\n".join(header) + "\n")
         data = json.loads((study / "analysis.json").read_text())
         data["study"] = "simulated"
-        data["simulation"] = {"readers": READERS, "q_generated": Q_GENERATED, "q_real": Q_REAL,
-                              "expected_accuracy": expected,
-                              "expected_control_accuracy": expected_ctrl,
-                              "answers": n_answers, "answer_seconds": t_answers}
+        data["simulation"] = {
+            "readers": READERS,
+            "q_generated": Q_GENERATED,
+            "q_real": Q_REAL,
+            "expected_accuracy": expected,
+            "expected_control_accuracy": expected_ctrl,
+            "answers": n_answers,
+            "answer_seconds": t_answers,
+        }
         (out / "reader_study_simulated.json").write_text(json.dumps(data, indent=2) + "\n")
         print("\n".join(header))
         if args.screenshots:
             shots = screenshots(generated, Path(args.screenshots), work)
             for p in [*shots, montage(shots, Path(args.screenshots) / "reader_study_screens.png")]:
                 print(f"screenshot {p}")
-        print(f"\nwritten {out}/reader_study_simulated.txt and .json "
-              f"({time.perf_counter() - t0:.0f} s)")
+        print(
+            f"\nwritten {out}/reader_study_simulated.txt and .json "
+            f"({time.perf_counter() - t0:.0f} s)"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

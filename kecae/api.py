@@ -26,8 +26,11 @@ import torch
 from PIL import Image
 
 from kecae.data.readers import image_to_grey, preprocess, read_image
+from kecae.device import select_device
+from kecae.errors import KecaeError
+from kecae.files import file_sha256
 from kecae.inference import load_kecae
-from kecae.utils import KecaeError, file_sha256, select_device
+from kecae.models.autoencoder import KECAE
 
 #: What :meth:`KECAEModel.exchange` accepts for an image.
 ImageLike = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
@@ -57,8 +60,9 @@ def _grey(image: ImageLike) -> np.ndarray:
             a = a[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
             a = a / 255.0 if image.dtype == np.uint8 else a
         elif a.ndim != 2:
-            raise KecaeError(f"an image array must be (H, W), (1, H, W) or (H, W, 3); got shape "
-                             f"{image.shape}")
+            raise KecaeError(
+                f"an image array must be (H, W), (1, H, W) or (H, W, 3); got shape {image.shape}"
+            )
         elif a.dtype == np.uint8:
             a = a / 255.0
         elif a.dtype == np.uint16:
@@ -69,15 +73,18 @@ def _grey(image: ImageLike) -> np.ndarray:
         if not np.isfinite(a).all():
             raise KecaeError("the image array holds NaN or infinite values")
         return np.clip(a, 0.0, 1.0)
-    raise KecaeError(f"cannot use a {type(image).__name__} as an image: pass a file path, a PIL "
-                     "image, a numpy array or a torch tensor")
+    raise KecaeError(
+        f"cannot use a {type(image).__name__} as an image: pass a file path, a PIL "
+        "image, a numpy array or a torch tensor"
+    )
 
 
 class KECAEModel:
     """A trained KECAE ready to exchange key features between knee radiographs."""
 
-    def __init__(self, model: torch.nn.Module, checkpoint: dict[str, Any], path: Path,
-                 device: torch.device) -> None:
+    def __init__(
+        self, model: KECAE, checkpoint: dict[str, Any], path: Path, device: torch.device
+    ) -> None:
         self.model, self.checkpoint, self.path, self.device = model, checkpoint, path, device
         self._sha256: str | None = None
 
@@ -105,24 +112,35 @@ class KECAEModel:
         h, w = grey.shape
         side = min(h, w)
         x = preprocess(grey, self.image_size, fit="crop")  # (S, S) in [-1, 1], as in training
-        return _Prepared(torch.from_numpy(x)[None, None].to(self.device), grey,
-                         ((h - side) // 2, (w - side) // 2, side), image)
+        return _Prepared(
+            torch.from_numpy(x)[None, None].to(self.device),
+            grey,
+            ((h - side) // 2, (w - side) // 2, side),
+            image,
+        )
 
     def _finish(self, y: torch.Tensor, p: _Prepared) -> Any:
         """Model output (1, 1, S, S) -> the input's size and kind."""
         square = ((y[0, 0].float().cpu().numpy() + 1.0) / 2.0).clip(0.0, 1.0)
         top, left, side = p.box
         if side != square.shape[0]:
-            square = np.asarray(Image.fromarray(square.astype(np.float32)).resize(
-                (side, side), resample=Image.Resampling.LANCZOS), dtype=np.float64).clip(0, 1)
+            square = np.asarray(
+                Image.fromarray(square.astype(np.float32)).resize(
+                    (side, side), resample=Image.Resampling.LANCZOS
+                ),
+                dtype=np.float64,
+            ).clip(0, 1)
         full = p.grey.copy()
-        full[top:top + side, left:left + side] = square
+        full[top : top + side, left : left + side] = square
         src = p.source
         if isinstance(src, (str, os.PathLike, Image.Image)):
             return Image.fromarray(np.round(full * 255.0).astype(np.uint8), mode="L")
         if isinstance(src, torch.Tensor):
-            return torch.from_numpy(full.astype(np.float32)).reshape(src.shape) \
-                if src.numel() == full.size else torch.from_numpy(full.astype(np.float32))
+            return (
+                torch.from_numpy(full.astype(np.float32)).reshape(src.shape)
+                if src.numel() == full.size
+                else torch.from_numpy(full.astype(np.float32))
+            )
         if src.dtype == np.uint8:
             return np.round(full * 255.0).astype(np.uint8).reshape(_shape2(src))
         if src.dtype == np.uint16:

@@ -30,19 +30,37 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kecae import CLASS_GRADES, __version__
+from kecae.device import select_device
+from kecae.errors import KecaeError
+from kecae.files import atomic_path, atomic_write_text, file_sha256
 from kecae.runfolder import GeneratedFolder, check_same, load_path, prepare_output, store_path
-from kecae.utils import KecaeError, atomic_path, atomic_write_text, file_sha256, select_device
+
+if TYPE_CHECKING:
+    from kecae.data.cache import ImageSet
+    from kecae.data.pairs import PairSampler
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FIELDS = ["path", "grade", "split", "patient_id", "side", "image_id", "pair_index",
-                   "direction", "recipient_id", "donor_id", "recipient_path", "donor_path",
-                   "checkpoint_sha256"]
+MANIFEST_FIELDS = [
+    "path",
+    "grade",
+    "split",
+    "patient_id",
+    "side",
+    "image_id",
+    "pair_index",
+    "direction",
+    "recipient_id",
+    "donor_id",
+    "recipient_path",
+    "donor_path",
+    "checkpoint_sha256",
+]
 
 
 @dataclass
@@ -64,8 +82,10 @@ class GenerateConfig:
 
 def _file_names(k: int) -> tuple[str, str]:
     """Relative paths of X'1 (label KL-2) and X'2 (label KL-0) of pair ``k``."""
-    return (f"{CLASS_GRADES[1]}/pair{k:07d}_kl0to2.png",
-            f"{CLASS_GRADES[0]}/pair{k:07d}_kl2to0.png")
+    return (
+        f"{CLASS_GRADES[1]}/pair{k:07d}_kl0to2.png",
+        f"{CLASS_GRADES[0]}/pair{k:07d}_kl2to0.png",
+    )
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
@@ -80,14 +100,19 @@ FORMAT = 2
 _SAME = ("checkpoint_sha256", "data", "seed", "oversample", "image_size")
 
 
-def png_marks(k: int, direction: str, recipient: str, donor: str, ckpt_hash: str
-              ) -> dict[str, str]:
+def png_marks(k: int, direction: str, recipient: str, donor: str, ckpt_hash: str) -> dict[str, str]:
     """The text chunks of pair ``k``'s image in ``direction``."""
-    return {"Software": f"kecae {__version__}", "kecae:synthetic": "true",
-            "Description": "Synthetic knee radiograph made by kecae (key exchange); not a real "
-                           "patient image",
-            "kecae:pair": str(k), "kecae:direction": direction, "kecae:recipient": recipient,
-            "kecae:donor": donor, "kecae:checkpoint_sha256": ckpt_hash}
+    return {
+        "Software": f"kecae {__version__}",
+        "kecae:synthetic": "true",
+        "Description": "Synthetic knee radiograph made by kecae (key exchange); not a real "
+        "patient image",
+        "kecae:pair": str(k),
+        "kecae:direction": direction,
+        "kecae:recipient": recipient,
+        "kecae:donor": donor,
+        "kecae:checkpoint_sha256": ckpt_hash,
+    }
 
 
 def _write_png(path: Path, image: np.ndarray, marks: dict[str, str] | None = None) -> None:
@@ -111,18 +136,21 @@ def _own_image(path: Path, marks: dict[str, str], size: int, legacy: bool) -> st
             img.load()
             text = dict(getattr(img, "text", {}) or {})
             shape = img.size
-    except Exception as exc:  # truncated, not an image, a folder: all "not ours"
+    except Exception as exc:  # noqa: BLE001 (truncated, not an image, a folder: all "not ours")
         return f"it does not decode ({type(exc).__name__})"
     if shape != (size, size):
         return f"it is {shape[0]} x {shape[1]} px, not {size} x {size}"
     if legacy and "kecae:synthetic" not in text:
         return None  # written by a kecae older than the marks
-    wrong = [k for k in ("kecae:checkpoint_sha256", "kecae:pair", "kecae:direction")
-             if text.get(k) != marks[k]]
+    wrong = [
+        k
+        for k in ("kecae:checkpoint_sha256", "kecae:pair", "kecae:direction")
+        if text.get(k) != marks[k]
+    ]
     return f"its {', '.join(wrong)} text differs or is missing" if wrong else None
 
 
-def _read_meta(folder: GeneratedFolder) -> dict[str, Any] | None:
+def read_meta(folder: GeneratedFolder) -> dict[str, Any] | None:
     """generation.json with absolute paths; None for a folder generate did not make yet."""
     if not folder.meta.exists():
         return None
@@ -131,9 +159,11 @@ def _read_meta(folder: GeneratedFolder) -> dict[str, Any] | None:
         if not isinstance(meta, dict):
             raise ValueError("not a JSON object")
     except (OSError, ValueError) as exc:
-        raise KecaeError(f"{folder.meta} is damaged ({exc}), so the images in {folder.folder} "
-                         "cannot be matched to a checkpoint: choose another --out, or delete "
-                         "the folder to generate again") from exc
+        raise KecaeError(
+            f"{folder.meta} is damaged ({exc}), so the images in {folder.folder} "
+            "cannot be matched to a checkpoint: choose another --out, or delete "
+            "the folder to generate again"
+        ) from exc
     for key in ("checkpoint", "data"):
         if isinstance(meta.get(key), str):
             meta[key] = load_path(meta[key], folder.folder, legacy=True)
@@ -146,28 +176,82 @@ def _check_out(out: Path, data_root: Path, data_is_folder_layout: bool) -> None:
     o, d = out.expanduser().resolve(), data_root.resolve()
     if o == d or (data_is_folder_layout and d in o.parents):
         where = "the data folder" if o == d else "inside the data folder"
-        raise KecaeError(f"--out {out} is {where} {data_root}: its images would be read as part "
-                         "of the data set; "
-                         "choose a folder outside it (e.g. RUN/generated)")
+        raise KecaeError(
+            f"--out {out} is {where} {data_root}: its images would be read as part "
+            "of the data set; "
+            "choose a folder outside it (e.g. RUN/generated)"
+        )
     if o in d.parents:
         raise KecaeError(f"--out {out} holds the data set {data_root}: choose a folder of its own")
-    if not (out / "generation.json").exists() and out.is_dir():
+    if not GeneratedFolder(out).meta.exists() and out.is_dir():
         visible = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
         if visible:
-            raise KecaeError(f"--out {out} holds files that kecae generate did not write ("
-                             f"{', '.join(visible[:3])}{', ...' if len(visible) > 3 else ''}): "
-                             "choose a new or empty folder (generate never overwrites a file it "
-                             "did not write)")
+            raise KecaeError(
+                f"--out {out} holds files that kecae generate did not write ("
+                f"{', '.join(visible[:3])}{', ...' if len(visible) > 3 else ''}): "
+                "choose a new or empty folder (generate never overwrites a file it "
+                "did not write)"
+            )
+
+
+class _PairImages:
+    """The two PNGs of each pair in a generated folder: their names, marks, and whether they
+    are already there (and ours)."""
+
+    def __init__(
+        self,
+        folder: GeneratedFolder,
+        kl0: ImageSet,
+        kl2: ImageSet,
+        ckpt_hash: str,
+        size: int,
+        legacy: bool,
+    ) -> None:
+        self.folder, self.kl0, self.kl2 = folder, kl0, kl2
+        self.ckpt_hash, self.size, self.legacy = ckpt_hash, size, legacy
+
+    def marks(self, k: int, i: int, j: int) -> tuple[dict[str, str], dict[str, str]]:
+        """The text chunks of X'1 and X'2 of pair ``k`` (KL-0 image ``i``, KL-2 image ``j``)."""
+        a, b = self.kl0.image_ids[i], self.kl2.image_ids[j]
+        return (
+            png_marks(k, "kl0_to_kl2", a, b, self.ckpt_hash),
+            png_marks(k, "kl2_to_kl0", b, a, self.ckpt_hash),
+        )
+
+    def done(self, k: int, i: int, j: int) -> bool:
+        """Both images of pair k are there and ours; a foreign file under its name stops."""
+        found = []
+        for name, mark in zip(_file_names(int(k)), self.marks(int(k), int(i), int(j)), strict=True):
+            path = self.folder.folder / name
+            if not path.exists():
+                found.append(False)
+                continue
+            reason = _own_image(path, mark, self.size, self.legacy)
+            if reason is not None:
+                raise KecaeError(
+                    f"{path} is not an image this generation wrote ({reason}): "
+                    "move it out of the folder and rerun (generate never "
+                    "overwrites a file it did not write)"
+                )
+            found.append(True)
+        return all(found)
+
+    def write(self, k: int, i: int, j: int, x1_ex: np.ndarray, x2_ex: np.ndarray) -> None:
+        """X'1 and X'2 (S, S) of pair ``k``, marked."""
+        (name1, name2), (mark1, mark2) = _file_names(k), self.marks(k, i, j)
+        _write_png(self.folder.folder / name1, x1_ex, mark1)
+        _write_png(self.folder.folder / name2, x2_ex, mark2)
 
 
 def generate(cfg: GenerateConfig) -> dict[str, Any]:
     """Write X'1 / X'2 for ``cfg.pairs`` pairs; returns a summary (also in generation.json)."""
-    import torch
     from tqdm.auto import tqdm
 
-    from kecae.configargs import check_values
-    from kecae.data import PairSampler, load_catalog, load_image_set
-    from kecae.inference import load_kecae
+    from kecae.config import check_values
+    from kecae.data.cache import load_image_set
+    from kecae.data.catalog import load_catalog
+    from kecae.data.pairs import PairSampler
+    from kecae.inference import exchange, load_kecae
 
     # every check before anything is written
     check_values(cfg)
@@ -181,108 +265,170 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
         raise KecaeError(f"--out {out} is a file, not a folder: choose a new or empty folder")
     catalog = load_catalog(cfg.data, patient_regex=cfg.patient_regex)
     _check_out(out, catalog.root, catalog.layout == "folders")
-    old = _read_meta(folder)
+    old = read_meta(folder)
     model, ckpt = load_kecae(cfg.checkpoint, device)
     size = int(ckpt["model_config"]["image_size"])
     ckpt_hash = file_sha256(cfg.checkpoint)
-    meta = {"format": FORMAT, "checkpoint": str(Path(cfg.checkpoint).resolve()),
-            "checkpoint_sha256": ckpt_hash, "data": str(Path(cfg.data).resolve()),
-            "pairs": cfg.pairs, "seed": cfg.seed, "oversample": cfg.oversample,
-            "image_size": size}
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "checkpoint": str(Path(cfg.checkpoint).resolve()),
+        "checkpoint_sha256": ckpt_hash,
+        "data": str(Path(cfg.data).resolve()),
+        "pairs": cfg.pairs,
+        "seed": cfg.seed,
+        "oversample": cfg.oversample,
+        "image_size": size,
+    }
     if old is not None:
-        check_same(out, old, meta, fields=_SAME, what="images",
-                   fix="choose another --out, or delete the folder to start again")
-    kl0 = load_image_set(catalog, size=size, split="train", grades=(CLASS_GRADES[0],),
-                         cache_dir=cfg.cache_dir, progress=cfg.progress)
-    kl2 = load_image_set(catalog, size=size, split="train", grades=(CLASS_GRADES[1],),
-                         cache_dir=cfg.cache_dir, progress=cfg.progress)
+        check_same(
+            out,
+            old,
+            meta,
+            fields=_SAME,
+            what="images",
+            fix="choose another --out, or delete the folder to start again",
+        )
+    kl0 = load_image_set(
+        catalog,
+        size=size,
+        split="train",
+        grades=(CLASS_GRADES[0],),
+        cache_dir=cfg.cache_dir,
+        progress=cfg.progress,
+    )
+    kl2 = load_image_set(
+        catalog,
+        size=size,
+        split="train",
+        grades=(CLASS_GRADES[1],),
+        cache_dir=cfg.cache_dir,
+        progress=cfg.progress,
+    )
     total = len(kl0.images) * len(kl2.images)
     if cfg.pairs > total and not cfg.oversample:
-        raise KecaeError(f"--pairs {cfg.pairs} is more than the {total} KL-0 x KL-2 pairs of the "
-                         f"train split: ask for at most {total}")
-    sampler = PairSampler(len(kl0.images), len(kl2.images), cfg.pairs, seed=cfg.seed,
-                          oversample=cfg.oversample)
+        raise KecaeError(
+            f"--pairs {cfg.pairs} is more than the {total} KL-0 x KL-2 pairs of the "
+            f"train split: ask for at most {total}"
+        )
+    sampler = PairSampler(
+        len(kl0.images), len(kl2.images), cfg.pairs, seed=cfg.seed, oversample=cfg.oversample
+    )
     prepare_output(out)
     # a folder begun by a kecae older than the marks keeps accepting its unmarked images
     legacy = old is not None and int(old.get("format", 1)) < FORMAT
-    atomic_write_text(folder.meta, json.dumps(
-        {**meta, "format": 1 if legacy else FORMAT,
-         "checkpoint": store_path(meta["checkpoint"], out),
-         "data": store_path(meta["data"], out)}, indent=2))
+    atomic_write_text(
+        folder.meta,
+        json.dumps(
+            {
+                **meta,
+                "format": 1 if legacy else FORMAT,
+                "checkpoint": store_path(meta["checkpoint"], out),
+                "data": store_path(meta["data"], out),
+            },
+            indent=2,
+        ),
+    )
 
-    def marks(k: int) -> tuple[dict[str, str], dict[str, str]]:
-        i, j = (int(v) for v in sampler[k])
-        return (png_marks(k, "kl0_to_kl2", kl0.image_ids[i], kl2.image_ids[j], ckpt_hash),
-                png_marks(k, "kl2_to_kl0", kl2.image_ids[j], kl0.image_ids[i], ckpt_hash))
-
-    def done(k: int) -> bool:
-        """Both images of pair k are there and ours; a foreign file under its name stops."""
-        names, found = _file_names(k), []
-        for name, mark in zip(names, marks(k), strict=True):
-            path = out / name
-            if not path.exists():
-                found.append(False)
-                continue
-            reason = _own_image(path, mark, size, legacy)
-            if reason is not None:
-                raise KecaeError(f"{path} is not an image this generation wrote ({reason}): "
-                                 "move it out of the folder and rerun (generate never "
-                                 "overwrites a file it did not write)")
-            found.append(True)
-        return all(found)
-
+    pairs = _PairImages(GeneratedFolder(out), kl0, kl2, ckpt_hash, size, legacy)
     written = skipped = 0
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.pairs, desc="generate", unit="pair", disable=not cfg.progress)
     with ThreadPoolExecutor(max_workers=2) as pool:  # PNG encoding overlaps the next forward pass
         for start in range(0, cfg.pairs, cfg.batch_size):
-            ks = range(start, min(start + cfg.batch_size, cfg.pairs))
-            todo = [k for k, ok in zip(ks, pool.map(done, ks), strict=True) if not ok]
-            skipped += len(ks) - len(todo)
-            if todo:
-                ij = np.array([sampler[k] for k in todo], dtype=np.int64)
-                x1 = torch.from_numpy(np.asarray(kl0.images[ij[:, 0]], dtype=np.float32))[:, None]
-                x2 = torch.from_numpy(np.asarray(kl2.images[ij[:, 1]], dtype=np.float32))[:, None]
-                with torch.no_grad():
-                    x1_ex, x2_ex = model.exchange(x1.to(device), x2.to(device))  # (B, 1, S, S)
-                x1_ex, x2_ex = x1_ex[:, 0].float().cpu().numpy(), x2_ex[:, 0].float().cpu().numpy()
-                pending = []
-                for n, k in enumerate(todo):
-                    (name1, name2), (mark1, mark2) = _file_names(k), marks(k)
-                    pending.append(pool.submit(_write_png, out / name1, x1_ex[n], mark1))
-                    pending.append(pool.submit(_write_png, out / name2, x2_ex[n], mark2))
-                written += len(todo)
+            ks = np.arange(start, min(start + cfg.batch_size, cfg.pairs))
+            ij = sampler.pairs(int(ks[0]), int(ks[-1]) + 1)  # (B, 2): KL-0 and KL-2 image
+            todo = np.array(
+                [not ok for ok in pool.map(pairs.done, ks, ij[:, 0], ij[:, 1])], dtype=bool
+            )
+            skipped += int((~todo).sum())
+            if todo.any():
+                x1_ex, x2_ex = exchange(
+                    model,
+                    kl0.images[ij[todo, 0]],
+                    kl2.images[ij[todo, 1]],
+                    batch_size=cfg.batch_size,
+                    device=device,
+                )
+                pending = [
+                    pool.submit(pairs.write, int(k), int(i), int(j), a, b)
+                    for k, (i, j), a, b in zip(ks[todo], ij[todo], x1_ex, x2_ex, strict=True)
+                ]
+                written += len(pending)
                 for f in pending:
                     f.result()  # surfaces a full disk at once
             bar.update(len(ks))
     bar.close()
     seconds = time.perf_counter() - t0
-    _write_manifest(out, sampler, kl0, kl2, cfg.pairs, ckpt_hash)
-    summary = {**meta, "written_pairs": written, "skipped_pairs": skipped,
-               "images": 2 * cfg.pairs, "seconds": seconds,
-               "images_per_s": 2 * written / seconds if written else None}
-    log.info("generated %d new pairs (%d already there) in %.1f s -> %s", written, skipped,
-             seconds, out)
+    _write_manifest(folder, sampler, kl0, kl2, cfg.pairs, ckpt_hash)
+    summary = {
+        **meta,
+        "written_pairs": written,
+        "skipped_pairs": skipped,
+        "images": 2 * cfg.pairs,
+        "seconds": seconds,
+        "images_per_s": 2 * written / seconds if written else None,
+    }
+    log.info(
+        "generated %d new pairs (%d already there) in %.1f s -> %s", written, skipped, seconds, out
+    )
     return summary
 
 
-def _write_manifest(out: Path, sampler: Any, kl0: Any, kl2: Any, pairs: int,
-                    ckpt_hash: str) -> None:
+def _write_manifest(
+    folder: GeneratedFolder,
+    sampler: PairSampler,
+    kl0: ImageSet,
+    kl2: ImageSet,
+    pairs: int,
+    ckpt_hash: str,
+    chunk: int = 65536,
+) -> None:
     """Rows follow from (pair index, sampler, image sets): written in one streaming pass. Source
     paths are written as the run folder stores paths (relative inside it)."""
+    out = folder.folder
+
     def src(path: Any) -> str:
         return store_path(path, out)
 
-    with atomic_path(out / "manifest.csv") as tmp, open(tmp, "w", newline="") as fh:
+    with atomic_path(folder.manifest) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(MANIFEST_FIELDS)
-        for k in range(pairs):
-            i, j = (int(v) for v in sampler[k])
-            name1, name2 = _file_names(k)
-            # X'1: the KL-0 knee i (its anatomy, patient and side) with the key of KL-2 knee j
-            w.writerow([name1, CLASS_GRADES[1], "train", kl0.patient_ids[i], kl0.sides[i] or "",
-                        Path(name1).stem, k, "kl0_to_kl2", kl0.image_ids[i], kl2.image_ids[j],
-                        src(kl0.paths[i]), src(kl2.paths[j]), ckpt_hash])
-            w.writerow([name2, CLASS_GRADES[0], "train", kl2.patient_ids[j], kl2.sides[j] or "",
-                        Path(name2).stem, k, "kl2_to_kl0", kl2.image_ids[j], kl0.image_ids[i],
-                        src(kl2.paths[j]), src(kl0.paths[i]), ckpt_hash])
+        for start in range(0, pairs, chunk):
+            ij = sampler.pairs(start, min(start + chunk, pairs))
+            for k, (i, j) in enumerate(ij.tolist(), start=start):
+                name1, name2 = _file_names(k)
+                # X'1: the KL-0 knee i (its anatomy, patient and side) with the key of KL-2 knee j
+                w.writerow(
+                    [
+                        name1,
+                        CLASS_GRADES[1],
+                        "train",
+                        kl0.patient_ids[i],
+                        kl0.sides[i] or "",
+                        Path(name1).stem,
+                        k,
+                        "kl0_to_kl2",
+                        kl0.image_ids[i],
+                        kl2.image_ids[j],
+                        src(kl0.paths[i]),
+                        src(kl2.paths[j]),
+                        ckpt_hash,
+                    ]
+                )
+                w.writerow(
+                    [
+                        name2,
+                        CLASS_GRADES[0],
+                        "train",
+                        kl2.patient_ids[j],
+                        kl2.sides[j] or "",
+                        Path(name2).stem,
+                        k,
+                        "kl2_to_kl0",
+                        kl2.image_ids[j],
+                        kl0.image_ids[i],
+                        src(kl2.paths[j]),
+                        src(kl0.paths[i]),
+                        ckpt_hash,
+                    ]
+                )

@@ -19,16 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kecae.models.kecae import KECAEOutput, gaussian_blur, warp_images
-
-#: Ways to take the LDA statistics (see :func:`lda_term`).
-LDA_MODES = ("image", "batch", "log")
-#: Reconstruction losses (see :func:`reconstruction_term`).
-RECON_LOSSES = ("mse", "l1")
+from kecae.models.autoencoder import KECAE, KECAEOutput, gaussian_blur, warp_images
+from kecae.registry import LDA_MODES, RECON_LOSSES
 
 
-def mse_term(x1: torch.Tensor, x1_hat: torch.Tensor, x2: torch.Tensor,
-             x2_hat: torch.Tensor) -> torch.Tensor:
+def mse_term(
+    x1: torch.Tensor, x1_hat: torch.Tensor, x2: torch.Tensor, x2_hat: torch.Tensor
+) -> torch.Tensor:
     """J_MSE = MSE(X1, X̂1) + MSE(X2, X̂2) (Eq. 4), each a mean over all elements.
 
     Shapes: all (B, 1, S, S). Returns a scalar.
@@ -36,8 +33,13 @@ def mse_term(x1: torch.Tensor, x1_hat: torch.Tensor, x2: torch.Tensor,
     return F.mse_loss(x1_hat, x1) + F.mse_loss(x2_hat, x2)
 
 
-def reconstruction_term(x1: torch.Tensor, x1_hat: torch.Tensor, x2: torch.Tensor,
-                        x2_hat: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+def reconstruction_term(
+    x1: torch.Tensor,
+    x1_hat: torch.Tensor,
+    x2: torch.Tensor,
+    x2_hat: torch.Tensor,
+    kind: str = "mse",
+) -> torch.Tensor:
     """J_MSE (``"mse"``, the paper) or the same sum with mean absolute errors (``"l1"``, which
     blurs less: the median, not the mean, of the plausible outputs). Shapes (B, 1, S, S)."""
     if kind == "mse":
@@ -47,9 +49,11 @@ def reconstruction_term(x1: torch.Tensor, x1_hat: torch.Tensor, x2: torch.Tensor
     raise ValueError(f"unknown reconstruction loss {kind!r}; choose one of {list(RECON_LOSSES)}")
 
 
-def supervision_term(logits_x1_ex: torch.Tensor, logits_x2_ex: torch.Tensor,
-                     y1: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
-    """J_SUP = CE(D(X'1), Y2) + CE(D(X'2), Y1) (Eq. 5): each exchanged image takes its donor's label.
+def supervision_term(
+    logits_x1_ex: torch.Tensor, logits_x2_ex: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor
+) -> torch.Tensor:
+    """J_SUP = CE(D(X'1), Y2) + CE(D(X'2), Y1) (Eq. 5): each exchanged image takes its donor's
+    label.
 
     X'1 carries X2's key features, so it must be classified as Y2 (and X'2 as Y1).
     Shapes: logits (B, K), labels (B,) class indices. Each CE is a mean over the batch.
@@ -57,8 +61,9 @@ def supervision_term(logits_x1_ex: torch.Tensor, logits_x2_ex: torch.Tensor,
     return F.cross_entropy(logits_x1_ex, y2) + F.cross_entropy(logits_x2_ex, y1)
 
 
-def lda_term(h_nonkey: torch.Tensor, h_key: torch.Tensor, eps: float = 1e-6,
-             mode: str = "image") -> torch.Tensor:
+def lda_term(
+    h_nonkey: torch.Tensor, h_key: torch.Tensor, eps: float = 1e-6, mode: str = "image"
+) -> torch.Tensor:
     """Fisher-LDA ratio J_LDA = (σN² + σK²) / ((µN − µK)² + ε) (Eq. 6-7); small when the key and
     non-key vectors sit far apart with little spread.
 
@@ -76,8 +81,10 @@ def lda_term(h_nonkey: torch.Tensor, h_key: torch.Tensor, eps: float = 1e-6,
     scalar. ``eps`` > 0 keeps the ratio finite when µN == µK.
     """
     if h_nonkey.shape[0] != h_key.shape[0]:
-        raise ValueError(f"h_nonkey {tuple(h_nonkey.shape)} and h_key {tuple(h_key.shape)} "
-                         "must hold the same number of images")
+        raise ValueError(
+            f"h_nonkey {tuple(h_nonkey.shape)} and h_key {tuple(h_key.shape)} "
+            "must hold the same number of images"
+        )
     if eps < 0:
         raise ValueError(f"eps={eps!r} must be >= 0 (default 1e-6)")
     # float32 statistics: under bf16 autocast the latents arrive in bf16, too coarse for σ².
@@ -111,9 +118,11 @@ def displacement_terms(disp: torch.Tensor, image_size: int) -> dict[str, torch.T
     dy_x = (disp[:, 1, :, 1:] - disp[:, 1, :, :-1])[:, :-1] / spacing  # ∂dy/∂x
     dy_y = (disp[:, 1, 1:, :] - disp[:, 1, :-1, :])[:, :, :-1] / spacing  # ∂dy/∂y
     det = (1 + dx_x) * (1 + dy_y) - dx_y * dy_x
-    return {"disp": disp.pow(2).sum(1).mean(),
-            "smooth": (dx_x ** 2 + dx_y ** 2 + dy_x ** 2 + dy_y ** 2).mean(),
-            "fold": F.relu(0.5 - det).mean()}
+    return {
+        "disp": disp.pow(2).sum(1).mean(),
+        "smooth": (dx_x**2 + dx_y**2 + dy_x**2 + dy_y**2).mean(),
+        "fold": F.relu(0.5 - det).mean(),
+    }
 
 
 def intensity_edit_term(out: KECAEOutput, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
@@ -126,8 +135,9 @@ def intensity_edit_term(out: KECAEOutput, x1: torch.Tensor, x2: torch.Tensor) ->
     return 0.5 * ((out.x1_ex - base1).abs().mean() + (out.x2_ex - base2).abs().mean())
 
 
-def perturb_for_supervisor(x: torch.Tensor, strength: float,
-                           generator: torch.Generator | None = None) -> torch.Tensor:
+def perturb_for_supervisor(
+    x: torch.Tensor, strength: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Random sub-pixel shift (up to ``strength`` px each way, per image) and a Gaussian blur of
     sd drawn in [0, ``strength``] px (per batch): a change the supervisor should not care about,
     which destroys pixel-period patterns that fool a fixed classifier. 0: identity."""
@@ -139,13 +149,26 @@ def perturb_for_supervisor(x: torch.Tensor, strength: float,
     return gaussian_blur(warp_images(x, shift), sigma)
 
 
-def hybrid_loss(out: KECAEOutput, x1: torch.Tensor, x2: torch.Tensor, y1: torch.Tensor,
-                y2: torch.Tensor, supervisor: nn.Module, lambda_sup: float = 1e-2,
-                lambda_lda: float = 1e-3, lda_eps: float = 1e-6,
-                lda_mode: str = "image", *, recon: str = "mse", lambda_disp: float = 0.0,
-                lambda_smooth: float = 0.0, lambda_fold: float = 0.0, sup_perturb: float = 0.0,
-                lambda_edit: float = 0.0, generator: torch.Generator | None = None
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def hybrid_loss(
+    out: KECAEOutput,
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    y1: torch.Tensor,
+    y2: torch.Tensor,
+    supervisor: nn.Module,
+    lambda_sup: float = 1e-2,
+    lambda_lda: float = 1e-3,
+    lda_eps: float = 1e-6,
+    lda_mode: str = "image",
+    *,
+    recon: str = "mse",
+    lambda_disp: float = 0.0,
+    lambda_smooth: float = 0.0,
+    lambda_fold: float = 0.0,
+    sup_perturb: float = 0.0,
+    lambda_edit: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """J = J_MSE + λ1·J_SUP + λ2·J_LDA (Eq. 8) for one batch of pairs, plus the optional
     displacement penalties (weights ``lambda_disp``, ``lambda_smooth``, ``lambda_fold``) when the
     model warps, and ``lambda_edit`` times :func:`intensity_edit_term`.
@@ -160,9 +183,15 @@ def hybrid_loss(out: KECAEOutput, x1: torch.Tensor, x2: torch.Tensor, y1: torch.
     reconstruction term, whichever its kind), ``sup``, ``lda``, ``total`` (and ``disp``,
     ``smooth``, ``fold`` for a warp) for logging (tensors: logging forces no device sync).
     """
-    weights = dict(lambda_sup=lambda_sup, lambda_lda=lambda_lda, lambda_disp=lambda_disp,
-                   lambda_smooth=lambda_smooth, lambda_fold=lambda_fold, sup_perturb=sup_perturb,
-                   lambda_edit=lambda_edit)
+    weights = dict(
+        lambda_sup=lambda_sup,
+        lambda_lda=lambda_lda,
+        lambda_disp=lambda_disp,
+        lambda_smooth=lambda_smooth,
+        lambda_fold=lambda_fold,
+        sup_perturb=sup_perturb,
+        lambda_edit=lambda_edit,
+    )
     bad = {k: v for k, v in weights.items() if not (v >= 0 and v < float("inf"))}
     if bad:
         raise ValueError(f"{bad} must be finite and >= 0 (paper: lambda_sup 1e-2, lambda_lda 1e-3)")
@@ -171,14 +200,17 @@ def hybrid_loss(out: KECAEOutput, x1: torch.Tensor, x2: torch.Tensor, y1: torch.
     x_ex = perturb_for_supervisor(torch.cat([out.x1_ex, out.x2_ex]), sup_perturb, generator)
     logits = supervisor(x_ex)  # (2B, K)
     j_sup = supervision_term(logits[:b], logits[b:], y1, y2)
-    j_lda = 0.5 * (lda_term(out.hn1, out.hk1, lda_eps, lda_mode)
-                   + lda_term(out.hn2, out.hk2, lda_eps, lda_mode))
+    j_lda = 0.5 * (
+        lda_term(out.hn1, out.hk1, lda_eps, lda_mode)
+        + lda_term(out.hn2, out.hk2, lda_eps, lda_mode)
+    )
     total = j_rec + lambda_sup * j_sup + lambda_lda * j_lda
     terms = {"mse": j_rec.detach(), "sup": j_sup.detach(), "lda": j_lda.detach()}
     if out.disp1 is not None and out.disp2 is not None:
         d = displacement_terms(torch.cat([out.disp1, out.disp2]), x1.shape[-1])
-        total = (total + lambda_disp * d["disp"] + lambda_smooth * d["smooth"]
-                 + lambda_fold * d["fold"])
+        total = (
+            total + lambda_disp * d["disp"] + lambda_smooth * d["smooth"] + lambda_fold * d["fold"]
+        )
         terms.update({k: v.detach() for k, v in d.items()})
     if lambda_edit > 0:
         j_edit = intensity_edit_term(out, x1, x2)
@@ -188,9 +220,15 @@ def hybrid_loss(out: KECAEOutput, x1: torch.Tensor, x2: torch.Tensor, y1: torch.
     return total, terms
 
 
-def consistency_terms(model: nn.Module, out: KECAEOutput, x1: torch.Tensor, x2: torch.Tensor,
-                      cycle: bool = True, same: bool = True,
-                      generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+def consistency_terms(
+    model: KECAE,
+    out: KECAEOutput,
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    cycle: bool = True,
+    same: bool = True,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
     """Disentanglement constraints (as in DRIT / MUNIT / the Swapping Autoencoder), unweighted.
 
     - ``cycle``: re-encoding X'1 gives back hN1 and hK2, and X'2 gives hN2 and hK1; each MSE is
@@ -213,16 +251,26 @@ def consistency_terms(model: nn.Module, out: KECAEOutput, x1: torch.Tensor, x2: 
             target = target.detach()
             return F.mse_loss(a, target) / (target.var() + 1e-6)
 
-        terms["cycle"] = 0.25 * (rel(hn[:b], out.hn1) + rel(hk[:b], out.hk2)
-                                 + rel(hn[b:], out.hn2) + rel(hk[b:], out.hk1))
+        terms["cycle"] = 0.25 * (
+            rel(hn[:b], out.hn1)
+            + rel(hk[:b], out.hk2)
+            + rel(hn[b:], out.hn2)
+            + rel(hk[b:], out.hk1)
+        )
     if same and b > 1:
-        perm = (torch.arange(b) + torch.randint(1, b, (1,), generator=generator)) % b  # no fixed point
+        perm = (
+            torch.arange(b) + torch.randint(1, b, (1,), generator=generator)
+        ) % b  # no fixed point
         perm = perm.to(x1.device)
         x = torch.cat([x1, x2])
         hat = torch.cat([out.x1_hat, out.x2_hat])
         hn, hk = torch.cat([out.hn1, out.hn2]), torch.cat([out.hk1[perm], out.hk2[perm]])
         dec, u = model.decode_with_displacement(hn + hk)
-        u_hat = torch.cat([out.flow1, out.flow2]) if out.flow1 is not None else None
+        u_hat = (
+            torch.cat([out.flow1, out.flow2])
+            if out.flow1 is not None and out.flow2 is not None
+            else None
+        )
         x_same, _ = model.exchanged(x, hat, dec, u_hat, u)
         target = hat if model.config.exchange == "decode" else x
         terms["same"] = F.mse_loss(x_same, target.detach())
@@ -233,11 +281,11 @@ class _ReverseGradient(torch.autograd.Function):
     """Identity forward; the gradient is negated on the way back (Ganin & Lempitsky 2015)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - autograd API
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102 - autograd API
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         return -grad
 
 
@@ -257,13 +305,16 @@ class GradeProbes(nn.Module):
         self.nonkey = nn.Linear(nonkey_dim, num_classes)
 
 
-def probe_terms(probes: GradeProbes, out: KECAEOutput, y1: torch.Tensor,
-                y2: torch.Tensor) -> dict[str, torch.Tensor]:
+def probe_terms(
+    probes: GradeProbes, out: KECAEOutput, y1: torch.Tensor, y2: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """``key_cls`` = CE of the key probe on (hK1, hK2) with the true grades; ``nonkey_adv`` = CE
     of the non-key probe on (hN1, hN2) seen through a gradient reversal (minimising it trains the
     probe and, reversed, pushes the grade out of hN). Unweighted scalars."""
     y = torch.cat([y1, y2])
     hk = torch.cat([out.hk1, out.hk2]).flatten(1).float()  # (2B, C·h·w)
     hn = torch.cat([out.hn1, out.hn2]).flatten(1).float()
-    return {"key_cls": F.cross_entropy(probes.key(hk), y),
-            "nonkey_adv": F.cross_entropy(probes.nonkey(_ReverseGradient.apply(hn)), y)}
+    return {
+        "key_cls": F.cross_entropy(probes.key(hk), y),
+        "nonkey_adv": F.cross_entropy(probes.nonkey(_ReverseGradient.apply(hn)), y),
+    }

@@ -45,7 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from kecae.utils import KecaeError, atomic_write_text, output_error, remove_stale_tmp
+from kecae.errors import KecaeError
+from kecae.files import atomic_write_text, output_error, remove_stale_tmp
 
 #: The file that marks the root of a pipeline run folder (the pipeline's settings).
 RUN_MARKER = "run.yaml"
@@ -53,24 +54,58 @@ RUN_MARKER = "run.yaml"
 #: In a training run folder: the fatal data problems the run was told to accept.
 DATA_CHECK = "data_check.json"
 
+#: Names every training run folder uses: its settings, its log (and TensorBoard events), and
+#: its results.
+CONFIG, LOG, TENSORBOARD, METRICS = "config.yaml", "log.csv", "tb", "metrics.json"
+
 #: Configuration fields (of every config dataclass) that hold file or folder paths.
-PATH_FIELDS = frozenset({"data", "out", "supervisor", "augment_dirs", "cache_dir", "checkpoint",
-                         "run", "kecae_checkpoint", "judge", "generated"})
+PATH_FIELDS = frozenset(
+    {
+        "data",
+        "out",
+        "supervisor",
+        "augment_dirs",
+        "cache_dir",
+        "checkpoint",
+        "run",
+        "kecae_checkpoint",
+        "judge",
+        "generated",
+    }
+)
 
 
 # ---------------------------------------------------------------------------------------------
 # The layout
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
-class ClassifierRun:
-    """Files of a classifier training run (``kecae train-classifier --out FOLDER``)."""
+class TrainingRun:
+    """What every training run folder holds: its settings, its log, the data problems it was
+    told to accept."""
 
     folder: Path
 
     @property
     def config(self) -> Path:
-        return self.folder / "config.yaml"
+        return self.folder / CONFIG
+
+    @property
+    def log(self) -> Path:
+        return self.folder / LOG
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.folder / TENSORBOARD
+
+    @property
+    def data_check(self) -> Path:
+        return self.folder / DATA_CHECK
+
+
+class ClassifierRun(TrainingRun):
+    """Files of a classifier training run (``kecae train-classifier --out FOLDER``)."""
 
     @property
     def last(self) -> Path:
@@ -84,22 +119,15 @@ class ClassifierRun:
 
     @property
     def metrics(self) -> Path:
-        return self.folder / "metrics.json"
+        return self.folder / METRICS
 
     @property
     def finished(self) -> bool:
         return self.metrics.is_file() and self.best.is_file()
 
 
-@dataclass(frozen=True)
-class KECAERun:
+class KECAERun(TrainingRun):
     """Files of a KECAE training run (``kecae train --out FOLDER``)."""
-
-    folder: Path
-
-    @property
-    def config(self) -> Path:
-        return self.folder / "config.yaml"
 
     @property
     def last(self) -> Path:
@@ -108,10 +136,6 @@ class KECAERun:
     @property
     def summary(self) -> Path:
         return self.folder / "summary.json"
-
-    @property
-    def log(self) -> Path:
-        return self.folder / "log.csv"
 
     def sample(self, step: int) -> Path:
         return self.folder / "samples" / f"step_{step:07d}.png"
@@ -131,6 +155,23 @@ class GeneratedFolder:
     @property
     def manifest(self) -> Path:
         return self.folder / "manifest.csv"
+
+
+@dataclass(frozen=True)
+class EvalFolder:
+    """The arrays ``kecae evaluate`` keeps for the report's figures."""
+
+    folder: Path
+
+    @property
+    def examples(self) -> Path:
+        """A few test pairs: inputs, reconstructions, exchanges and their joint measurements."""
+        return self.folder / "examples.npz"
+
+    @property
+    def fidelity(self) -> Path:
+        """Per-pair key-transfer ratios and non-key SSIM (phantom data only)."""
+        return self.folder / "fidelity.npz"
 
 
 class RunLayout:
@@ -168,24 +209,80 @@ class RunLayout:
         return GeneratedFolder(self.root / "generated")
 
     @property
-    def eval(self) -> Path:
-        return self.root / "eval"
+    def eval(self) -> EvalFolder:
+        return EvalFolder(self.root / "eval")
 
     @property
     def metrics(self) -> Path:
-        return self.root / "metrics.json"
+        return self.root / METRICS
 
     @property
     def report(self) -> Path:
         return self.root / "report.html"
 
-    def study(self, name: str) -> Path:
-        return self.root / "studies" / name
+    @property
+    def studies(self) -> StudyFolders:
+        return StudyFolders(self.root / "studies")
+
+
+@dataclass(frozen=True)
+class StudyFolders:
+    """The studies' sub-runs, under ``RUN/studies/``."""
+
+    root: Path
+
+    def downstream(self, arch: str, training_set: str, seed: int) -> ClassifierRun:
+        """One classifier of Table II: ``training_set`` is the set's folder name."""
+        return ClassifierRun(self.root / "downstream" / arch / training_set / f"seed_{seed}")
+
+    def downstream_subset(self, pairs: int) -> Path:
+        """The manifest of the first ``pairs`` generated pairs that T' adds."""
+        return self.root / "downstream" / f"generated_first_{pairs}.csv"
+
+    def sampling(self, pairs: int, seed: int) -> ClassifierRun:
+        """One classifier of Fig. 5: the train split plus the first ``pairs`` pairs."""
+        return ClassifierRun(self.root / "sampling" / f"N_{pairs}" / f"seed_{seed}")
+
+    def sampling_generated(self, pairs: int) -> GeneratedFolder:
+        """The sampling study's own generation of its largest N."""
+        return GeneratedFolder(self.root / "sampling" / f"gen_{pairs}")
+
+    def sampling_generations(self) -> list[GeneratedFolder]:
+        """Every generation the sampling study made, earliest name first."""
+        return [GeneratedFolder(p) for p in sorted((self.root / "sampling").glob("gen_*"))]
+
+    def sampling_subset(self, pairs: int) -> Path:
+        return self.root / "sampling" / f"first_{pairs}_pairs.csv"
+
+    def lambda_cell(self, lambda1: float, lambda2: float) -> KECAERun:
+        """One KECAE of the λ1 × λ2 grid."""
+        return KECAERun(self.root / "lambda_grid" / f"l1_{lambda1:g}_l2_{lambda2:g}")
+
+    def lambda_separability(self, cell: KECAERun) -> Path:
+        """The SVM accuracies measured on one grid cell."""
+        return cell.folder / "separability.json"
+
+    def ablation_row(self, row: str, seed: int) -> AblationRun:
+        """One row of the ablation at one seed: a run folder of its own."""
+        return AblationRun(self.root / "ablation" / row / f"seed_{seed}")
+
+    @property
+    def ablation_table(self) -> Path:
+        return self.root / "ablation" / "table.md"
+
+
+class AblationRun(RunLayout):
+    """One ablation row at one seed: its KECAE, evaluation and metrics like a run folder."""
+
+    @property
+    def timing(self) -> Path:
+        return self.root / "timing.json"
 
 
 # ---------------------------------------------------------------------------------------------
 # Paths written into the run folder
 # ---------------------------------------------------------------------------------------------
+
 
 def run_root(folder: str | os.PathLike) -> Path:
     """The nearest folder at or above ``folder`` holding ``run.yaml``, else ``folder`` itself
@@ -237,8 +334,9 @@ def store_paths(values: dict[str, Any], base: str | os.PathLike) -> dict[str, An
     return _map_paths(values, lambda v: store_path(v, base))
 
 
-def load_paths(values: dict[str, Any], base: str | os.PathLike,
-               legacy: bool = False) -> dict[str, Any]:
+def load_paths(
+    values: dict[str, Any], base: str | os.PathLike, legacy: bool = False
+) -> dict[str, Any]:
     """A configuration dict read from a file in folder ``base``, its path fields absolute."""
     return _map_paths(values, lambda v: load_path(v, base, legacy))
 
@@ -253,15 +351,19 @@ def absolute_paths(values: dict[str, Any]) -> dict[str, Any]:
 # Made with the same settings?
 # ---------------------------------------------------------------------------------------------
 
-def differences(old: dict[str, Any], new: dict[str, Any], fields: Iterable[str] | None = None,
-                ignore: Iterable[str] = ()) -> dict[str, tuple[Any, Any]]:
+
+def differences(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    fields: Iterable[str] | None = None,
+    ignore: Iterable[str] = (),
+) -> dict[str, tuple[Any, Any]]:
     """``{field: (old value, new value)}`` for the fields (all of both, less ``ignore``) whose
     values differ. Paths compare by where they point; 1e-3 equals 0.001."""
     names = list(fields) if fields is not None else sorted(set(old) | set(new))
     a, b = absolute_paths(old), absolute_paths(new)
     skip = set(ignore)
-    return {k: (old.get(k), new.get(k)) for k in names
-            if k not in skip and a.get(k) != b.get(k)}
+    return {k: (old.get(k), new.get(k)) for k in names if k not in skip and a.get(k) != b.get(k)}
 
 
 def format_differences(diff: dict[str, tuple[Any, Any]]) -> str:
@@ -269,20 +371,71 @@ def format_differences(diff: dict[str, tuple[Any, Any]]) -> str:
     return "; ".join(f"{k} {old!r} there, {new!r} now" for k, (old, new) in diff.items())
 
 
-def check_same(folder: str | os.PathLike, old: dict[str, Any], new: dict[str, Any], *,
-               fields: Iterable[str] | None = None, ignore: Iterable[str] = (),
-               what: str = "a run", fix: str = "") -> None:
+def check_same(
+    folder: str | os.PathLike,
+    old: dict[str, Any],
+    new: dict[str, Any],
+    *,
+    fields: Iterable[str] | None = None,
+    ignore: Iterable[str] = (),
+    what: str = "a run",
+    fix: str = "",
+    sep: str = ": ",
+) -> None:
     """Refuse (:class:`KecaeError`, every difference listed) when ``folder`` holds ``what``
-    made with settings other than ``new``."""
+    made with settings other than ``new``; ``fix`` (after ``sep``) says what to do instead.
+    Every "may I reuse or resume this folder?" decision of kecae goes through here."""
     diff = differences(old, new, fields, ignore)
     if diff:
-        raise KecaeError(f"{folder} holds {what} made with other settings "
-                         f"({format_differences(diff)}){': ' + fix if fix else ''}")
+        raise KecaeError(
+            f"{folder} holds {what} made with other settings "
+            f"({format_differences(diff)}){sep + fix if fix else ''}"
+        )
+
+
+def check_resumable(
+    folder: str | os.PathLike, old: dict[str, Any], cfg: Any, may_change: tuple[str, ...]
+) -> None:
+    """Refuse to continue or reuse the training run in ``folder`` when ``cfg`` differs from the
+    settings it was made with (``old``, missing fields taken as today's defaults) in anything but
+    ``may_change``: a resumed run would otherwise be labelled with settings it never had."""
+    import dataclasses
+
+    free = ", ".join(k for k in may_change if k != "out")
+    check_same(
+        folder,
+        {**dataclasses.asdict(type(cfg)()), **old},
+        dataclasses.asdict(cfg),
+        fields=[f.name for f in dataclasses.fields(cfg)],
+        ignore=may_change,
+        what="a run",
+        sep="; ",
+        fix=f"only stopping criteria, logging and the device ({free}) may change when a "
+        "run is resumed or reused: pass the settings it was made with (`--config "
+        f"{Path(folder) / CONFIG}` gives them back), or --fresh to train afresh in a new "
+        "folder",
+    )
+
+
+def check_config_file(
+    folder: str | os.PathLike, new: Any, fields: Iterable[str], *, what: str, fix: str
+) -> None:
+    """Refuse ``folder`` when its config.yaml holds settings other than ``new`` in ``fields``
+    (nothing to compare when the folder has no config.yaml yet)."""
+    import dataclasses
+
+    from kecae.config import load_yaml
+
+    path = Path(folder) / CONFIG
+    if path.is_file():
+        old = dataclasses.asdict(load_yaml(type(new), path))
+        check_same(folder, old, dataclasses.asdict(new), fields=fields, what=what, fix=fix)
 
 
 # ---------------------------------------------------------------------------------------------
 # Output folders
 # ---------------------------------------------------------------------------------------------
+
 
 def prepare_output(folder: str | os.PathLike, option: str = "--out") -> Path:
     """Create ``folder`` (or take the existing one), check that it can be written, and remove
@@ -290,15 +443,19 @@ def prepare_output(folder: str | os.PathLike, option: str = "--out") -> Path:
     the folder and the fix."""
     p = Path(folder).expanduser()
     if p.exists() and not p.is_dir():
-        raise KecaeError(f"{option} {p} is a file, not a folder: choose a folder (new, empty, or "
-                         "an earlier run of the same command)")
+        raise KecaeError(
+            f"{option} {p} is a file, not a folder: choose a folder (new, empty, or "
+            "an earlier run of the same command)"
+        )
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise output_error(p, exc) from exc
     if not os.access(p, os.W_OK | os.X_OK):
-        raise KecaeError(f"{option} {p} is not writable: choose an output folder you can write "
-                         "to, or fix its permissions")
+        raise KecaeError(
+            f"{option} {p} is not writable: choose an output folder you can write "
+            "to, or fix its permissions"
+        )
     remove_stale_tmp(p)
     return p
 
@@ -308,9 +465,13 @@ def record_data_problems(folder: str | os.PathLike, problems: list[Any]) -> Path
     ``folder/data_check.json``, beside the config that records the choice."""
     import dataclasses
 
-    path = Path(folder) / DATA_CHECK
-    atomic_write_text(path, json.dumps({"accepted_fatal_problems": [
-        dataclasses.asdict(p) for p in problems]}, indent=2))
+    path = TrainingRun(Path(folder)).data_check
+    atomic_write_text(
+        path,
+        json.dumps(
+            {"accepted_fatal_problems": [dataclasses.asdict(p) for p in problems]}, indent=2
+        ),
+    )
     return path
 
 
@@ -326,6 +487,7 @@ def fresh_folder(folder: str | os.PathLike) -> Path:
 # ---------------------------------------------------------------------------------------------
 # metrics.json
 # ---------------------------------------------------------------------------------------------
+
 
 def jsonable(x: Any) -> Any:
     """Plain JSON types; NaN/inf become null (strict JSON readers refuse NaN)."""
@@ -366,14 +528,16 @@ def metrics_lock(run: Path) -> Iterator[None]:
 
 def read_metrics(run: str | Path) -> dict[str, Any]:
     """The run's metrics.json ({} when absent); a damaged file is a KecaeError naming it."""
-    path = Path(run) / "metrics.json"
+    path = Path(run) / METRICS
     if not path.exists():
         return {}
     try:
         merged = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise KecaeError(f"{path} is not valid JSON ({exc}): repair it or move it away "
-                         "(each command only rewrites its own sections)") from exc
+        raise KecaeError(
+            f"{path} is not valid JSON ({exc}): repair it or move it away "
+            "(each command only rewrites its own sections)"
+        ) from exc
     if not isinstance(merged, dict):
         raise KecaeError(f"{path} does not hold a JSON object: move it away and rerun")
     return merged
@@ -386,11 +550,11 @@ def write_sections(run: str | Path, sections: dict[str, Any]) -> dict[str, Any]:
     with metrics_lock(run):
         merged = read_metrics(run)
         merged.update(jsonable(sections))
-        atomic_write_text(run / "metrics.json", json.dumps(merged, indent=2))
+        atomic_write_text(run / METRICS, json.dumps(merged, indent=2))
     return merged
 
 
 def write_section(run: str | Path, name: str, section: dict[str, Any]) -> Path:
     """Set one section of ``run``/metrics.json; returns the file's path."""
     write_sections(run, {name: section})
-    return Path(run) / "metrics.json"
+    return Path(run) / METRICS

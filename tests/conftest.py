@@ -4,6 +4,9 @@ Each fixture returns a function, so a test writes exactly the files it needs und
 
     def test_x(image_tree, tmp_path):
         root = image_tree(tmp_path / "data", {("train", 0): 3, ("train", 2): 2})
+
+``learnable_tree`` writes a data set a tiny classifier learns in one epoch (the trainers',
+generation's, the studies' and the API's tests train on it).
 """
 
 from __future__ import annotations
@@ -26,10 +29,17 @@ def random_image(shape=(32, 40), seed: int | str = 0, dtype=np.uint8) -> np.ndar
     return rng.integers(0, top, size=shape, endpoint=True, dtype=dtype)
 
 
-def write_dicom(path, pixels: np.ndarray, *, photometric: str = "MONOCHROME2",
-                bits_stored: int | None = None, slope: float | None = None,
-                intercept: float | None = None, window: tuple | None = None,
-                raw_bytes: bytes | None = None) -> Path:
+def write_dicom(
+    path,
+    pixels: np.ndarray,
+    *,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int | None = None,
+    slope: float | None = None,
+    intercept: float | None = None,
+    window: tuple | None = None,
+    raw_bytes: bytes | None = None,
+) -> Path:
     """Write a single-frame DICOM file (with the DICM preamble) holding ``pixels``.
 
     ``window`` = (center, width), each a number or a list of numbers. ``raw_bytes`` replaces
@@ -62,8 +72,14 @@ def write_dicom(path, pixels: np.ndarray, *, photometric: str = "MONOCHROME2",
     return path
 
 
-def write_image(path, pixels: np.ndarray | None = None, *, shape=(32, 40),
-                seed: int | str | None = None, rgb: bool = False) -> Path:
+def write_image(
+    path,
+    pixels: np.ndarray | None = None,
+    *,
+    shape=(32, 40),
+    seed: int | str | None = None,
+    rgb: bool = False,
+) -> Path:
     """Write ``pixels`` (uint8 or uint16; random when None) in the format of ``path``'s suffix.
 
     ``.dcm`` (or no suffix) writes DICOM; ``rgb=True`` stores a grey image as 3 equal channels.
@@ -82,8 +98,15 @@ def write_image(path, pixels: np.ndarray | None = None, *, shape=(32, 40),
     return path
 
 
-def image_tree(root, counts: dict, *, shape=(32, 40), suffix: str = ".png",
-               manifest: str | None = None, patients: dict | None = None) -> Path:
+def image_tree(
+    root,
+    counts: dict,
+    *,
+    shape=(32, 40),
+    suffix: str = ".png",
+    manifest: str | None = None,
+    patients: dict | None = None,
+) -> Path:
     """Write a data set of random images and return its root.
 
     ``counts`` maps (split, grade) -> number of images; split None gives ``root/<grade>/``.
@@ -104,9 +127,15 @@ def image_tree(root, counts: dict, *, shape=(32, 40), suffix: str = ".png",
             else:
                 rel = Path(*(p for p in (split, str(grade)) if p is not None)) / f"{stem}{suffix}"
             write_image(root / rel, shape=shape, seed=f"{root.name}/{stem}")
-            rows.append({"path": rel.as_posix(), "grade": grade,
-                         "patient_id": (patients or {}).get(stem, f"P{stem}"),
-                         "side": "L" if k % 2 else "R", "split": split or ""})
+            rows.append(
+                {
+                    "path": rel.as_posix(),
+                    "grade": grade,
+                    "patient_id": (patients or {}).get(stem, f"P{stem}"),
+                    "side": "L" if k % 2 else "R",
+                    "split": split or "",
+                }
+            )
     if manifest:
         write_manifest(root / manifest, rows)
     return root
@@ -124,21 +153,46 @@ def write_manifest(path, rows: list[dict]) -> Path:
     return path
 
 
-@pytest.fixture(name="write_image")
+def write_learnable_tree(root: Path, counts: dict[str, int], size: int = 40, seed: int = 0) -> Path:
+    """KL-2 images carry a dark horizontal band (a narrow 'joint space'), KL-0 a wide bright gap."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for split, n in counts.items():
+        for grade in (0, 2):
+            folder = root / split / str(grade)
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                half = 2 if grade == 2 else 5
+                img = (
+                    120 + 30 * np.sin(xx / (3 + rng.random() * 3)) + rng.normal(0, 12, (size, size))
+                )
+                img[np.abs(yy - size // 2) < half] = 30
+                Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
+                    folder / f"{split}{i:03d}.png"
+                )
+    return root
+
+
+@pytest.fixture(name="write_image", scope="session")
 def _write_image_fixture():
     return write_image
 
 
-@pytest.fixture(name="write_dicom")
+@pytest.fixture(name="write_dicom", scope="session")
 def _write_dicom_fixture():
     return write_dicom
 
 
-@pytest.fixture(name="image_tree")
+@pytest.fixture(name="image_tree", scope="session")
 def _image_tree_fixture():
     return image_tree
 
 
-@pytest.fixture(name="write_manifest")
+@pytest.fixture(name="write_manifest", scope="session")
 def _write_manifest_fixture():
     return write_manifest
+
+
+@pytest.fixture(name="learnable_tree", scope="session")
+def _learnable_tree_fixture():
+    return write_learnable_tree

@@ -1,5 +1,6 @@
-"""The Python API: kecae.load(checkpoint).exchange(...) on paths, PIL images, arrays and tensors
-of any size, with training's preprocessing; `import kecae` stays free of torch."""
+"""The Python API (kecae.api): kecae.load(checkpoint).exchange(...) on paths, PIL images,
+arrays and tensors of any size, with training's preprocessing; `import kecae` stays free of
+torch."""
 
 from __future__ import annotations
 
@@ -14,23 +15,63 @@ from PIL import Image
 
 import kecae
 from kecae.cli import main
-from kecae.utils import KecaeError
-
-from test_training import write_learnable_tree
+from kecae.errors import KecaeError
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict[str, Path]:
+def trained(tmp_path_factory, learnable_tree) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("api")
-    data = write_learnable_tree(root / "data", {"train": 8, "val": 4, "test": 4}, size=40, seed=5)
-    assert main(["train-classifier", "--data", str(data), "--out", str(root / "sup"), "--arch",
-                 "small", "--image-size", "32", "--epochs", "1", "--batch-size", "8",
-                 "--no-progress", "--device", "cpu"]) == 0
-    assert main(["train", "--data", str(data), "--out", str(root / "k"), "--supervisor",
-                 str(root / "sup" / "best.pt"), "--preset", "tiny", "--max-steps", "2",
-                 "--num-pairs", "40", "--batch-size", "8", "--no-progress", "--device", "cpu"]) == 0
+    data = learnable_tree(root / "data", {"train": 8, "val": 4, "test": 4}, size=40, seed=5)
+    assert (
+        main(
+            [
+                "train-classifier",
+                "--data",
+                str(data),
+                "--out",
+                str(root / "sup"),
+                "--arch",
+                "small",
+                "--image-size",
+                "32",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--out",
+                str(root / "k"),
+                "--supervisor",
+                str(root / "sup" / "best.pt"),
+                "--preset",
+                "tiny",
+                "--max-steps",
+                "2",
+                "--num-pairs",
+                "40",
+                "--batch-size",
+                "8",
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     return {"data": data, "ckpt": root / "k" / "checkpoints" / "last.pt"}
 
 
@@ -41,12 +82,14 @@ def test_readme_example(trained, tmp_path, monkeypatch):
     assert len(code.strip().splitlines()) <= 10
     healthy = sorted((trained["data"] / "train" / "0").glob("*.png"))[0]
     early_oa = sorted((trained["data"] / "train" / "2").glob("*.png"))[0]
-    code = (code.replace("runs/demo/kecae/checkpoints/last.pt", str(trained["ckpt"]))
-            .replace('"healthy.png"', repr(str(healthy))).replace('"early_oa.png"',
-                                                                   repr(str(early_oa))))
+    code = (
+        code.replace("runs/demo/kecae/checkpoints/last.pt", str(trained["ckpt"]))
+        .replace('"healthy.png"', repr(str(healthy)))
+        .replace('"early_oa.png"', repr(str(early_oa)))
+    )
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
-    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 (the README's own example)
+    exec(compile(code, "README.md", "exec"), scope)
     x1_ex, x2_ex = scope["x1_ex"], scope["x2_ex"]
     assert isinstance(x1_ex, Image.Image) and x1_ex.size == (40, 40) and x1_ex.mode == "L"
     assert x2_ex.size == (40, 40) and scope["model"].image_size == 32
@@ -67,12 +110,12 @@ def test_same_preprocessing_as_training_and_same_images_as_the_model(trained):
 
     rng = np.random.default_rng(0)
     a, b = (rng.integers(0, 256, (32, 32), dtype=np.uint8) for _ in range(2))
-    out_a, out_b = model.exchange(a, b)
+    out_a, _out_b = model.exchange(a, b)
     assert out_a.dtype == np.uint8 and out_a.shape == (32, 32)
     xa = torch.from_numpy(a.astype(np.float32) / 255 * 2 - 1)[None, None]
     xb = torch.from_numpy(b.astype(np.float32) / 255 * 2 - 1)[None, None]
     with torch.no_grad():
-        ya, yb = model.model.exchange(xa, xb)
+        ya, _yb = model.model.exchange(xa, xb)
     want = np.round((ya[0, 0].numpy() + 1) / 2 * 255).astype(int)
     assert np.abs(out_a.astype(int) - want).max() <= 1
 
@@ -101,6 +144,7 @@ def test_any_size_and_kind_comes_back_as_given(trained):
 
 def test_import_kecae_does_not_import_torch():
     code = "import sys, kecae; assert 'torch' not in sys.modules; kecae.load; print('ok')"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       cwd=REPO, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

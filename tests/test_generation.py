@@ -1,5 +1,6 @@
-"""Generation: layout, manifest back to the right source images, resume after an interruption,
-refusal of a folder made by another checkpoint, T' usable by train-classifier."""
+"""Generation (kecae.generation): layout, manifest back to the right source images, resume
+after an interruption, refusal of a folder made by another checkpoint, T' usable by
+train-classifier."""
 
 from __future__ import annotations
 
@@ -12,31 +13,86 @@ import pytest
 from PIL import Image
 
 from kecae.cli import main
+from kecae.errors import KecaeError
 from kecae.generation import GenerateConfig, generate
-from kecae.utils import KecaeError
-
-from test_training import write_learnable_tree
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict[str, Path]:
+def trained(tmp_path_factory, learnable_tree) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("gen")
-    data = write_learnable_tree(root / "data", {"train": 10, "val": 6, "test": 6}, seed=1)
-    assert main(["train-classifier", "--data", str(data), "--out", str(root / "sup"), "--arch",
-                 "small", "--image-size", "32", "--epochs", "1", "--batch-size", "8",
-                 "--no-progress"]) == 0
-    assert main(["train", "--data", str(data), "--out", str(root / "k"), "--supervisor",
-                 str(root / "sup" / "best.pt"), "--preset", "tiny", "--max-steps", "2",
-                 "--num-pairs", "50", "--batch-size", "8", "--no-progress", "--device", "cpu"]) == 0
+    data = learnable_tree(root / "data", {"train": 10, "val": 6, "test": 6}, seed=1)
+    assert (
+        main(
+            [
+                "train-classifier",
+                "--data",
+                str(data),
+                "--out",
+                str(root / "sup"),
+                "--arch",
+                "small",
+                "--image-size",
+                "32",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--out",
+                str(root / "k"),
+                "--supervisor",
+                str(root / "sup" / "best.pt"),
+                "--preset",
+                "tiny",
+                "--max-steps",
+                "2",
+                "--num-pairs",
+                "50",
+                "--batch-size",
+                "8",
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     return {"data": data, "ckpt": root / "k" / "checkpoints" / "last.pt", "root": root}
 
 
 def test_layout_manifest_and_pair_mapping(trained, tmp_path):
     out = tmp_path / "g"
-    assert main(["generate", "--checkpoint", str(trained["ckpt"]), "--data", str(trained["data"]),
-                 "--pairs", "7", "--out", str(out), "--batch-size", "3", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--checkpoint",
+                str(trained["ckpt"]),
+                "--data",
+                str(trained["data"]),
+                "--pairs",
+                "7",
+                "--out",
+                str(out),
+                "--batch-size",
+                "3",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert len(list((out / "2").glob("*.png"))) == 7 and len(list((out / "0").glob("*.png"))) == 7
-    rows = list(csv.DictReader(open(out / "manifest.csv")))
+    rows = list(csv.DictReader((out / "manifest.csv").read_text().splitlines()))
     assert len(rows) == 14
     for r in rows:
         png = Image.open(out / r["path"])
@@ -54,9 +110,10 @@ def test_layout_manifest_and_pair_mapping(trained, tmp_path):
         assert Path(r["recipient_path"]).parent.name == want_recipient
         assert int(r["grade"]) == (2 if r["direction"] == "kl0_to_kl2" else 0)
     # pair k's image is exactly the model's exchange of the manifest's two source images
+    import torch
+
     from kecae.data import preprocess, read_image
     from kecae.inference import load_kecae
-    import torch
 
     model, _ = load_kecae(str(trained["ckpt"]))
     r = next(r for r in rows if r["direction"] == "kl0_to_kl2" and r["pair_index"] == "4")
@@ -76,8 +133,14 @@ def test_layout_manifest_and_pair_mapping(trained, tmp_path):
 
 def test_resume_after_interruption(trained, tmp_path, monkeypatch):
     out = tmp_path / "g"
-    cfg = GenerateConfig(checkpoint=str(trained["ckpt"]), data=str(trained["data"]), out=str(out),
-                         pairs=9, batch_size=3, progress=False)
+    cfg = GenerateConfig(
+        checkpoint=str(trained["ckpt"]),
+        data=str(trained["data"]),
+        out=str(out),
+        pairs=9,
+        batch_size=3,
+        progress=False,
+    )
     import kecae.generation as g
 
     real, calls = g._write_png, {"n": 0}
@@ -96,35 +159,76 @@ def test_resume_after_interruption(trained, tmp_path, monkeypatch):
     done_before = len(list(out.rglob("*.png")))
     monkeypatch.setattr(g, "_write_png", real)
     summary = generate(cfg)
-    assert summary["skipped_pairs"] >= 3 and summary["written_pairs"] + summary["skipped_pairs"] == 9
+    assert (
+        summary["skipped_pairs"] >= 3 and summary["written_pairs"] + summary["skipped_pairs"] == 9
+    )
     assert len(list(out.rglob("*.png"))) == 18 > done_before
-    assert len(list(csv.DictReader(open(out / "manifest.csv")))) == 18
+    assert len(list(csv.DictReader((out / "manifest.csv").read_text().splitlines()))) == 18
     again = generate(cfg)
     assert again["written_pairs"] == 0 and again["skipped_pairs"] == 9
 
 
 def test_refuses_folder_of_other_settings_and_too_many_pairs(trained, tmp_path):
     out = tmp_path / "g"
-    cfg = GenerateConfig(checkpoint=str(trained["ckpt"]), data=str(trained["data"]), out=str(out),
-                         pairs=2, progress=False)
+    cfg = GenerateConfig(
+        checkpoint=str(trained["ckpt"]),
+        data=str(trained["data"]),
+        out=str(out),
+        pairs=2,
+        progress=False,
+    )
     generate(cfg)
     meta = json.loads((out / "generation.json").read_text())
     meta["checkpoint_sha256"] = "0" * 64
     (out / "generation.json").write_text(json.dumps(meta))
-    with pytest.raises(KecaeError, match="checkpoint_sha256 '0000.*another --out"):
+    with pytest.raises(KecaeError, match=r"checkpoint_sha256 '0000.*another --out"):
         generate(cfg)
     with pytest.raises(KecaeError, match="at most 100"):
-        generate(GenerateConfig(checkpoint=str(trained["ckpt"]), data=str(trained["data"]),
-                                out=str(tmp_path / "h"), pairs=101, progress=False))
+        generate(
+            GenerateConfig(
+                checkpoint=str(trained["ckpt"]),
+                data=str(trained["data"]),
+                out=str(tmp_path / "h"),
+                pairs=101,
+                progress=False,
+            )
+        )
 
 
 def test_augmented_training_set(trained, tmp_path):
     out = tmp_path / "g"
-    generate(GenerateConfig(checkpoint=str(trained["ckpt"]), data=str(trained["data"]),
-                            out=str(out), pairs=6, progress=False))
-    assert main(["train-classifier", "--data", str(trained["data"]), "--augment-dir", str(out),
-                 "--out", str(tmp_path / "c"), "--arch", "small", "--image-size", "32",
-                 "--epochs", "1", "--batch-size", "8", "--no-progress"]) == 0
+    generate(
+        GenerateConfig(
+            checkpoint=str(trained["ckpt"]),
+            data=str(trained["data"]),
+            out=str(out),
+            pairs=6,
+            progress=False,
+        )
+    )
+    assert (
+        main(
+            [
+                "train-classifier",
+                "--data",
+                str(trained["data"]),
+                "--augment-dir",
+                str(out),
+                "--out",
+                str(tmp_path / "c"),
+                "--arch",
+                "small",
+                "--image-size",
+                "32",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     m = json.loads((tmp_path / "c" / "metrics.json").read_text())
     assert m["n_train_real"] == 20 and m["n_train_generated"] == 12
 
@@ -133,8 +237,13 @@ def test_folder_of_an_older_kecae_resumes_without_marks(trained, tmp_path):
     """Images written before the PNG marks existed (generation.json without "format") still
     count as done, on this rerun and the next; a folder of this kecae requires the marks."""
     out = tmp_path / "g"
-    cfg = GenerateConfig(checkpoint=str(trained["ckpt"]), data=str(trained["data"]), out=str(out),
-                         pairs=2, progress=False)
+    cfg = GenerateConfig(
+        checkpoint=str(trained["ckpt"]),
+        data=str(trained["data"]),
+        out=str(out),
+        pairs=2,
+        progress=False,
+    )
     generate(cfg)
     meta = json.loads((out / "generation.json").read_text())
     del meta["format"]
@@ -147,5 +256,7 @@ def test_folder_of_an_older_kecae_resumes_without_marks(trained, tmp_path):
     meta = json.loads((out / "generation.json").read_text())
     meta["format"] = 2
     (out / "generation.json").write_text(json.dumps(meta))
-    with pytest.raises(KecaeError, match="pair0000000_kl0to2.png is not an image this generation"):
+    with pytest.raises(
+        KecaeError, match=r"pair0000000_kl0to2\.png is not an image this generation"
+    ):
         generate(GenerateConfig(**{**cfg.__dict__, "pairs": 3}))

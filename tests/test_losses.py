@@ -1,4 +1,5 @@
-"""The hybrid loss: each term against numbers worked out by hand, λ weighting, gradient flow."""
+"""The hybrid loss and its optional terms (kecae.losses), each against a value computed by
+hand."""
 
 from __future__ import annotations
 
@@ -8,9 +9,18 @@ import pytest
 import torch
 from torch import nn
 
-from kecae.losses import (GradeProbes, consistency_terms, displacement_terms, hybrid_loss,
-                          intensity_edit_term, lda_term, mse_term, probe_terms,
-                          reconstruction_term, supervision_term)
+from kecae.losses import (
+    GradeProbes,
+    consistency_terms,
+    displacement_terms,
+    hybrid_loss,
+    intensity_edit_term,
+    lda_term,
+    mse_term,
+    probe_terms,
+    reconstruction_term,
+    supervision_term,
+)
 from kecae.models import KECAE, KECAEOutput, build_classifier, kecae_config
 
 
@@ -32,7 +42,8 @@ def test_supervision_term_uses_the_donor_label():
     assert value == pytest.approx(0.287682 + 0.693147, abs=1e-5)
     # Had X'1 kept its own label Y1 the CE would be −ln(1/4) = 1.386294 instead.
     assert supervision_term(logits_x1_ex, logits_x2_ex, y2, y1).item() == pytest.approx(
-        1.386294 + 0.693147, abs=1e-5)
+        1.386294 + 0.693147, abs=1e-5
+    )
 
 
 def test_supervision_term_is_a_batch_mean():
@@ -54,6 +65,8 @@ def test_supervision_term_is_a_batch_mean():
 #                 all 8 hK: mean 12/8 = 1.5, squared deviations 4·2.25 + 2·0.25 + 2·6.25 = 22,
 #                 variance 22 / 7 = 3.142857;  (2.5 + 3.142857) / (1.25 − 1.5)² = 90.285714
 H_N = torch.tensor([[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]]).reshape(2, 1, 2, 2)
+
+
 H_K = torch.tensor([[0.0, 0.0, 0.0, 0.0], [2.0, 2.0, 4.0, 4.0]]).reshape(2, 1, 2, 2)
 
 
@@ -83,10 +96,13 @@ def test_lda_eps_keeps_equal_means_finite():
     assert torch.isfinite(lda_term(h, h.clone(), eps=1e-6, mode="batch"))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(mode="global"), r"\['image', 'batch', 'log'\]"),
-    (dict(eps=-1.0), "eps"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(mode="global"), r"\['image', 'batch', 'log'\]"),
+        (dict(eps=-1.0), "eps"),
+    ],
+)
 def test_lda_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         lda_term(H_N, H_K, **kwargs)
@@ -126,25 +142,31 @@ def test_hybrid_loss_weights_and_terms():
     assert sup.batches == [4]  # one call on cat([X'1, X'2])
 
     mse = mse_term(x1, out.x1_hat, x2, out.x2_hat)
-    logits_1, logits_2 = sup.linear(out.x1_ex.mean((1, 2, 3))[:, None]), \
-        sup.linear(out.x2_ex.mean((1, 2, 3))[:, None])
+    logits_1, logits_2 = (
+        sup.linear(out.x1_ex.mean((1, 2, 3))[:, None]),
+        sup.linear(out.x2_ex.mean((1, 2, 3))[:, None]),
+    )
     sup_term = supervision_term(logits_1, logits_2, y1, y2)
     lda = (lda_term(out.hn1, out.hk1) + lda_term(out.hn2, out.hk2)) / 2
     assert terms["mse"].item() == pytest.approx(mse.item(), rel=1e-6)
     assert terms["sup"].item() == pytest.approx(sup_term.item(), rel=1e-6)
     assert terms["lda"].item() == pytest.approx(lda.item(), rel=1e-6)
-    assert total.item() == pytest.approx(mse.item() + 0.5 * sup_term.item() + 0.25 * lda.item(),
-                                         rel=1e-6)
+    assert total.item() == pytest.approx(
+        mse.item() + 0.5 * sup_term.item() + 0.25 * lda.item(), rel=1e-6
+    )
     assert terms["total"].item() == pytest.approx(total.item())
     assert not any(t.requires_grad for t in terms.values())
 
     # The paper's defaults: λ1 = 1e-2, λ2 = 1e-3.
     total_default, _ = hybrid_loss(out, x1, x2, y1, y2, sup)
     assert total_default.item() == pytest.approx(
-        mse.item() + 1e-2 * sup_term.item() + 1e-3 * lda.item(), rel=1e-6)
+        mse.item() + 1e-2 * sup_term.item() + 1e-3 * lda.item(), rel=1e-6
+    )
     # The batch LDA mode only changes the LDA term.
     _, terms_batch = hybrid_loss(out, x1, x2, y1, y2, sup, lda_mode="batch")
-    expected = (lda_term(out.hn1, out.hk1, mode="batch") + lda_term(out.hn2, out.hk2, mode="batch")) / 2
+    expected = (
+        lda_term(out.hn1, out.hk1, mode="batch") + lda_term(out.hn2, out.hk2, mode="batch")
+    ) / 2
     assert terms_batch["lda"].item() == pytest.approx(expected.item(), rel=1e-6)
     assert terms_batch["mse"].item() == pytest.approx(mse.item(), rel=1e-6)
 
@@ -186,8 +208,6 @@ def test_gradients_reach_generator_through_frozen_supervisor():
         assert not torch.allclose(with_sup[name], without_sup[name])
 
 
-# --------------------------------------------------------------------------- optional terms
-
 def test_reconstruction_term_l1_by_hand():
     x1, h1 = torch.zeros(1, 1, 2, 2), torch.tensor([[[[1.0, -1.0], [0.5, 0.0]]]])
     x2, h2 = torch.ones(1, 1, 2, 2), torch.ones(1, 1, 2, 2)
@@ -218,14 +238,13 @@ def test_displacement_terms_by_hand():
     squeeze = torch.zeros(1, 2, 4, 4)
     squeeze[:, 0] = -0.75 * 4 * torch.arange(4.0).view(1, 4)
     t = displacement_terms(squeeze, image_size=16)
-    assert t["smooth"].item() == pytest.approx(0.75 ** 2)
+    assert t["smooth"].item() == pytest.approx(0.75**2)
     assert t["fold"].item() == pytest.approx(0.5 - 0.25)
 
 
 def _warp_model(**kw):
     torch.manual_seed(0)
-    return KECAE(kecae_config("tiny", depth=3, key_pool="mean", exchange="warp", warp_grid=4,
-                              **kw))
+    return KECAE(kecae_config("tiny", depth=3, key_pool="mean", exchange="warp", warp_grid=4, **kw))
 
 
 def test_hybrid_loss_adds_the_weighted_displacement_penalties():
@@ -237,9 +256,19 @@ def test_hybrid_loss_adds_the_weighted_displacement_penalties():
     y1, y2 = torch.zeros(3, dtype=torch.long), torch.ones(3, dtype=torch.long)
     sup = _CountingSupervisor()
     out = model(x1, x2)
-    base, terms0 = hybrid_loss(out, x1, x2, y1, y2, sup, lambda_lda=0.0)
-    total, terms = hybrid_loss(out, x1, x2, y1, y2, sup, lambda_lda=0.0, lambda_disp=0.1,
-                               lambda_smooth=0.2, lambda_fold=0.3)
+    base, _terms0 = hybrid_loss(out, x1, x2, y1, y2, sup, lambda_lda=0.0)
+    total, terms = hybrid_loss(
+        out,
+        x1,
+        x2,
+        y1,
+        y2,
+        sup,
+        lambda_lda=0.0,
+        lambda_disp=0.1,
+        lambda_smooth=0.2,
+        lambda_fold=0.3,
+    )
     d = displacement_terms(torch.cat([out.disp1, out.disp2]), 32)
     assert d["disp"].item() > 0
     expected = base + 0.1 * d["disp"] + 0.2 * d["smooth"] + 0.3 * d["fold"]
@@ -258,8 +287,16 @@ def test_supervisor_perturbation_is_seeded_and_changes_its_input():
             return torch.zeros(x.shape[0], 2)
 
     for seed in (1, 1):
-        hybrid_loss(out, x1, x2, y1, y2, Spy(), sup_perturb=1.0,
-                    generator=torch.Generator().manual_seed(seed))
+        hybrid_loss(
+            out,
+            x1,
+            x2,
+            y1,
+            y2,
+            Spy(),
+            sup_perturb=1.0,
+            generator=torch.Generator().manual_seed(seed),
+        )
     hybrid_loss(out, x1, x2, y1, y2, Spy())
     torch.testing.assert_close(seen[0], seen[1])  # same generator seed, same perturbation
     torch.testing.assert_close(seen[2], torch.cat([out.x1_ex, out.x2_ex]))  # off: untouched
@@ -291,8 +328,10 @@ def test_cycle_term_by_hand():
     with torch.no_grad():
         out = model(x1, x2)
         hk, hn = model.encode(torch.cat([out.x1_ex, out.x2_ex]))
-        rel = [((a - t) ** 2).mean() / t.var() for a, t in ((hn[:2], out.hn1), (hk[:2], out.hk2),
-                                                              (hn[2:], out.hn2), (hk[2:], out.hk1))]
+        rel = [
+            ((a - t) ** 2).mean() / t.var()
+            for a, t in ((hn[:2], out.hn1), (hk[:2], out.hk2), (hn[2:], out.hn2), (hk[2:], out.hk1))
+        ]
         t = consistency_terms(model, out, x1, x2, same=False)
     assert t["cycle"].item() == pytest.approx(float(sum(rel) / 4), rel=1e-4)
 
@@ -307,7 +346,8 @@ def test_probes_learn_the_grade_and_push_it_out_of_the_non_key_map():
     # the probe descends the loss; the non-key latent receives the reversed gradient
     w_grad = probes.nonkey.weight.grad.clone()
     reference = nn.functional.cross_entropy(
-        probes.nonkey(torch.cat([out.hn1, out.hn2]).flatten(1)), torch.cat([y1, y2]))
+        probes.nonkey(torch.cat([out.hn1, out.hn2]).flatten(1)), torch.cat([y1, y2])
+    )
     hn1 = out.hn1
     g_plain = torch.autograd.grad(reference, hn1)[0]
     torch.testing.assert_close(hn1.grad, -g_plain)
@@ -316,7 +356,7 @@ def test_probes_learn_the_grade_and_push_it_out_of_the_non_key_map():
 
 
 def test_intensity_edit_term_counts_only_what_the_warp_does_not_explain():
-    from kecae.models.kecae import warp_images
+    from kecae.models.autoencoder import warp_images
 
     out, x1, x2 = _fake_output(b=2, s=8)
     by_hand = 0.5 * ((out.x1_ex - x1).abs().mean() + (out.x2_ex - x2).abs().mean())

@@ -1,30 +1,36 @@
-"""Data layer: read knee X-rays, catalog and split them, cache preprocessed arrays, make pairs.
+"""Data layer: read knee X-rays, catalog and split them, check them, cache preprocessed arrays,
+and draw KECAE's pairs.
 
 Typical use::
 
-    from kecae.data import load_image_set, make_pair_dataset
+    from kecae.data import PairSampler, load_image_set
     train = load_image_set("data/", size=299, split="train")  # cached (N, 299, 299) memmap
-    pairs = make_pair_dataset(train, num_pairs=100_000, seed=0)  # dict items: x1, x2, y1, y2, ...
+    kl0, kl2 = train.for_grade(0), train.for_grade(2)
+    pairs = PairSampler(len(kl0), len(kl2), num_pairs=100_000, seed=0).pairs()  # (N, 2) indices
 
-Names are imported on first use, so ``kecae data check`` starts without importing torch.
+Nothing here imports torch. Names are imported on first use, so ``kecae data check`` starts fast.
 """
 
-from importlib import import_module
+from kecae.exports import lazy_exports
 
 _EXPORTS = {
-    "ImageSet": "cache", "load_image_set": "cache",
-    "Catalog": "catalog", "Problem": "catalog", "Record": "catalog", "load_catalog": "catalog",
-    "CheckReport": "check", "check_dataset": "check",
-    "ClassificationDataset": "datasets", "balanced_indices": "datasets",
-    "balanced_sampler": "datasets",
-    "PairDataset": "pairs", "PairSampler": "pairs", "make_pair_dataset": "pairs",
-    "IMAGE_SUFFIXES": "readers", "preprocess": "readers", "read_image": "readers",
-    "assign_splits": "splits", "find_split_leaks": "splits",
+    "ImageSet": "cache",
+    "load_image_set": "cache",
+    "Catalog": "catalog",
+    "Problem": "catalog",
+    "Record": "catalog",
+    "load_catalog": "catalog",
+    "CheckReport": "check",
+    "check_dataset": "check",
+    "balanced_indices": "balance",
+    "bootstrap": "balance",
+    "PairSampler": "pairs",
+    "IMAGE_SUFFIXES": "readers",
+    "preprocess": "readers",
+    "read_image": "readers",
+    "assign_splits": "splits",
+    "find_split_leaks": "splits",
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'kecae.data' has no attribute {name!r}")
-    return getattr(import_module(f"kecae.data.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

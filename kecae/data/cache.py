@@ -25,7 +25,8 @@ from kecae import CLASS_GRADES
 from kecae.data import readers
 from kecae.data.catalog import Catalog, Record, load_catalog
 from kecae.data.splits import ensure_splits
-from kecae.utils import KecaeError, atomic_path, remove_stale_tmp
+from kecae.errors import KecaeError
+from kecae.files import atomic_path, remove_stale_tmp
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,21 @@ class ImageSet:
             return self._slice(slice(0, 0))
         lo, hi = int(rows[0]), int(rows[-1]) + 1
         if hi - lo != rows.size:  # only if an ImageSet was built by hand in another order
-            raise ValueError(f"grade {grade} rows are not contiguous; build the set with "
-                             "load_image_set, which orders images by grade")
+            raise ValueError(
+                f"grade {grade} rows are not contiguous; build the set with "
+                "load_image_set, which orders images by grade"
+            )
         return self._slice(slice(lo, hi))
 
     def _slice(self, s: slice) -> ImageSet:
-        return ImageSet(images=self.images[s], grades=self.grades[s], image_ids=self.image_ids[s],
-                        patient_ids=self.patient_ids[s], sides=self.sides[s], paths=self.paths[s])
+        return ImageSet(
+            images=self.images[s],
+            grades=self.grades[s],
+            image_ids=self.image_ids[s],
+            patient_ids=self.patient_ids[s],
+            sides=self.sides[s],
+            paths=self.paths[s],
+        )
 
 
 def default_cache_dir(data_root: str | os.PathLike) -> Path:
@@ -81,8 +90,9 @@ def default_cache_dir(data_root: str | os.PathLike) -> Path:
     return base / "kecae"
 
 
-def cache_key(records: Sequence[Record], size: int, fit: str,
-              root: str | os.PathLike | None = None) -> str:
+def cache_key(
+    records: Sequence[Record], size: int, fit: str, root: str | os.PathLike | None = None
+) -> str:
     """Hex hash of the source files' (path, bytes, mtime_ns) and the preprocessing settings;
     paths under ``root`` count relative to it."""
     h = hashlib.sha256()
@@ -92,8 +102,10 @@ def cache_key(records: Sequence[Record], size: int, fit: str,
         try:
             st = r.path.stat()
         except OSError as exc:
-            raise KecaeError(f"{r.path}: cannot read this file ({exc}); restore it or remove it "
-                             "from the data set") from exc
+            raise KecaeError(
+                f"{r.path}: cannot read this file ({exc}); restore it or remove it "
+                "from the data set"
+            ) from exc
         name = r.path
         if base is not None and base in r.path.parents:
             name = r.path.relative_to(base)
@@ -101,10 +113,16 @@ def cache_key(records: Sequence[Record], size: int, fit: str,
     return h.hexdigest()
 
 
-def load_image_set(source: str | os.PathLike | Catalog, size: int, split: str | None = None,
-                   grades: Sequence[int] = CLASS_GRADES, fit: str = "crop",
-                   cache_dir: str | os.PathLike | None = None,
-                   progress: bool = True, patient_regex: str | None = None) -> ImageSet:
+def load_image_set(
+    source: str | os.PathLike | Catalog,
+    size: int,
+    split: str | None = None,
+    grades: Sequence[int] = CLASS_GRADES,
+    fit: str = "crop",
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    patient_regex: str | None = None,
+) -> ImageSet:
     """Preprocessed images of one split and some grades, decoded once and cached on disk.
 
     ``source`` is a data folder, a CSV manifest or a :class:`Catalog`. When the catalog has no
@@ -122,11 +140,11 @@ def load_image_set(source: str | os.PathLike | Catalog, size: int, split: str | 
     if not grades or len(set(grades)) != len(grades):
         raise ValueError(f"grades must be distinct KL grades, e.g. (0, 2); got {grades}")
 
-    catalog = source if isinstance(source, Catalog) else load_catalog(
-        source, patient_regex=patient_regex)
+    catalog = (
+        source if isinstance(source, Catalog) else load_catalog(source, patient_regex=patient_regex)
+    )
     if split is not None and not catalog.has_splits:
-        log.info("%s has no splits: assigning patient-level 70/15/15 splits (seed 0)",
-                 catalog.root)
+        log.info("%s has no splits: assigning patient-level 70/15/15 splits (seed 0)", catalog.root)
         catalog = ensure_splits(catalog)
     records = _select(catalog, split, grades)
 
@@ -137,10 +155,14 @@ def load_image_set(source: str | os.PathLike | Catalog, size: int, split: str | 
     if images is None:
         _build(cache_file, records, int(size), fit, progress)
         images = np.load(cache_file, mmap_mode="r")
-    return ImageSet(images=images, grades=np.array([r.grade for r in records], dtype=np.int64),
-                    image_ids=[r.image_id for r in records],
-                    patient_ids=[r.patient_id for r in records],
-                    sides=[r.side for r in records], paths=[r.path for r in records])
+    return ImageSet(
+        images=images,
+        grades=np.array([r.grade for r in records], dtype=np.int64),
+        image_ids=[r.image_id for r in records],
+        patient_ids=[r.patient_id for r in records],
+        sides=[r.side for r in records],
+        paths=[r.path for r in records],
+    )
 
 
 def _open_cached(cache_file: Path, shape: tuple[int, int, int]) -> np.ndarray | None:
@@ -157,8 +179,10 @@ def _open_cached(cache_file: Path, shape: tuple[int, int, int]) -> np.ndarray | 
 def _select(catalog: Catalog, split: str | None, grades: tuple[int, ...]) -> list[Record]:
     chosen = catalog.select(split=split)
     if split is not None and not chosen:
-        raise KecaeError(f"{catalog.root}: no images in split {split!r} (splits present: "
-                         f"{catalog.splits}); pick one of those splits")
+        raise KecaeError(
+            f"{catalog.root}: no images in split {split!r} (splits present: "
+            f"{catalog.splits}); pick one of those splits"
+        )
     by_grade = []
     for g in grades:
         rows = [r for r in chosen if r.grade == g]
@@ -167,7 +191,8 @@ def _select(catalog: Catalog, split: str | None, grades: tuple[int, ...]) -> lis
             raise KecaeError(
                 f"{catalog.root}: no KL-{g} images in {where}; add KL-{g} images there "
                 f"(folder <split>/{g}/ or manifest rows with grade {g}), or choose other grades. "
-                f"Counts per (split, grade): {catalog.counts()}")
+                f"Counts per (split, grade): {catalog.counts()}"
+            )
         by_grade.extend(rows)
     return by_grade
 
@@ -177,11 +202,12 @@ def _build(cache_file: Path, records: list[Record], size: int, fit: str, progres
     log.info("caching %d images at %d px in %s", len(records), size, cache_file)
     remove_stale_tmp(cache_file.parent, recursive=False)
     with atomic_path(cache_file, suffix=".npy.tmp") as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                        shape=(len(records), size, size))
-        for n, r in enumerate(tqdm(records, desc="decoding images", unit="img",
-                                   disable=not progress)):
+        out = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=np.float32, shape=(len(records), size, size)
+        )
+        for n, r in enumerate(
+            tqdm(records, desc="decoding images", unit="img", disable=not progress)
+        ):
             out[n] = readers.preprocess(readers.read_image(r.path), size, fit)
         out.flush()
         del out  # close the map before the rename
-

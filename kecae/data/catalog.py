@@ -27,15 +27,23 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kecae.data.readers import IMAGE_SUFFIXES, is_dicom
-from kecae.utils import KecaeError
+from kecae.data.readers import is_image_file
+from kecae.errors import KecaeError
 
 #: KL grades a catalog accepts.
 KL_GRADES = (0, 1, 2, 3, 4)
 
 #: Folder or manifest split names -> canonical split name.
-SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
-                 "validation": "val", "test": "test", "testing": "test", "auto_test": "auto_test"}
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+    "auto_test": "auto_test",
+}
 
 #: Manifest file names looked for inside a data folder, in order of preference.
 MANIFEST_NAMES = ("manifest.csv", "ground_truth.csv")
@@ -99,13 +107,20 @@ class Catalog:
         if split is not None:
             split = SPLIT_ALIASES.get(split.lower(), split.lower())
         wanted = None if grades is None else {int(g) for g in grades}
-        return [r for r in self.records
-                if (split is None or r.split == split) and (wanted is None or r.grade in wanted)]
+        return [
+            r
+            for r in self.records
+            if (split is None or r.split == split) and (wanted is None or r.grade in wanted)
+        ]
 
     def counts(self) -> dict[tuple[str | None, int], int]:
         """Number of images per (split, grade)."""
-        return dict(sorted(Counter((r.split, r.grade) for r in self.records).items(),
-                           key=lambda kv: (str(kv[0][0]), kv[0][1])))
+        return dict(
+            sorted(
+                Counter((r.split, r.grade) for r in self.records).items(),
+                key=lambda kv: (str(kv[0][0]), kv[0][1]),
+            )
+        )
 
 
 def normalise_split(name: str) -> str:
@@ -113,8 +128,9 @@ def normalise_split(name: str) -> str:
     return SPLIT_ALIASES.get(name.strip().lower(), name.strip().lower())
 
 
-def load_catalog(path: str | os.PathLike, *, strict: bool = True,
-                 patient_regex: str | None = None) -> Catalog:
+def load_catalog(
+    path: str | os.PathLike, *, strict: bool = True, patient_regex: str | None = None
+) -> Catalog:
     """Read a data set folder or CSV manifest into a :class:`Catalog`.
 
     ``strict=True`` raises :class:`KecaeError` on the first bad manifest row or grade folder
@@ -126,12 +142,16 @@ def load_catalog(path: str | os.PathLike, *, strict: bool = True,
     regex = compile_patient_regex(patient_regex)
     path = Path(path).expanduser().resolve()
     if not path.exists():
-        raise KecaeError(f"{path}: no such file or folder; pass the data folder or its CSV "
-                         "manifest (or run `kecae phantoms` to make a synthetic data set)")
+        raise KecaeError(
+            f"{path}: no such file or folder; pass the data folder or its CSV "
+            "manifest (or run `kecae phantoms` to make a synthetic data set)"
+        )
     if path.is_file():
         if path.suffix.lower() != ".csv":
-            raise KecaeError(f"{path}: expected a data folder or a .csv manifest; pass the folder "
-                             "that holds the grade folders or the manifest")
+            raise KecaeError(
+                f"{path}: expected a data folder or a .csv manifest; pass the folder "
+                "that holds the grade folders or the manifest"
+            )
         catalog = _load_manifest(path, strict)
     else:
         manifest = next((path / n for n in MANIFEST_NAMES if (path / n).is_file()), None)
@@ -151,14 +171,16 @@ def compile_patient_regex(text: str | None) -> re.Pattern | None:
     try:
         regex = re.compile(text)
     except re.error as exc:
-        raise KecaeError(f"--patient-regex {text!r} is not a valid regular expression ({exc}): "
-                         f"{example}") from exc
+        raise KecaeError(
+            f"--patient-regex {text!r} is not a valid regular expression ({exc}): {example}"
+        ) from exc
     if "patient" not in regex.groupindex:
         raise KecaeError(f"--patient-regex {text!r} needs a named group 'patient': {example}")
     return regex
 
 
 # ---------------------------------------------------------------- folder per grade
+
 
 def _grade_of_dir(name: str) -> int | None:
     m = _GRADE_DIR.match(name)
@@ -176,7 +198,8 @@ def _load_folders(root: Path, strict: bool, regex: re.Pattern | None) -> Catalog
     split_dirs = [d for d in subdirs if d.name.lower() in SPLIT_ALIASES]
     # Without split folders the grade folders sit directly under the root.
     groups: list[tuple[str | None, Path]] = (
-        [(SPLIT_ALIASES[d.name.lower()], d) for d in split_dirs] if split_dirs else [(None, root)])
+        [(SPLIT_ALIASES[d.name.lower()], d) for d in split_dirs] if split_dirs else [(None, root)]
+    )
     if split_dirs:
         for d in subdirs:
             if d not in split_dirs:
@@ -185,7 +208,8 @@ def _load_folders(root: Path, strict: bool, regex: re.Pattern | None) -> Catalog
     records: list[Record] = []
     for split, folder in groups:
         skipped["file outside a grade folder"] += sum(
-            1 for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+            1 for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+        )
         for gdir in _visible_dirs(folder):
             grade = _grade_of_dir(gdir.name)
             if grade is None:
@@ -193,8 +217,12 @@ def _load_folders(root: Path, strict: bool, regex: re.Pattern | None) -> Catalog
                 continue
             if grade not in KL_GRADES:
                 n = _count_files(gdir)
-                problem = Problem("error", str(gdir), f"folder of unknown KL grade {grade} "
-                                  f"({n} files)", "KL grades are 0-4: rename or move the folder")
+                problem = Problem(
+                    "error",
+                    str(gdir),
+                    f"folder of unknown KL grade {grade} ({n} files)",
+                    "KL grades are 0-4: rename or move the folder",
+                )
                 if strict:
                     raise KecaeError(f"{problem.file}: {problem.message}; {problem.fix}")
                 problems.append(problem)
@@ -202,20 +230,35 @@ def _load_folders(root: Path, strict: bool, regex: re.Pattern | None) -> Catalog
             for f in _walk_files(gdir, skipped):
                 patient, side = _patient_from_name(f.stem, regex)
                 rel = f.relative_to(root)
-                records.append(Record(path=f, grade=grade, split=split, patient_id=patient,
-                                      side=side, image_id=rel.with_suffix("").as_posix()))
+                records.append(
+                    Record(
+                        path=f,
+                        grade=grade,
+                        split=split,
+                        patient_id=patient,
+                        side=side,
+                        image_id=rel.with_suffix("").as_posix(),
+                    )
+                )
 
     if not records and not problems:
         raise KecaeError(
             f"{root}: no images found; expected grade folders (root/<grade>/* or "
-            "root/<split>/<grade>/*, grades 0-4) or a manifest.csv with path and grade columns")
-    catalog = Catalog(root=root, records=records, skipped=_nonzero(skipped), problems=problems,
-                      layout="folders")
+            "root/<split>/<grade>/*, grades 0-4) or a manifest.csv with path and grade columns"
+        )
+    catalog = Catalog(
+        root=root, records=records, skipped=_nonzero(skipped), problems=problems, layout="folders"
+    )
     if regex is None and records:
-        catalog.problems.append(Problem(
-            "warning", str(root), "no patient ids (folder layout): each image counts as its own "
-            "patient, so two images of one patient may land in different splits",
-            "add a manifest.csv with a patient_id column, or pass --patient-regex"))
+        catalog.problems.append(
+            Problem(
+                "warning",
+                str(root),
+                "no patient ids (folder layout): each image counts as its own "
+                "patient, so two images of one patient may land in different splits",
+                "add a manifest.csv with a patient_id column, or pass --patient-regex",
+            )
+        )
     return catalog
 
 
@@ -230,7 +273,7 @@ def _walk_files(folder: Path, skipped: Counter) -> list[Path]:
                 skipped["hidden file"] += 1
             elif not p.is_file():  # a pipe would block a reader forever; a broken link
                 skipped["not a regular file (pipe, socket, device or broken link)"] += 1
-            elif p.suffix.lower() in IMAGE_SUFFIXES or is_dicom(p):
+            elif is_image_file(p):
                 found.append(p)
             else:
                 skipped["not an image file"] += 1
@@ -257,6 +300,7 @@ def _nonzero(counter: Counter) -> dict[str, int]:
 
 # ---------------------------------------------------------------- CSV manifest
 
+
 def _find_column(header: list[str], names: tuple[str, ...]) -> str | None:
     lower = {h.strip().lower(): h for h in header}
     return next((lower[n] for n in names if n in lower), None)
@@ -270,15 +314,20 @@ def _load_manifest(csv_path: Path, strict: bool) -> Catalog:
             header = list(reader.fieldnames or [])
             rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise KecaeError(f"{csv_path}: cannot read the manifest ({exc}); save it as a UTF-8 "
-                         "CSV with a header row") from exc
+        raise KecaeError(
+            f"{csv_path}: cannot read the manifest ({exc}); save it as a UTF-8 "
+            "CSV with a header row"
+        ) from exc
     path_col = _find_column(header, _PATH_COLUMNS)
     grade_col = _find_column(header, _GRADE_COLUMNS)
     if path_col is None or grade_col is None:
-        raise KecaeError(f"{csv_path}: the manifest needs a 'path' and a 'grade' (or 'kl') "
-                         f"column, found {header}; rename the columns")
-    cols = {name: _find_column(header, (name,)) for name in ("patient_id", "side", "split",
-                                                               "image_id")}
+        raise KecaeError(
+            f"{csv_path}: the manifest needs a 'path' and a 'grade' (or 'kl') "
+            f"column, found {header}; rename the columns"
+        )
+    cols = {
+        name: _find_column(header, (name,)) for name in ("patient_id", "side", "split", "image_id")
+    }
 
     records: list[Record] = []
     problems: list[Problem] = []
@@ -299,16 +348,28 @@ def _load_manifest(csv_path: Path, strict: bool) -> Catalog:
         file = (file if file.is_absolute() else root / file).resolve()
         grade = _parse_grade(row.get(grade_col))
         if grade is None:
-            bad(row_no, raw_path, f"unknown KL grade {row.get(grade_col)!r}",
-                "KL grades are integers 0-4: correct the grade or delete the row")
+            bad(
+                row_no,
+                raw_path,
+                f"unknown KL grade {row.get(grade_col)!r}",
+                "KL grades are integers 0-4: correct the grade or delete the row",
+            )
             continue
         if not file.is_file():
             if file.exists():
-                bad(row_no, raw_path, f"not a regular file ({file})",
-                    "list image files only: delete the row")
+                bad(
+                    row_no,
+                    raw_path,
+                    f"not a regular file ({file})",
+                    "list image files only: delete the row",
+                )
             else:
-                bad(row_no, raw_path, f"file not found ({file})",
-                    "fix the path (relative to the manifest's folder) or delete the row")
+                bad(
+                    row_no,
+                    raw_path,
+                    f"file not found ({file})",
+                    "fix the path (relative to the manifest's folder) or delete the row",
+                )
             continue
         value = {k: (row.get(c) or "").strip() if c else "" for k, c in cols.items()}
         patient = value["patient_id"]
@@ -320,26 +381,38 @@ def _load_manifest(csv_path: Path, strict: bool) -> Catalog:
         except ValueError:  # an absolute path outside the manifest's folder
             default_id = file.with_suffix("").as_posix().lstrip("/")
         side, split = value["side"], value["split"]
-        records.append(Record(
-            path=file, grade=grade, split=normalise_split(split) if split else None,
-            patient_id=patient, side=_SIDES.get(side.lower(), side) if side else None,
-            image_id=value["image_id"] or default_id))
+        records.append(
+            Record(
+                path=file,
+                grade=grade,
+                split=normalise_split(split) if split else None,
+                patient_id=patient,
+                side=_SIDES.get(side.lower(), side) if side else None,
+                image_id=value["image_id"] or default_id,
+            )
+        )
 
     with_split = sum(r.split is not None for r in records)
     if 0 < with_split < len(records):
-        message = (f"{len(records) - with_split} rows have no split while {with_split} do")
+        message = f"{len(records) - with_split} rows have no split while {with_split} do"
         fix = "give every row a split (train/val/test), or leave the whole column empty"
         if strict:
             raise KecaeError(f"{csv_path}: {message}; {fix}")
         problems.append(Problem("error", str(csv_path), message, fix))
     if no_patient:
-        problems.append(Problem(
-            "warning", str(csv_path), f"{no_patient} rows without patient_id: each such image "
-            "counts as its own patient", "add a patient_id column so splits stay patient-level"))
+        problems.append(
+            Problem(
+                "warning",
+                str(csv_path),
+                f"{no_patient} rows without patient_id: each such image counts as its own patient",
+                "add a patient_id column so splits stay patient-level",
+            )
+        )
     if not records and not problems:
         raise KecaeError(f"{csv_path}: the manifest lists no images; add rows (path, grade)")
-    return Catalog(root=root, records=records, problems=problems, layout="manifest",
-                   manifest=csv_path)
+    return Catalog(
+        root=root, records=records, problems=problems, layout="manifest", manifest=csv_path
+    )
 
 
 def _parse_grade(value) -> int | None:
@@ -370,14 +443,22 @@ def write_catalog(catalog: Catalog, path: str | os.PathLike) -> Path:
     """Write ``catalog`` as a manifest CSV (path, grade, patient_id, side, split, image_id) that
     :func:`load_catalog` reads back to the same records: the data set as one run sees it, with
     its patients and splits fixed. Paths are written as :mod:`kecae.runfolder` stores them."""
+    from kecae.files import atomic_path
     from kecae.runfolder import store_path
-    from kecae.utils import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["path", "grade", "patient_id", "side", "split", "image_id"])
         for r in catalog.records:
-            writer.writerow([store_path(r.path, path.parent), r.grade, r.patient_id,
-                             r.side or "", r.split or "", r.image_id])
+            writer.writerow(
+                [
+                    store_path(r.path, path.parent),
+                    r.grade,
+                    r.patient_id,
+                    r.side or "",
+                    r.split or "",
+                    r.image_id,
+                ]
+            )
     return path

@@ -27,7 +27,8 @@ from kecae import CLASS_GRADES
 from kecae.data.catalog import KL_GRADES, Catalog, Problem, load_catalog
 from kecae.data.readers import ImageReadError, load_image
 from kecae.data.splits import ensure_splits, find_split_leaks
-from kecae.utils import KecaeError, atomic_write_text, file_sha256
+from kecae.errors import KecaeError
+from kecae.files import atomic_write_text, file_sha256
 
 __all__ = ["CheckReport", "Problem", "check_dataset", "require_clean_data"]
 
@@ -66,34 +67,47 @@ class CheckReport:
     def to_dict(self) -> dict:
         """A JSON-serialisable form of the report."""
         return {
-            "root": str(self.root), "layout": self.layout, "n_images": self.n_images, "ok": self.ok,
+            "root": str(self.root),
+            "layout": self.layout,
+            "n_images": self.n_images,
+            "ok": self.ok,
             "counts": [{"split": s, "grade": g, "images": n} for (s, g), n in self.counts.items()],
             "sizes": [{"width": w, "height": h, "images": n} for (w, h), n in self.sizes.items()],
-            "formats": self.formats, "skipped": self.skipped,
+            "formats": self.formats,
+            "skipped": self.skipped,
             "problems": [dataclasses.asdict(p) for p in self.problems],
         }
 
     def format(self) -> str:
         """A human-readable report."""
-        lines = [f"data set: {self.root} ({self.layout} layout, {self.n_images} images)", "",
-                 "images per split and KL grade:"]
+        lines = [
+            f"data set: {self.root} ({self.layout} layout, {self.n_images} images)",
+            "",
+            "images per split and KL grade:",
+        ]
         splits = sorted({s for s, _ in self.counts}, key=_split_order)
         header = f"  {'split':<10}" + "".join(f"{'KL-' + str(g):>7}" for g in KL_GRADES)
         lines.append(header + f"{'total':>8}")
         for s in splits:
             row = [self.counts.get((s, g), 0) for g in KL_GRADES]
-            lines.append(f"  {s or '(none)':<10}" + "".join(f"{n:>7}" for n in row)
-                         + f"{sum(row):>8}")
+            lines.append(
+                f"  {s or '(none)':<10}" + "".join(f"{n:>7}" for n in row) + f"{sum(row):>8}"
+            )
         lines += ["", "image sizes (width x height):"]
-        lines += [f"  {w} x {h}: {n}" for (w, h), n in
-                  sorted(self.sizes.items(), key=lambda kv: -kv[1])] or ["  (none readable)"]
+        lines += [
+            f"  {w} x {h}: {n}" for (w, h), n in sorted(self.sizes.items(), key=lambda kv: -kv[1])
+        ] or ["  (none readable)"]
         if self.formats:
             lines.append("formats: " + ", ".join(f"{k} {v}" for k, v in self.formats.items()))
         if self.skipped:
-            lines.append("skipped (not an error): " +
-                         ", ".join(f"{n} {reason}" for reason, n in self.skipped.items()))
-        lines += ["", f"{_plural(len(self.errors), 'error')}, "
-                      f"{_plural(len(self.warnings), 'warning')}"]
+            lines.append(
+                "skipped (not an error): "
+                + ", ".join(f"{n} {reason}" for reason, n in self.skipped.items())
+            )
+        lines += [
+            "",
+            f"{_plural(len(self.errors), 'error')}, {_plural(len(self.warnings), 'warning')}",
+        ]
         for p in self.problems:
             lines.append(f"  {p.severity.upper()}: {p.file}: {p.message}")
             lines.append(f"      fix: {p.fix}")
@@ -108,9 +122,14 @@ def _split_order(s: str | None) -> tuple[int, str]:
     return ({"train": 0, "val": 1, "test": 2, "auto_test": 3}.get(s or "", 9), s or "")
 
 
-def check_dataset(path: str | os.PathLike, *, patient_regex: str | None = None,
-                  grades: tuple[int, ...] = CLASS_GRADES, size: int | None = None,
-                  progress: bool = False) -> CheckReport:
+def check_dataset(
+    path: str | os.PathLike,
+    *,
+    patient_regex: str | None = None,
+    grades: tuple[int, ...] = CLASS_GRADES,
+    size: int | None = None,
+    progress: bool = False,
+) -> CheckReport:
     """Inspect a data folder or manifest and report every problem (see the module docstring).
 
     ``grades``: the two KL grades the task compares (a split without one of them is an error);
@@ -121,8 +140,13 @@ def check_dataset(path: str | os.PathLike, *, patient_regex: str | None = None,
     return check_catalog(catalog, grades=grades, size=size, progress=progress)
 
 
-def check_catalog(catalog: Catalog, *, grades: tuple[int, ...] = CLASS_GRADES,
-                  size: int | None = None, progress: bool = False) -> CheckReport:
+def check_catalog(
+    catalog: Catalog,
+    *,
+    grades: tuple[int, ...] = CLASS_GRADES,
+    size: int | None = None,
+    progress: bool = False,
+) -> CheckReport:
     """:func:`check_dataset` of a catalog already read."""
     problems = list(catalog.problems)
     sizes: Counter[tuple[int, int]] = Counter()
@@ -143,28 +167,50 @@ def check_catalog(catalog: Catalog, *, grades: tuple[int, ...] = CLASS_GRADES,
         if size is not None and min(h, w) < size:
             small.append(str(r.path))
         if image.colour:
-            problems.append(Problem("warning", str(r.path), "colour image; it is converted to "
-                                    "grey", "check that it is a radiograph (save it as grey)"))
+            problems.append(
+                Problem(
+                    "warning",
+                    str(r.path),
+                    "colour image; it is converted to grey",
+                    "check that it is a radiograph (save it as grey)",
+                )
+            )
         by_hash[file_sha256(r.path)].append(r)
 
     if small:
-        problems.append(Problem("warning", small[0] + (f" and {len(small) - 1} more"
-                                                        if len(small) > 1 else ""),
-                                f"{len(small)} image(s) smaller than the model input of {size} px "
-                                "on their short side: they are upscaled (blurred)",
-                                "use a smaller --image-size, or larger images"))
+        problems.append(
+            Problem(
+                "warning",
+                small[0] + (f" and {len(small) - 1} more" if len(small) > 1 else ""),
+                f"{len(small)} image(s) smaller than the model input of {size} px "
+                "on their short side: they are upscaled (blurred)",
+                "use a smaller --image-size, or larger images",
+            )
+        )
     problems += _duplicate_problems(by_hash)
     problems += _leak_problems(catalog)
     problems += _empty_class_problems(catalog, tuple(grades))
     problems.sort(key=lambda p: p.severity != "error")  # stable: errors first, order kept
-    return CheckReport(root=catalog.root, layout=catalog.layout, n_images=len(catalog.records),
-                       counts=catalog.counts(), sizes=dict(sizes), formats=dict(formats),
-                       skipped=dict(catalog.skipped), problems=problems)
+    return CheckReport(
+        root=catalog.root,
+        layout=catalog.layout,
+        n_images=len(catalog.records),
+        counts=catalog.counts(),
+        sizes=dict(sizes),
+        formats=dict(formats),
+        skipped=dict(catalog.skipped),
+        problems=problems,
+    )
 
 
-def require_clean_data(data: str | os.PathLike, *, patient_regex: str | None = None,
-                       accept: bool = False, cache_dir: str | os.PathLike | None = None,
-                       progress: bool = False) -> list[Problem]:
+def require_clean_data(
+    data: str | os.PathLike,
+    *,
+    patient_regex: str | None = None,
+    accept: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> list[Problem]:
     """The fatal problems ``kecae data check`` finds in ``data`` (empty when none).
 
     Without ``accept`` a fatal problem is a :class:`KecaeError` naming the first one and the way
@@ -175,8 +221,9 @@ def require_clean_data(data: str | os.PathLike, *, patient_regex: str | None = N
 
     catalog = load_catalog(data, strict=False, patient_regex=patient_regex)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir(catalog.root)
-    key = cache_key(catalog.records, 0, f"check-v{CHECK_VERSION}-{patient_regex or ''}",
-                    root=catalog.root)
+    key = cache_key(
+        catalog.records, 0, f"check-v{CHECK_VERSION}-{patient_regex or ''}", root=catalog.root
+    )
     cached = folder / f"check-{key[:24]}.json"
     errors: list[Problem] | None = None
     if cached.is_file():
@@ -185,19 +232,24 @@ def require_clean_data(data: str | os.PathLike, *, patient_regex: str | None = N
         except (OSError, ValueError, TypeError, KeyError):
             errors = None  # damaged: check again
     if errors is None:
-        log.info("checking %d images of %s (kecae data check; once per version of the data)",
-                 len(catalog.records), catalog.root)
+        log.info(
+            "checking %d images of %s (kecae data check; once per version of the data)",
+            len(catalog.records),
+            catalog.root,
+        )
         errors = check_catalog(catalog, progress=progress).errors
         with contextlib.suppress(KecaeError):  # an unwritable cache: the check runs next time
-            atomic_write_text(cached, json.dumps(
-                {"errors": [dataclasses.asdict(p) for p in errors]}, indent=1))
+            atomic_write_text(
+                cached, json.dumps({"errors": [dataclasses.asdict(p) for p in errors]}, indent=1)
+            )
     if errors and not accept:
         first = errors[0]
         raise KecaeError(
             f"kecae data check finds {len(errors)} fatal problem(s) in {catalog.root}; first: "
             f"{first.file}: {first.message} (fix: {first.fix}). Fix the data (`kecae data check "
             f"{data}` lists them all), or pass --accept-data-problems to train anyway (the run's "
-            "config records it)")
+            "config records it)"
+        )
     for p in errors:
         log.warning("accepted data problem: %s", p)
     return errors
@@ -212,15 +264,33 @@ def _duplicate_problems(by_hash: dict[str, list]) -> list[Problem]:
         splits = {r.split for r in group}
         grades = {r.grade for r in group}
         if len(grades) > 1:
-            problems.append(Problem("error", files, f"identical images with different KL grades "
-                                    f"{sorted(grades)}", "keep one copy with the right grade"))
+            problems.append(
+                Problem(
+                    "error",
+                    files,
+                    f"identical images with different KL grades {sorted(grades)}",
+                    "keep one copy with the right grade",
+                )
+            )
         elif len(splits) > 1:
-            problems.append(Problem("error", files, f"identical images in splits "
-                                    f"{sorted(map(str, splits))}: the test set leaks into training",
-                                    "keep one copy and delete the others"))
+            problems.append(
+                Problem(
+                    "error",
+                    files,
+                    f"identical images in splits "
+                    f"{sorted(map(str, splits))}: the test set leaks into training",
+                    "keep one copy and delete the others",
+                )
+            )
         else:
-            problems.append(Problem("warning", files, f"{len(group)} identical images",
-                                    "keep one copy, or the image counts several times"))
+            problems.append(
+                Problem(
+                    "warning",
+                    files,
+                    f"{len(group)} identical images",
+                    "keep one copy, or the image counts several times",
+                )
+            )
     return problems
 
 
@@ -231,9 +301,14 @@ def _leak_problems(catalog: Catalog) -> list[Problem]:
     problems = []
     for patient, splits in find_split_leaks(catalog.records).items():
         where = ", ".join(f"{r.path} ({r.split})" for r in files_of[patient][:4])
-        problems.append(Problem("error", where, f"patient {patient!r} is in splits "
-                                f"{sorted(splits)}", "move all of this patient's images into one "
-                                "split (train, val or test)"))
+        problems.append(
+            Problem(
+                "error",
+                where,
+                f"patient {patient!r} is in splits {sorted(splits)}",
+                "move all of this patient's images into one split (train, val or test)",
+            )
+        )
     return problems
 
 
@@ -250,12 +325,16 @@ def _empty_class_problems(catalog: Catalog, grades: tuple[int, ...]) -> list[Pro
     for split in catalog.splits:
         for g in grades:
             if counts.get((split, g), 0) == 0:
-                where = (f"split {split!r} as kecae would assign it (70/15/15 by patient)" if auto
-                         else f"split {split!r}")
+                where = (
+                    f"split {split!r} as kecae would assign it (70/15/15 by patient)"
+                    if auto
+                    else f"split {split!r}"
+                )
                 file = catalog.manifest or (catalog.root if auto else catalog.root / split)
-                problems.append(Problem(
-                    "error", str(file),
-                    f"no KL-{g} images in {where}",
-                    f"add KL-{g} images to that split" if not auto else
-                    f"add KL-{g} images (at least a few patients), or give splits explicitly"))
+                fix = (
+                    f"add KL-{g} images (at least a few patients), or give splits explicitly"
+                    if auto
+                    else f"add KL-{g} images to that split"
+                )
+                problems.append(Problem("error", str(file), f"no KL-{g} images in {where}", fix))
     return problems

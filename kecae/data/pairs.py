@@ -9,14 +9,9 @@ cycle-walking. It needs O(1) memory, gives random access to any pair, and never 
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
-from torch.utils.data import Dataset
 
-from kecae import CLASS_GRADES
-from kecae.data.cache import ImageSet
-from kecae.data.datasets import image_tensor
+from kecae.data.balance import bootstrap
 
 # splitmix64's finaliser: a fast, well-mixed 64-bit hash used as the Feistel round function.
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -55,7 +50,7 @@ class FeistelPermutation:
 
     def index(self, k: int) -> int:
         """perm(k) for one Python int: the same network in plain integer arithmetic (~50x faster
-        than the array path for a single value, which matters for per-item dataset access)."""
+        than the array path for a single value)."""
         half, mask, full = self.half, int(self.mask), (1 << 64) - 1
         y = int(k)
         while True:
@@ -93,11 +88,18 @@ class PairSampler:
     the plain product (``oversample=False``).
     """
 
-    def __init__(self, n_kl0: int, n_kl2: int, num_pairs: int | None = None, seed: int = 0,
-                 oversample: bool = False):
+    def __init__(
+        self,
+        n_kl0: int,
+        n_kl2: int,
+        num_pairs: int | None = None,
+        seed: int = 0,
+        oversample: bool = False,
+    ):
         if int(n_kl0) < 1 or int(n_kl2) < 1:
-            raise ValueError(f"need at least one image of each class, got n_kl0={n_kl0}, "
-                             f"n_kl2={n_kl2}")
+            raise ValueError(
+                f"need at least one image of each class, got n_kl0={n_kl0}, n_kl2={n_kl2}"
+            )
         self.n_kl0, self.n_kl2 = int(n_kl0), int(n_kl2)
         self.seed, self.oversample = int(seed), bool(oversample)
         self._map0 = self._map2 = None  # bootstrap list -> real image index, when oversampling
@@ -105,8 +107,7 @@ class PairSampler:
         if oversample and rows != cols:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, 1]))
             big = max(rows, cols)
-            small = min(rows, cols)
-            boot = np.concatenate([np.arange(small), rng.integers(0, small, big - small)])
+            boot = bootstrap(min(rows, cols), big, rng)
             if rows < cols:
                 self._map0 = boot
             else:
@@ -120,7 +121,8 @@ class PairSampler:
                 f"num_pairs={num_pairs} but there are only {self.total:,} distinct pairs "
                 f"({self.n_kl0} KL-0 x {self.n_kl2} KL-2"
                 f"{', oversampled' if oversample else ''}); ask for at most {self.total:,}"
-                + ("" if oversample else " or pass oversample=True"))
+                + ("" if oversample else " or pass oversample=True")
+            )
         self._perm = FeistelPermutation(self.total, seed=self.seed)
 
     def __len__(self) -> int:
@@ -139,10 +141,6 @@ class PairSampler:
             j = self._map2[j]
         return int(i), int(j)
 
-    def global_index(self, k: int) -> int:
-        """The sampler-wide pair index of item ``k`` (itself; a shard maps its own items)."""
-        return int(k)
-
     def pairs_at(self, ks: np.ndarray) -> np.ndarray:
         """(n, 2) int64 (i, j) for an int array of pair indices in [0, num_pairs)."""
         candidates = self._perm(np.asarray(ks, dtype=np.int64))
@@ -160,72 +158,3 @@ class PairSampler:
         if not 0 <= start <= stop <= self.num_pairs:
             raise ValueError(f"need 0 <= start <= stop <= {self.num_pairs}, got {start}, {stop}")
         return self.pairs_at(np.arange(start, stop, dtype=np.int64))
-
-    def shard(self, rank: int, world_size: int) -> "PairShard":
-        """Items ``rank, rank + world_size, ...``: disjoint across ranks, together all pairs."""
-        return PairShard(self, rank, world_size)
-
-
-class PairShard:
-    """One rank's strided share of a :class:`PairSampler` (same interface as the sampler)."""
-
-    def __init__(self, sampler: PairSampler, rank: int, world_size: int):
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"need world_size >= 1 and 0 <= rank < world_size, got rank={rank}, "
-                             f"world_size={world_size}")
-        self.sampler, self.rank, self.world_size = sampler, int(rank), int(world_size)
-        self.indices = range(self.rank, sampler.num_pairs, self.world_size)  # O(1) memory
-        self.n_kl0, self.n_kl2 = sampler.n_kl0, sampler.n_kl2
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, m: int) -> tuple[int, int]:
-        return self.sampler[self.indices[m]]
-
-    def global_index(self, m: int) -> int:
-        return self.indices[m]
-
-    def pairs(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        sub = self.indices[start:stop]
-        return self.sampler.pairs_at(np.arange(sub.start, sub.stop, sub.step, dtype=np.int64))
-
-
-class PairDataset(Dataset):
-    """Item ``m`` of a pair sampler as a dict of the two images and their labels.
-
-    Keys: ``x1`` (1, S, S) KL-0 image, ``x2`` (1, S, S) KL-2 image, ``y1`` = 0, ``y2`` = 1
-    (class indices), ``id1`` / ``id2`` their image ids, ``index`` the sampler-wide pair index.
-    """
-
-    def __init__(self, kl0: ImageSet, kl2: ImageSet, sampler: PairSampler | PairShard):
-        if (sampler.n_kl0, sampler.n_kl2) != (len(kl0), len(kl2)):
-            raise ValueError(f"the sampler is for {sampler.n_kl0} x {sampler.n_kl2} images but "
-                             f"the sets hold {len(kl0)} x {len(kl2)}; build it as "
-                             "PairSampler(len(kl0), len(kl2), ...)")
-        g0, g2 = np.unique(kl0.grades), np.unique(kl2.grades)
-        if len(g0) != 1 or len(g2) != 1 or g0[0] == g2[0]:
-            raise ValueError(f"kl0 and kl2 must each hold one grade, and different ones; got "
-                             f"{g0.tolist()} and {g2.tolist()} (use ImageSet.for_grade)")
-        if kl0.size != kl2.size:
-            raise ValueError(f"image sizes differ: {kl0.size} vs {kl2.size}; load both at one size")
-        self.kl0, self.kl2, self.sampler = kl0, kl2, sampler
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __getitem__(self, m: int) -> dict:
-        i, j = self.sampler[m]
-        return {"x1": image_tensor(self.kl0.images, i), "x2": image_tensor(self.kl2.images, j),
-                "y1": 0, "y2": 1, "id1": self.kl0.image_ids[i], "id2": self.kl2.image_ids[j],
-                "index": self.sampler.global_index(m)}
-
-
-def make_pair_dataset(image_set: ImageSet, num_pairs: int | None, seed: int = 0,
-                      oversample: bool = False,
-                      grades: Sequence[int] = CLASS_GRADES) -> PairDataset:
-    """A :class:`PairDataset` over the two grades of one image set (e.g. the training split)."""
-    kl0, kl2 = image_set.for_grade(grades[0]), image_set.for_grade(grades[1])
-    sampler = PairSampler(len(kl0), len(kl2), num_pairs, seed=seed, oversample=oversample)
-    return PairDataset(kl0, kl2, sampler)
-

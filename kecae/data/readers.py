@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pydicom
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from kecae.utils import KecaeError
+from kecae.errors import KecaeError
 
 #: Bump when decoding or preprocessing changes, so every cached array is rebuilt.
 READER_VERSION = 1
@@ -36,8 +36,10 @@ FITS = ("crop", "pad", "pad-edge")
 _COLOUR_SPREAD = 16 / 255
 _COLOUR_FRACTION = 0.01
 
-_DICOM_FIX = ("check that the file is a complete, uncompressed DICOM image (e.g. `gdcmconv --raw "
-              "in.dcm out.dcm`), or remove it from the data set")
+_DICOM_FIX = (
+    "check that the file is a complete, uncompressed DICOM image (e.g. `gdcmconv --raw "
+    "in.dcm out.dcm`), or remove it from the data set"
+)
 _IMAGE_FIX = "re-export it as PNG or DICOM, or remove it from the data set"
 
 
@@ -94,16 +96,19 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
     path = Path(path)
     if not path.is_file():
         if path.exists():
-            raise ImageReadError(path, "not a regular file (a pipe, socket or device)",
-                                 "remove it from the data set")
-        raise ImageReadError(path, "file not found",
-                             "fix the path or remove the entry that names it")
+            raise ImageReadError(
+                path, "not a regular file (a pipe, socket or device)", "remove it from the data set"
+            )
+        raise ImageReadError(
+            path, "file not found", "fix the path or remove the entry that names it"
+        )
     if path.suffix.lower() in (".dcm", ".dicom") or is_dicom(path):
         return _load_dicom(path)
     return _load_pillow(path)
 
 
 # ---------------------------------------------------------------- Pillow formats
+
 
 def _load_pillow(path: Path) -> LoadedImage:
     try:
@@ -116,10 +121,12 @@ def _load_pillow(path: Path) -> LoadedImage:
         found = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
         raise ImageReadError(
-            path, f"image too large ({size}, more than Pillow's safety limit of "
+            path,
+            f"image too large ({size}, more than Pillow's safety limit of "
             f"{2 * (Image.MAX_IMAGE_PIXELS or 0):,}: a possible decompression bomb)",
             "downscale it (knee radiographs need no more than a few thousand px a side) or "
-            "remove it from the data set") from exc
+            "remove it from the data set",
+        ) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         detail = str(exc).replace(f"'{path}'", "").replace(str(path), "").strip()  # no 2nd path
         detail = detail or type(exc).__name__
@@ -171,13 +178,13 @@ def _min_max(arr: np.ndarray) -> np.ndarray:
 
 def _finish(path: Path, pixels: np.ndarray, colour: bool, fmt: str, bits: int) -> LoadedImage:
     if pixels.ndim != 2 or min(pixels.shape) < 1:
-        raise ImageReadError(path, f"decoded to shape {pixels.shape}, not a 2-D image",
-                             _IMAGE_FIX)
+        raise ImageReadError(path, f"decoded to shape {pixels.shape}, not a 2-D image", _IMAGE_FIX)
     pixels = np.clip(pixels, 0.0, 1.0).astype(np.float32)
     return LoadedImage(pixels=pixels, colour=colour, format=fmt, bits=bits)
 
 
 # ---------------------------------------------------------------- DICOM
+
 
 def _load_dicom(path: Path) -> LoadedImage:
     import pydicom
@@ -187,8 +194,11 @@ def _load_dicom(path: Path) -> LoadedImage:
     try:
         ds = pydicom.dcmread(path, force=True)
         if "PixelData" not in ds:
-            raise ImageReadError(path, "DICOM file without pixel data (a report or structured "
-                                 "document?)", "remove it from the data set")
+            raise ImageReadError(
+                path,
+                "DICOM file without pixel data (a report or structured document?)",
+                "remove it from the data set",
+            )
         _set_missing_transfer_syntax(ds)
         arr = ds.pixel_array  # respects BitsStored (12 bits in 16 are masked) and signedness
     except KecaeError:
@@ -217,8 +227,11 @@ def _load_dicom(path: Path) -> LoadedImage:
         else:
             pixels = _min_max(values)
     except (ValueError, TypeError, IndexError, AttributeError) as exc:
-        raise ImageReadError(path, f"invalid DICOM rescale or window values ({exc})",
-                             "fix the RescaleSlope/Intercept and WindowCenter/Width tags") from exc
+        raise ImageReadError(
+            path,
+            f"invalid DICOM rescale or window values ({exc})",
+            "fix the RescaleSlope/Intercept and WindowCenter/Width tags",
+        ) from exc
     if photometric == "MONOCHROME1":  # low values are white: invert so that bone is bright
         pixels = 1.0 - pixels
     return _finish(path, pixels, False, "DICOM", bits)
@@ -236,8 +249,13 @@ def _set_missing_transfer_syntax(ds) -> None:
     implicit, little = ds.original_encoding
     if meta is None:
         ds.file_meta = meta = FileMetaDataset()
-    meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
-                              ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    meta.TransferSyntaxUID = (
+        ImplicitVRLittleEndian
+        if implicit
+        else ExplicitVRLittleEndian
+        if little
+        else ExplicitVRBigEndian
+    )
 
 
 def _window_only(ds, dataset_cls) -> pydicom.Dataset:
@@ -259,8 +277,8 @@ def _window_only(ds, dataset_cls) -> pydicom.Dataset:
 
 # ---------------------------------------------------------------- preprocessing
 
-def preprocess(img: np.ndarray, size: int,
-               fit: Literal["crop", "pad", "pad-edge"] = "crop") -> np.ndarray:
+
+def preprocess(img: np.ndarray, size: int, fit: str = "crop") -> np.ndarray:
     """Square and resize a grey image: (H, W) in [0, 1] -> float32 (size, size) in [-1, 1].
 
     ``fit="crop"`` cuts the centred square of side min(H, W); ``"pad"`` pads the short side with
@@ -279,7 +297,7 @@ def preprocess(img: np.ndarray, size: int,
     if fit == "crop":
         side = min(h, w)
         top, left = (h - side) // 2, (w - side) // 2
-        square = img[top:top + side, left:left + side]
+        square = img[top : top + side, left : left + side]
     else:
         side = max(h, w)
         pad_h, pad_w = side - h, side - w
@@ -288,6 +306,7 @@ def preprocess(img: np.ndarray, size: int,
 
     if side != size:
         resized = Image.fromarray(np.ascontiguousarray(square)).resize(
-            (size, size), resample=Image.Resampling.LANCZOS)
+            (size, size), resample=Image.Resampling.LANCZOS
+        )
         square = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)  # Lanczos overshoots
     return (square * 2.0 - 1.0).astype(np.float32)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -14,8 +14,9 @@ from kecae.data.catalog import Catalog, Record
 SPLIT_NAMES = ("train", "val", "test")
 
 
-def assign_splits(records: Sequence[Record], fractions: Sequence[float] = (0.7, 0.15, 0.15),
-                  seed: int = 0) -> list[Record]:
+def assign_splits(
+    records: Sequence[Record], fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0
+) -> list[Record]:
     """Give every record a split, keeping each patient's images together.
 
     Patients are stratified by their most severe grade (so KL-0 and KL-2 patients are spread over
@@ -25,11 +26,15 @@ def assign_splits(records: Sequence[Record], fractions: Sequence[float] = (0.7, 
     """
     fractions = tuple(float(f) for f in fractions)
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f"fractions must be three non-negative numbers (train, val, test) that "
-                         f"sum to 1, e.g. (0.7, 0.15, 0.15); got {fractions}")
+        raise ValueError(
+            f"fractions must be three non-negative numbers (train, val, test) that "
+            f"sum to 1, e.g. (0.7, 0.15, 0.15); got {fractions}"
+        )
     if any(r.split is not None for r in records):
-        raise ValueError("these records already have splits; assign_splits is for data without "
-                         "them (use the catalog's splits, or clear them with dataclasses.replace)")
+        raise ValueError(
+            "these records already have splits; assign_splits is for data without "
+            "them (use the catalog's splits, or clear them with dataclasses.replace)"
+        )
 
     worst: dict[str, int] = defaultdict(int)  # patient -> most severe grade
     for r in records:
@@ -61,13 +66,18 @@ def _largest_remainder(n: int, fractions: Sequence[float]) -> list[int]:
     return sizes
 
 
-def ensure_splits(catalog: Catalog, fractions: Sequence[float] = (0.7, 0.15, 0.15),
-                  seed: int = 0) -> Catalog:
+def ensure_splits(
+    catalog: Catalog, fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0
+) -> Catalog:
     """The catalog itself when it has splits, else a copy with :func:`assign_splits` applied."""
     if catalog.has_splits:
         return catalog
-    return dataclasses.replace(catalog, records=assign_splits(
-        [dataclasses.replace(r, split=None) for r in catalog.records], fractions, seed))
+    return dataclasses.replace(
+        catalog,
+        records=assign_splits(
+            [dataclasses.replace(r, split=None) for r in catalog.records], fractions, seed
+        ),
+    )
 
 
 def find_split_leaks(records: Sequence[Record]) -> dict[str, set[str]]:

@@ -1,13 +1,13 @@
 """`kecae evaluate --run DIR`: every number about a trained KECAE, written to DIR/metrics.json.
 
-The run folder (made by `kecae demo`, or by hand with the same names)::
+The run folder (layout: :mod:`kecae.runfolder`; made by `kecae demo`, or by hand)::
 
     DIR/kecae/        KECAE training run (config.yaml, checkpoints/last.pt, log.csv)
     DIR/supervisor/   the classifier that supervised training (best.pt, metrics.json)
     DIR/judge/        an independent classifier: other architecture and seed, never used in training
     DIR/eval/         arrays behind the report's figures (examples.npz, fidelity.npz)
-    DIR/metrics.json  sections: separability, exchange_success, plausibility, judge, supervisor,
-                      fidelity, quality, targets (other sections already there are kept)
+    DIR/metrics.json  sections: separability, plausibility, exchange_success, judge, supervisor,
+                      fidelity, quality, targets (:mod:`kecae.results`; others are kept)
 
 Exchanged pairs are drawn from the TEST split, so nothing here was seen in training. Every rate on
 generated images sits beside the same rule on controls:
@@ -19,6 +19,9 @@ generated images sits beside the same rule on controls:
 - **real held-out images**: the plausibility rule is fitted on train images, thresholded on
   validation images and checked on test images, where it must pass about its nominal share; the
   judge's own recall on real test images of the donor's grade caps what any exchange can score.
+
+The numbers themselves are pure functions of arrays (:mod:`kecae.evaluation.metrics`); this module
+runs the models and lays the numbers out.
 """
 
 from __future__ import annotations
@@ -28,39 +31,56 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from kecae import CLASS_GRADES
-from kecae.runfolder import write_sections
-from kecae.utils import KecaeError, atomic_path, select_device
+from kecae.data.cache import ImageSet, load_image_set
+from kecae.data.pairs import PairSampler
+from kecae.device import select_device
+from kecae.errors import KecaeError
+from kecae.evaluation.summary import check_targets
+from kecae.files import atomic_path
+from kecae.results import (
+    KL0_TO_KL2,
+    KL2_TO_KL0,
+    ClassifierRates,
+    ExchangeSuccess,
+    Fidelity,
+    FidelityDirection,
+    JudgeRates,
+    JudgeSummary,
+    KeyTransfer,
+    Plausibility,
+    Quality,
+    Rate,
+    Separability,
+    SupervisorSummary,
+)
+from kecae.runfolder import RunLayout, write_sections
+
+if TYPE_CHECKING:
+    import torch
+
+    from kecae.models.autoencoder import KECAE
+    from kecae.models.classifiers import Classifier
 
 log = logging.getLogger(__name__)
 
-#: The two exchange directions: name -> (exchanged image, recipient, donor, donor's class index).
-DIRECTIONS = {"kl0_to_kl2": ("x1_ex", "x1", "x2", 1), "kl2_to_kl0": ("x2_ex", "x2", "x1", 0)}
 
-#: Targets on the demo's phantoms: name -> (metrics path, comparison, threshold).
-TARGETS = {
-    "judge agrees with its call on the donor, KL-0 -> KL-2":
-        ("exchange_success.judge_agreement_kl0_to_kl2", ">=", 0.9),
-    "judge agrees with its call on the donor, KL-2 -> KL-0":
-        ("exchange_success.judge_agreement_kl2_to_kl0", ">=", 0.9),
-    "label-only rate minus the no-exchange control, KL-0 -> KL-2":
-        ("exchange_success.judge_lift_kl0_to_kl2", ">=", 0.40),
-    "label-only rate minus the no-exchange control, KL-2 -> KL-0":
-        ("exchange_success.judge_lift_kl2_to_kl0", ">=", 0.40),
-    "plausible X' / plausible real held-out images":
-        ("plausibility.ratio_to_real", ">=", 0.9),
-    "key transfer median, KL-0 -> KL-2 (refusals fail)": ("fidelity.key_transfer_median", ">=", 0.7),
-    "key transfer median, KL-2 -> KL-0 (refusals fail)":
-        ("fidelity.key_transfer_median_kl2_to_kl0", ">=", 0.7),
-    "osteophyte rate of X'1 minus the real KL-2 rate, |points|":
-        ("fidelity.osteophyte_gap_kl0_to_kl2", "<=", 0.10),
-    "non-key SSIM (median)": ("fidelity.nonkey_ssim_median", ">=", 0.9),
-    "SVM on hK": ("separability.svm_hk_accuracy", ">=", 0.85),
-    "SVM on hN": ("separability.svm_hn_accuracy", "<=", 0.65),
+class _Direction(NamedTuple):
+    """One exchange direction in terms of the pair's image sets."""
+
+    exchanged: str  # X'
+    recipient: str  # the knee whose anatomy X' keeps
+    donor: str  # the knee whose key X' takes
+    donor_class: int  # class index of the donor's grade (1: KL-2)
+
+
+_DIRECTION_IMAGES = {
+    KL0_TO_KL2: _Direction("x1_ex", "x1", "x2", 1),
+    KL2_TO_KL0: _Direction("x2_ex", "x2", "x1", 0),
 }
 
 
@@ -84,54 +104,242 @@ class EvaluateConfig:
     cache_dir: str | None = None  # preprocessed-image cache
 
 
-def _get(d: dict, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(d, dict) or part not in d:
-            return None
-        d = d[part]
-    return d
+@dataclass
+class _Models:
+    """The trained models a run is evaluated with, and what their checkpoints say."""
+
+    kecae: KECAE
+    judge: Classifier
+    judge_ckpt: dict[str, Any]
+    judge_path: Path
+    supervisor: Classifier
+    supervisor_ckpt: dict[str, Any]
+    supervisor_path: str
+    image_size: int
+    independent: bool  # the judge has another architecture and seed than the supervisor
+    data: str  # the data set KECAE was trained on (or the one given)
+    patient_regex: str | None
 
 
-def _put_rate(section: dict, key: str, mask: np.ndarray) -> None:
-    """``key`` = share of True, with ``key_ci_low``, ``key_ci_high`` (Wilson 95 %) and ``key_n``."""
-    from kecae.evaluation import metrics as M
+@dataclass
+class _RealImages:
+    """The real images of the data set at the model's size."""
 
-    f = M.fraction(np.asarray(mask, dtype=bool))
-    section[key] = f["value"]
-    section[key + "_ci_low"], section[key + "_ci_high"] = f["ci_low"], f["ci_high"]
-    section[key + "_n"] = f["n"]
+    test_kl0: ImageSet
+    test_kl2: ImageSet
+    train: np.ndarray  # both grades
+    val: np.ndarray
+    test: np.ndarray
 
 
-def _exchange_all(model: Any, x1: np.ndarray, x2: np.ndarray, device: Any,
-                  batch: int = 64) -> dict[str, np.ndarray]:
+@dataclass
+class _Measured:
+    """The joint measurement of each image of one set."""
+
+    ok: np.ndarray  # a joint was found
+    jsw: np.ndarray  # medial joint-space width, px (NaN when refused)
+    osteophytes: np.ndarray  # a definite osteophyte (False when refused)
+    joint_row: np.ndarray  # the joint line's row
+
+
+def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
+    """Measure the run in ``cfg.run``; write its sections of metrics.json (and the report's
+    arrays in RUN/eval/) and return the whole merged metrics.json."""
+    from kecae.inference import classifier_features
+
+    layout = RunLayout(cfg.run)
+    device = select_device(cfg.device)
+
+    # the models, and the real images of the data set they were trained on
+    models = _load_models(cfg, layout, device)
+    real = _real_images(cfg, models)
+
+    # test pairs, and every image set the rules are applied to: inputs X1 (KL-0) and X2 (KL-2),
+    # reconstructions, exchanges and the no-exchange controls
+    n_pairs = min(cfg.pairs, len(real.test_kl0) * len(real.test_kl2))
+    ij = PairSampler(len(real.test_kl0), len(real.test_kl2), n_pairs, seed=cfg.seed).pairs()
+    images = {
+        "x1": np.asarray(real.test_kl0.images[ij[:, 0]], np.float32),
+        "x2": np.asarray(real.test_kl2.images[ij[:, 1]], np.float32),
+    }
+    images.update(_pair_outputs(models.kecae, images["x1"], images["x2"], device))
+    sides = {
+        "x1": [real.test_kl0.sides[i] for i in ij[:, 0]],
+        "x2": [real.test_kl2.sides[j] for j in ij[:, 1]],
+    }
+
+    # the paper's separability of the latents (Fig. 3)
+    separability = _separability(models, real, cfg, device)
+
+    # the classifiers' calls (class index 1 = KL-2) on every set; the judge on real test images
+    judge_summary = _judge_summary(models, real, device)
+    calls = {
+        "judge": _calls(models.judge, images, device),
+        "supervisor": _calls(models.supervisor, images, device),
+    }
+
+    # plausibility: the joint is found and the judge's features look like real images'
+    measured = {name: _measure(imgs, sides[name[:2]]) for name, imgs in images.items()}
+    measured_real = {
+        "kl0": _measure(np.asarray(real.test_kl0.images), list(real.test_kl0.sides)),
+        "kl2": _measure(np.asarray(real.test_kl2.images), list(real.test_kl2.sides)),
+    }
+    features = {
+        name: classifier_features(models.judge, imgs, device=device)
+        for name, imgs in images.items()
+    }
+    for name in ("train", "val", "test"):
+        features[f"real_{name}"] = classifier_features(
+            models.judge, getattr(real, name), device=device
+        )
+    found = {name: m.ok for name, m in measured.items()}
+    found["real_test"] = np.r_[measured_real["kl0"].ok, measured_real["kl2"].ok]
+    plausibility, plausible = _plausibility(features, found, cfg.plausibility_quantile)
+
+    # exchange success: the donor's grade on X', beside its controls
+    recall = {0: judge_summary.recall_kl0, 1: judge_summary.recall_kl2}
+    exchange = _exchange_success(calls, plausible, recall, n_pairs, models.independent)
+
+    # ground-truth fidelity (the measurement is built for the phantoms' geometry)
+    fidelity: Fidelity | None = None
+    fidelity_arrays: dict[str, np.ndarray] = {}
+    if _is_phantom_data(models.data):
+        fidelity, fidelity_arrays = _fidelity(
+            measured, measured_real, images, models.image_size, cfg.band
+        )
+
+    # image quality
+    quality = _quality(images, features, judge_summary.arch, cfg.seed)
+
+    # the sections in the order metrics.json has them, then the targets they meet
+    sections: dict[str, Any] = {
+        Separability.NAME: separability.to_dict(),
+        Plausibility.NAME: plausibility.to_dict(),
+        ExchangeSuccess.NAME: exchange.to_dict(),
+        JudgeSummary.NAME: judge_summary.to_dict(),
+        SupervisorSummary.NAME: _supervisor_summary(models).to_dict(),
+    }
+    if fidelity is not None:
+        sections[Fidelity.NAME] = fidelity.to_dict()
+    sections[Quality.NAME] = quality.to_dict()
+    sections["targets"] = {name: t.to_dict() for name, t in check_targets(sections).items()}
+
+    # the arrays behind the report's figures, then metrics.json
+    _save_report_arrays(layout, images, measured, min(cfg.examples, n_pairs), fidelity_arrays)
+    return write_sections(layout.root, sections)
+
+
+# ---------------------------------------------------------------------------------------------
+# Models and images
+# ---------------------------------------------------------------------------------------------
+
+
+def _load_models(cfg: EvaluateConfig, layout: RunLayout, device: torch.device) -> _Models:
+    """The KECAE model, judge and supervisor with their checkpoints, checked for one image size."""
+    from kecae.inference import load_classifier, load_kecae
+
+    model, kecae_ckpt = load_kecae(cfg.kecae_checkpoint or str(layout.kecae.last), device)
+    train_config = kecae_ckpt["train_config"]
+    sup_path = cfg.supervisor or train_config.get("supervisor") or str(layout.supervisor.best)
+    judge_path = Path(cfg.judge or layout.judge.best)
+    size = int(kecae_ckpt["model_config"]["image_size"])
+    judge, judge_ckpt = load_classifier(str(judge_path), device)
+    supervisor, sup_ckpt = load_classifier(sup_path, device)
+    for name, ckpt in (("judge", judge_ckpt), ("supervisor", sup_ckpt)):
+        if ckpt["model_config"]["image_size"] != size:
+            raise KecaeError(
+                f"the {name} works at {ckpt['model_config']['image_size']} px but "
+                f"KECAE at {size} px: train it with --image-size {size}"
+            )
+    independent = judge_ckpt["model_config"]["arch"] != sup_ckpt["model_config"][
+        "arch"
+    ] and judge_ckpt["train_config"].get("seed") != sup_ckpt["train_config"].get("seed")
+    if not independent:
+        log.warning(
+            "the judge %s has the supervisor's architecture or seed: it is not independent",
+            judge_path,
+        )
+    return _Models(
+        kecae=model,
+        judge=judge,
+        judge_ckpt=judge_ckpt,
+        judge_path=judge_path,
+        supervisor=supervisor,
+        supervisor_ckpt=sup_ckpt,
+        supervisor_path=sup_path,
+        image_size=size,
+        independent=independent,
+        data=cfg.data or train_config["data"],
+        patient_regex=cfg.patient_regex or train_config.get("patient_regex"),
+    )
+
+
+def _real_images(cfg: EvaluateConfig, models: _Models) -> _RealImages:
+    def load(split: str, grade: int) -> ImageSet:
+        return load_image_set(
+            models.data,
+            size=models.image_size,
+            split=split,
+            grades=(grade,),
+            cache_dir=cfg.cache_dir,
+            progress=False,
+            patient_regex=models.patient_regex,
+        )
+
+    test_kl0, test_kl2 = load("test", CLASS_GRADES[0]), load("test", CLASS_GRADES[1])
+    return _RealImages(
+        test_kl0=test_kl0,
+        test_kl2=test_kl2,
+        train=np.concatenate([load("train", g).images for g in CLASS_GRADES]),
+        val=np.concatenate([load("val", g).images for g in CLASS_GRADES]),
+        test=np.concatenate([test_kl0.images, test_kl2.images]),
+    )
+
+
+def _pair_outputs(
+    model: KECAE, x1: np.ndarray, x2: np.ndarray, device: torch.device
+) -> dict[str, np.ndarray]:
     """Eval-mode outputs of aligned pairs, each (n, S, S): reconstructions, exchanges and the
     no-exchange controls ``x1_self`` = exchange(X1, X1)'s X'1 and ``x2_self`` likewise."""
-    import torch
+    from kecae.inference import batched
 
-    keys = ("x1_hat", "x2_hat", "x1_ex", "x2_ex", "x1_self", "x2_self")
-    outs: dict[str, list[np.ndarray]] = {k: [] for k in keys}
-    with torch.no_grad():
-        for s in range(0, len(x1), batch):
-            a = torch.from_numpy(np.asarray(x1[s:s + batch], np.float32))[:, None].to(device)
-            b = torch.from_numpy(np.asarray(x2[s:s + batch], np.float32))[:, None].to(device)
-            o = model(a, b)
-            got = {"x1_hat": o.x1_hat, "x2_hat": o.x2_hat, "x1_ex": o.x1_ex, "x2_ex": o.x2_ex,
-                   "x1_self": model.exchange(a, a)[0], "x2_self": model.exchange(b, b)[0]}
-            for k in keys:
-                outs[k].append(got[k][:, 0].float().cpu().numpy())
-    return {k: np.concatenate(v) for k, v in outs.items()}
+    def outputs(a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = model(a, b)
+        return {
+            "x1_hat": out.x1_hat[:, 0],
+            "x2_hat": out.x2_hat[:, 0],
+            "x1_ex": out.x1_ex[:, 0],
+            "x2_ex": out.x2_ex[:, 0],
+            "x1_self": model.exchange(a, a)[0][:, 0],
+            "x2_self": model.exchange(b, b)[0][:, 0],
+        }
+
+    return batched(outputs, x1, x2, batch_size=64, device=device)
 
 
-def _measure(images: np.ndarray, sides: list[str | None]) -> dict[str, np.ndarray]:
-    """Joint measurement of each image: found (``ok``), medial JSW, osteophyte call, joint row.
-    A refused measurement counts as 'no osteophyte'."""
-    from kecae.phantoms import measure_joint
+def _calls(
+    classifier: Classifier, images: dict[str, np.ndarray], device: torch.device
+) -> dict[str, np.ndarray]:
+    """The classifier's class index (1 = KL-2) for every image of every set."""
+    from kecae.inference import classify
 
-    rows = [measure_joint(img, side=side) for img, side in zip(images, sides)]
-    return {"ok": np.array([r.ok for r in rows], dtype=bool),
-            "jsw": np.array([r.jsw_medial_px for r in rows], dtype=np.float64),
-            "osteo": np.array([bool(r.osteophytes) if r.ok else False for r in rows]),
-            "row": np.array([r.joint_row for r in rows], dtype=np.float64)}
+    return {
+        name: (classify(classifier, imgs, device=device)[:, 1] >= 0.5).astype(int)
+        for name, imgs in images.items()
+    }
+
+
+def _measure(images: np.ndarray, sides: list[str | None]) -> _Measured:
+    """The joint measurement of each image; a refused one counts as 'no osteophyte'."""
+    from kecae.phantoms.measure import measure_many
+
+    m = measure_many(images, sides)
+    return _Measured(
+        ok=m["ok"].astype(bool),
+        jsw=m["jsw_medial_px"].astype(np.float64),
+        osteophytes=m["osteophytes"].astype(bool) & m["ok"].astype(bool),
+        joint_row=m["joint_row"].astype(np.float64),
+    )
 
 
 def _is_phantom_data(data: str) -> bool:
@@ -143,310 +351,342 @@ def _is_phantom_data(data: str) -> bool:
         return "jsw_medial_px" in fh.readline()
 
 
-def _load_models(cfg: EvaluateConfig, run: Path, device: Any) -> dict[str, Any]:
-    """The KECAE model, judge and supervisor with their checkpoints, checked for one image size."""
-    from kecae.inference import load_classifier, load_kecae
-
-    kecae_ckpt = Path(cfg.kecae_checkpoint or run / "kecae" / "checkpoints" / "last.pt")
-    model, kckpt = load_kecae(str(kecae_ckpt), device)
-    tcfg = kckpt["train_config"]
-    sup_path = cfg.supervisor or tcfg.get("supervisor") or str(run / "supervisor" / "best.pt")
-    judge_path = Path(cfg.judge or run / "judge" / "best.pt")
-    size = int(kckpt["model_config"]["image_size"])
-    judge, jckpt = load_classifier(str(judge_path), device)
-    supervisor, sckpt = load_classifier(sup_path, device)
-    for name, ck in (("judge", jckpt), ("supervisor", sckpt)):
-        if ck["model_config"]["image_size"] != size:
-            raise KecaeError(f"the {name} works at {ck['model_config']['image_size']} px but KECAE at "
-                             f"{size} px: train it with --image-size {size}")
-    independent = (jckpt["model_config"]["arch"] != sckpt["model_config"]["arch"]
-                   and jckpt["train_config"].get("seed") != sckpt["train_config"].get("seed"))
-    if not independent:
-        log.warning("the judge %s has the supervisor's architecture or seed: it is not independent",
-                    judge_path)
-    return {"model": model, "kckpt": kckpt, "judge": judge, "jckpt": jckpt, "judge_path": judge_path,
-            "supervisor": supervisor, "sckpt": sckpt, "sup_path": sup_path, "size": size,
-            "independent": independent, "data": cfg.data or tcfg["data"],
-            "patient_regex": cfg.patient_regex or tcfg.get("patient_regex")}
+# ---------------------------------------------------------------------------------------------
+# The sections
+# ---------------------------------------------------------------------------------------------
 
 
-def _separability(model: Any, judge: Any, t0: Any, t2: Any, cfg: EvaluateConfig,
-                  device: Any) -> dict:
+def _separability(
+    models: _Models, real: _RealImages, cfg: EvaluateConfig, device: torch.device
+) -> Separability:
     """The paper's Fig. 3 metric: SVM-RBF accuracy on hK and on hN of test images, beside the same
     SVM on the judge's penultimate features of the same images (what a vector made to tell the
     grades reaches on these images: the phantom grades overlap, so no key can reach 100 %)."""
-    from kecae.evaluation import metrics as M
+    from kecae.evaluation import metrics
     from kecae.inference import classifier_features, encode
 
     rng = np.random.default_rng(cfg.seed)
     half = cfg.separability_images // 2
-    pick0 = np.sort(rng.permutation(len(t0.images))[:half])
-    pick2 = np.sort(rng.permutation(len(t2.images))[:half])
-    imgs = np.concatenate([np.asarray(t0.images[pick0]), np.asarray(t2.images[pick2])])
+    pick0 = np.sort(rng.permutation(len(real.test_kl0.images))[:half])
+    pick2 = np.sort(rng.permutation(len(real.test_kl2.images))[:half])
+    imgs = np.concatenate(
+        [np.asarray(real.test_kl0.images[pick0]), np.asarray(real.test_kl2.images[pick2])]
+    )
     labels = np.r_[np.zeros(len(pick0), int), np.ones(len(pick2), int)]
-    hk, hn = encode(model, imgs, device=device)
-    sk, sn = M.svm_separability(hk, labels, seed=cfg.seed), M.svm_separability(hn, labels, seed=cfg.seed)
-    sj = M.svm_separability(classifier_features(judge, imgs, device=device), labels, seed=cfg.seed)
-    return {"svm_hk_accuracy": sk["mean"], "svm_hk_accuracy_std": sk["std"],
-            "svm_hn_accuracy": sn["mean"], "svm_hn_accuracy_std": sn["std"],
-            "svm_judge_features_accuracy": sj["mean"], "svm_judge_features_accuracy_std": sj["std"],
-            "n": int(len(labels)), "folds": 5, "latent_dim": int(hn.shape[1]),
-            "key_dim": int(hk.shape[1])}
+    hk, hn = encode(models.kecae, imgs, device=device)
+    key = metrics.svm_separability(hk, labels, seed=cfg.seed)
+    nonkey = metrics.svm_separability(hn, labels, seed=cfg.seed)
+    judge = metrics.svm_separability(
+        classifier_features(models.judge, imgs, device=device), labels, seed=cfg.seed
+    )
+    return Separability(
+        svm_hk_accuracy=key["mean"],
+        svm_hk_accuracy_std=key["std"],
+        svm_hn_accuracy=nonkey["mean"],
+        svm_hn_accuracy_std=nonkey["std"],
+        svm_judge_features_accuracy=judge["mean"],
+        svm_judge_features_accuracy_std=judge["std"],
+        n=len(labels),
+        folds=5,
+        latent_dim=int(hn.shape[1]),
+        key_dim=int(hk.shape[1]),
+    )
 
 
-def _judge_on_real(judge: Any, t0: Any, t2: Any, device: Any) -> dict:
+def _judge_summary(models: _Models, real: _RealImages, device: torch.device) -> JudgeSummary:
     """The judge's accuracy, confusion and per-grade recall on every real test image."""
-    from kecae.evaluation import metrics as M
+    from kecae.evaluation import metrics
     from kecae.inference import classify
 
-    y = np.r_[np.zeros(len(t0.images), int), np.ones(len(t2.images), int)]
-    p = classify(judge, np.concatenate([t0.images, t2.images]), device=device)[:, 1]
-    m = M.classification_metrics(y, (p >= 0.5).astype(int), p)
+    y = np.r_[np.zeros(len(real.test_kl0.images), int), np.ones(len(real.test_kl2.images), int)]
+    p = classify(models.judge, real.test, device=device)[:, 1]
+    m = metrics.classification_metrics(y, (p >= 0.5).astype(int), p)
     (tn, fp), (fn, tp) = m["confusion"]
-    return {"test_accuracy": m["accuracy"], "n_test": m["n"], "confusion": m["confusion"],
-            "auc": m["auc"], "recall_kl2": tp / max(tp + fn, 1), "recall_kl0": tn / max(tn + fp, 1)}
+    return JudgeSummary(
+        arch=models.judge_ckpt["model_config"]["arch"],
+        checkpoint=str(models.judge_path),
+        seed=models.judge_ckpt["train_config"].get("seed"),
+        test_accuracy=m["accuracy"],
+        n_test=m["n"],
+        confusion=m["confusion"],
+        auc=m["auc"],
+        recall_kl2=tp / max(tp + fn, 1),
+        recall_kl0=tn / max(tn + fp, 1),
+    )
 
 
-def _exchange_success(calls: dict[str, dict[str, np.ndarray]], plausible: dict[str, np.ndarray],
-                      recall: dict[int, float], n: int, independent: bool) -> dict:
-    """Rates of the donor's grade on X', with the no-exchange and reconstruction controls."""
-    ex: dict[str, Any] = {"n": n, "judge_independent": independent}
-    for d, (img, _recipient, donor, cls) in DIRECTIONS.items():
-        hat, self_ = img.replace("_ex", "_hat"), img.replace("_ex", "_self")
-        for who, c in calls.items():
-            raw = c[img] == cls
-            control = c[self_] == cls
-            _put_rate(ex, f"{who}_{d}_raw", raw)
-            _put_rate(ex, f"{who}_control_{d}", control)
-            _put_rate(ex, f"{who}_recon_{d}", c[hat] == cls)
-            ex[f"{who}_lift_{d}"] = float(raw.mean() - control.mean())
-            if who == "judge":
-                _put_rate(ex, f"judge_{d}", raw & plausible[img])
-                _put_rate(ex, f"judge_agreement_{d}", c[img] == c[donor])
-                _put_rate(ex, f"judge_agreement_control_{d}", c[self_] == c[donor])
-                ex[f"judge_relative_{d}"] = (float(raw.mean() / recall[cls]) if recall[cls] > 0
-                                             else math.nan)
-    ex["rule"] = ("success = the judge calls the donor's grade AND the image is plausible (see "
-                  "the plausibility section); *_raw = label only; agreement = the judge gives X' "
-                  "the grade it gives the donor itself; control = the same rule on the "
-                  "no-exchange output (the recipient given its own key); recon = on X̂; "
-                  "lift = label-only rate minus the control; relative = label-only rate / the "
-                  "judge's recall on real test images of the donor's grade")
-    return ex
+def _supervisor_summary(models: _Models) -> SupervisorSummary:
+    run_metrics = Path(models.supervisor_path).parent / "metrics.json"
+    return SupervisorSummary(
+        arch=models.supervisor_ckpt["model_config"]["arch"],
+        checkpoint=str(models.supervisor_path),
+        seed=models.supervisor_ckpt["train_config"].get("seed"),
+        test_accuracy=(
+            json.loads(run_metrics.read_text())["test_accuracy"] if run_metrics.exists() else None
+        ),
+    )
 
 
-def _plausibility(feats: dict[str, np.ndarray], found: dict[str, np.ndarray],
-                  quantile: float) -> tuple[dict, dict[str, np.ndarray]]:
+def _plausibility(
+    features: dict[str, np.ndarray], found: dict[str, np.ndarray], quantile: float
+) -> tuple[Plausibility, dict[str, np.ndarray]]:
     """Fit on train, threshold on validation, report on test and on every generated set.
 
     Plausible = the joint measurement finds a joint AND the judge's features pass the calibrated
-    Mahalanobis rule. Returns the section and the per-image masks of each set."""
-    from kecae.evaluation import metrics as M
+    Mahalanobis rule. Returns the section and the per-image verdict of each set."""
+    from kecae.evaluation import metrics
 
-    rule = M.fit_plausibility(feats["real_train"], feats["real_val"], quantile)
+    rule = metrics.fit_plausibility(features["real_train"], features["real_val"], quantile)
     sets = ("real_test", "x1_ex", "x2_ex", "x1_hat", "x2_hat", "x1_self", "x2_self")
-    masks = {k: rule.accept(feats[k]) & found[k] for k in sets}
-    sec: dict[str, Any] = {"quantile": quantile, "n_fit": rule.n_fit,
-                           "n_calibration": rule.n_calibration}
-    _put_rate(sec, "real_test", masks["real_test"])
-    _put_rate(sec, "x_ex", np.r_[masks["x1_ex"], masks["x2_ex"]])
-    _put_rate(sec, "x_ex_kl0_to_kl2", masks["x1_ex"])
-    _put_rate(sec, "x_ex_kl2_to_kl0", masks["x2_ex"])
-    _put_rate(sec, "recon", np.r_[masks["x1_hat"], masks["x2_hat"]])
-    _put_rate(sec, "control", np.r_[masks["x1_self"], masks["x2_self"]])
-    _put_rate(sec, "features_only_real_test", rule.accept(feats["real_test"]))
-    _put_rate(sec, "features_only_x_ex", rule.accept(np.r_[feats["x1_ex"], feats["x2_ex"]]))
-    sec["ratio_to_real"] = (sec["x_ex"] / sec["real_test"] if sec["real_test"] > 0 else math.nan)
-    # k-NN manifold precision against the training images, a second, assumption-free view
-    _put_rate(sec, "knn_real_test", M.knn_precision(feats["real_train"], feats["real_test"]))
-    _put_rate(sec, "knn_x_ex", M.knn_precision(feats["real_train"],
-                                               np.r_[feats["x1_ex"], feats["x2_ex"]]))
-    _put_rate(sec, "knn_recon", M.knn_precision(feats["real_train"],
-                                                np.r_[feats["x1_hat"], feats["x2_hat"]]))
-    sec["rule"] = (f"plausible = the joint measurement finds a joint AND the judge's penultimate "
-                   f"features lie within the Mahalanobis distance (Ledoit-Wolf fit on "
-                   f"{rule.n_fit} real training images) that {100 * quantile:g} % of "
-                   f"{rule.n_calibration} real validation images pass; real_test is the same rule "
-                   f"on real test images (the control); knn_* = k-NN manifold precision (k = 3) "
-                   f"against the training images")
-    return sec, masks
+    plausible = {name: rule.accept(features[name]) & found[name] for name in sets}
+    x_ex = np.r_[plausible["x1_ex"], plausible["x2_ex"]]
+    real_test = Rate.of(plausible["real_test"])
+    x_ex_rate = Rate.of(x_ex)
+    train = features["real_train"]
+    section = Plausibility(
+        quantile=quantile,
+        n_fit=rule.n_fit,
+        n_calibration=rule.n_calibration,
+        real_test=real_test,
+        x_ex=x_ex_rate,
+        x_ex_kl0_to_kl2=Rate.of(plausible["x1_ex"]),
+        x_ex_kl2_to_kl0=Rate.of(plausible["x2_ex"]),
+        recon=Rate.of(np.r_[plausible["x1_hat"], plausible["x2_hat"]]),
+        control=Rate.of(np.r_[plausible["x1_self"], plausible["x2_self"]]),
+        features_only_real_test=Rate.of(rule.accept(features["real_test"])),
+        features_only_x_ex=Rate.of(rule.accept(np.r_[features["x1_ex"], features["x2_ex"]])),
+        ratio_to_real=(x_ex_rate.value / real_test.value if real_test.value > 0 else math.nan),
+        # k-NN manifold precision against the training images, a second, assumption-free view
+        knn_real_test=Rate.of(metrics.knn_precision(train, features["real_test"])),
+        knn_x_ex=Rate.of(metrics.knn_precision(train, np.r_[features["x1_ex"], features["x2_ex"]])),
+        knn_recon=Rate.of(
+            metrics.knn_precision(train, np.r_[features["x1_hat"], features["x2_hat"]])
+        ),
+        rule=(
+            f"plausible = the joint measurement finds a joint AND the judge's penultimate "
+            f"features lie within the Mahalanobis distance (Ledoit-Wolf fit on {rule.n_fit} "
+            f"real training images) that {100 * quantile:g} % of {rule.n_calibration} real "
+            f"validation images pass; real_test is the same rule on real test images (the "
+            f"control); knn_* = k-NN manifold precision (k = 3) against the training images"
+        ),
+    )
+    return section, plausible
 
 
-def _fidelity(m: dict[str, dict[str, np.ndarray]], real: dict[str, dict[str, np.ndarray]],
-              images: dict[str, np.ndarray], size: int, band_fraction: float
-              ) -> tuple[dict, dict[str, np.ndarray]]:
+def _exchange_success(
+    calls: dict[str, dict[str, np.ndarray]],
+    plausible: dict[str, np.ndarray],
+    recall: dict[int, float],
+    n_pairs: int,
+    independent: bool,
+) -> ExchangeSuccess:
+    """Rates of the donor's grade on X', with the no-exchange and reconstruction controls."""
+    judge, supervisor = {}, {}
+    for direction, (exchanged, _recipient, donor, donor_class) in _DIRECTION_IMAGES.items():
+        reconstructed = exchanged.replace("_ex", "_hat")
+        unexchanged = exchanged.replace("_ex", "_self")
+        rates = {}
+        for who, call in calls.items():
+            raw = call[exchanged] == donor_class
+            control = call[unexchanged] == donor_class
+            rates[who] = ClassifierRates(
+                raw=Rate.of(raw),
+                control=Rate.of(control),
+                recon=Rate.of(call[reconstructed] == donor_class),
+                lift=float(raw.mean() - control.mean()),
+            )
+        raw = calls["judge"][exchanged] == donor_class
+        judge[direction] = JudgeRates(
+            **vars(rates["judge"]),
+            success=Rate.of(raw & plausible[exchanged]),
+            agreement=Rate.of(calls["judge"][exchanged] == calls["judge"][donor]),
+            agreement_control=Rate.of(calls["judge"][unexchanged] == calls["judge"][donor]),
+            relative=(
+                float(raw.mean() / recall[donor_class]) if recall[donor_class] > 0 else math.nan
+            ),
+        )
+        supervisor[direction] = rates["supervisor"]
+    return ExchangeSuccess(
+        n=n_pairs,
+        judge_independent=independent,
+        judge=judge,
+        supervisor=supervisor,
+        rule="success = the judge calls the donor's grade AND the image is plausible (see the "
+        "plausibility section); *_raw = label only; agreement = the judge gives X' the "
+        "grade it gives the donor itself; control = the same rule on the no-exchange output "
+        "(the recipient given its own key); recon = on X̂; lift = label-only rate minus the "
+        "control; relative = label-only rate / the judge's recall on real test images of "
+        "the donor's grade",
+    )
+
+
+def _fidelity(
+    measured: dict[str, _Measured],
+    measured_real: dict[str, _Measured],
+    images: dict[str, np.ndarray],
+    size: int,
+    band_fraction: float,
+) -> tuple[Fidelity, dict[str, np.ndarray]]:
     """Ground truth on phantoms: did X' take the donor's joint space and osteophytes, and keep
-    the recipient's anatomy elsewhere? Refused measurements of X' count as failures."""
-    from kecae.evaluation import metrics as M
+    the recipient's anatomy elsewhere? Refused measurements of X' count as failures. Returns the
+    section and the per-pair arrays of the report's histograms."""
+    from kecae.evaluation import metrics
 
-    fid: dict[str, Any] = {"n": int(len(m["x1"]["ok"]))}
+    directions: dict[str, FidelityDirection] = {}
     arrays: dict[str, np.ndarray] = {}
-    for d, (img, rec, don, _cls) in DIRECTIONS.items():
-        suffix = "" if d == "kl0_to_kl2" else "_kl2_to_kl0"
-        refused = ~m[img]["ok"]
-        vs_real = M.transfer_with_refusals(m[rec]["jsw"], m[img]["jsw"], m[don]["jsw"], refused)
-        vs_recon = M.transfer_with_refusals(m[f"{rec}_hat"]["jsw"], m[img]["jsw"],
-                                            m[f"{don}_hat"]["jsw"], refused)
-        s, r = M.failure_aware_summary(vs_real), M.failure_aware_summary(vs_recon)
-        fid.update({f"key_transfer_median{suffix}": s["median"],
-                    f"key_transfer_iqr{suffix}": s["iqr"],
-                    f"key_transfer_success_rate{suffix}": s["success_rate"],
-                    f"key_transfer_n{suffix}": s["n"],
-                    f"key_transfer_failed{suffix}": s["n_failed"],
-                    f"key_transfer_excluded{suffix}": s["n_excluded"],
-                    f"recon_key_transfer_median{suffix}": r["median"],
-                    f"recon_key_transfer_failed{suffix}": r["n_failed"]})
-        arrays[f"key_transfer_{d}"] = vs_real
-        arrays[f"recon_key_transfer_{d}"] = vs_recon
+    for direction, (exchanged, recipient, donor, _cls) in _DIRECTION_IMAGES.items():
+        refused = ~measured[exchanged].ok
+        vs_real = metrics.transfer_with_refusals(
+            measured[recipient].jsw, measured[exchanged].jsw, measured[donor].jsw, refused
+        )
+        vs_recon = metrics.transfer_with_refusals(
+            measured[f"{recipient}_hat"].jsw,
+            measured[exchanged].jsw,
+            measured[f"{donor}_hat"].jsw,
+            refused,
+        )
+        transfer = _key_transfer(vs_real)
+        recon_transfer = _key_transfer(vs_recon)
         # non-key anatomy: SSIM outside the joint band of the recipient
         band = band_fraction * size
-        ssim = np.array([M.masked_ssim(a, b, M.joint_band_mask(a.shape, row, band))
-                         if np.isfinite(row) else np.nan
-                         for a, b, row in zip(images[rec], images[img], m[rec]["row"])])
-        fid[f"nonkey_ssim_median_{d}"] = (float(np.nanmedian(ssim)) if np.isfinite(ssim).any()
-                                          else math.nan)
-        arrays[f"nonkey_ssim_{d}"] = ssim
-        fid[f"refusal_rate_x_ex_{d}"] = float(refused.mean())
-        fid[f"jsw_{img}_median"] = (float(np.nanmedian(m[img]["jsw"])) if m[img]["ok"].any()
-                                    else math.nan)
-    both = np.r_[arrays["nonkey_ssim_kl0_to_kl2"], arrays["nonkey_ssim_kl2_to_kl0"]]
-    fid["nonkey_ssim_median"] = float(np.nanmedian(both)) if np.isfinite(both).any() else math.nan
-    fid["jsw_x1_median"] = float(np.nanmedian(m["x1"]["jsw"]))
-    fid["jsw_x2_median"] = float(np.nanmedian(m["x2"]["jsw"]))
-    fid["refusal_rate"] = float(1 - np.r_[m["x1_ex"]["ok"], m["x2_ex"]["ok"]].mean())
-    fid["refusal_rate_real"] = float(1 - np.r_[real["kl0"]["ok"], real["kl2"]["ok"]].mean())
-    fid["refusal_rate_recon"] = float(1 - np.r_[m["x1_hat"]["ok"], m["x2_hat"]["ok"]].mean())
-
-    # osteophytes: the detector's rate on X' beside its rate on real images of each grade
-    for key, mask in (("real_kl0", real["kl0"]["osteo"]), ("real_kl2", real["kl2"]["osteo"]),
-                      ("x1_ex", m["x1_ex"]["osteo"]), ("x2_ex", m["x2_ex"]["osteo"]),
-                      ("x1_self", m["x1_self"]["osteo"]), ("x2_self", m["x2_self"]["osteo"])):
-        _put_rate(fid, f"osteophyte_rate_{key}", mask)
-    fid["osteophyte_gap_kl0_to_kl2"] = abs(fid["osteophyte_rate_x1_ex"]
-                                           - fid["osteophyte_rate_real_kl2"])
-    fid["osteophyte_gap_kl2_to_kl0"] = abs(fid["osteophyte_rate_x2_ex"]
-                                           - fid["osteophyte_rate_real_kl0"])
+        ssim = np.array(
+            [
+                metrics.masked_ssim(a, b, metrics.joint_band_mask(a.shape, row, band))
+                if np.isfinite(row)
+                else np.nan
+                for a, b, row in zip(
+                    images[recipient], images[exchanged], measured[recipient].joint_row
+                )
+            ]
+        )
+        directions[direction] = FidelityDirection(
+            key_transfer_median=transfer.median,
+            key_transfer_iqr=transfer.iqr,
+            key_transfer_success_rate=transfer.success_rate,
+            key_transfer_n=transfer.n,
+            key_transfer_failed=transfer.failed,
+            key_transfer_excluded=transfer.excluded,
+            recon_key_transfer_median=recon_transfer.median,
+            recon_key_transfer_failed=recon_transfer.failed,
+            nonkey_ssim_median=_nanmedian(ssim),
+            refusal_rate_x_ex=float(refused.mean()),
+            jsw_x_ex_median=(
+                float(np.nanmedian(measured[exchanged].jsw))
+                if measured[exchanged].ok.any()
+                else math.nan
+            ),
+        )
+        arrays[f"key_transfer_{direction}"] = vs_real
+        arrays[f"recon_key_transfer_{direction}"] = vs_recon
+        arrays[f"nonkey_ssim_{direction}"] = ssim
+    both_ssim = np.r_[arrays["nonkey_ssim_kl0_to_kl2"], arrays["nonkey_ssim_kl2_to_kl0"]]
+    osteo = {name: m.osteophytes for name, m in measured.items()}
+    osteo_real = {grade: m.osteophytes for grade, m in measured_real.items()}
     # conditional views: X'1 of a donor with osteophytes gains them; X'2 of a recipient with
     # osteophytes given a clean donor's key loses them
-    gains = m["x2"]["osteo"]
-    losses = m["x2"]["osteo"] & m["x1"]["ok"] & ~m["x1"]["osteo"]
-    _put_rate(fid, "osteophyte_transfer_rate", m["x1_ex"]["osteo"][gains])
-    _put_rate(fid, "osteophyte_removal_rate", ~m["x2_ex"]["osteo"][losses])
-    return fid, arrays
+    gains = osteo["x2"]
+    losses = osteo["x2"] & measured["x1"].ok & ~osteo["x1"]
+    rates = {
+        "real_kl0": Rate.of(osteo_real["kl0"]),
+        "real_kl2": Rate.of(osteo_real["kl2"]),
+        "x1_ex": Rate.of(osteo["x1_ex"]),
+        "x2_ex": Rate.of(osteo["x2_ex"]),
+    }
+    section = Fidelity(
+        n=len(measured["x1"].ok),
+        directions=directions,
+        nonkey_ssim_median=_nanmedian(both_ssim),
+        jsw_x1_median=float(np.nanmedian(measured["x1"].jsw)),
+        jsw_x2_median=float(np.nanmedian(measured["x2"].jsw)),
+        refusal_rate=float(1 - np.r_[measured["x1_ex"].ok, measured["x2_ex"].ok].mean()),
+        refusal_rate_real=float(1 - np.r_[measured_real["kl0"].ok, measured_real["kl2"].ok].mean()),
+        refusal_rate_recon=float(1 - np.r_[measured["x1_hat"].ok, measured["x2_hat"].ok].mean()),
+        osteophyte_rate_real_kl0=rates["real_kl0"],
+        osteophyte_rate_real_kl2=rates["real_kl2"],
+        osteophyte_rate_x1_ex=rates["x1_ex"],
+        osteophyte_rate_x2_ex=rates["x2_ex"],
+        osteophyte_rate_x1_self=Rate.of(osteo["x1_self"]),
+        osteophyte_rate_x2_self=Rate.of(osteo["x2_self"]),
+        osteophyte_gap_kl0_to_kl2=abs(rates["x1_ex"].value - rates["real_kl2"].value),
+        osteophyte_gap_kl2_to_kl0=abs(rates["x2_ex"].value - rates["real_kl0"].value),
+        osteophyte_transfer_rate=Rate.of(osteo["x1_ex"][gains]),
+        osteophyte_removal_rate=Rate.of(~osteo["x2_ex"][losses]),
+    )
+    return section, arrays
 
 
-def _quality(x: np.ndarray, x_hat: np.ndarray, feats: dict[str, np.ndarray], judge_arch: str,
-             seed: int) -> dict:
-    from kecae.evaluation import metrics as M
+def _key_transfer(ratios: np.ndarray) -> KeyTransfer:
+    from kecae.evaluation import metrics
 
-    ps, ss = M.psnr_batch(x, x_hat), M.ssim_batch(x, x_hat)
-    gen = np.r_[feats["x1_ex"], feats["x2_ex"]]
-    return {"recon_psnr": ps["mean"], "recon_psnr_std": ps["std"],
-            "recon_ssim": ss["mean"], "recon_ssim_std": ss["std"], "n": ps["n"],
-            "frechet": M.frechet_distance(feats["real_test"], gen),
-            "frechet_recon": M.frechet_distance(feats["real_test"],
-                                                np.r_[feats["x1_hat"], feats["x2_hat"]]),
-            "frechet_real_floor": M.frechet_real_floor(feats["real_train"], seed=seed),
-            "frechet_feature": f"{judge_arch} penultimate features",
-            "frechet_n_real": int(len(feats["real_test"])), "frechet_n_generated": int(len(gen))}
+    s = metrics.failure_aware_summary(ratios)
+    return KeyTransfer(
+        median=s["median"],
+        iqr=s["iqr"],
+        success_rate=s["success_rate"],
+        n=s["n"],
+        failed=s["n_failed"],
+        excluded=s["n_excluded"],
+    )
 
 
-def check_targets(result: dict) -> dict:
-    """Each target of :data:`TARGETS` with its measured value and whether it is met (None when
-    not computed). A −inf median (most measurements refused) is a miss."""
-    out = {}
-    for name, (path, op, thr) in TARGETS.items():
-        value = _get(result, path)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            met = None
-        else:
-            met = bool(value >= thr if op == ">=" else value <= thr)
-        out[name] = {"metric": path, "target": f"{op} {thr}", "value": value, "met": met}
-    return out
+def _nanmedian(values: np.ndarray) -> float:
+    return float(np.nanmedian(values)) if np.isfinite(values).any() else math.nan
 
 
-def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
-    from kecae.data import PairSampler, load_image_set
-    from kecae.inference import classifier_features, classify
+def _quality(
+    images: dict[str, np.ndarray], features: dict[str, np.ndarray], judge_arch: str, seed: int
+) -> Quality:
+    """PSNR / SSIM of the reconstructions, and Fréchet distances in the judge's feature space."""
+    from kecae.evaluation import metrics
 
-    run = Path(cfg.run)
-    device = select_device(cfg.device)
-    ms = _load_models(cfg, run, device)
-    model, judge, supervisor, size = ms["model"], ms["judge"], ms["supervisor"], ms["size"]
+    x = np.r_[images["x1"], images["x2"]]
+    x_hat = np.r_[images["x1_hat"], images["x2_hat"]]
+    psnr, ssim = metrics.psnr_batch(x, x_hat), metrics.ssim_batch(x, x_hat)
+    generated = np.r_[features["x1_ex"], features["x2_ex"]]
+    return Quality(
+        recon_psnr=psnr["mean"],
+        recon_psnr_std=psnr["std"],
+        recon_ssim=ssim["mean"],
+        recon_ssim_std=ssim["std"],
+        n=psnr["n"],
+        frechet=metrics.frechet_distance(features["real_test"], generated),
+        frechet_recon=metrics.frechet_distance(
+            features["real_test"], np.r_[features["x1_hat"], features["x2_hat"]]
+        ),
+        frechet_real_floor=metrics.frechet_real_floor(features["real_train"], seed=seed),
+        frechet_feature=f"{judge_arch} penultimate features",
+        frechet_n_real=len(features["real_test"]),
+        frechet_n_generated=len(generated),
+    )
 
-    def load(split: str, grade: int) -> Any:
-        return load_image_set(ms["data"], size=size, split=split, grades=(grade,),
-                              cache_dir=cfg.cache_dir, progress=False,
-                              patient_regex=ms["patient_regex"])
 
-    t0, t2 = load("test", CLASS_GRADES[0]), load("test", CLASS_GRADES[1])
-    real_train = np.concatenate([load("train", g).images for g in CLASS_GRADES])
-    real_val = np.concatenate([load("val", g).images for g in CLASS_GRADES])
-    real_test = np.concatenate([t0.images, t2.images])
+# ---------------------------------------------------------------------------------------------
+# The arrays behind the report's figures
+# ---------------------------------------------------------------------------------------------
 
-    # test pairs and every image set the rules are applied to
-    n_pairs = min(cfg.pairs, len(t0.images) * len(t2.images))
-    ij = PairSampler(len(t0.images), len(t2.images), n_pairs, seed=cfg.seed).pairs()
-    images = {"x1": np.asarray(t0.images[ij[:, 0]], np.float32),
-              "x2": np.asarray(t2.images[ij[:, 1]], np.float32)}
-    images.update(_exchange_all(model, images["x1"], images["x2"], device))
-    sides = {"x1": [t0.sides[i] for i in ij[:, 0]], "x2": [t2.sides[j] for j in ij[:, 1]]}
-    result: dict[str, Any] = {"separability": _separability(model, judge, t0, t2, cfg, device)}
 
-    # classifier calls (class index 1 = KL-2) on every set, and the judge on real test images
-    judge_real = _judge_on_real(judge, t0, t2, device)
-    calls = {who: {k: (classify(clf, v, device=device)[:, 1] >= 0.5).astype(int)
-                   for k, v in images.items()}
-             for who, clf in (("judge", judge), ("supervisor", supervisor))}
-
-    # plausibility: joint found and judge features calibrated on held-out real images
-    measured = {k: _measure(v, sides[k[:2]]) for k, v in images.items()}
-    real_measured = {"kl0": _measure(np.asarray(t0.images), list(t0.sides)),
-                     "kl2": _measure(np.asarray(t2.images), list(t2.sides))}
-    feats = {k: classifier_features(judge, v, device=device) for k, v in images.items()}
-    feats.update({"real_train": classifier_features(judge, real_train, device=device),
-                  "real_val": classifier_features(judge, real_val, device=device),
-                  "real_test": classifier_features(judge, real_test, device=device)})
-    found = {k: v["ok"] for k, v in measured.items()}
-    found["real_test"] = np.r_[real_measured["kl0"]["ok"], real_measured["kl2"]["ok"]]
-    result["plausibility"], plausible = _plausibility(feats, found, cfg.plausibility_quantile)
-
-    recall = {0: judge_real["recall_kl0"], 1: judge_real["recall_kl2"]}
-    result["exchange_success"] = _exchange_success(calls, plausible, recall, n_pairs,
-                                                   ms["independent"])
-    jckpt, sckpt = ms["jckpt"], ms["sckpt"]
-    result["judge"] = {"arch": jckpt["model_config"]["arch"], "checkpoint": str(ms["judge_path"]),
-                       "seed": jckpt["train_config"].get("seed"), **judge_real}
-    sup_metrics = Path(ms["sup_path"]).parent / "metrics.json"
-    result["supervisor"] = {"arch": sckpt["model_config"]["arch"], "checkpoint": str(ms["sup_path"]),
-                            "seed": sckpt["train_config"].get("seed"),
-                            "test_accuracy": json.loads(sup_metrics.read_text())["test_accuracy"]
-                            if sup_metrics.exists() else None}
-
-    # ground-truth fidelity (the measurement is built for the phantoms' geometry)
-    fid_arrays: dict[str, np.ndarray] = {}
-    if _is_phantom_data(ms["data"]):
-        result["fidelity"], fid_arrays = _fidelity(measured, real_measured, images, size, cfg.band)
-
-    result["quality"] = _quality(np.r_[images["x1"], images["x2"]],
-                                 np.r_[images["x1_hat"], images["x2_hat"]], feats,
-                                 result["judge"]["arch"], cfg.seed)
-    result["targets"] = check_targets(result)
-
-    # arrays for the report
-    k = min(cfg.examples, n_pairs)
-    ex_arr = {key: images[key][:k] for key in ("x1", "x2", "x1_hat", "x2_hat", "x1_ex", "x2_ex")}
-    for key in ("x1", "x1_ex", "x2", "x2_ex"):
-        ex_arr[f"jsw_{key}"] = measured[key]["jsw"][:k]
-        ex_arr[f"joint_row_{key}"] = measured[key]["row"][:k]
-    eval_dir = run / "eval"
-    eval_dir.mkdir(parents=True, exist_ok=True)
-    _save_npz(eval_dir / "examples.npz", ex_arr)
-    if fid_arrays:
-        _save_npz(eval_dir / "fidelity.npz", fid_arrays)
-    return write_sections(run, result)
+def _save_report_arrays(
+    layout: RunLayout,
+    images: dict[str, np.ndarray],
+    measured: dict[str, _Measured],
+    examples: int,
+    fidelity_arrays: dict[str, np.ndarray],
+) -> None:
+    """RUN/eval/examples.npz (the first pairs, their outputs and joint measurements) and, on
+    phantoms, RUN/eval/fidelity.npz (the per-pair fidelity arrays)."""
+    arrays = {
+        name: images[name][:examples] for name in ("x1", "x2", "x1_hat", "x2_hat", "x1_ex", "x2_ex")
+    }
+    for name in ("x1", "x1_ex", "x2", "x2_ex"):
+        arrays[f"jsw_{name}"] = measured[name].jsw[:examples]
+        arrays[f"joint_row_{name}"] = measured[name].joint_row[:examples]
+    layout.eval.folder.mkdir(parents=True, exist_ok=True)
+    _save_npz(layout.eval.examples, arrays)
+    if fidelity_arrays:
+        _save_npz(layout.eval.fidelity, fidelity_arrays)
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, **{k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()})
+        float32: dict[str, Any] = {k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()}
+        np.savez_compressed(tmp, **float32)

@@ -18,19 +18,40 @@ import scipy.linalg
 from scipy.stats import binomtest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from sklearn.covariance import LedoitWolf
-from sklearn.metrics import (accuracy_score, cohen_kappa_score, confusion_matrix, f1_score,
-                             precision_score, recall_score, roc_auc_score)
+from sklearn.metrics import (
+    accuracy_score,
+    cohen_kappa_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 __all__ = [
-    "svm_separability", "classification_metrics", "mean_std", "psnr_batch", "ssim_batch",
-    "masked_ssim", "joint_band_mask", "frechet_distance", "frechet_real_floor",
-    "key_transfer_ratio", "robust_summary", "fraction", "PlausibilityRule", "fit_plausibility",
-    "knn_precision", "transfer_with_refusals", "failure_aware_summary", "cohen_kappa",
+    "PlausibilityRule",
+    "classification_metrics",
+    "cohen_kappa",
+    "failure_aware_summary",
+    "fit_plausibility",
     "fleiss_kappa",
+    "fraction",
+    "frechet_distance",
+    "frechet_real_floor",
+    "joint_band_mask",
+    "key_transfer_ratio",
+    "knn_precision",
+    "masked_ssim",
+    "mean_std",
+    "psnr_batch",
+    "robust_summary",
+    "ssim_batch",
+    "svm_separability",
+    "transfer_with_refusals",
 ]
 
 
@@ -38,12 +59,15 @@ __all__ = [
 # Input checks shared by the metrics
 # ---------------------------------------------------------------------------------------------
 
+
 def _features(x: Any, name: str) -> np.ndarray:
     """A finite (N, D) float64 feature matrix, or a ValueError that says what to pass."""
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (N samples, D features), got shape "
-                         f"{arr.shape}; flatten each sample's features into one row")
+        raise ValueError(
+            f"{name} must be a 2-D array (N samples, D features), got shape "
+            f"{arr.shape}; flatten each sample's features into one row"
+        )
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or inf; drop those samples before the metric")
     return arr
@@ -55,8 +79,9 @@ def _labels(y: Any, name: str, n: int | None = None) -> np.ndarray:
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array, got shape {arr.shape}")
     if n is not None and len(arr) != n:
-        raise ValueError(f"{name} has {len(arr)} entries but {n} were expected: pass one "
-                         "entry per sample")
+        raise ValueError(
+            f"{name} has {len(arr)} entries but {n} were expected: pass one entry per sample"
+        )
     return arr
 
 
@@ -66,16 +91,20 @@ def _images(x: Any, name: str) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3:
-        raise ValueError(f"{name} must be (N, H, W) or (H, W) grey images, got shape "
-                         f"{arr.shape}; squeeze the channel axis first")
+        raise ValueError(
+            f"{name} must be (N, H, W) or (H, W) grey images, got shape "
+            f"{arr.shape}; squeeze the channel axis first"
+        )
     return arr
 
 
 def _same_images(ref: Any, test: Any) -> tuple[np.ndarray, np.ndarray]:
     r, t = _images(ref, "ref"), _images(test, "test")
     if r.shape != t.shape:
-        raise ValueError(f"ref and test must have the same shape, got {r.shape} and {t.shape}; "
-                         "compare each image with its own reference")
+        raise ValueError(
+            f"ref and test must have the same shape, got {r.shape} and {t.shape}; "
+            "compare each image with its own reference"
+        )
     if len(r) == 0:
         raise ValueError("ref and test are empty: pass at least one image")
     return r, t
@@ -83,14 +112,18 @@ def _same_images(ref: Any, test: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def _summary(values: np.ndarray) -> dict[str, float]:
     """mean / sample std / median / n of a 1-D array of per-image scores."""
-    return {"mean": float(np.mean(values)),
-            "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-            "median": float(np.median(values)), "n": int(len(values))}
+    return {
+        "mean": float(np.mean(values)),
+        "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+        "median": float(np.median(values)),
+        "n": len(values),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # Separability and classification
 # ---------------------------------------------------------------------------------------------
+
 
 def svm_separability(features: Any, labels: Any, folds: int = 5, seed: int = 0) -> dict:
     """Stratified k-fold accuracy of an RBF-kernel SVM on ``features`` (the paper's Fig. 3 metric).
@@ -110,17 +143,25 @@ def svm_separability(features: Any, labels: Any, folds: int = 5, seed: int = 0) 
         raise ValueError(f"folds must be >= 2, got {folds}")
     classes, counts = np.unique(y, return_counts=True)
     if len(classes) < 2:
-        raise ValueError(f"labels hold a single class ({classes.tolist()}): separability needs "
-                         "samples of both KL-0 and KL-2")
+        raise ValueError(
+            f"labels hold a single class ({classes.tolist()}): separability needs "
+            "samples of both KL-0 and KL-2"
+        )
     if counts.min() < folds:
         small = classes[counts.argmin()].item()
-        raise ValueError(f"class {small!r} has {counts.min()} samples but folds={folds}: pass "
-                         f"more samples or use folds <= {counts.min()}")
+        raise ValueError(
+            f"class {small!r} has {counts.min()} samples but folds={folds}: pass "
+            f"more samples or use folds <= {counts.min()}"
+        )
     model = make_pipeline(StandardScaler(), SVC(kernel="rbf"))
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     scores = cross_val_score(model, x, y, cv=cv, scoring="accuracy")
-    return {"mean": float(scores.mean()), "std": float(scores.std(ddof=1)),
-            "folds": [float(s) for s in scores], "n": int(len(y))}
+    return {
+        "mean": float(scores.mean()),
+        "std": float(scores.std(ddof=1)),
+        "folds": [float(s) for s in scores],
+        "n": len(y),
+    }
 
 
 def classification_metrics(y_true: Any, y_pred: Any, y_score: Any | None = None) -> dict:
@@ -140,19 +181,25 @@ def classification_metrics(y_true: Any, y_pred: Any, y_score: Any | None = None)
         raise ValueError("y_true is empty: pass at least one prediction")
     for name, arr in (("y_true", t), ("y_pred", p)):
         if not np.isin(arr, (0, 1)).all():
-            raise ValueError(f"{name} must hold class indices 0 (KL-0) or 1 (KL-2), got "
-                             f"{np.unique(arr).tolist()}")
+            raise ValueError(
+                f"{name} must hold class indices 0 (KL-0) or 1 (KL-2), got "
+                f"{np.unique(arr).tolist()}"
+            )
     auc = math.nan
     if y_score is not None:
         s = _labels(y_score, "y_score", len(t)).astype(np.float64)
         if len(np.unique(t)) == 2:
             auc = float(roc_auc_score(t, s))
     cm = confusion_matrix(t, p, labels=[0, 1])
-    return {"accuracy": float(accuracy_score(t, p)),
-            "precision": float(precision_score(t, p, zero_division=0)),
-            "recall": float(recall_score(t, p, zero_division=0)),
-            "f1": float(f1_score(t, p, zero_division=0)),
-            "auc": auc, "confusion": cm.astype(int).tolist(), "n": int(len(t))}
+    return {
+        "accuracy": float(accuracy_score(t, p)),
+        "precision": float(precision_score(t, p, zero_division=0)),
+        "recall": float(recall_score(t, p, zero_division=0)),
+        "f1": float(f1_score(t, p, zero_division=0)),
+        "auc": auc,
+        "confusion": cm.astype(int).tolist(),
+        "n": len(t),
+    }
 
 
 def mean_std(values: Any) -> dict:
@@ -163,13 +210,18 @@ def mean_std(values: Any) -> dict:
     v = np.asarray(values, dtype=np.float64).ravel()
     if len(v) == 0:
         raise ValueError("values is empty: pass one number per run")
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-            "n": int(len(v)), "values": [float(x) for x in v]}
+    return {
+        "mean": float(v.mean()),
+        "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+        "n": len(v),
+        "values": [float(x) for x in v],
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # Image quality
 # ---------------------------------------------------------------------------------------------
+
 
 def psnr_batch(ref: Any, test: Any, data_range: float = 2.0) -> dict:
     """PSNR (dB) of each test image against its reference, summarised.
@@ -182,8 +234,9 @@ def psnr_batch(ref: Any, test: Any, data_range: float = 2.0) -> dict:
     """
     r, t = _same_images(ref, test)
     with np.errstate(divide="ignore"):  # identical images: log10(0) -> inf PSNR, by design
-        scores = np.array([peak_signal_noise_ratio(a, b, data_range=data_range)
-                           for a, b in zip(r, t)])
+        scores = np.array(
+            [peak_signal_noise_ratio(a, b, data_range=data_range) for a, b in zip(r, t)]
+        )
     return _summary(scores)
 
 
@@ -195,8 +248,7 @@ def ssim_batch(ref: Any, test: Any, data_range: float = 2.0) -> dict:
     r, t = _same_images(ref, test)
     if min(r.shape[1:]) < 7:
         raise ValueError(f"images of {r.shape[1:]} px are smaller than SSIM's 7x7 window")
-    scores = np.array([structural_similarity(a, b, data_range=data_range)
-                       for a, b in zip(r, t)])
+    scores = np.array([structural_similarity(a, b, data_range=data_range) for a, b in zip(r, t)])
     return _summary(scores)
 
 
@@ -214,8 +266,10 @@ def masked_ssim(ref: Any, test: Any, mask: Any, data_range: float = 2.0) -> floa
     r, t = np.asarray(ref, dtype=np.float64), np.asarray(test, dtype=np.float64)
     m = np.asarray(mask)
     if r.ndim != 2 or r.shape != t.shape or m.shape != r.shape:
-        raise ValueError(f"ref, test and mask must be (H, W) arrays of one shape, got "
-                         f"{r.shape}, {t.shape} and {m.shape}")
+        raise ValueError(
+            f"ref, test and mask must be (H, W) arrays of one shape, got "
+            f"{r.shape}, {t.shape} and {m.shape}"
+        )
     if m.dtype != bool:
         raise ValueError(f"mask must be a boolean array, got dtype {m.dtype}; use mask > 0")
     if min(r.shape) < 7:
@@ -257,8 +311,10 @@ def frechet_distance(feats_a: Any, feats_b: Any) -> float:
     """
     a, b = _features(feats_a, "feats_a"), _features(feats_b, "feats_b")
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"feats_a has {a.shape[1]} features per sample and feats_b "
-                         f"{b.shape[1]}: extract both with the same model")
+        raise ValueError(
+            f"feats_a has {a.shape[1]} features per sample and feats_b "
+            f"{b.shape[1]}: extract both with the same model"
+        )
     if len(a) < 2 or len(b) < 2:
         raise ValueError("each feature set needs at least 2 samples for a covariance")
     mu_a, mu_b = a.mean(0), b.mean(0)
@@ -272,8 +328,9 @@ def frechet_distance(feats_a: Any, feats_b: Any) -> float:
     if np.iscomplexobj(covmean):
         # Round-off gives tiny imaginary parts to a matrix whose true root is real.
         covmean = covmean.real
-    d2 = float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b)
-               - 2.0 * np.trace(covmean))
+    d2 = float(
+        np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(covmean)
+    )
     return max(d2, 0.0)
 
 
@@ -287,15 +344,17 @@ def frechet_real_floor(feats: Any, seed: int = 0) -> float:
         raise ValueError(f"need at least 4 real samples to split into halves, got {len(x)}")
     perm = np.random.default_rng(seed).permutation(len(x))
     half = len(x) // 2
-    return frechet_distance(x[perm[:half]], x[perm[half:2 * half]])
+    return frechet_distance(x[perm[:half]], x[perm[half : 2 * half]])
 
 
 # ---------------------------------------------------------------------------------------------
 # Ground-truth fidelity (phantoms) and success rates
 # ---------------------------------------------------------------------------------------------
 
-def key_transfer_ratio(jsw_recipient: Any, jsw_exchanged: Any, jsw_donor: Any,
-                       min_gap: float = 0.5) -> np.ndarray:
+
+def key_transfer_ratio(
+    jsw_recipient: Any, jsw_exchanged: Any, jsw_donor: Any, min_gap: float = 0.5
+) -> np.ndarray:
     """How far the exchanged image's joint-space width moved from the recipient's to the donor's.
 
     ratio = (jsw_recipient − jsw_exchanged) / (jsw_recipient − jsw_donor): 0 = unchanged,
@@ -305,8 +364,9 @@ def key_transfer_ratio(jsw_recipient: Any, jsw_exchanged: Any, jsw_donor: Any,
     """
     if min_gap < 0:
         raise ValueError(f"min_gap must be >= 0 px, got {min_gap}")
-    r, e, d = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64)
-                                    for v in (jsw_recipient, jsw_exchanged, jsw_donor)))
+    r, e, d = np.broadcast_arrays(
+        *(np.asarray(v, dtype=np.float64) for v in (jsw_recipient, jsw_exchanged, jsw_donor))
+    )
     gap = r - d
     valid = np.isfinite(r) & np.isfinite(e) & np.isfinite(d) & (np.abs(gap) >= min_gap)
     valid &= gap != 0  # min_gap = 0 must still not divide by zero
@@ -322,12 +382,24 @@ def robust_summary(values: Any) -> dict:
     """
     v = np.asarray(values, dtype=np.float64).ravel()
     finite = v[~np.isnan(v)]
-    out = {"median": math.nan, "q25": math.nan, "q75": math.nan, "iqr": math.nan,
-           "mean": math.nan, "n": int(len(finite)), "n_nan": int(len(v) - len(finite))}
+    out = {
+        "median": math.nan,
+        "q25": math.nan,
+        "q75": math.nan,
+        "iqr": math.nan,
+        "mean": math.nan,
+        "n": len(finite),
+        "n_nan": int(len(v) - len(finite)),
+    }
     if len(finite):
         q25, med, q75 = np.percentile(finite, [25, 50, 75])
-        out.update(median=float(med), q25=float(q25), q75=float(q75), iqr=float(q75 - q25),
-                   mean=float(finite.mean()))
+        out.update(
+            median=float(med),
+            q25=float(q25),
+            q75=float(q75),
+            iqr=float(q75 - q25),
+            mean=float(finite.mean()),
+        )
     return out
 
 
@@ -340,10 +412,12 @@ def fraction(mask: Any) -> dict:
     m = np.asarray(mask).ravel()
     if m.dtype != bool:
         if not np.isin(m, (0, 1)).all():
-            raise ValueError("mask must be boolean (or 0/1); got other values: compare "
-                             "predictions with the target label first, e.g. pred == 1")
+            raise ValueError(
+                "mask must be boolean (or 0/1); got other values: compare "
+                "predictions with the target label first, e.g. pred == 1"
+            )
         m = m.astype(bool)
-    n = int(len(m))
+    n = len(m)
     if n == 0:
         return {"value": math.nan, "n": 0, "ci_low": math.nan, "ci_high": math.nan}
     k = int(m.sum())
@@ -353,7 +427,7 @@ def fraction(mask: Any) -> dict:
 
 @dataclass(frozen=True)
 class PlausibilityRule:
-    """"Does this image's feature vector look like a real image's?", calibrated on held-out data.
+    """ "Does this image's feature vector look like a real image's?", calibrated on held-out data.
 
     Built by :func:`fit_plausibility`: a Gaussian (Ledoit-Wolf shrinkage covariance) is fitted to
     the features of one set of real images, and the acceptance threshold is the ``quantile`` of
@@ -375,8 +449,10 @@ class PlausibilityRule:
         """Squared Mahalanobis distances (N,) of features (N, D)."""
         x = _features(feats, "feats")
         if x.shape[1] != len(self.mean):
-            raise ValueError(f"feats has {x.shape[1]} features but the rule was fitted on "
-                             f"{len(self.mean)}: extract both with the same model")
+            raise ValueError(
+                f"feats has {x.shape[1]} features but the rule was fitted on "
+                f"{len(self.mean)}: extract both with the same model"
+            )
         d = x - self.mean
         return np.einsum("nd,de,ne->n", d, self.precision, d)
 
@@ -385,21 +461,30 @@ class PlausibilityRule:
         return self.distances(feats) <= self.threshold
 
 
-def fit_plausibility(fit_feats: Any, calibration_feats: Any,
-                     quantile: float = 0.99) -> PlausibilityRule:
+def fit_plausibility(
+    fit_feats: Any, calibration_feats: Any, quantile: float = 0.99
+) -> PlausibilityRule:
     """A :class:`PlausibilityRule` fitted on ``fit_feats`` (N, D) and thresholded at the
     ``quantile`` of the held-out ``calibration_feats`` (M, D) (e.g. train and validation images)."""
     fit, cal = _features(fit_feats, "fit_feats"), _features(calibration_feats, "calibration_feats")
     if fit.shape[1] != cal.shape[1]:
-        raise ValueError(f"fit_feats has {fit.shape[1]} features and calibration_feats "
-                         f"{cal.shape[1]}: extract both with the same model")
+        raise ValueError(
+            f"fit_feats has {fit.shape[1]} features and calibration_feats "
+            f"{cal.shape[1]}: extract both with the same model"
+        )
     if len(fit) < 2 or len(cal) < 1:
         raise ValueError("need at least 2 fitting and 1 calibration sample")
     if not 0.0 < quantile <= 1.0:
         raise ValueError(f"quantile must be in (0, 1], got {quantile}")
     lw = LedoitWolf().fit(fit)
-    rule = PlausibilityRule(mean=lw.location_, precision=lw.get_precision(), threshold=0.0,
-                            quantile=quantile, n_fit=len(fit), n_calibration=len(cal))
+    rule = PlausibilityRule(
+        mean=lw.location_,
+        precision=lw.get_precision(),
+        threshold=0.0,
+        quantile=quantile,
+        n_fit=len(fit),
+        n_calibration=len(cal),
+    )
     threshold = float(np.quantile(rule.distances(cal), quantile))
     return dataclasses.replace(rule, threshold=threshold)
 
@@ -413,8 +498,10 @@ def knn_precision(real_feats: Any, test_feats: Any, k: int = 3) -> np.ndarray:
     """
     real, test = _features(real_feats, "real_feats"), _features(test_feats, "test_feats")
     if real.shape[1] != test.shape[1]:
-        raise ValueError(f"real_feats has {real.shape[1]} features and test_feats "
-                         f"{test.shape[1]}: extract both with the same model")
+        raise ValueError(
+            f"real_feats has {real.shape[1]} features and test_feats "
+            f"{test.shape[1]}: extract both with the same model"
+        )
     if not 1 <= k < len(real):
         raise ValueError(f"k must be in [1, {len(real) - 1}] for {len(real)} real samples, got {k}")
     from sklearn.neighbors import NearestNeighbors
@@ -427,8 +514,9 @@ def knn_precision(real_feats: Any, test_feats: Any, k: int = 3) -> np.ndarray:
     return (dist <= radius[idx]).any(axis=1)
 
 
-def transfer_with_refusals(jsw_recipient: Any, jsw_exchanged: Any, jsw_donor: Any,
-                           refused: Any, min_gap: float = 0.5) -> np.ndarray:
+def transfer_with_refusals(
+    jsw_recipient: Any, jsw_exchanged: Any, jsw_donor: Any, refused: Any, min_gap: float = 0.5
+) -> np.ndarray:
     """Key-transfer ratios (:func:`key_transfer_ratio`) in which a refused measurement of the
     exchanged image is a failure (−inf), not a missing value: an image whose joint cannot be found
     did not receive the donor's joint. NaN remains only where the pair itself is uninformative
@@ -451,20 +539,32 @@ def failure_aware_summary(values: Any, success_at: float = 0.7) -> dict:
     """
     v = np.asarray(values, dtype=np.float64).ravel()
     kept = v[~np.isnan(v)]
-    out = {"median": math.nan, "q25": math.nan, "q75": math.nan, "iqr": math.nan,
-           "success_rate": math.nan, "n": int(len(kept)), "n_failed": int(np.isneginf(kept).sum()),
-           "n_excluded": int(np.isnan(v).sum())}
+    out = {
+        "median": math.nan,
+        "q25": math.nan,
+        "q75": math.nan,
+        "iqr": math.nan,
+        "success_rate": math.nan,
+        "n": len(kept),
+        "n_failed": int(np.isneginf(kept).sum()),
+        "n_excluded": int(np.isnan(v).sum()),
+    }
     if len(kept):
         q25, med, q75 = np.quantile(kept, [0.25, 0.5, 0.75], method="inverted_cdf")
-        out.update(median=float(med), q25=float(q25), q75=float(q75),
-                   iqr=float(q75 - q25) if np.isfinite(q25) else math.inf,
-                   success_rate=float((kept >= success_at).mean()))
+        out.update(
+            median=float(med),
+            q25=float(q25),
+            q75=float(q75),
+            iqr=float(q75 - q25) if np.isfinite(q25) else math.inf,
+            success_rate=float((kept >= success_at).mean()),
+        )
     return out
 
 
 # ---------------------------------------------------------------------------------------------
 # Reader-study agreement
 # ---------------------------------------------------------------------------------------------
+
 
 def cohen_kappa(a: Any, b: Any) -> float:
     """Cohen's kappa between two readers' calls on the same items (scikit-learn).
@@ -492,16 +592,17 @@ def fleiss_kappa(ratings: Any) -> float:
     """
     r = np.asarray(ratings)
     if r.ndim != 2 or r.shape[0] < 1 or r.shape[1] < 2:
-        raise ValueError(f"ratings must be (n_items, n_raters) with >= 2 raters, got shape "
-                         f"{r.shape}")
+        raise ValueError(
+            f"ratings must be (n_items, n_raters) with >= 2 raters, got shape {r.shape}"
+        )
     _, codes = np.unique(r, return_inverse=True)
     codes = codes.reshape(r.shape)
     n_items, n_raters = r.shape
     # counts[i, j] = how many raters put item i in category j
     counts = np.stack([(codes == j).sum(1) for j in range(codes.max() + 1)], axis=1)
     p_j = counts.sum(0) / (n_items * n_raters)  # share of all calls per category
-    p_i = ((counts ** 2).sum(1) - n_raters) / (n_raters * (n_raters - 1))  # per-item agreement
-    p_bar, p_e = p_i.mean(), float((p_j ** 2).sum())
+    p_i = ((counts**2).sum(1) - n_raters) / (n_raters * (n_raters - 1))  # per-item agreement
+    p_bar, p_e = p_i.mean(), float((p_j**2).sum())
     if math.isclose(p_e, 1.0):
         return math.nan
     return float((p_bar - p_e) / (1.0 - p_e))

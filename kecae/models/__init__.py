@@ -1,13 +1,25 @@
-"""Models: KECAE (``kecae``), its named sizes (``presets``) and the classifier zoo (``classifiers``)."""
+"""Models: KECAE (:mod:`.autoencoder`), its named sizes (:mod:`.presets`) and the classifier zoo
+(:mod:`.classifiers`). The names of presets and classifiers are listed in :mod:`kecae.registry`."""
 
-from kecae.models.classifiers import (CLASSIFIERS, ClassifierConfig, build_classifier,
-                                      classifier_from_config)
-from kecae.models.kecae import (KECAE, KECAEConfig, KECAEOutput, count_parameters,
-                                decoder_paddings, encoder_sizes, flops_per_image, flops_per_pair)
-from kecae.models.presets import PRESETS, kecae_config
+from kecae.exports import lazy_exports
 
-__all__ = [
-    "CLASSIFIERS", "ClassifierConfig", "build_classifier", "classifier_from_config",
-    "KECAE", "KECAEConfig", "KECAEOutput", "count_parameters", "decoder_paddings",
-    "encoder_sizes", "flops_per_image", "flops_per_pair", "PRESETS", "kecae_config",
-]
+_EXPORTS = {
+    "CLASSIFIERS": "classifiers",
+    "PRESETS": "presets",
+    "KECAE": "autoencoder",
+    "KECAEConfig": "autoencoder",
+    "KECAEOutput": "autoencoder",
+    "count_parameters": "autoencoder",
+    "decoder_paddings": "autoencoder",
+    "encoder_sizes": "autoencoder",
+    "flops_per_image": "autoencoder",
+    "flops_per_pair": "autoencoder",
+    "ClassifierConfig": "classifiers",
+    "build_classifier": "classifiers",
+    "classifier_from_config": "classifiers",
+    "kecae_config": "presets",
+    "preset_training": "presets",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

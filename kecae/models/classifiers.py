@@ -1,4 +1,5 @@
-"""KL-0 vs KL-2 classifiers: the supervisor of KECAE, the independent judge and the downstream models.
+"""KL-0 vs KL-2 classifiers: the supervisor of KECAE, the independent judge and the downstream
+models.
 
 Every model takes (B, 1, S, S) images in [-1, 1] and exposes ``forward_features(x) -> (B, F)``,
 ``forward_head(f) -> (B, num_classes)`` and ``feature_dim`` (= F); ``forward`` is the head applied
@@ -12,19 +13,22 @@ scratch) and adapted to one grey channel, small inputs (64-128 px) and a 2-class
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Any
 
 import torch
 from torch import nn
 from torchvision import models as tvm
+
+from kecae.registry import CLASSIFIERS
 
 
 @dataclass(frozen=True)
 class ClassifierConfig:
     """Everything needed to rebuild a classifier (stored whole in its checkpoints)."""
 
-    arch: str = "siamese"  # a key of CLASSIFIERS
+    arch: str = "siamese"  # a name of kecae.registry.CLASSIFIERS
     image_size: int = 64  # side of the square input, px (the model is checked against it)
     num_classes: int = 2  # 2: KL-0 (index 0) vs KL-2 (index 1)
     in_channels: int = 1  # grey radiographs
@@ -35,13 +39,16 @@ class ClassifierConfig:
 
     def __post_init__(self) -> None:
         if self.arch not in CLASSIFIERS:
-            raise ValueError(f"unknown classifier arch {self.arch!r}; choose one of "
-                             f"{list(CLASSIFIERS)}")
-        spec = CLASSIFIERS[self.arch]
-        if not isinstance(self.image_size, int) or self.image_size < spec.min_size:
-            raise ValueError(f"{self.arch} needs image_size >= {spec.min_size} px "
-                             f"(got {self.image_size!r}): use a larger image_size, or the "
-                             "'small' arch for tiny images")
+            raise ValueError(
+                f"unknown classifier arch {self.arch!r}; choose one of {list(CLASSIFIERS)}"
+            )
+        min_size = CLASSIFIERS[self.arch].details["min_size"]
+        if not isinstance(self.image_size, int) or self.image_size < min_size:
+            raise ValueError(
+                f"{self.arch} needs image_size >= {min_size} px "
+                f"(got {self.image_size!r}): use a larger image_size, or the "
+                "'small' arch for tiny images"
+            )
         if self.num_classes < 2:
             raise ValueError(f"num_classes={self.num_classes!r} must be >= 2")
         if self.in_channels < 1:
@@ -51,8 +58,10 @@ class ClassifierConfig:
         if self.base_channels < 1:
             raise ValueError(f"base_channels={self.base_channels!r} must be >= 1")
         if not 0 < self.patch_fraction <= 1:
-            raise ValueError(f"patch_fraction={self.patch_fraction!r} must be in (0, 1]; 0.5 cuts "
-                             "the left and right halves of the joint band")
+            raise ValueError(
+                f"patch_fraction={self.patch_fraction!r} must be in (0, 1]; 0.5 cuts "
+                "the left and right halves of the joint band"
+            )
         if self.combine not in ("sum", "concat"):
             raise ValueError(f"combine={self.combine!r} must be 'sum' or 'concat'")
 
@@ -79,8 +88,9 @@ class Classifier(nn.Module):
 
     def _make_head(self, feature_dim: int) -> None:
         self.feature_dim = feature_dim
-        self.head = nn.Sequential(nn.Dropout(self.config.dropout),
-                                  nn.Linear(feature_dim, self.config.num_classes))
+        self.head = nn.Sequential(
+            nn.Dropout(self.config.dropout), nn.Linear(feature_dim, self.config.num_classes)
+        )
 
 
 class BackboneClassifier(Classifier):
@@ -107,24 +117,37 @@ def _conv_trunk(in_channels: int, base: int, num_blocks: int = 4) -> tuple[nn.Se
     c_in = in_channels
     for k in range(num_blocks):
         c_out = base * 2**k
-        layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                   nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+        layers += [
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        ]
         c_in = c_out
     return nn.Sequential(*layers, *_gap()), c_in
 
 
-def _resnet18(config: ClassifierConfig) -> Classifier:
+def resnet18(config: ClassifierConfig) -> Classifier:
     """ResNet-18. Adaptations: 1-channel 7×7 stem conv; the fc is replaced by our head. The stem
     (stride-2 conv + max-pool) is kept, so 64 px ends at 2×2 before the global average pool."""
     net = tvm.resnet18(weights=None)
     net.conv1 = nn.Conv2d(config.in_channels, 64, 7, stride=2, padding=3, bias=False)
     nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
-    features = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2,
-                             net.layer3, net.layer4, _gap())
+    features = nn.Sequential(
+        net.conv1,
+        net.bn1,
+        net.relu,
+        net.maxpool,
+        net.layer1,
+        net.layer2,
+        net.layer3,
+        net.layer4,
+        _gap(),
+    )
     return BackboneClassifier(config, features, net.fc.in_features)
 
 
-def _vgg11(config: ClassifierConfig) -> Classifier:
+def vgg11(config: ClassifierConfig) -> Classifier:
     """VGG-11 with BatchNorm (torchvision ``vgg11_bn``: BN lets it train from scratch, where the
     plain VGG-11 needs a pretrained start). Adaptations: 1-channel first conv; the 7×7×512 →
     4096 → 4096 head (~120 M parameters, sized for 224 px) is replaced by global average pooling
@@ -137,7 +160,7 @@ def _vgg11(config: ClassifierConfig) -> Classifier:
     return BackboneClassifier(config, nn.Sequential(net.features, _gap()), 512)
 
 
-def _densenet201(config: ClassifierConfig) -> Classifier:
+def densenet201(config: ClassifierConfig) -> Classifier:
     """DenseNet-201. Adaptations: 1-channel 7×7 stem conv; the classifier is replaced by our head
     on the 1,920 globally pooled features (the final ReLU is kept, as torchvision applies it)."""
     net = tvm.densenet201(weights=None)
@@ -147,8 +170,8 @@ def _densenet201(config: ClassifierConfig) -> Classifier:
     return BackboneClassifier(config, features, net.classifier.in_features)
 
 
-def _small(config: ClassifierConfig) -> Classifier:
-    """A fast 4-block CNN (conv-BN-ReLU-pool, base·1/2/4/8 channels, GAP) for tests and quick runs."""
+def small(config: ClassifierConfig) -> Classifier:
+    """A fast 4-block CNN (conv-BN-ReLU-pool, base·1/2/4/8 channels, GAP): tests, quick runs."""
     trunk, dim = _conv_trunk(config.in_channels, config.base_channels)
     return BackboneClassifier(config, trunk, dim)
 
@@ -175,8 +198,8 @@ class SiameseClassifier(Classifier):
         s = x.shape[-1]
         p = max(1, round(self.config.patch_fraction * s))
         top = (s - p) // 2  # centred on the joint line
-        left = x[..., top:top + p, :p]
-        right = x[..., top:top + p, s - p:].flip(-1)
+        left = x[..., top : top + p, :p]
+        right = x[..., top : top + p, s - p :].flip(-1)
         return left, right
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -190,25 +213,7 @@ class SiameseClassifier(Classifier):
         return torch.cat([f_left, f_right], dim=1)  # (B, 2D)
 
 
-class ArchSpec(NamedTuple):
-    """A registered classifier: its factory, smallest input side, and a one-line description."""
-
-    build: Callable[[ClassifierConfig], Classifier]
-    min_size: int
-    description: str
-
-
-#: Registered classifiers (``list(CLASSIFIERS)`` gives the CLI choices).
-CLASSIFIERS: dict[str, ArchSpec] = {
-    "resnet18": ArchSpec(_resnet18, 32, "torchvision ResNet-18, 1-channel stem, from scratch"),
-    "vgg11": ArchSpec(_vgg11, 32, "torchvision VGG-11-BN, global-average-pool head"),
-    "densenet201": ArchSpec(_densenet201, 32, "torchvision DenseNet-201, 1-channel stem"),
-    "siamese": ArchSpec(SiameseClassifier, 32, "two joint patches, shared 4-block trunk"),
-    "small": ArchSpec(_small, 16, "fast 4-block CNN for tests and quick runs"),
-}
-
-
-def build_classifier(arch: str, image_size: int, num_classes: int = 2, **kw) -> Classifier:
+def build_classifier(arch: str, image_size: int, num_classes: int = 2, **kw: Any) -> Classifier:
     """Build a registered classifier; extra keywords are :class:`ClassifierConfig` fields."""
     names = [f.name for f in dataclasses.fields(ClassifierConfig)]
     unknown = sorted(set(kw) - set(names))
@@ -220,4 +225,5 @@ def build_classifier(arch: str, image_size: int, num_classes: int = 2, **kw) -> 
 
 def classifier_from_config(config: ClassifierConfig) -> Classifier:
     """The model a :class:`ClassifierConfig` describes (fresh weights)."""
-    return CLASSIFIERS[config.arch].build(config)
+    build: Callable[[ClassifierConfig], Classifier] = CLASSIFIERS[config.arch].load()
+    return build(config)

@@ -1,10 +1,11 @@
-"""Named KECAE sizes: one-line factories collected in ``PRESETS`` (CLI: ``choices=list(PRESETS)``)."""
+"""Named KECAE sizes: one-line factories, registered by name in :data:`kecae.registry.PRESETS`."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-from kecae.models.kecae import KECAEConfig, replace_config
+from kecae.models.autoencoder import KECAEConfig, replace_config
+from kecae.registry import PRESETS
 
 
 def paper() -> KECAEConfig:
@@ -27,8 +28,6 @@ def tiny() -> KECAEConfig:
     return KECAEConfig(image_size=32, width=1 / 32)
 
 
-PRESETS: dict[str, Callable[[], KECAEConfig]] = {"paper": paper, "cpu": cpu, "tiny": tiny}
-
 #: Training settings (fields of ``KECAETrainConfig``) each preset was measured with. They sit
 #: between the configuration's defaults (the paper's values) and what the user gives: an explicit
 #: option or YAML value always wins. ``paper`` keeps the paper's loss exactly.
@@ -42,8 +41,9 @@ def preset_training(name: str) -> dict[str, Any]:
     return dict(PRESET_TRAINING.get(name, {}))
 
 
-def kecae_config(name: str, **overrides) -> KECAEConfig:
+def kecae_config(name: str, **overrides: Any) -> KECAEConfig:
     """The preset ``name`` with some fields replaced, e.g. ``kecae_config("cpu", width=0.5)``."""
     if name not in PRESETS:
         raise ValueError(f"unknown KECAE preset {name!r}; choose one of {list(PRESETS)}")
-    return replace_config(PRESETS[name](), **overrides)
+    preset: KECAEConfig = PRESETS[name].load()()
+    return replace_config(preset, **overrides)

@@ -1,25 +1,30 @@
-"""Built-in synthetic AP knee radiographs (KL-0 / KL-2 and more) with per-image ground truth,
-and the joint measurement that checks key features on any knee image.
+"""Built-in synthetic AP knee radiographs (KL-0 / KL-2 and more) with per-image ground truth
+(:mod:`.synth`, written as a data set by :mod:`.dataset`), and the joint measurement that checks
+key features on any knee image (:mod:`.measure`).
 
 Convention: :func:`medial_on_image_left` says where the medial compartment is for a knee side.
 """
 
-from kecae.phantoms.measure import JointMeasurement, measure_joint, measure_many
-from kecae.phantoms.synth import (
-    FOV_MM, GRADES, KEY_FIELDS, MARGINS, NON_KEY_FIELDS, OSTEOPHYTE_DEFINITE_MM, PhantomParams,
-    SeverityModel, medial_on_image_left, render, sample_params, sample_patient_traits,
-)
+from kecae.exports import lazy_exports
 
-__all__ = [
-    "FOV_MM", "GRADES", "KEY_FIELDS", "MARGINS", "NON_KEY_FIELDS", "OSTEOPHYTE_DEFINITE_MM",
-    "JointMeasurement", "PhantomParams", "SeverityModel", "make_phantoms", "measure_joint",
-    "measure_many", "medial_on_image_left", "render", "sample_params", "sample_patient_traits",
-]
+_EXPORTS = {
+    "JointMeasurement": "measure",
+    "measure_joint": "measure",
+    "measure_many": "measure",
+    "FOV_MM": "synth",
+    "GRADES": "synth",
+    "KEY_FIELDS": "synth",
+    "MARGINS": "synth",
+    "NON_KEY_FIELDS": "synth",
+    "OSTEOPHYTE_DEFINITE_MM": "synth",
+    "PhantomParams": "synth",
+    "SeverityModel": "synth",
+    "medial_on_image_left": "synth",
+    "render": "synth",
+    "sample_params": "synth",
+    "sample_patient_traits": "synth",
+    "make_phantoms": "dataset",
+}
+__all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    # the data set writer pulls in file I/O and multiprocessing: import it only when asked for
-    if name == "make_phantoms":
-        from kecae.phantoms.dataset import make_phantoms
-        return make_phantoms
-    raise AttributeError(f"module 'kecae.phantoms' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -26,19 +26,27 @@ import json
 import logging
 import multiprocessing
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from kecae import __version__
+from kecae.errors import KecaeError
+from kecae.files import atomic_path, atomic_write_text
 from kecae.phantoms.synth import (
-    FOV_MM, GRADES, MARGINS, OSTEOPHYTE_DEFINITE_MM, PhantomParams, render, sample_params,
+    FOV_MM,
+    GRADES,
+    MARGINS,
+    OSTEOPHYTE_DEFINITE_MM,
+    PhantomParams,
+    render,
+    sample_params,
     sample_patient_traits,
 )
-from kecae.utils import KecaeError, atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +59,7 @@ SPEC_NAME = ".kecae_phantoms.json"
 #: Manifest / ground-truth file name (kecae.data reads it as a manifest).
 CSV_NAME = "ground_truth.csv"
 #: PNG encoder settings: fixed so the same image always gives the same bytes.
-PNG_OPTIONS = {"format": "PNG", "compress_level": 6, "optimize": False}
+PNG_OPTIONS: dict[str, Any] = {"format": "PNG", "compress_level": 6, "optimize": False}
 
 _STREAM_PLAN, _STREAM_PATIENT, _STREAM_KNEE = 0, 1, 2
 
@@ -77,8 +85,9 @@ class Knee:
         return f"{self.split}/{self.params.grade}/{self.image_id}.png"
 
 
-def plan_dataset(counts: dict[int, int], seed: int = 0,
-                 splits: Sequence[float] = (0.7, 0.15, 0.15)) -> list[Knee]:
+def plan_dataset(
+    counts: dict[int, int], seed: int = 0, splits: Sequence[float] = (0.7, 0.15, 0.15)
+) -> list[Knee]:
     """Draw patients, sides, splits and parameters for ``counts`` = {grade: number of knees}.
 
     Cheap (no rendering): about 0.1 ms per knee.
@@ -88,11 +97,13 @@ def plan_dataset(counts: dict[int, int], seed: int = 0,
         if g not in GRADES:
             raise ValueError(f"unknown KL grade {g!r}; phantoms exist for grades {GRADES}")
         if not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"the number of KL-{g} phantoms must be a non-negative integer, "
-                             f"got {n!r}")
+            raise ValueError(
+                f"the number of KL-{g} phantoms must be a non-negative integer, got {n!r}"
+            )
     if sum(counts.values()) == 0:
-        raise ValueError("asked for 0 phantoms; give at least one of n_kl0 / n_kl2 a positive "
-                         "count")
+        raise ValueError(
+            "asked for 0 phantoms; give at least one of n_kl0 / n_kl2 a positive count"
+        )
 
     # Patients: shuffle the knee slots, then take one (unilateral) or two (bilateral) at a time.
     rng = _rng(seed, _STREAM_PLAN)
@@ -125,18 +136,28 @@ def plan_dataset(counts: dict[int, int], seed: int = 0,
             sides = ["L", "R"] if rng.random() < 0.5 else ["R", "L"]
         for k, side in zip(members, sides):
             index = len(knees)
-            params = sample_params(int(slots[k]), _rng(seed, _STREAM_KNEE, index), side=side,
-                                   traits=traits)
-            knees.append(Knee(index=index, image_id=f"ph{index:06d}", patient_id=f"P{p:05d}",
-                              split=SPLITS[int(split_of[p])], params=params))
+            params = sample_params(
+                int(slots[k]), _rng(seed, _STREAM_KNEE, index), side=side, traits=traits
+            )
+            knees.append(
+                Knee(
+                    index=index,
+                    image_id=f"ph{index:06d}",
+                    patient_id=f"P{p:05d}",
+                    split=SPLITS[int(split_of[p])],
+                    params=params,
+                )
+            )
     return knees
 
 
 def _check_splits(splits: Sequence[float]) -> np.ndarray:
     f = np.asarray(splits, dtype=np.float64)
     if f.shape != (3,) or np.any(f < 0) or abs(f.sum() - 1.0) > 1e-6:
-        raise ValueError(f"splits must be three non-negative fractions (train, val, test) summing "
-                         f"to 1, e.g. (0.7, 0.15, 0.15); got {tuple(splits)}")
+        raise ValueError(
+            f"splits must be three non-negative fractions (train, val, test) summing "
+            f"to 1, e.g. (0.7, 0.15, 0.15); got {tuple(splits)}"
+        )
     return f
 
 
@@ -144,26 +165,50 @@ def _check_splits(splits: Sequence[float]) -> np.ndarray:
 #: Columns every row starts with (the manifest part), then the ground truth.
 MANIFEST_COLUMNS = ("path", "grade", "patient_id", "side", "split", "image_id")
 GROUND_TRUTH_COLUMNS = (
-    "size", "pixel_spacing_mm", "jsw_medial_mm", "jsw_lateral_mm", "jsw_medial_px",
-    "jsw_lateral_px", *(f"ost_{m}_mm" for m in MARGINS), *(f"ost_{m}" for m in MARGINS),
-    "osteophytes", "medial_on_image_left", "severity", "noise_free",
+    "size",
+    "pixel_spacing_mm",
+    "jsw_medial_mm",
+    "jsw_lateral_mm",
+    "jsw_medial_px",
+    "jsw_lateral_px",
+    *(f"ost_{m}_mm" for m in MARGINS),
+    *(f"ost_{m}" for m in MARGINS),
+    "osteophytes",
+    "medial_on_image_left",
+    "severity",
+    "noise_free",
 )
-_PARAM_SKIP = {"grade", "side", "severity", "jsw_medial_mm", "jsw_lateral_mm",
-               *(f"ost_{m}_mm" for m in MARGINS)}
-PARAM_COLUMNS = tuple(f.name for f in dataclasses.fields(PhantomParams)
-                      if f.name not in _PARAM_SKIP)
+_PARAM_SKIP = {
+    "grade",
+    "side",
+    "severity",
+    "jsw_medial_mm",
+    "jsw_lateral_mm",
+    *(f"ost_{m}_mm" for m in MARGINS),
+}
+PARAM_COLUMNS = tuple(
+    f.name for f in dataclasses.fields(PhantomParams) if f.name not in _PARAM_SKIP
+)
 
 
 def _row(knee: Knee, size: int, noise_free: bool) -> dict[str, object]:
     p = knee.params
     gt = p.ground_truth(size)
     row: dict[str, object] = {
-        "path": knee.relpath, "grade": p.grade, "patient_id": knee.patient_id, "side": p.side,
-        "split": knee.split, "image_id": knee.image_id, "size": size,
+        "path": knee.relpath,
+        "grade": p.grade,
+        "patient_id": knee.patient_id,
+        "side": p.side,
+        "split": knee.split,
+        "image_id": knee.image_id,
+        "size": size,
         "pixel_spacing_mm": gt["pixel_spacing_mm"],
-        "jsw_medial_mm": p.jsw_medial_mm, "jsw_lateral_mm": p.jsw_lateral_mm,
-        "jsw_medial_px": gt["jsw_medial_px"], "jsw_lateral_px": gt["jsw_lateral_px"],
-        "severity": p.severity, "noise_free": int(noise_free),
+        "jsw_medial_mm": p.jsw_medial_mm,
+        "jsw_lateral_mm": p.jsw_lateral_mm,
+        "jsw_medial_px": gt["jsw_medial_px"],
+        "jsw_lateral_px": gt["jsw_lateral_px"],
+        "severity": p.severity,
+        "noise_free": int(noise_free),
         "osteophytes": int(gt["osteophytes"]),
         "medial_on_image_left": int(gt["medial_on_image_left"]),
     }
@@ -206,17 +251,24 @@ def _write_one(job: tuple[PhantomParams, str, int, bool]) -> int:
     if os.path.exists(path):
         return 0
     data = encode_png(render(params, size, noise_free=noise_free))
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
     return 1
 
 
-def _spec(counts: dict[int, int], size: int, seed: int, splits: Sequence[float],
-          noise_free: bool) -> dict[str, object]:
-    return {"generator": "kecae phantoms", "version": __version__, "fov_mm": FOV_MM,
-            "counts": {str(g): int(n) for g, n in sorted(counts.items())}, "size": int(size),
-            "seed": int(seed), "splits": [float(f) for f in splits], "noise_free": bool(noise_free)}
+def _spec(
+    counts: dict[int, int], size: int, seed: int, splits: Sequence[float], noise_free: bool
+) -> dict[str, object]:
+    return {
+        "generator": "kecae phantoms",
+        "version": __version__,
+        "fov_mm": FOV_MM,
+        "counts": {str(g): int(n) for g, n in sorted(counts.items())},
+        "size": int(size),
+        "seed": int(seed),
+        "splits": [float(f) for f in splits],
+        "noise_free": bool(noise_free),
+    }
 
 
 def _check_out(out: Path, spec: dict[str, object]) -> None:
@@ -226,25 +278,43 @@ def _check_out(out: Path, spec: dict[str, object]) -> None:
         try:
             old = json.loads(spec_file.read_text())
         except (OSError, ValueError) as exc:
-            raise KecaeError(f"{spec_file} is unreadable ({exc}); delete {out} and run "
-                             "again") from exc
+            raise KecaeError(
+                f"{spec_file} is unreadable ({exc}); delete {out} and run again"
+            ) from exc
         old_key = {k: v for k, v in old.items() if k != "version"}
         new_key = {k: v for k, v in spec.items() if k != "version"}
         if old_key != new_key:
-            diff = ", ".join(f"{k}: {old_key.get(k)!r} -> {new_key.get(k)!r}"
-                             for k in sorted(set(old_key) | set(new_key))
-                             if old_key.get(k) != new_key.get(k))
-            raise KecaeError(f"{out} holds phantoms made with other settings ({diff}); "
-                             "use another output folder, or delete this one to remake it")
+            diff = ", ".join(
+                f"{k}: {old_key.get(k)!r} -> {new_key.get(k)!r}"
+                for k in sorted(set(old_key) | set(new_key))
+                if old_key.get(k) != new_key.get(k)
+            )
+            raise KecaeError(
+                f"{out} holds phantoms made with other settings ({diff}); "
+                "use another output folder, or delete this one to remake it"
+            )
     elif out.exists() and any(out.iterdir()):
-        raise KecaeError(f"{out} is not empty and was not made by `kecae phantoms`; "
-                         "choose an empty or new output folder")
+        raise KecaeError(
+            f"{out} is not empty and was not made by `kecae phantoms`; "
+            "choose an empty or new output folder"
+        )
 
 
-def make_phantoms(out: str | os.PathLike, n_kl0: int = 3185, n_kl2: int = 2126, size: int = 224,
-                  seed: int = 0, splits: Sequence[float] = (0.7, 0.15, 0.15), workers: int = 1,
-                  noise_free: bool = False, *, n_kl1: int = 0, n_kl3: int = 0, n_kl4: int = 0,
-                  progress: bool = True) -> Path:
+def make_phantoms(
+    out: str | os.PathLike,
+    n_kl0: int = 3185,
+    n_kl2: int = 2126,
+    size: int = 224,
+    seed: int = 0,
+    splits: Sequence[float] = (0.7, 0.15, 0.15),
+    workers: int = 1,
+    noise_free: bool = False,
+    *,
+    n_kl1: int = 0,
+    n_kl3: int = 0,
+    n_kl4: int = 0,
+    progress: bool = True,
+) -> Path:
     """Write a phantom data set to ``out`` and return the path of its ground_truth.csv.
 
     Defaults are the paper's KL-0 : KL-2 balance (3,185 : 2,126) at 224 px. Grades 1, 3 and 4 are
@@ -255,8 +325,11 @@ def make_phantoms(out: str | os.PathLike, n_kl0: int = 3185, n_kl2: int = 2126, 
         raise ValueError(f"size must be an integer >= 32 pixels, got {size!r}")
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    counts = {g: n for g, n in ((0, n_kl0), (1, n_kl1), (2, n_kl2), (3, n_kl3), (4, n_kl4))
-              if n or g in (0, 2)}
+    counts = {
+        g: n
+        for g, n in ((0, n_kl0), (1, n_kl1), (2, n_kl2), (3, n_kl3), (4, n_kl4))
+        if n or g in (0, 2)
+    }
     knees = plan_dataset(counts, seed=seed, splits=splits)
     out = Path(out)
     spec = _spec(counts, size, seed, splits, noise_free)
@@ -268,10 +341,14 @@ def make_phantoms(out: str | os.PathLike, n_kl0: int = 3185, n_kl2: int = 2126, 
         for g in counts:
             (out / split / str(g)).mkdir(parents=True, exist_ok=True)
 
-    jobs = [(k.params, str(out / k.relpath), int(size), bool(noise_free)) for k in knees
-            if not (out / k.relpath).exists()]
-    log.info("phantoms: %d images (%d already there) -> %s", len(knees),
-             len(knees) - len(jobs), out)
+    jobs = [
+        (k.params, str(out / k.relpath), int(size), bool(noise_free))
+        for k in knees
+        if not (out / k.relpath).exists()
+    ]
+    log.info(
+        "phantoms: %d images (%d already there) -> %s", len(knees), len(knees) - len(jobs), out
+    )
     written = 0
     if jobs:
         from tqdm import tqdm

@@ -76,16 +76,19 @@ def to_unit_float(image: np.ndarray) -> np.ndarray:
     if a.ndim == 3 and 1 in (a.shape[0], a.shape[-1]):
         a = a.reshape(a.shape[1:] if a.shape[0] == 1 else a.shape[:-1])
     if a.ndim != 2:
-        raise ValueError(f"measure_joint expects a grey image of shape (H, W), got shape "
-                         f"{a.shape}; "
-                         "convert colour images to grey first")
+        raise ValueError(
+            f"measure_joint expects a grey image of shape (H, W), got shape "
+            f"{a.shape}; "
+            "convert colour images to grey first"
+        )
     if a.dtype == np.uint8:
         return a.astype(np.float32) * np.float32(1 / 255)
     if a.dtype == np.uint16:
         return a.astype(np.float32) * np.float32(1 / 65535)
     if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
-        raise ValueError(f"image dtype {a.dtype} is not a grey level type; pass uint8, uint16 "
-                         "or float")
+        raise ValueError(
+            f"image dtype {a.dtype} is not a grey level type; pass uint8, uint16 or float"
+        )
     a = a.astype(np.float32)
     if not np.all(np.isfinite(a)):
         raise ValueError("image contains NaN or infinite values")
@@ -139,8 +142,9 @@ OSTEOPHYTE_CALL_MM = 1.8
 _MAX_BLUR_MM = 1.6
 
 
-def _margin_osteophytes(img: np.ndarray, col: float, outward: int, a_row: float, b_row: float,
-                        s: int) -> tuple[float, float]:
+def _margin_osteophytes(
+    img: np.ndarray, col: float, outward: int, a_row: float, b_row: float, s: int
+) -> tuple[float, float]:
     """Estimated (femoral, tibial) spur lengths in px at one compartment's outer margin.
 
     Bone is whatever is brighter than halfway between this compartment's joint-gap level and its
@@ -159,8 +163,9 @@ def _margin_osteophytes(img: np.ndarray, col: float, outward: int, a_row: float,
     level = gap_level + 0.5 * (min(fem_level, tib_level) - gap_level)
 
     def outline(lo_mm: float, hi_mm: float, ref_row: float) -> np.ndarray:
-        rows = np.arange(max(0, int(round(ref_row + lo_mm * mm))),
-                         min(H, int(round(ref_row + hi_mm * mm)) + 1))
+        rows = np.arange(
+            max(0, int(round(ref_row + lo_mm * mm))), min(H, int(round(ref_row + hi_mm * mm)) + 1)
+        )
         return _outline(img, level, rows, c, outward) if len(rows) else np.array([np.nan])
 
     with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -273,8 +278,13 @@ def measure_joint(image: np.ndarray, side: str | None = None) -> JointMeasuremen
         c_j, reach = int(cols[j]), int(math.ceil(3 * sigma)) + 2
         prof = img[:, c_j]
         gap_lvl = float(prof[int(round(0.5 * (a_j + b_j)))])
-        step = min(prof[max(0, a_row[j] - reach):a_row[j] + 1].max(),
-                   prof[b_row[j]:b_row[j] + reach + 1].max()) - gap_lvl
+        step = (
+            min(
+                prof[max(0, a_row[j] - reach) : a_row[j] + 1].max(),
+                prof[b_row[j] : b_row[j] + reach + 1].max(),
+            )
+            - gap_lvl
+        )
         slope = min(-D[a_row[j], c_j], D[b_row[j], c_j]) * contrast
         sd = step / (math.sqrt(2 * math.pi) * slope) if slope > 0 else math.inf
         blur = math.sqrt(max(sd * sd - sigma * sigma, 0.0))
@@ -282,8 +292,9 @@ def measure_joint(image: np.ndarray, side: str | None = None) -> JointMeasuremen
 
     blur = max(out["left"][4], out["right"][4])
     if blur > max(1.6, _MAX_BLUR_MM * s / _FOV_MM):
-        return _refuse("joint edges too blurred to resolve the joint space "
-                       f"(edge blur ~{blur:.1f} px)", side)
+        return _refuse(
+            f"joint edges too blurred to resolve the joint space (edge blur ~{blur:.1f} px)", side
+        )
 
     # 4. osteophytes at the outer margins
     smooth = ndimage.gaussian_filter(img, sigma)
@@ -297,12 +308,20 @@ def measure_joint(image: np.ndarray, side: str | None = None) -> JointMeasuremen
 
     centre_col = 0.5 * (W - 1)
     m = JointMeasurement(
-        ok=True, jsw_left_px=out["left"][0], jsw_right_px=out["right"][0],
-        joint_row=float(np.polyval(coef, centre_col)), joint_slope=float(coef[0]),
-        left_col=out["left"][1], right_col=out["right"][1],
-        left_edges=out["left"][2:4], right_edges=out["right"][2:4], side=side, columns=xs,
+        ok=True,
+        jsw_left_px=out["left"][0],
+        jsw_right_px=out["right"][0],
+        joint_row=float(np.polyval(coef, centre_col)),
+        joint_slope=float(coef[0]),
+        left_col=out["left"][1],
+        right_col=out["right"][1],
+        left_edges=out["left"][2:4],
+        right_edges=out["right"][2:4],
+        side=side,
+        columns=xs,
         edge_blur_px=blur,
-        osteophyte_px=spurs, osteophyte_score=score,
+        osteophyte_px=spurs,
+        osteophyte_score=score,
         osteophytes=bool(score >= OSTEOPHYTE_CALL_MM * s / _FOV_MM),
     )
     if side is not None:
@@ -327,10 +346,21 @@ def measure_many(images, sides=None) -> dict[str, np.ndarray]:
     if sides is None:
         sides = [None] * len(images)
     if len(sides) != len(images):
-        raise ValueError(f"got {len(images)} images but {len(sides)} sides; give one side per "
-                         "image")
-    keys = ("ok", "jsw_left_px", "jsw_right_px", "jsw_medial_px", "jsw_lateral_px",
-            "osteophyte_score", "osteophytes", "osteophyte_medial_px", "osteophyte_lateral_px",
-            "joint_row", "reason")
+        raise ValueError(
+            f"got {len(images)} images but {len(sides)} sides; give one side per image"
+        )
+    keys = (
+        "ok",
+        "jsw_left_px",
+        "jsw_right_px",
+        "jsw_medial_px",
+        "jsw_lateral_px",
+        "osteophyte_score",
+        "osteophytes",
+        "osteophyte_medial_px",
+        "osteophyte_lateral_px",
+        "joint_row",
+        "reason",
+    )
     rows = [measure_joint(im, sd) for im, sd in zip(images, sides)]
     return {k: np.array([getattr(r, k) for r in rows]) for k in keys}

@@ -158,8 +158,12 @@ class PhantomParams:
     @property
     def osteophyte_sizes_mm(self) -> tuple[float, float, float, float]:
         """Osteophyte lengths in :data:`MARGINS` order."""
-        return (self.ost_femoral_medial_mm, self.ost_femoral_lateral_mm,
-                self.ost_tibial_medial_mm, self.ost_tibial_lateral_mm)
+        return (
+            self.ost_femoral_medial_mm,
+            self.ost_femoral_lateral_mm,
+            self.ost_tibial_medial_mm,
+            self.ost_tibial_lateral_mm,
+        )
 
     @property
     def osteophytes(self) -> bool:
@@ -171,8 +175,10 @@ class PhantomParams:
         sp = self.pixel_spacing_mm(size)
         out: dict[str, float | int | bool] = {
             "pixel_spacing_mm": sp,
-            "jsw_medial_mm": self.jsw_medial_mm, "jsw_lateral_mm": self.jsw_lateral_mm,
-            "jsw_medial_px": self.jsw_medial_mm / sp, "jsw_lateral_px": self.jsw_lateral_mm / sp,
+            "jsw_medial_mm": self.jsw_medial_mm,
+            "jsw_lateral_mm": self.jsw_lateral_mm,
+            "jsw_medial_px": self.jsw_medial_mm / sp,
+            "jsw_lateral_px": self.jsw_lateral_mm / sp,
         }
         for name, mm in zip(MARGINS, self.osteophyte_sizes_mm):
             out[f"ost_{name}"] = bool(mm >= OSTEOPHYTE_DEFINITE_MM)
@@ -182,12 +188,22 @@ class PhantomParams:
 
 
 #: Fields that carry the key features (the ones whose distribution depends on the grade).
-KEY_FIELDS = ("severity", "jsw_medial_mm", "jsw_lateral_mm", "ost_femoral_medial_mm",
-              "ost_femoral_lateral_mm", "ost_tibial_medial_mm", "ost_tibial_lateral_mm")
+KEY_FIELDS = (
+    "severity",
+    "jsw_medial_mm",
+    "jsw_lateral_mm",
+    "ost_femoral_medial_mm",
+    "ost_femoral_lateral_mm",
+    "ost_tibial_medial_mm",
+    "ost_tibial_lateral_mm",
+)
 #: Fields drawn from the same distribution in every grade (labels and seeds excluded).
-NON_KEY_FIELDS = tuple(f.name for f in dataclasses.fields(PhantomParams)
-                       if f.name not in KEY_FIELDS + ("grade", "side", "texture_seed",
-                                                      "noise_seed", "collimation_edge"))
+NON_KEY_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(PhantomParams)
+    if f.name
+    not in (*KEY_FIELDS, "grade", "side", "texture_seed", "noise_seed", "collimation_edge")
+)
 
 
 # ------------------------------------------------------------------------------- sampling
@@ -197,8 +213,13 @@ def _clip(v: float, lo: float, hi: float) -> float:
 
 
 #: Traits shared by the two knees of one patient (body size, soft tissue, bone density).
-PATIENT_TRAITS = ("femur_width_mm", "soft_tissue_margin_mm", "bone_density",
-                  "healthy_jsw_medial_mm", "healthy_jsw_lateral_mm")
+PATIENT_TRAITS = (
+    "femur_width_mm",
+    "soft_tissue_margin_mm",
+    "bone_density",
+    "healthy_jsw_medial_mm",
+    "healthy_jsw_lateral_mm",
+)
 
 
 def sample_patient_traits(rng: np.random.Generator) -> dict[str, float]:
@@ -212,9 +233,14 @@ def sample_patient_traits(rng: np.random.Generator) -> dict[str, float]:
     }
 
 
-def sample_params(grade: int, rng: np.random.Generator, *, side: str | None = None,
-                  traits: dict[str, float] | None = None,
-                  model: SeverityModel = SeverityModel()) -> PhantomParams:
+def sample_params(
+    grade: int,
+    rng: np.random.Generator,
+    *,
+    side: str | None = None,
+    traits: dict[str, float] | None = None,
+    model: SeverityModel = SeverityModel(),
+) -> PhantomParams:
     """Draw one knee of KL ``grade``.
 
     ``traits`` (from :func:`sample_patient_traits`) are shared with the patient's other knee; a
@@ -233,15 +259,20 @@ def sample_params(grade: int, rng: np.random.Generator, *, side: str | None = No
     sev = _clip(rng.normal(model.severity_mean[grade], model.severity_sd), 0.0, 4.0)
     healthy_m = t["healthy_jsw_medial_mm"] + rng.normal(0.0, 0.15)
     healthy_l = t["healthy_jsw_lateral_mm"] + rng.normal(0.0, 0.15)
-    jsw_m = max(model.jsw_min_mm, healthy_m - model.jsn_medial_mm_per_kl * sev
-                + rng.normal(0.0, model.jsn_sd_mm))
-    jsw_l = max(model.jsw_min_mm, healthy_l - model.jsn_lateral_mm_per_kl * sev
-                + rng.normal(0.0, model.jsn_sd_mm * 0.6))
+    jsw_m = max(
+        model.jsw_min_mm,
+        healthy_m - model.jsn_medial_mm_per_kl * sev + rng.normal(0.0, model.jsn_sd_mm),
+    )
+    jsw_l = max(
+        model.jsw_min_mm,
+        healthy_l - model.jsn_lateral_mm_per_kl * sev + rng.normal(0.0, model.jsn_sd_mm * 0.6),
+    )
     propensity = float(rng.lognormal(0.0, 0.25))  # some knees form spurs more readily
     ost = []
     for w in model.margin_weight:
-        length = (w * propensity * model.osteophyte_mm_per_kl * (sev - model.osteophyte_onset)
-                  + rng.normal(0.0, model.osteophyte_sd_mm))
+        length = w * propensity * model.osteophyte_mm_per_kl * (
+            sev - model.osteophyte_onset
+        ) + rng.normal(0.0, model.osteophyte_sd_mm)
         length = 0.0 if length < model.osteophyte_min_mm else min(length, model.osteophyte_max_mm)
         ost.append(float(length))
 
@@ -250,15 +281,30 @@ def sample_params(grade: int, rng: np.random.Generator, *, side: str | None = No
     u = rng.uniform
     femur_w = t["femur_width_mm"] * float(rng.normal(1.0, 0.01))
     edge_draw = rng.random()
-    edge = ("none" if edge_draw < 0.6 else "top" if edge_draw < 0.75 else
-            "bottom" if edge_draw < 0.9 else "left" if edge_draw < 0.95 else "right")
+    edge = (
+        "none"
+        if edge_draw < 0.6
+        else "top"
+        if edge_draw < 0.75
+        else "bottom"
+        if edge_draw < 0.9
+        else "left"
+        if edge_draw < 0.95
+        else "right"
+    )
     edge_depth = u(0.03, 0.10) if edge in ("top", "bottom") else u(0.01, 0.03)
     return PhantomParams(
-        grade=int(grade), side=side, severity=sev,
-        jsw_medial_mm=float(jsw_m), jsw_lateral_mm=float(jsw_l),
-        ost_femoral_medial_mm=ost[0], ost_femoral_lateral_mm=ost[1],
-        ost_tibial_medial_mm=ost[2], ost_tibial_lateral_mm=ost[3],
-        healthy_jsw_medial_mm=float(healthy_m), healthy_jsw_lateral_mm=float(healthy_l),
+        grade=int(grade),
+        side=side,
+        severity=sev,
+        jsw_medial_mm=float(jsw_m),
+        jsw_lateral_mm=float(jsw_l),
+        ost_femoral_medial_mm=ost[0],
+        ost_femoral_lateral_mm=ost[1],
+        ost_tibial_medial_mm=ost[2],
+        ost_tibial_lateral_mm=ost[3],
+        healthy_jsw_medial_mm=float(healthy_m),
+        healthy_jsw_lateral_mm=float(healthy_l),
         femur_width_mm=femur_w,
         tibia_width_ratio=_clip(n(0.955, 0.015), 0.91, 1.0),
         condyle_medial_ratio=_clip(n(0.205, 0.008), 0.18, 0.23),
@@ -401,7 +447,8 @@ def knee_geometry(p: PhantomParams) -> KneeGeometry:
     xm = xs[mid]
     femur_low = np.maximum(
         np.where(np.abs(xm - cxm) > am, -1e3, bottoms[0] - _condyle_lift(xm, cxm, am, b, ne)),
-        np.where(np.abs(xm - cxl) > al, -1e3, bottoms[1] - _condyle_lift(xm, cxl, al, b, ne)))
+        np.where(np.abs(xm - cxl) > al, -1e3, bottoms[1] - _condyle_lift(xm, cxl, al, b, ne)),
+    )
     top[mid] = np.maximum(top[mid], femur_low + 0.3)
 
     # Slope normaliser turns the vertical distance y - top(x) into a distance along the normal.
@@ -425,12 +472,20 @@ def knee_geometry(p: PhantomParams) -> KneeGeometry:
         ey = float(np.interp(ex - out * 2.5, xs, top))
         spurs.append(_spur(ex, ey + 0.6, out, -1.0, ang, length))
     return KneeGeometry(
-        cx=(cxm, cxl), cy=cy, ca=(am, al), cb=b, contact_x=(contacts[0], contacts[1]),
-        femur_bottom_y=(bottoms[0], bottoms[1]), meta_bottom=min(bottoms) - p.notch_height_mm,
-        tibia_x0=x0, tibia_half=half_t,
+        cx=(cxm, cxl),
+        cy=cy,
+        ca=(am, al),
+        cb=b,
+        contact_x=(contacts[0], contacts[1]),
+        femur_bottom_y=(bottoms[0], bottoms[1]),
+        meta_bottom=min(bottoms) - p.notch_height_mm,
+        tibia_x0=x0,
+        tibia_half=half_t,
         plateau_y=(float(np.interp(contacts[0], xs, top)), float(np.interp(contacts[1], xs, top))),
-        table_x=xs.astype(np.float32), table_top=top.astype(np.float32),
-        table_norm=norm.astype(np.float32), spurs=tuple(spurs),
+        table_x=xs.astype(np.float32),
+        table_top=top.astype(np.float32),
+        table_norm=norm.astype(np.float32),
+        spurs=tuple(spurs),
     )
 
 
@@ -472,8 +527,9 @@ def _chord(d: np.ndarray, r: float) -> np.ndarray:
     return 2.0 * np.sqrt(d * (2.0 * r - d))
 
 
-def _superellipse(x: np.ndarray, y: np.ndarray, cx: float, cy: float, a: float, b: float,
-                  n: float) -> np.ndarray:
+def _superellipse(
+    x: np.ndarray, y: np.ndarray, cx: float, cy: float, a: float, b: float, n: float
+) -> np.ndarray:
     """Inside-positive distance (first order) to the superellipse |u|^n + |v|^n = 1."""
     u = np.abs(x - cx) * (1.0 / a) + 1e-6
     v = np.abs(y - cy) * (1.0 / b) + 1e-6
@@ -576,7 +632,7 @@ def _texture(p: PhantomParams, size: int) -> np.ndarray:
     """This phantom's texture: a window of a cached base, picked and placed by ``texture_seed``."""
     seed = p.texture_seed
     r0, c0 = (seed >> 4) % size, (seed >> 14) % size
-    tex = _texture_bank(size)[seed % _N_TEXTURES, r0:r0 + size, c0:c0 + size]
+    tex = _texture_bank(size)[seed % _N_TEXTURES, r0 : r0 + size, c0 : c0 + size]
     return tex[:, ::-1] if (seed >> 24) & 1 else tex
 
 
@@ -586,10 +642,15 @@ def _femur(f: _Frame, p: PhantomParams, g: KneeGeometry, rows: slice) -> np.ndar
     d_c = []
     pad = 4.0 + f.sp  # the widest smooth-union blend below, plus the anti-aliasing pixel
     for k in range(2):
-        box = f.box(g.cx[k] - g.ca[k] - pad, g.cx[k] + g.ca[k] + pad, g.cy[k] - g.cb - pad,
-                    g.cy[k] + g.cb + pad)
-        d_c.append(f.field(_superellipse, box, g.cx[k], g.cy[k], g.ca[k], g.cb,
-                           p.condyle_exponent)[rows])
+        box = f.box(
+            g.cx[k] - g.ca[k] - pad,
+            g.cx[k] + g.ca[k] + pad,
+            g.cy[k] - g.cb - pad,
+            g.cy[k] + g.cb + pad,
+        )
+        d_c.append(
+            f.field(_superellipse, box, g.cx[k], g.cy[k], g.ca[k], g.cb, p.condyle_exponent)[rows]
+        )
     x, y = f.x[rows], f.y[rows]
     # The metaphysis keeps the condyles' full width at their widest level and narrows smoothly
     # toward the shaft; a bridge with an arched lower edge forms the intercondylar notch roof.
@@ -612,8 +673,12 @@ def _add_spurs(f: _Frame, d: np.ndarray, spurs, rows: slice) -> np.ndarray:
     for spur in spurs:
         if spur is not None:
             r = spur.ra + 0.8 + f.sp  # blend radius and anti-aliasing pixel around the capsule
-            box = f.box(min(spur.ax, spur.bx) - r, max(spur.ax, spur.bx) + r,
-                        min(spur.ay, spur.by) - r, max(spur.ay, spur.by) + r)
+            box = f.box(
+                min(spur.ax, spur.bx) - r,
+                max(spur.ax, spur.bx) + r,
+                min(spur.ay, spur.by) - r,
+                max(spur.ay, spur.by) + r,
+            )
             d = _smax(d, f.field(_spur_distance, box, spur)[rows], 0.8)
     return d
 
@@ -644,8 +709,9 @@ def _fibula(x: np.ndarray, y: np.ndarray, fx: float, fy: float, fr: float) -> np
     return _smax(d_head, d_neck, 6.0)
 
 
-def _bone_attenuation(d: np.ndarray, r: float, cortex: float, density: float,
-                      trab: np.ndarray, sp: float) -> np.ndarray:
+def _bone_attenuation(
+    d: np.ndarray, r: float, cortex: float, density: float, trab: np.ndarray, sp: float
+) -> np.ndarray:
     """Attenuation of one bone at inside distance ``d`` (mm).
 
     A dense cortical / subchondral band of width ``cortex`` starts with a step at the outline (the
@@ -677,7 +743,8 @@ def render(params: PhantomParams, size: int, noise_free: bool = False) -> np.nda
 
     # Soft tissue envelope over the whole image, a little wider above the joint (thigh).
     A = (0.0042 * p.soft_tissue_density) * _chord(
-        0.5 * W + p.soft_tissue_margin_mm - 0.06 * f.y - np.abs(f.x), 60.0)
+        0.5 * W + p.soft_tissue_margin_mm - 0.06 * f.y - np.abs(f.x), 60.0
+    )
     tex = _texture(p, size)
     trab = 1.0 + p.trabecular_contrast * tex
     dens = p.bone_density
@@ -685,30 +752,40 @@ def render(params: PhantomParams, size: int, noise_free: bool = False) -> np.nda
     # Each bone is evaluated in the band of rows it can reach (rotation is taken into account).
     low_femur = max(g.femur_bottom_y) + 8.0
     rows_f = f.box(-far, far, -far, low_femur)[0]
-    A[rows_f] += _bone_attenuation(_femur(f, p, g, rows_f), 28.0, p.cortex_mm, dens,
-                                   trab[rows_f], f.sp)
+    A[rows_f] += _bone_attenuation(
+        _femur(f, p, g, rows_f), 28.0, p.cortex_mm, dens, trab[rows_f], f.sp
+    )
     high_tibia = min(float(g.table_top.min()), min(g.plateau_y) - 5.0) - 2.0  # spines, spurs
     rows_t = f.box(-far, far, high_tibia, far)[0]
-    A[rows_t] += _bone_attenuation(_tibia(f, p, g, rows_t), 26.0, p.cortex_mm, dens,
-                                   trab[rows_t], f.sp)
+    A[rows_t] += _bone_attenuation(
+        _tibia(f, p, g, rows_t), 26.0, p.cortex_mm, dens, trab[rows_t], f.sp
+    )
     fr = p.fibula_radius_mm
     fy = g.plateau_y[1] + p.fibula_drop_mm
     fx = g.tibia_x0 + float(_tibia_side(g, p, fy)) - p.fibula_inset_mm + fr
     pad = 1.0 + f.sp
     box = f.box(fx - fr - pad, fx + fr + pad, fy - fr - pad, far)
-    A[box] += _bone_attenuation(f.field(_fibula, box, fx, fy, fr)[box], 8.0, p.cortex_mm,
-                                0.4 * dens, trab[box], f.sp)
+    A[box] += _bone_attenuation(
+        f.field(_fibula, box, fx, fy, fr)[box], 8.0, p.cortex_mm, 0.4 * dens, trab[box], f.sp
+    )
     py, pa, pb = min(g.femur_bottom_y) - p.patella_dy_mm, p.patella_width_mm, p.patella_height_mm
-    box = f.box(p.patella_dx_mm - pa - pad, p.patella_dx_mm + pa + pad, py - pb - pad,
-                py + pb + pad)
-    A[box] += _bone_attenuation(f.field(_ellipse, box, p.patella_dx_mm, py, pa, pb)[box], 9.0,
-                                p.cortex_mm, p.patella_density * dens, trab[box], f.sp)
+    box = f.box(
+        p.patella_dx_mm - pa - pad, p.patella_dx_mm + pa + pad, py - pb - pad, py + pb + pad
+    )
+    A[box] += _bone_attenuation(
+        f.field(_ellipse, box, p.patella_dx_mm, py, pa, pb)[box],
+        9.0,
+        p.cortex_mm,
+        p.patella_density * dens,
+        trab[box],
+        f.sp,
+    )
 
     # Detector blur, then the display: log-exposure images show attenuation ~linearly.
     img = ndimage.gaussian_filter(A, max(0.5, p.blur_mm / f.sp), mode="nearest")
     # gamma through a 4096-entry table: exact to well below one grey level, far cheaper than pow
     lut = np.linspace(0.0, 1.0, 4096, dtype=np.float32) ** np.float32(p.gamma)
-    idx = ((img - p.black_level) * (p.gain * 4095.0) + 0.5)
+    idx = (img - p.black_level) * (p.gain * 4095.0) + 0.5
     img = lut[np.clip(idx, 0, 4095).astype(np.intp)]
     img *= 1.0 + p.heel_effect * (f.off[:, None] / (0.5 * FOV_MM / p.scale))
 

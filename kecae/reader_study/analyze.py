@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from kecae.files import atomic_write_text
 from kecae.reader_study import db
-from kecae.utils import atomic_write_text
 
 LABELS = ("all", "KL-0", "KL-2")  # "KL-0": X'2 (kl2_to_kl0) or real KL-0; "KL-2": X'1 or real KL-2
 _GRADE = {"KL-0": 0, "KL-2": 2}
@@ -36,6 +36,7 @@ N_BOOT = 2000
 # ---------------------------------------------------------------------------------------------
 # Result types (the metrics.json section "reader_study" is ReaderStudyResult.to_dict())
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Rate:
@@ -106,6 +107,7 @@ class ReaderStudyResult:
 # Statistics: functions of arrays
 # ---------------------------------------------------------------------------------------------
 
+
 def _none(x: float) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
@@ -129,8 +131,14 @@ def mean_score(scores: np.ndarray) -> Mean:
     return Mean(float(s.mean()), float(s.std(ddof=1)) if len(s) > 1 else 0.0, len(s))
 
 
-def bootstrap_ci(stat: Callable[[np.ndarray], float], n_items: int, *, n_boot: int = N_BOOT,
-                 seed: int = 0, level: float = 0.95) -> tuple[float | None, float | None]:
+def bootstrap_ci(
+    stat: Callable[[np.ndarray], float],
+    n_items: int,
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float | None, float | None]:
     """Percentile interval of ``stat(idx)`` over ``n_boot`` resamples ``idx`` of the item
     indices (with replacement). Resamples where the statistic is undefined (NaN, e.g. kappa of
     a resample where everyone made one call) are left out; None when all are."""
@@ -156,8 +164,9 @@ def kappa(calls: np.ndarray) -> float:
     return fleiss_kappa(c.T)
 
 
-def agreement(calls: np.ndarray, *, n_boot: int = N_BOOT, seed: int = 0
-              ) -> tuple[float | None, float | None, float | None, int]:
+def agreement(
+    calls: np.ndarray, *, n_boot: int = N_BOOT, seed: int = 0
+) -> tuple[float | None, float | None, float | None, int]:
     """(kappa, ci_low, ci_high, n_items) of readers x items calls (NaN = not called), on the
     items every reader has called; a seeded bootstrap over those items gives the interval."""
     c = np.asarray(calls, dtype=np.float64)
@@ -191,6 +200,7 @@ def _pooled_rate(correct: np.ndarray, n_boot: int, seed: int) -> Rate:
 # From the database to the table
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class _Answers:
     """Answers as readers x items arrays (NaN = not answered), with each item's truth."""
@@ -220,11 +230,16 @@ def _load(con: Any) -> _Answers:
     total = np.zeros(len(readers), dtype=np.int64)
     for r in con.execute("SELECT reader_id, COUNT(*) AS n FROM schedule GROUP BY reader_id"):
         total[row[r["reader_id"]]] = r["n"]
-    return _Answers(names=[r["name"] for r in readers],
-                    kind=np.array([r["kind"] for r in items]),
-                    phase=np.array([r["phase"] for r in items]),
-                    grade=np.array([r["grade"] for r in items]),
-                    kl=kl, realism=realism, match=match, total=total)
+    return _Answers(
+        names=[r["name"] for r in readers],
+        kind=np.array([r["kind"] for r in items]),
+        phase=np.array([r["phase"] for r in items]),
+        grade=np.array([r["grade"] for r in items]),
+        kl=kl,
+        realism=realism,
+        match=match,
+        total=total,
+    )
 
 
 def _columns(a: _Answers, phase: int, kind: str, label: str) -> np.ndarray:
@@ -234,8 +249,9 @@ def _columns(a: _Answers, phase: int, kind: str, label: str) -> np.ndarray:
     return sel
 
 
-def _row(a: _Answers, rows: np.ndarray, name: str, pooled: bool, n_boot: int, seed: int
-         ) -> ReaderRow:
+def _row(
+    a: _Answers, rows: np.ndarray, name: str, pooled: bool, n_boot: int, seed: int
+) -> ReaderRow:
     """Table III row of the readers ``rows`` (one reader, or all pooled)."""
     correct = np.where(np.isnan(a.kl), np.nan, a.kl == a.grade[None, :])  # (R, I)
 
@@ -248,7 +264,9 @@ def _row(a: _Answers, rows: np.ndarray, name: str, pooled: bool, n_boot: int, se
 
     answered = int((~np.isnan(a.kl[rows]) | ~np.isnan(a.match[rows])).sum())
     return ReaderRow(
-        reader=name, answered=answered, total=int(a.total[rows].sum()),
+        reader=name,
+        answered=answered,
+        total=int(a.total[rows].sum()),
         accuracy={lab: share(correct, _columns(a, 1, "exchanged", lab)) for lab in LABELS},
         realism={lab: mean(a.realism, _columns(a, 1, "exchanged", lab)) for lab in LABELS},
         control_accuracy={lab: share(correct, _columns(a, 1, "control", lab)) for lab in LABELS},
@@ -277,22 +295,30 @@ def analyze_study(study: str | Path, *, n_boot: int = N_BOOT, seed: int = 0) -> 
         if not len(cols):
             continue
         groups: list[tuple[str, tuple[int, ...]]] = [
-            ("cohen_kappa", g) for g in itertools.combinations(every, 2)]
+            ("cohen_kappa", g) for g in itertools.combinations(every, 2)
+        ]
         if len(a.names) >= 3:
             groups.append(("fleiss_kappa", tuple(every)))
         for statistic, g in groups:
             k, lo, hi, n = agreement(a.kl[np.ix_(np.array(g), cols)], n_boot=n_boot, seed=seed)
             agree.append(Agreement(statistic, [a.names[i] for i in g], images, k, lo, hi, n))
     return ReaderStudyResult(
-        study=str(study), pairs=int(settings.get("pairs", 0)),
+        study=str(study),
+        pairs=int(settings.get("pairs", 0)),
         generated_images=int(_columns(a, 1, "exchanged", "all").sum()),
         controls=int(_columns(a, 1, "control", "all").sum()),
-        readers=rows, overall=overall, agreement=agree, n_boot=n_boot, seed=seed)
+        readers=rows,
+        overall=overall,
+        agreement=agree,
+        n_boot=n_boot,
+        seed=seed,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Output: text table, tidy CSV, JSON
 # ---------------------------------------------------------------------------------------------
+
 
 def _pct(r: Rate, ci: bool = False) -> str:
     if r.value is None:
@@ -313,36 +339,70 @@ def _num(x: float | None, fmt: str = ".3f") -> str:
 
 def format_table(res: ReaderStudyResult) -> str:
     """Table III as text, then the agreement."""
-    head = [("reader", 12), ("answered", 9), ("accuracy [95 % CI]", 21), ("X'2→KL-0", 9),
-            ("X'1→KL-2", 9), ("realism", 8), ("X'2", 5), ("X'1", 5), ("ctrl acc", 9),
-            ("ctrl KL-0", 9), ("ctrl KL-2", 9), ("ctrl real", 9), ("match", 8), ("sham", 7)]
-    lines = [f"Table III: reader study {res.study}",
-             f"{len(res.readers)} reader{'s' if len(res.readers) != 1 else ''}; "
-             f"{res.generated_images} generated images "
-             f"({res.pairs} pairs: X'1 intended KL-2, X'2 intended KL-0) and {res.controls} "
-             "real controls in phase 1; phase 2 compares each X' with its original "
-             f"(and each control with itself, 'sham').", ""]
+    head = [
+        ("reader", 12),
+        ("answered", 9),
+        ("accuracy [95 % CI]", 21),
+        ("X'2→KL-0", 9),
+        ("X'1→KL-2", 9),
+        ("realism", 8),
+        ("X'2", 5),
+        ("X'1", 5),
+        ("ctrl acc", 9),
+        ("ctrl KL-0", 9),
+        ("ctrl KL-2", 9),
+        ("ctrl real", 9),
+        ("match", 8),
+        ("sham", 7),
+    ]
+    lines = [
+        f"Table III: reader study {res.study}",
+        f"{len(res.readers)} reader{'s' if len(res.readers) != 1 else ''}; "
+        f"{res.generated_images} generated images "
+        f"({res.pairs} pairs: X'1 intended KL-2, X'2 intended KL-0) and {res.controls} "
+        "real controls in phase 1; phase 2 compares each X' with its original "
+        f"(and each control with itself, 'sham').",
+        "",
+    ]
     lines.append("  ".join(h.ljust(w) for h, w in head))
     for r in [*res.readers, res.overall]:
-        cells = [r.reader, f"{r.answered}/{r.total}", _pct(r.accuracy["all"], ci=True),
-                 _pct(r.accuracy["KL-0"]), _pct(r.accuracy["KL-2"]), _avg(r.realism["all"]),
-                 _avg(r.realism["KL-0"]), _avg(r.realism["KL-2"]),
-                 _pct(r.control_accuracy["all"]), _pct(r.control_accuracy["KL-0"]),
-                 _pct(r.control_accuracy["KL-2"]), _avg(r.control_realism["all"]),
-                 _pct(r.match_rate["all"]), _pct(r.sham_match_rate)]
+        cells = [
+            r.reader,
+            f"{r.answered}/{r.total}",
+            _pct(r.accuracy["all"], ci=True),
+            _pct(r.accuracy["KL-0"]),
+            _pct(r.accuracy["KL-2"]),
+            _avg(r.realism["all"]),
+            _avg(r.realism["KL-0"]),
+            _avg(r.realism["KL-2"]),
+            _pct(r.control_accuracy["all"]),
+            _pct(r.control_accuracy["KL-0"]),
+            _pct(r.control_accuracy["KL-2"]),
+            _avg(r.control_realism["all"]),
+            _pct(r.match_rate["all"]),
+            _pct(r.sham_match_rate),
+        ]
         lines.append("  ".join(c.ljust(w) for c, (_, w) in zip(cells, head, strict=True)))
-    lines += ["", "accuracy: KL call equals the intended label (X') or the true grade (ctrl); "
-              "realism: mean score 1-5; match: phase-2 comparisons called a match of the "
-              "intended exchange; sham: a real image beside itself called a match.", ""]
+    lines += [
+        "",
+        "accuracy: KL call equals the intended label (X') or the true grade (ctrl); "
+        "realism: mean score 1-5; match: phase-2 comparisons called a match of the "
+        "intended exchange; sham: a real image beside itself called a match.",
+        "",
+    ]
     if res.agreement:
-        lines.append(f"Agreement on the KL call (bootstrap 95 % CI over images, {res.n_boot} "
-                     f"resamples, seed {res.seed}):")
+        lines.append(
+            f"Agreement on the KL call (bootstrap 95 % CI over images, {res.n_boot} "
+            f"resamples, seed {res.seed}):"
+        )
         for g in res.agreement:
-            who = ("Fleiss' κ, " + ", ".join(g.readers) if g.statistic == "fleiss_kappa"
-                   else "Cohen's κ, " + " – ".join(g.readers))
+            who = (
+                "Fleiss' κ, " + ", ".join(g.readers)
+                if g.statistic == "fleiss_kappa"
+                else "Cohen's κ, " + " – ".join(g.readers)
+            )
             ci = f"[{_num(g.ci_low, '.2f')}, {_num(g.ci_high, '.2f')}]"
-            lines.append(f"  {g.images:<9}  {who:<40} {_num(g.kappa):>6}  {ci:<14} "
-                         f"n = {g.n_items}")
+            lines.append(f"  {g.images:<9}  {who:<40} {_num(g.kappa):>6}  {ci:<14} n = {g.n_items}")
     else:
         lines.append("Agreement: needs at least two readers.")
     return "\n".join(line.rstrip() for line in lines)
@@ -355,26 +415,77 @@ def csv_rows(res: ReaderStudyResult) -> list[dict[str, Any]]:
     """Every number as one tidy row (CSV_FIELDS)."""
     out: list[dict[str, Any]] = []
     for r in [*res.readers, res.overall]:
-        for images, acc, real in (("generated", r.accuracy, r.realism),
-                                  ("control", r.control_accuracy, r.control_realism)):
+        for images, acc, real in (
+            ("generated", r.accuracy, r.realism),
+            ("control", r.control_accuracy, r.control_realism),
+        ):
             for lab in LABELS:
                 x = acc[lab]
-                out.append(dict(statistic="accuracy", reader=r.reader, images=images, label=lab,
-                                value=x.value, ci_low=x.ci_low, ci_high=x.ci_high, n=x.n))
+                out.append(
+                    dict(
+                        statistic="accuracy",
+                        reader=r.reader,
+                        images=images,
+                        label=lab,
+                        value=x.value,
+                        ci_low=x.ci_low,
+                        ci_high=x.ci_high,
+                        n=x.n,
+                    )
+                )
                 m = real[lab]
-                out.append(dict(statistic="realism_mean", reader=r.reader, images=images,
-                                label=lab, value=m.mean, ci_low=None, ci_high=None, n=m.n))
+                out.append(
+                    dict(
+                        statistic="realism_mean",
+                        reader=r.reader,
+                        images=images,
+                        label=lab,
+                        value=m.mean,
+                        ci_low=None,
+                        ci_high=None,
+                        n=m.n,
+                    )
+                )
         for lab in LABELS:
             x = r.match_rate[lab]
-            out.append(dict(statistic="match_rate", reader=r.reader, images="generated",
-                            label=lab, value=x.value, ci_low=x.ci_low, ci_high=x.ci_high, n=x.n))
+            out.append(
+                dict(
+                    statistic="match_rate",
+                    reader=r.reader,
+                    images="generated",
+                    label=lab,
+                    value=x.value,
+                    ci_low=x.ci_low,
+                    ci_high=x.ci_high,
+                    n=x.n,
+                )
+            )
         x = r.sham_match_rate
-        out.append(dict(statistic="match_rate", reader=r.reader, images="sham", label="all",
-                        value=x.value, ci_low=x.ci_low, ci_high=x.ci_high, n=x.n))
+        out.append(
+            dict(
+                statistic="match_rate",
+                reader=r.reader,
+                images="sham",
+                label="all",
+                value=x.value,
+                ci_low=x.ci_low,
+                ci_high=x.ci_high,
+                n=x.n,
+            )
+        )
     for g in res.agreement:
-        out.append(dict(statistic=g.statistic, reader="|".join(g.readers), images=g.images,
-                        label="all", value=g.kappa, ci_low=g.ci_low, ci_high=g.ci_high,
-                        n=g.n_items))
+        out.append(
+            dict(
+                statistic=g.statistic,
+                reader="|".join(g.readers),
+                images=g.images,
+                label="all",
+                value=g.kappa,
+                ci_low=g.ci_low,
+                ci_high=g.ci_high,
+                n=g.n_items,
+            )
+        )
     return out
 
 

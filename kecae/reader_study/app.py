@@ -45,22 +45,40 @@ ID_RE = re.compile(r"^[A-Za-z0-9_-]{16}$")
 MAX_ELAPSED_MS = 24 * 3600 * 1000
 
 #: Keyboard shortcuts, shown on the buttons: key -> (form field, value).
-KEYS = {1: {"ArrowLeft": ("kl", "0"), "ArrowRight": ("kl", "2"),
-            **{str(s): ("realism", str(s)) for s in range(1, 6)}},
-        2: {"y": ("match", "yes"), "n": ("match", "no")}}
-
-REALISM_LABELS = {1: "clearly synthetic", 2: "probably synthetic", 3: "unsure",
-                  4: "probably real", 5: "indistinguishable from a real radiograph"}
-
-EXCHANGES = {
-    "kl0_to_kl2": ("KL-0 → KL-2", "the healthy knee given early-OA features (narrower joint "
-                   "space, possible osteophytes), the rest of the knee unchanged"),
-    "kl2_to_kl0": ("KL-2 → KL-0", "the early-OA features removed (a normal joint space, no "
-                   "osteophytes), the rest of the knee unchanged"),
+KEYS = {
+    1: {
+        "ArrowLeft": ("kl", "0"),
+        "ArrowRight": ("kl", "2"),
+        **{str(s): ("realism", str(s)) for s in range(1, 6)},
+    },
+    2: {"y": ("match", "yes"), "n": ("match", "no")},
 }
 
-_CSP = ("default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
-        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+REALISM_LABELS = {
+    1: "clearly synthetic",
+    2: "probably synthetic",
+    3: "unsure",
+    4: "probably real",
+    5: "indistinguishable from a real radiograph",
+}
+
+EXCHANGES = {
+    "kl0_to_kl2": (
+        "KL-0 → KL-2",
+        "the healthy knee given early-OA features (narrower joint "
+        "space, possible osteophytes), the rest of the knee unchanged",
+    ),
+    "kl2_to_kl0": (
+        "KL-2 → KL-0",
+        "the early-OA features removed (a normal joint space, no "
+        "osteophytes), the rest of the knee unchanged",
+    ),
+}
+
+_CSP = (
+    "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 
 
 def _now() -> str:
@@ -74,7 +92,9 @@ def _state(con: sqlite3.Connection, reader_id: int) -> dict[str, Any]:
         "       a.item_id IS NOT NULL AS answered "
         "FROM schedule s JOIN items i ON i.id = s.item_id "
         "LEFT JOIN answers a ON a.reader_id = s.reader_id AND a.item_id = s.item_id "
-        "WHERE s.reader_id = ? ORDER BY s.position", (reader_id,)).fetchall()
+        "WHERE s.reader_id = ? ORDER BY s.position",
+        (reader_id,),
+    ).fetchall()
     total = {1: 0, 2: 0}
     done = {1: 0, 2: 0}
     nxt = None
@@ -83,8 +103,7 @@ def _state(con: sqlite3.Connection, reader_id: int) -> dict[str, Any]:
         done[r["phase"]] += r["answered"]
         if nxt is None and not r["answered"]:
             nxt = r
-    return {"total": total, "done": done, "next": nxt,
-            "open_phase": 1 if done[1] < total[1] else 2}
+    return {"total": total, "done": done, "next": nxt, "open_phase": 1 if done[1] < total[1] else 2}
 
 
 def _parse_answer(form: Any, phase: int) -> dict[str, int | None]:
@@ -105,10 +124,14 @@ def _parse_answer(form: Any, phase: int) -> dict[str, int | None]:
             abort(400, f"match must be yes or no, got {match!r}")
         out["match"] = int(match == "yes")
     elapsed = form.get("elapsed_ms") or None
-    if elapsed is not None and (not re.fullmatch(r"\d{1,9}", elapsed)
-                                or int(elapsed) > MAX_ELAPSED_MS):
-        abort(400, f"elapsed_ms must be a whole number of milliseconds up to "
-                   f"{MAX_ELAPSED_MS}, got {elapsed!r}")
+    if elapsed is not None and (
+        not re.fullmatch(r"\d{1,9}", elapsed) or int(elapsed) > MAX_ELAPSED_MS
+    ):
+        abort(
+            400,
+            f"elapsed_ms must be a whole number of milliseconds up to "
+            f"{MAX_ELAPSED_MS}, got {elapsed!r}",
+        )
     out["elapsed_ms"] = int(elapsed) if elapsed is not None else None
     return out
 
@@ -124,9 +147,11 @@ def create_app(study: str | Path) -> Flask:
     con.close()
     images_dir = (study / db.IMAGES_DIR).resolve()
 
-    app = Flask(__name__, static_folder="static", template_folder="templates",
-                static_url_path="/static")
+    app = Flask(
+        __name__, static_folder="static", template_folder="templates", static_url_path="/static"
+    )
     app.config.update(MAX_CONTENT_LENGTH=16 * 1024, STUDY=study, SEND_FILE_MAX_AGE_DEFAULT=3600)
+    # the default JSON provider has sort_keys; its stub types only the base class
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.merge_slashes = False  # "//x" is refused, not redirected somewhere else
 
@@ -142,27 +167,43 @@ def create_app(study: str | Path) -> Flask:
             con.close()
 
     def wants_json() -> bool:
-        return request.accept_mimetypes.best_match(["text/html", "application/json"]) \
+        return (
+            request.accept_mimetypes.best_match(["text/html", "application/json"])
             == "application/json"
+        )
 
     def reader_of(token: str) -> sqlite3.Row:
         row = None
         if TOKEN_RE.match(token):  # anything else cannot be a token: no database look-up
-            row = get_db().execute("SELECT id, name FROM readers WHERE token_sha256 = ?",
-                                   (db.token_hash(token),)).fetchone()
+            row = (
+                get_db()
+                .execute(
+                    "SELECT id, name FROM readers WHERE token_sha256 = ?", (db.token_hash(token),)
+                )
+                .fetchone()
+            )
         if row is None:
-            abort(404, "This link is not valid for this study: check that you opened the whole "
-                       "link you were sent.")
+            abort(
+                404,
+                "This link is not valid for this study: check that you opened the whole "
+                "link you were sent.",
+            )
         return row
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
         if wants_json():
-            return jsonify(error=exc.code, name=exc.name, message=exc.description), exc.code, \
-                headers
-        return render_template("error.html", code=exc.code, name=exc.name,
-                               message=exc.description), exc.code, headers
+            return (
+                jsonify(error=exc.code, name=exc.name, message=exc.description),
+                exc.code,
+                headers,
+            )
+        return (
+            render_template("error.html", code=exc.code, name=exc.name, message=exc.description),
+            exc.code,
+            headers,
+        )
 
     @app.after_request
     def _headers(resp):
@@ -188,17 +229,29 @@ def create_app(study: str | Path) -> Flask:
         if nxt is None:
             return render_template("done.html", **common)
         image = url_for("image", token=token, image_id=nxt["image_id"])
-        page = dict(common, item=nxt["item"], phase=nxt["phase"], image_url=image,
-                    action=url_for("answer", token=token), keys=KEYS[nxt["phase"]],
-                    position=done[nxt["phase"]] + 1, phase_total=total[nxt["phase"]],
-                    phases=2 if total[2] else 1, size=int(settings.get("image_size", 0)))
+        page = dict(
+            common,
+            item=nxt["item"],
+            phase=nxt["phase"],
+            image_url=image,
+            action=url_for("answer", token=token),
+            keys=KEYS[nxt["phase"]],
+            position=done[nxt["phase"]] + 1,
+            phase_total=total[nxt["phase"]],
+            phases=2 if total[2] else 1,
+            size=int(settings.get("image_size", 0)),
+        )
         if nxt["phase"] == 1:
             return render_template("phase1.html", realism_labels=REALISM_LABELS, **page)
         exchange, meaning = EXCHANGES[nxt["direction"]]
-        return render_template("phase2.html", exchange=exchange, meaning=meaning,
-                               original_url=url_for("image", token=token,
-                                                    image_id=nxt["original_id"]),
-                               first=done[2] == 0, **page)
+        return render_template(
+            "phase2.html",
+            exchange=exchange,
+            meaning=meaning,
+            original_url=url_for("image", token=token, image_id=nxt["original_id"]),
+            first=done[2] == 0,
+            **page,
+        )
 
     @app.get("/r/<token>/image/<image_id>")
     def image(token: str, image_id: str):
@@ -210,7 +263,9 @@ def create_app(study: str | Path) -> Flask:
         ok = con.execute(
             "SELECT 1 FROM schedule s JOIN items i ON i.id = s.item_id "
             "WHERE s.reader_id = ? AND i.phase <= ? AND (i.image_id = ? OR i.original_id = ?) "
-            "LIMIT 1", (r["id"], open_phase, image_id, image_id)).fetchone()
+            "LIMIT 1",
+            (r["id"], open_phase, image_id, image_id),
+        ).fetchone()
         path = (images_dir / f"{image_id}.png").resolve()
         if ok is None or path.parent != images_dir or not path.is_file():
             abort(404, "No such image in your set.")
@@ -232,28 +287,45 @@ def create_app(study: str | Path) -> Flask:
         try:
             row = con.execute(
                 "SELECT i.phase, s.position FROM schedule s JOIN items i ON i.id = s.item_id "
-                "WHERE s.reader_id = ? AND s.item_id = ?", (r["id"], item)).fetchone()
+                "WHERE s.reader_id = ? AND s.item_id = ?",
+                (r["id"], item),
+            ).fetchone()
             if row is None:
                 abort(404, "This image is not in your set.")
             values = _parse_answer(request.form, row["phase"])
-            old = con.execute("SELECT kl_call, realism, match FROM answers "
-                              "WHERE reader_id = ? AND item_id = ?", (r["id"], item)).fetchone()
+            old = con.execute(
+                "SELECT kl_call, realism, match FROM answers WHERE reader_id = ? AND item_id = ?",
+                (r["id"], item),
+            ).fetchone()
             duplicate = old is not None
             if duplicate:
                 if tuple(old) != (values["kl_call"], values["realism"], values["match"]):
-                    abort(409, "This image is already answered and answers are final; "
-                               "reload the page to see your next image.")
+                    abort(
+                        409,
+                        "This image is already answered and answers are final; "
+                        "reload the page to see your next image.",
+                    )
             else:
                 st = _state(con, r["id"])
                 if st["next"] is None or st["next"]["item"] != item:
                     if row["phase"] == 2 and st["open_phase"] == 1:
                         abort(409, "Phase 2 opens when phase 1 is complete.")
-                    abort(409, "Images are answered in order; reload the page to see your "
-                               "next image.")
-                con.execute("INSERT INTO answers (reader_id, item_id, kl_call, realism, match, "
-                            "elapsed_ms, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (r["id"], item, values["kl_call"], values["realism"],
-                             values["match"], values["elapsed_ms"], _now()))
+                    abort(
+                        409, "Images are answered in order; reload the page to see your next image."
+                    )
+                con.execute(
+                    "INSERT INTO answers (reader_id, item_id, kl_call, realism, match, "
+                    "elapsed_ms, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        r["id"],
+                        item,
+                        values["kl_call"],
+                        values["realism"],
+                        values["match"],
+                        values["elapsed_ms"],
+                        _now(),
+                    ),
+                )
             con.execute("COMMIT")  # durable (synchronous=FULL) before the reply goes out
         except BaseException:
             if con.in_transaction:
@@ -263,9 +335,12 @@ def create_app(study: str | Path) -> Flask:
             log.info("%s answered item %d", r["name"], row["position"] + 1)
         if wants_json():
             st = _state(con, r["id"])
-            return jsonify(saved=True, duplicate=duplicate,
-                           answered=st["done"][1] + st["done"][2],
-                           total=st["total"][1] + st["total"][2])
+            return jsonify(
+                saved=True,
+                duplicate=duplicate,
+                answered=st["done"][1] + st["done"][2],
+                total=st["total"][1] + st["total"][2],
+            )
         return redirect(url_for("reader", token=token), code=303)
 
     return app
@@ -275,8 +350,14 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def serve(study: str | Path, host: str = "127.0.0.1", port: int = 8765, *, threads: int = 8,
-          out: TextIO = sys.stdout) -> None:
+def serve(
+    study: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    *,
+    threads: int = 8,
+    out: TextIO = sys.stdout,
+) -> None:
     """Serve ``study`` with waitress until interrupted; prints the reader links.
 
     ``port=0`` picks a free port (printed). Only localhost is reachable unless ``host`` says
@@ -292,11 +373,16 @@ def serve(study: str | Path, host: str = "127.0.0.1", port: int = 8765, *, threa
     if bound is None:  # a name such as "localhost" can bind several sockets (IPv4 and IPv6)
         bound = server.effective_listen[0][1]
     base = f"http://{_url_host(host)}:{bound}"
-    print(f"reader study {study} at {base}/  (Ctrl-C stops; each answer is saved as it is given)",
-          file=out)
+    print(
+        f"reader study {study} at {base}/  (Ctrl-C stops; each answer is saved as it is given)",
+        file=out,
+    )
     if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {host}, not only this machine; the links travel unencrypted "
-              "over plain HTTP: put a TLS proxy or an SSH tunnel in front", file=out)
+        print(
+            f"warning: listening on {host}, not only this machine; the links travel unencrypted "
+            "over plain HTTP: put a TLS proxy or an SSH tunnel in front",
+            file=out,
+        )
     links = study / db.LINKS_NAME
     if links.is_file():
         for line in links.read_text().splitlines():

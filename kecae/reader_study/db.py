@@ -11,7 +11,7 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
-from kecae.utils import KecaeError
+from kecae.errors import KecaeError
 
 SCHEMA_VERSION = 1
 DB_NAME = "study.sqlite"
@@ -81,8 +81,9 @@ def connect(path: str | Path, *, create: bool = False) -> sqlite3.Connection:
     each other instead of failing."""
     path = Path(path)
     if not create and not path.is_file():
-        raise KecaeError(f"{path} not found: pass a study folder written by "
-                         "`kecae reader-study prepare`")
+        raise KecaeError(
+            f"{path} not found: pass a study folder written by `kecae reader-study prepare`"
+        )
     con = sqlite3.connect(path, timeout=10.0, isolation_level=None)
     con.row_factory = sqlite3.Row
     con.execute("PRAGMA foreign_keys = ON")
@@ -103,9 +104,11 @@ def open_study(study: str | Path) -> sqlite3.Connection:
         raise KecaeError(f"{study}/{DB_NAME} is not a reader-study database ({exc})") from exc
     if row is None or int(row["value"]) != SCHEMA_VERSION:
         con.close()
-        raise KecaeError(f"{study}/{DB_NAME} has schema version "
-                         f"{row['value'] if row else 'none'}, this kecae reads "
-                         f"{SCHEMA_VERSION}: use the kecae version that prepared the study")
+        raise KecaeError(
+            f"{study}/{DB_NAME} has schema version "
+            f"{row['value'] if row else 'none'}, this kecae reads "
+            f"{SCHEMA_VERSION}: use the kecae version that prepared the study"
+        )
     return con
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from kecae import __version__
+from kecae.errors import KecaeError
 from kecae.reader_study import db
-from kecae.utils import KecaeError
 
 _NEEDED = ("path", "grade", "pair_index", "direction", "recipient_path", "donor_path")
 _READER_NAME = re.compile(r"^[\w.@-]{1,40}$")
@@ -68,29 +68,37 @@ def read_pairs(generated: str | Path) -> tuple[dict[int, _Pair], dict[Path, int]
     generated = Path(generated)
     manifest = generated / "manifest.csv"
     if not manifest.is_file():
-        raise KecaeError(f"{manifest} not found: pass the folder that `kecae generate --out DIR` "
-                         "wrote (it holds manifest.csv)")
+        raise KecaeError(
+            f"{manifest} not found: pass the folder that `kecae generate --out DIR` "
+            "wrote (it holds manifest.csv)"
+        )
     pairs: dict[int, _Pair] = {}
     real: dict[Path, int] = {}
     with open(manifest, newline="") as fh:
         rows = csv.DictReader(fh)
         missing = [c for c in _NEEDED if c not in (rows.fieldnames or [])]
         if missing:
-            raise KecaeError(f"{manifest} lacks the columns {missing}: regenerate it with "
-                             "`kecae generate` (this kecae writes them)")
+            raise KecaeError(
+                f"{manifest} lacks the columns {missing}: regenerate it with "
+                "`kecae generate` (this kecae writes them)"
+            )
         for n, row in enumerate(rows, start=2):
             direction = row["direction"]
             if direction not in _TARGET:
-                raise KecaeError(f"{manifest} line {n}: direction {direction!r} is not one of "
-                                 f"{sorted(_TARGET)}")
+                raise KecaeError(
+                    f"{manifest} line {n}: direction {direction!r} is not one of {sorted(_TARGET)}"
+                )
             try:
                 k, grade = int(row["pair_index"]), int(row["grade"])
             except ValueError as exc:
-                raise KecaeError(f"{manifest} line {n}: pair_index and grade must be integers"
-                                 ) from exc
+                raise KecaeError(
+                    f"{manifest} line {n}: pair_index and grade must be integers"
+                ) from exc
             if grade != _TARGET[direction]:
-                raise KecaeError(f"{manifest} line {n}: grade {grade} does not match direction "
-                                 f"{direction} (label {_TARGET[direction]})")
+                raise KecaeError(
+                    f"{manifest} line {n}: grade {grade} does not match direction "
+                    f"{direction} (label {_TARGET[direction]})"
+                )
             pair = pairs.setdefault(k, _Pair(k))
             pair.exchanged[direction] = generated / row["path"]
             pair.recipient[direction] = _resolve(row["recipient_path"], generated)
@@ -102,8 +110,9 @@ def read_pairs(generated: str | Path) -> tuple[dict[int, _Pair], dict[Path, int]
     return complete, real
 
 
-def _choose_controls(real: dict[Path, int], used: set[Path], k: int,
-                     rng: np.random.Generator) -> list[tuple[Path, int]]:
+def _choose_controls(
+    real: dict[Path, int], used: set[Path], k: int, rng: np.random.Generator
+) -> list[tuple[Path, int]]:
     """``k`` real images not used by the chosen pairs, half KL-0 and half KL-2 (the odd one
     drawn at random)."""
     if k == 0:
@@ -114,9 +123,11 @@ def _choose_controls(real: dict[Path, int], used: set[Path], k: int,
         want[int(rng.choice([0, 2]))] += 1
     for g in (0, 2):
         if len(free[g]) < want[g]:
-            raise KecaeError(f"--controls {k} needs {want[g]} real KL-{g} images that the chosen "
-                             f"pairs do not use, but the manifest names {len(free[g])}: ask for "
-                             "fewer controls or fewer pairs")
+            raise KecaeError(
+                f"--controls {k} needs {want[g]} real KL-{g} images that the chosen "
+                f"pairs do not use, but the manifest names {len(free[g])}: ask for "
+                "fewer controls or fewer pairs"
+            )
     chosen = []
     for g in (0, 2):
         picks = rng.choice(len(free[g]), size=want[g], replace=False)
@@ -136,11 +147,19 @@ def _write_png(path: Path, pixels: np.ndarray) -> None:
     from PIL import Image
 
     Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(
-        path, format="PNG", optimize=False)
+        path, format="PNG", optimize=False
+    )
 
 
-def prepare_study(generated: str | Path, out: str | Path, *, pairs: int, readers: list[str],
-                  controls: int = 0, seed: int = 0) -> PreparedStudy:
+def prepare_study(
+    generated: str | Path,
+    out: str | Path,
+    *,
+    pairs: int,
+    readers: list[str],
+    controls: int = 0,
+    seed: int = 0,
+) -> PreparedStudy:
     """Write a reader study for ``pairs`` random pairs of a generated folder.
 
     Args:
@@ -170,28 +189,37 @@ def prepare_study(generated: str | Path, out: str | Path, *, pairs: int, readers
     if len(set(readers)) != len(readers):
         raise KecaeError(f"reader names must be distinct, got {readers}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise KecaeError(f"{out} already exists and is not empty: a study is never overwritten; "
-                         "choose another --out")
+        raise KecaeError(
+            f"{out} already exists and is not empty: a study is never overwritten; "
+            "choose another --out"
+        )
 
     # -- choose the pairs and controls
     complete, real = read_pairs(generated)
     if pairs > len(complete):
-        raise KecaeError(f"--pairs {pairs} is more than the {len(complete)} complete pairs in "
-                         f"{generated}/manifest.csv: ask for at most {len(complete)}")
+        raise KecaeError(
+            f"--pairs {pairs} is more than the {len(complete)} complete pairs in "
+            f"{generated}/manifest.csv: ask for at most {len(complete)}"
+        )
     rng = np.random.default_rng(seed)
     keys = sorted(complete)
     chosen = [complete[keys[i]] for i in sorted(rng.choice(len(keys), size=pairs, replace=False))]
     used = {p for pair in chosen for p in pair.recipient.values()}
     with open(generated / "manifest.csv", newline="") as fh:  # donors of chosen pairs too
         chosen_idx = {pair.index for pair in chosen}
-        used |= {_resolve(r["donor_path"], generated) for r in csv.DictReader(fh)
-                 if int(r["pair_index"]) in chosen_idx}
+        used |= {
+            _resolve(r["donor_path"], generated)
+            for r in csv.DictReader(fh)
+            if int(r["pair_index"]) in chosen_idx
+        }
     control_images = _choose_controls(real, used, controls, rng)
     for pair in chosen:
         for p in (*pair.exchanged.values(), *pair.recipient.values()):
             if not p.is_file():
-                raise KecaeError(f"{p} (pair {pair.index}) not found: the study needs every "
-                                 "chosen generated image and its real recipient")
+                raise KecaeError(
+                    f"{p} (pair {pair.index}) not found: the study needs every "
+                    "chosen generated image and its real recipient"
+                )
     size = _grey_u8(chosen[0].exchanged["kl0_to_kl2"]).shape
     if size[0] != size[1]:
         raise KecaeError(f"generated images are {size[1]}x{size[0]} px; expected square images")
@@ -206,22 +234,59 @@ def prepare_study(generated: str | Path, out: str | Path, *, pairs: int, readers
     for pair in chosen:
         for direction in ("kl0_to_kl2", "kl2_to_kl0"):
             ex_id, rec_id = new_id(), new_id()
-            images += [(ex_id, "generated", pair.exchanged[direction]),
-                       (rec_id, "real", pair.recipient[direction])]
+            images += [
+                (ex_id, "generated", pair.exchanged[direction]),
+                (rec_id, "real", pair.recipient[direction]),
+            ]
             grade = _TARGET[direction]
-            items.append(dict(phase=1, kind="exchanged", image_id=ex_id, original_id=None,
-                              grade=grade, direction=direction, pair_index=pair.index))
-            items.append(dict(phase=2, kind="exchanged", image_id=ex_id, original_id=rec_id,
-                              grade=grade, direction=direction, pair_index=pair.index))
+            items.append(
+                dict(
+                    phase=1,
+                    kind="exchanged",
+                    image_id=ex_id,
+                    original_id=None,
+                    grade=grade,
+                    direction=direction,
+                    pair_index=pair.index,
+                )
+            )
+            items.append(
+                dict(
+                    phase=2,
+                    kind="exchanged",
+                    image_id=ex_id,
+                    original_id=rec_id,
+                    grade=grade,
+                    direction=direction,
+                    pair_index=pair.index,
+                )
+            )
     for path, grade in control_images:
         c_id = new_id()
         images.append((c_id, "real", path))
-        items.append(dict(phase=1, kind="control", image_id=c_id, original_id=None, grade=grade,
-                          direction=None, pair_index=None))
+        items.append(
+            dict(
+                phase=1,
+                kind="control",
+                image_id=c_id,
+                original_id=None,
+                grade=grade,
+                direction=None,
+                pair_index=None,
+            )
+        )
         # sham: the real image beside itself, with the exchange that would change its grade
-        items.append(dict(phase=2, kind="sham", image_id=c_id, original_id=c_id, grade=grade,
-                          direction="kl0_to_kl2" if grade == 0 else "kl2_to_kl0",
-                          pair_index=None))
+        items.append(
+            dict(
+                phase=2,
+                kind="sham",
+                image_id=c_id,
+                original_id=c_id,
+                grade=grade,
+                direction="kl0_to_kl2" if grade == 0 else "kl2_to_kl0",
+                pair_index=None,
+            )
+        )
     for it in items:
         it["id"] = secrets.token_urlsafe(12)
 
@@ -235,8 +300,10 @@ def prepare_study(generated: str | Path, out: str | Path, *, pairs: int, readers
             if how == "generated":
                 pixels = _grey_u8(src)
                 if pixels.shape != (side, side):
-                    raise KecaeError(f"{src} is {pixels.shape[1]}x{pixels.shape[0]} px, the "
-                                     f"other generated images {side}x{side}")
+                    raise KecaeError(
+                        f"{src} is {pixels.shape[1]}x{pixels.shape[0]} px, the "
+                        f"other generated images {side}x{side}"
+                    )
             else:
                 pixels = to_uint8(preprocess(read_image(src), side))  # as KECAE saw it
             _write_png(tmp / db.IMAGES_DIR / f"{image_id}.png", pixels)
@@ -244,18 +311,33 @@ def prepare_study(generated: str | Path, out: str | Path, *, pairs: int, readers
         tokens = {name: secrets.token_urlsafe(24) for name in readers}
         con = db.connect(tmp / db.DB_NAME, create=True)
         try:
-            _fill_database(con, images, items, tokens, rng, {
-                "schema_version": db.SCHEMA_VERSION, "kecae_version": __version__,
-                "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "generated": str(generated.resolve()), "pairs": pairs, "controls": controls,
-                "seed": seed, "image_size": side, "readers": len(readers)})
+            _fill_database(
+                con,
+                images,
+                items,
+                tokens,
+                rng,
+                {
+                    "schema_version": db.SCHEMA_VERSION,
+                    "kecae_version": __version__,
+                    "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    "generated": str(generated.resolve()),
+                    "pairs": pairs,
+                    "controls": controls,
+                    "seed": seed,
+                    "image_size": side,
+                    "readers": len(readers),
+                },
+            )
             con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             con.close()
         links = {name: f"/r/{tok}" for name, tok in tokens.items()}
         links_path = tmp / db.LINKS_NAME
-        links_path.write_text("# reader<TAB>personal link path; keep this file private\n"
-                               + "".join(f"{n}\t{p}\n" for n, p in links.items()))
+        links_path.write_text(
+            "# reader<TAB>personal link path; keep this file private\n"
+            + "".join(f"{n}\t{p}\n" for n, p in links.items())
+        )
         os.chmod(links_path, 0o600)
         if out.exists():
             out.rmdir()  # empty, checked above
@@ -263,8 +345,14 @@ def prepare_study(generated: str | Path, out: str | Path, *, pairs: int, readers
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return PreparedStudy(study=out, links=links, pairs=pairs, generated_images=2 * pairs,
-                         controls=len(control_images), image_size=side)
+    return PreparedStudy(
+        study=out,
+        links=links,
+        pairs=pairs,
+        generated_images=2 * pairs,
+        controls=len(control_images),
+        image_size=side,
+    )
 
 
 def _fill_database(con, images, items, tokens, rng, settings) -> None:
@@ -272,18 +360,25 @@ def _fill_database(con, images, items, tokens, rng, settings) -> None:
     con.executescript(db.SCHEMA)
     con.execute("BEGIN IMMEDIATE")
     con.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in settings.items()])
-    con.executemany("INSERT INTO images VALUES (?, ?)",
-                    [(i, str(src)) for i, _, src in sorted(images)])  # sorted by random id
+    con.executemany(
+        "INSERT INTO images VALUES (?, ?)", [(i, str(src)) for i, _, src in sorted(images)]
+    )  # sorted by random id
     cols = ("id", "phase", "kind", "image_id", "original_id", "grade", "direction", "pair_index")
-    con.executemany(f"INSERT INTO items ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                    [tuple(it[c] for c in cols) for it in sorted(items, key=lambda it: it["id"])])
+    con.executemany(
+        f"INSERT INTO items ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+        [tuple(it[c] for c in cols) for it in sorted(items, key=lambda it: it["id"])],
+    )
     phase1 = [it["id"] for it in items if it["phase"] == 1]
     phase2 = [it["id"] for it in items if it["phase"] == 2]
     for name, tok in tokens.items():
-        rid = con.execute("INSERT INTO readers (name, token_sha256) VALUES (?, ?)",
-                          (name, db.token_hash(tok))).lastrowid
-        order = ([phase1[i] for i in rng.permutation(len(phase1))]
-                 + [phase2[i] for i in rng.permutation(len(phase2))])
-        con.executemany("INSERT INTO schedule VALUES (?, ?, ?)",
-                        [(rid, pos, item) for pos, item in enumerate(order)])
+        rid = con.execute(
+            "INSERT INTO readers (name, token_sha256) VALUES (?, ?)", (name, db.token_hash(tok))
+        ).lastrowid
+        order = [phase1[i] for i in rng.permutation(len(phase1))] + [
+            phase2[i] for i in rng.permutation(len(phase2))
+        ]
+        con.executemany(
+            "INSERT INTO schedule VALUES (?, ?, ?)",
+            [(rid, pos, item) for pos, item in enumerate(order)],
+        )
     con.execute("COMMIT")

@@ -1,17 +1,23 @@
-"""Typed training configurations. Paper values are the defaults; every field can come from YAML."""
+"""Typed training configurations. Paper values are the defaults; every field can come from the
+command line or a YAML file (:mod:`kecae.config`)."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import yaml
+from kecae.config import setting
+from kecae.registry import (
+    AUGMENTATIONS,
+    CLASSIFIERS,
+    LDA_MODES,
+    PRESETS,
+    RECON_LOSSES,
+    SUPERVISOR_MODES,
+)
 
-from kecae.utils import KecaeError, atomic_write_text
-
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from kecae.models.autoencoder import KECAEConfig
 
 
 @dataclass
@@ -20,11 +26,11 @@ class ClassifierTrainConfig:
 
     data: str = ""  # data set: folder layout, manifest CSV, or phantom folder
     out: str = "runs/classifier"  # run folder (checkpoints, logs, metrics.json)
-    arch: str = "siamese"  # classifier architecture (see kecae.models.classifiers.CLASSIFIERS)
+    arch: str = setting("siamese", choices=CLASSIFIERS)  # classifier architecture
     model: dict[str, Any] = field(default_factory=dict)  # other ClassifierConfig fields
     image_size: int = 64  # side of the square model input, px
     augment_dirs: list[str] = field(default_factory=list)  # generated sets merged into train (T')
-    augment: str = "none"  # "none" or "classic" (flips, small rotations, intensity)
+    augment: str = setting("none", choices=AUGMENTATIONS)  # classic: flips, rotations, intensity
     epochs: int = 30  # maximum epochs
     patience: int = 6  # early stopping: epochs without a better validation accuracy
     batch_size: int = 64  # global batch (sum over ranks)
@@ -51,9 +57,9 @@ class KECAETrainConfig:
     data: str = ""  # data set with KL-0 and KL-2 training images
     out: str = "runs/kecae"  # run folder
     supervisor: str = ""  # classifier checkpoint (frozen supervisor); optional in joint mode
-    supervisor_mode: str = "frozen"  # "frozen" (paper) or "joint" (trained together, released code)
-    joint_arch: str = "siamese"  # supervisor architecture when joint mode starts from scratch
-    preset: str = "cpu"  # model preset: paper / cpu / tiny
+    supervisor_mode: str = setting("frozen", choices=SUPERVISOR_MODES)  # frozen (paper) or joint
+    joint_arch: str = setting("siamese", choices=CLASSIFIERS)  # joint mode: supervisor architecture
+    preset: str = setting("cpu", choices=PRESETS)  # model preset: paper / cpu / tiny
     model: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's fields
     num_pairs: int = 100_000  # N pairs sampled from the KL-0 x KL-2 product (paper: 100k)
     oversample: bool = False  # bootstrap the minority class to the majority size before pairing
@@ -64,8 +70,8 @@ class KECAETrainConfig:
     lambda_sup: float = 1e-2  # lambda_1, weight of J_SUP (paper optimum)
     lambda_lda: float = 1e-3  # lambda_2, weight of J_LDA (paper optimum)
     lda_eps: float = 1e-6  # keeps J_LDA finite when the two means coincide
-    lda_mode: str = "image"  # "image" (Eq. 7, per image), "batch" (released code) or "log" (bounded)
-    recon: str = "mse"  # reconstruction term: "mse" (paper) or "l1"
+    lda_mode: str = setting("image", choices=LDA_MODES)  # image (Eq. 7), batch (released code), log
+    recon: str = setting("mse", choices=RECON_LOSSES)  # reconstruction term: mse (paper) or l1
     lambda_disp: float = 0.0  # warp exchange: weight of the mean squared displacement (px²)
     lambda_smooth: float = 0.0  # warp exchange: weight of the field's squared gradient
     lambda_fold: float = 0.0  # warp exchange: weight of the fold penalty relu(0.5 − det J)
@@ -92,44 +98,39 @@ class KECAETrainConfig:
 
 #: Fields that may change when a run resumes or a finished run is reused: stopping criteria,
 #: logging and where it runs. Every other field changes the trained model.
-KECAE_MAY_CHANGE = ("max_steps", "epochs", "log_every", "sample_every", "ckpt_every", "progress",
-                    "device", "cache_dir", "resume", "fresh", "accept_data_problems", "out")
-CLASSIFIER_MAY_CHANGE = ("epochs", "patience", "progress", "device", "cache_dir", "resume",
-                         "fresh", "accept_data_problems", "out")
+KECAE_MAY_CHANGE = (
+    "max_steps",
+    "epochs",
+    "log_every",
+    "sample_every",
+    "ckpt_every",
+    "progress",
+    "device",
+    "cache_dir",
+    "resume",
+    "fresh",
+    "accept_data_problems",
+    "out",
+)
+CLASSIFIER_MAY_CHANGE = (
+    "epochs",
+    "patience",
+    "progress",
+    "device",
+    "cache_dir",
+    "resume",
+    "fresh",
+    "accept_data_problems",
+    "out",
+)
 
 
-def to_dict(cfg: Any) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+def kecae_model_config(cfg: KECAETrainConfig) -> KECAEConfig:
+    """The KECAE model a training configuration describes: its preset with its overrides."""
+    from kecae.errors import KecaeError
+    from kecae.models.presets import kecae_config
 
-
-def from_dict(cls: type[T], values: dict[str, Any], source: str = "configuration") -> T:
-    """Build ``cls`` from a dict (each value coerced to its field's type), refusing unknown keys
-    with the list of valid ones."""
-    from kecae.configargs import coerce_values
-
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise KecaeError(f"{source}: unknown field(s) {unknown}; valid fields: {sorted(names)}")
     try:
-        return cls(**coerce_values(cls, values, source))
-    except ValueError as exc:
-        raise KecaeError(f"{source}: {exc}") from exc
-
-
-def load_yaml(cls: type[T], path: str | Path) -> T:
-    """A configuration from a YAML file; relative paths in it are relative to the file's folder
-    (how :func:`save_yaml` writes them), so a run folder's config.yaml reads the same from any
-    working folder and after the run folder was moved."""
-    from kecae.configargs import read_yaml_mapping
-
-    return from_dict(cls, read_yaml_mapping(path, "configuration"), source=str(path))
-
-
-def save_yaml(cfg: Any, path: str | Path) -> None:
-    """Write ``cfg`` as YAML; paths inside the run folder are written relative to the file's
-    folder (see :mod:`kecae.runfolder`)."""
-    from kecae.runfolder import store_paths
-
-    values = store_paths(to_dict(cfg), Path(path).parent)
-    atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))
+        return kecae_config(cfg.preset, **cfg.model)
+    except (ValueError, TypeError) as exc:
+        raise KecaeError(f"model preset/overrides: {exc}") from exc

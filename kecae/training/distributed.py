@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from kecae.utils import check_device
+from kecae.device import check_device
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,6 @@ def init_distributed(device_name: str = "auto") -> tuple[DistInfo, torch.device]
     if info.enabled and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return info, device
-
-
-def cleanup_distributed() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def barrier(info: DistInfo) -> None:

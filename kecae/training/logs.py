@@ -1,12 +1,19 @@
-"""Run logging: a CSV of every logged scalar and TensorBoard events, written by the main rank only."""
+"""Run logging: a CSV of every logged scalar and TensorBoard events, written by the main rank
+only, and the one reader of that CSV (the trainer's summary, the studies and the report use it).
+"""
 
 from __future__ import annotations
 
 import csv
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
+
+from kecae.runfolder import LOG, TENSORBOARD
 
 
 class RunLogger:
@@ -16,11 +23,17 @@ class RunLogger:
     log reads as one uninterrupted run.
     """
 
-    def __init__(self, run_dir: str | Path, fields: list[str], enabled: bool = True,
-                 resume_step: int | None = None, tensorboard: bool = True) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        fields: list[str],
+        enabled: bool = True,
+        resume_step: int | None = None,
+        tensorboard: bool = True,
+    ) -> None:
         self.enabled = enabled
         self.fields = list(fields)
-        self.path = Path(run_dir) / "log.csv"
+        self.path = Path(run_dir) / LOG
         self._tb = None
         if not enabled:
             return
@@ -36,7 +49,9 @@ class RunLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tb"), purge_step=resume_step)
+            self._tb = SummaryWriter(
+                log_dir=str(Path(run_dir) / TENSORBOARD), purge_step=resume_step
+            )
 
     def log(self, row: Mapping[str, Any], step: int) -> None:
         if not self.enabled:
@@ -44,7 +59,8 @@ class RunLogger:
         row = {"step": step, **row}
         with open(self.path, "a", newline="") as fh:
             csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore").writerow(
-                {k: _fmt(row.get(k)) for k in self.fields})
+                {k: _fmt(row.get(k)) for k in self.fields}
+            )
         if self._tb is not None:
             for key, value in row.items():
                 if key != "step" and isinstance(value, (int, float)) and np.isfinite(value):
@@ -66,3 +82,37 @@ def _fmt(value: Any) -> Any:
     if isinstance(value, float):
         return f"{value:.6g}"
     return "" if value is None else value
+
+
+@dataclass
+class TrainingLog:
+    """A run's log.csv: its columns in file order and one dict per row, as floats (a blank cell is
+    left out of its row, a cell that is not a number is NaN)."""
+
+    columns: list[str]
+    rows: list[dict[str, float]]
+
+    def column(self, name: str) -> np.ndarray:
+        """One column over every row (NaN where a row has no value)."""
+        return np.array([r.get(name, math.nan) for r in self.rows], dtype=np.float64)
+
+
+def read_log(path: str | Path) -> TrainingLog:
+    """The rows of a run's log.csv (no rows when the file is absent)."""
+    path = Path(path)
+    if not path.exists():
+        return TrainingLog([], [])
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        rows = [
+            {k: _number(v) for k, v in r.items() if k is not None and v not in ("", None)}
+            for r in reader
+        ]
+        return TrainingLog([c for c in reader.fieldnames or [] if c is not None], rows)
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan

@@ -1,0 +1,66 @@
+"""The `kecae` command line: parses arguments and calls the library. No logic lives here.
+
+Each command has its module in this package (argparse only) with an ``add_parser(subparsers)``
+function; options come from the command's configuration dataclass
+(:func:`kecae.config.add_options`), and the sub-command's handler is stored as ``func``. A
+:class:`~kecae.errors.KecaeError` ends the command with its one-line message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from kecae import __version__
+from kecae.errors import KecaeError
+
+#: Modules that register sub-commands, in the order they appear in ``kecae --help``.
+COMMAND_MODULES = (
+    "kecae.cli.phantoms",
+    "kecae.cli.data",
+    "kecae.cli.train",
+    "kecae.cli.generate",
+    "kecae.cli.evaluate",
+    "kecae.cli.report",
+    "kecae.cli.study",
+    "kecae.cli.reader_study",
+    "kecae.cli.run",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``kecae`` parser with every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="kecae",
+        description="Synthetic knee X-rays for early knee OA data augmentation (KECAE).",
+    )
+    parser.add_argument("--version", action="version", version=f"kecae {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one ``kecae`` command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        result = args.func(args)
+    except KecaeError as exc:
+        print(f"kecae {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"kecae {args.command}: interrupted; finished work is kept and a rerun resumes",
+            file=sys.stderr,
+        )
+        return 130
+    return int(result or 0)

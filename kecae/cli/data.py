@@ -1,0 +1,139 @@
+"""`kecae data check PATH` and `kecae data cache PATH`: thin wrappers over :mod:`kecae.data`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+
+from kecae.config import add_options, from_args, setting
+from kecae.errors import KecaeError
+from kecae.files import atomic_write_text
+
+
+def parse_grades(text: str) -> list[int]:
+    """``"0,2"`` -> [0, 2]: distinct KL grades 0-4 (an argparse error with an example else)."""
+    try:
+        grades = [int(g) for g in text.split(",")]
+    except ValueError:
+        grades = []
+    if not grades or len(set(grades)) != len(grades) or not all(0 <= g <= 4 for g in grades):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give distinct comma-separated KL grades 0-4, e.g. 0,2"
+        )
+    return grades
+
+
+@dataclass
+class DataCheckConfig:
+    """`kecae data check`: every problem of a data set; nothing is modified."""
+
+    path: str = setting(
+        "", positional=True
+    )  # data folder (grade folders or manifest.csv) or a .csv
+    patient_regex: str | None = setting(
+        None, metavar="REGEX"
+    )  # e.g. '(?P<patient>\d{7})(?P<side>[LR])'
+    grades: list[int] = setting(
+        factory=lambda: [0, 2], parse=parse_grades, metavar="A,B"
+    )  # the two grades compared
+    size: int | None = setting(
+        None, metavar="PX"
+    )  # the model's input side: smaller images are reported
+    json: str | None = setting(None, metavar="FILE")  # also write the report as JSON to FILE
+    progress: bool = True  # progress bar
+
+
+@dataclass
+class DataCacheConfig:
+    """`kecae data cache`: one split decoded and preprocessed into the cache."""
+
+    path: str = setting("", positional=True)  # data folder or .csv manifest
+    size: int = 299  # image side in pixels (paper: 299)
+    split: str | None = None  # train / val / test (default: all images)
+    grades: list[int] = setting(
+        factory=lambda: [0, 2], parse=parse_grades, metavar="A,B"
+    )  # KL grades
+    fit: str = setting(
+        "crop", choices=("crop", "pad", "pad-edge")
+    )  # square by centre crop or padding
+    cache_dir: str | None = None  # default: <data>/.kecae_cache
+    patient_regex: str | None = setting(
+        None, metavar="REGEX"
+    )  # folder layout: the patients splits keep together
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from kecae.data.check import check_dataset
+
+    cfg = from_args(DataCheckConfig, args)
+    if len(cfg.grades) != 2:
+        raise KecaeError(
+            f"--grades {','.join(map(str, cfg.grades))!r}: give the two KL grades "
+            "the task compares, healthy first, e.g. 0,2"
+        )
+    report = check_dataset(
+        cfg.path,
+        patient_regex=cfg.patient_regex,
+        grades=tuple(cfg.grades),
+        size=cfg.size,
+        progress=cfg.progress,
+    )
+    print(report.format())
+    if cfg.json:
+        atomic_write_text(cfg.json, json.dumps(report.to_dict(), indent=2) + "\n")
+    if not report.ok:
+        first = report.errors[0]
+        raise KecaeError(
+            f"{len(report.errors)} fatal problem(s) in {report.root}; first: "
+            f"{first.file}: {first.message}; fix: {first.fix}"
+        )
+    return 0
+
+
+def run_cache(args: argparse.Namespace) -> int:
+    from kecae.data.cache import load_image_set
+
+    cfg = from_args(DataCacheConfig, args)
+    images = load_image_set(
+        cfg.path,
+        size=cfg.size,
+        split=cfg.split,
+        grades=cfg.grades,
+        fit=cfg.fit,
+        cache_dir=cfg.cache_dir,
+        patient_regex=cfg.patient_regex,
+    )
+    print(
+        f"{len(images)} images of {images.size} x {images.size} px cached "
+        f"({getattr(images.images, 'filename', '')})"
+    )
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``data`` sub-command and its actions."""
+    parser = sub.add_parser(
+        "data",
+        help="inspect and cache a data set of knee X-rays",
+        description="Inspect a data set (folder per grade or CSV manifest) or pre-build its cache.",
+    )
+    parser.set_defaults(func=lambda args: parser.print_help() or 1)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+
+    check = actions.add_parser(
+        "check",
+        help="report counts, image sizes and every problem; modifies nothing",
+        description="Read every image and report counts per split and grade, image sizes and "
+        "problems. Exits 2 when a problem is fatal.",
+    )
+    add_options(check, DataCheckConfig)
+    check.set_defaults(func=run_check)
+
+    cache = actions.add_parser(
+        "cache",
+        help="decode and preprocess images into the cache (e.g. before multi-GPU runs)",
+        description="Build the preprocessed-image cache of one split so later runs start at once.",
+    )
+    add_options(cache, DataCacheConfig)
+    cache.set_defaults(func=run_cache)

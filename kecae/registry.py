@@ -1,0 +1,152 @@
+"""Named components: every choice the command line offers, with a one-line description.
+
+A :class:`Registry` lists names and descriptions without importing the code behind them: an entry
+names its factory as ``"module:attribute"``, imported on first :meth:`Component.load`. So
+``kecae --help`` and ``kecae data check`` start without torch, and the CLI's choices, the
+configuration checks and the model builders read one list::
+
+    >>> from kecae.registry import CLASSIFIERS
+    >>> list(CLASSIFIERS)
+    ['resnet18', 'vgg11', 'densenet201', 'siamese', 'small']
+    >>> model = CLASSIFIERS["small"].load()(config)   # imports kecae.models.classifiers
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Component:
+    """One registered name."""
+
+    name: str
+    description: str
+    target: str | None = None  # "module:attribute" of its factory; None for a plain option
+    details: Mapping[str, Any] = field(default_factory=dict)  # e.g. a classifier's min_size
+
+    def load(self) -> Callable[..., Any]:
+        """The factory, imported now."""
+        if self.target is None:
+            raise TypeError(f"{self.name!r} is an option name, not a component to build")
+        module, _, attribute = self.target.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+class Registry(Mapping[str, Component]):
+    """An ordered, read-only mapping ``name -> Component`` of one kind of component."""
+
+    def __init__(self, kind: str, components: list[Component]) -> None:
+        self.kind = kind
+        self._components = {c.name: c for c in components}
+
+    def __getitem__(self, name: str) -> Component:
+        try:
+            return self._components[name]
+        except KeyError:
+            raise KeyError(f"unknown {self.kind} {name!r}; choose one of {list(self)}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._components)
+
+    def __len__(self) -> int:
+        return len(self._components)
+
+    def describe(self) -> str:
+        """One line per name: ``name: description``."""
+        return "\n".join(f"{c.name}: {c.description}" for c in self._components.values())
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {list(self)})"
+
+
+_PRESETS = "kecae.models.presets"
+_CLASSIFIERS = "kecae.models.classifiers"
+
+#: Named KECAE sizes (``kecae train --preset``); each factory returns a ``KECAEConfig``.
+PRESETS = Registry(
+    "KECAE preset",
+    [
+        Component("paper", "the paper: 299 px, channels 32…2048", f"{_PRESETS}:paper"),
+        Component("cpu", "a 2-core CPU: 64 px, channels 4…256", f"{_PRESETS}:cpu"),
+        Component("tiny", "tests: 32 px, channels 4…64", f"{_PRESETS}:tiny"),
+    ],
+)
+
+#: The classifier zoo (supervisor, judge, downstream models); each factory takes a
+#: ``ClassifierConfig``. ``min_size`` is the smallest input side the network accepts.
+CLASSIFIERS = Registry(
+    "classifier",
+    [
+        Component(
+            "resnet18",
+            "torchvision ResNet-18, 1-channel stem, from scratch",
+            f"{_CLASSIFIERS}:resnet18",
+            {"min_size": 32},
+        ),
+        Component(
+            "vgg11",
+            "torchvision VGG-11-BN, global-average-pool head",
+            f"{_CLASSIFIERS}:vgg11",
+            {"min_size": 32},
+        ),
+        Component(
+            "densenet201",
+            "torchvision DenseNet-201, 1-channel stem",
+            f"{_CLASSIFIERS}:densenet201",
+            {"min_size": 32},
+        ),
+        Component(
+            "siamese",
+            "two joint patches, shared 4-block trunk",
+            f"{_CLASSIFIERS}:SiameseClassifier",
+            {"min_size": 32},
+        ),
+        Component(
+            "small",
+            "fast 4-block CNN for tests and quick runs",
+            f"{_CLASSIFIERS}:small",
+            {"min_size": 16},
+        ),
+    ],
+)
+
+#: How J_LDA takes its statistics (``kecae.losses.lda_term``).
+LDA_MODES = Registry(
+    "LDA mode",
+    [
+        Component("image", "the paper's Eq. 7: mean and variance per image"),
+        Component("batch", "the released code: one mean and variance over the whole batch"),
+        Component("log", "log(1 + the per-image ratio): bounded"),
+    ],
+)
+
+#: The reconstruction term of the hybrid loss (``kecae.losses.reconstruction_term``).
+RECON_LOSSES = Registry(
+    "reconstruction loss",
+    [
+        Component("mse", "mean squared error (the paper)"),
+        Component("l1", "mean absolute error (blurs less)"),
+    ],
+)
+
+#: How the supervisor takes part in KECAE training.
+SUPERVISOR_MODES = Registry(
+    "supervisor mode",
+    [
+        Component("frozen", "a trained classifier, frozen (the paper)"),
+        Component("joint", "trained together with KECAE (the released code)"),
+    ],
+)
+
+#: Augmentation of a classifier's training batches.
+AUGMENTATIONS = Registry(
+    "augmentation",
+    [
+        Component("none", "the images as they are"),
+        Component("classic", "flips, small rotations, intensity changes"),
+    ],
+)

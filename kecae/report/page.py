@@ -1,0 +1,92 @@
+"""The report page: the sections of :mod:`kecae.report.sections` in the page template
+(``templates/report.html``, CSS from ``static/report.css``, both package data), written into the
+run folder as one self-contained HTML file."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import importlib.resources
+import logging
+from pathlib import Path
+from typing import NamedTuple
+
+from markupsafe import Markup
+
+from kecae.errors import KecaeError
+from kecae.files import atomic_write_text
+from kecae.report.load import RunData, load_run
+from kecae.report.parts import environment, escape, note
+from kecae.report.sections import SECTIONS, reader_study
+from kecae.results import READER_STUDY_SECTION
+from kecae.runfolder import RunLayout
+
+log = logging.getLogger(__name__)
+
+
+class _Section(NamedTuple):
+    anchor: str
+    heading: Markup
+    content: Markup
+
+
+def render_report(run: RunData) -> str:
+    """The report page for an already-loaded run, as an HTML string."""
+    sections = list(SECTIONS)
+    study = run.section(READER_STUDY_SECTION)
+    if isinstance(study.get("readers"), list):  # analyze's layout; any other entry stays raw
+        sections.insert(
+            len(sections) - 2,
+            ("reader-study", "Reader study (Table III)", lambda _run: reader_study(study)),
+        )
+        run = dataclasses.replace(
+            run, metrics={k: v for k, v in run.metrics.items() if k != READER_STUDY_SECTION}
+        )
+    rendered = []
+    for anchor, heading, build in sections:
+        try:
+            content = build(run)
+        except Exception as exc:  # noqa: BLE001 (one malformed entry must not cost the page)
+            log.warning("report: section %r failed: %s", heading, exc)
+            content = note(
+                f"Could not draw this section: {escape(type(exc).__name__)}: "
+                f"{escape(exc)}. Check the matching entry of the run folder."
+            )
+        rendered.append(_Section(anchor, Markup(escape(heading)), Markup(content)))
+    css = (
+        importlib.resources.files("kecae.report")
+        .joinpath("static/report.css")
+        .read_text(encoding="utf-8")
+    )
+    title = f"kecae report: {run.run_dir.resolve().name}"
+    return (
+        environment()
+        .get_template("report.html")
+        .render(
+            title=Markup(escape(title)),
+            css=Markup(css),
+            run_dir=Markup(escape(run.run_dir)),
+            stamp=_dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+            found=Markup(escape(", ".join(run.found) or "none of the known files")),
+            sections=rendered,
+        )
+    )
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``run_dir/report.html`` (atomically) from whatever the run folder holds.
+
+    Every input is optional: a missing part becomes a short note saying how to compute it.
+    Raises:
+        KecaeError: ``run_dir`` is not an existing folder.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise KecaeError(
+            f"run folder {run_dir} does not exist: pass the folder that a "
+            f"`kecae train`/`kecae evaluate` run wrote (e.g. runs/demo)"
+        )
+    page = render_report(load_run(run_dir))
+    out = RunLayout(run_dir).report
+    atomic_write_text(out, page)
+    return out

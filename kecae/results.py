@@ -1,0 +1,672 @@
+"""The sections of ``metrics.json``, typed: every metric's key is defined here, once.
+
+``kecae evaluate``, the studies and the pipeline build these dataclasses and write them with
+:meth:`Section.to_dict`; the report and the headline printer read them back with
+:meth:`Section.from_dict`, which takes what is there (a missing entry reads as ``None``) so an
+older or partial run folder still reads. A rename here breaks its users loudly (an attribute or
+keyword error), never silently.
+
+Layout conventions of the written JSON, kept for every tool that reads it:
+
+- a :class:`Rate` ``key`` is written as ``key``, ``key_ci_low``, ``key_ci_high`` and ``key_n``
+  (a share with its Wilson 95 % interval and sample size);
+- a metric with a spread over seeds or folds has a ``key_std`` sibling;
+- the two exchange directions are ``kl0_to_kl2`` (X'1: a KL-0 knee given a KL-2 key) and
+  ``kl2_to_kl0`` (X'2); their keys follow the patterns in :data:`ClassifierRates.KEYS` and
+  :data:`FidelityDirection.KEYS`;
+- NaN and infinity are written as ``null`` (strict JSON readers refuse NaN).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+S = TypeVar("S", bound="Section")
+
+#: The two exchange directions.
+KL0_TO_KL2, KL2_TO_KL0 = "kl0_to_kl2", "kl2_to_kl0"
+DIRECTIONS = (KL0_TO_KL2, KL2_TO_KL0)
+
+#: Sections without a dataclass here: the targets (:func:`read_targets`), the pipeline's
+#: settings and step times, and the reader study (``kecae.reader_study.analyze``).
+TARGETS_SECTION, CONFIG_SECTION, TIMINGS_SECTION = "targets", "config", "timings"
+READER_STUDY_SECTION = "reader_study"
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A share of True with its Wilson 95 % interval: ``value`` is NaN (null) for no sample."""
+
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+    SUFFIXES: ClassVar[tuple[str, ...]] = ("", "_ci_low", "_ci_high", "_n")
+
+    @classmethod
+    def of(cls, mask: Any) -> Rate:
+        """The share of True in a boolean array (:func:`kecae.evaluation.metrics.fraction`)."""
+        import numpy as np
+
+        from kecae.evaluation.metrics import fraction
+
+        f = fraction(np.asarray(mask, dtype=bool))
+        return cls(f["value"], f["ci_low"], f["ci_high"], f["n"])
+
+    def items(self, key: str) -> dict[str, Any]:
+        """The four entries of this rate under ``key``."""
+        values = (self.value, self.ci_low, self.ci_high, self.n)
+        return {key + s: v for s, v in zip(self.SUFFIXES, values, strict=True)}
+
+    @classmethod
+    def read(cls, d: dict[str, Any], key: str) -> Rate:
+        """The rate under ``key`` (its entries ``None`` where absent)."""
+        values: list[Any] = [d.get(key + s) for s in cls.SUFFIXES]
+        return cls(*values)
+
+
+class Section:
+    """A dataclass that is one section (or part) of metrics.json; ``NAME`` is its key there.
+
+    :meth:`to_dict` writes the fields in order: a :class:`Rate` as its four entries, a nested
+    section as a dict, lists and dicts element by element. :meth:`from_dict` is its inverse and
+    takes what is there.
+    """
+
+    NAME: ClassVar[str]
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # every subclass is one
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.metadata.get("optional"):
+                continue
+            if isinstance(value, Rate):
+                out.update(value.items(f.name))
+            else:
+                out[f.name] = _plain(value)
+        return out
+
+    @classmethod
+    def from_dict(cls: type[S], d: Any) -> S:
+        d = d if isinstance(d, dict) else {}
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            reader = f.metadata.get("read")
+            if f.type in ("Rate", Rate):
+                values[f.name] = Rate.read(d, f.name)
+            elif reader is not None:
+                values[f.name] = reader(d.get(f.name))
+            else:
+                values[f.name] = d.get(f.name)
+        return cls(**values)
+
+    @classmethod
+    def path(cls, key: str) -> str:
+        """``section.key``: the address of one of this section's numbers in metrics.json (a
+        target's metric, an ablation column); an unknown key is a KeyError."""
+        if key not in cls.written_keys():
+            raise KeyError(f"{cls.__name__} has no key {key!r}")
+        return f"{cls.NAME}.{key}"
+
+    @classmethod
+    def written_keys(cls) -> frozenset[str]:
+        """Every key this section writes at its top level (a rate's four entries included)."""
+        names: set[str] = set()
+        for f in dataclasses.fields(cls):
+            if f.type in ("Rate", Rate):
+                names.update(f.name + s for s in Rate.SUFFIXES)
+            else:
+                names.add(f.name)
+        return frozenset(names)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Section):
+        return value.to_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def optional(default: Any = None) -> Any:
+    """A field left out of the JSON while it is ``None`` (added by a later step)."""
+    return field(default=default, metadata={"optional": True})
+
+
+def _sections_of(cls: type[S]) -> dict[str, Any]:
+    """Field metadata: read a list of ``cls`` sections."""
+    return {
+        "read": lambda v: (
+            [cls.from_dict(x) for x in v if isinstance(x, dict)] if isinstance(v, list) else None
+        )
+    }
+
+
+def lookup(metrics: dict[str, Any], path: str) -> Any:
+    """The value at ``section.key`` in a metrics.json object (None when absent)."""
+    d: Any = metrics
+    for part in path.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return None
+        d = d[part]
+    return d
+
+
+# ---------------------------------------------------------------------------------------------
+# kecae evaluate
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Separability(Section):
+    """``separability``: the paper's Fig. 3 metric, SVM-RBF accuracy on the latents of test
+    images, beside the same SVM on the judge's penultimate features."""
+
+    NAME: ClassVar[str] = "separability"
+
+    svm_hk_accuracy: float  # 5-fold accuracy on the key vectors hK (mean over folds)
+    svm_hk_accuracy_std: float  # sample std over the folds
+    svm_hn_accuracy: float  # on the non-key vectors hN
+    svm_hn_accuracy_std: float
+    svm_judge_features_accuracy: float  # on the judge's features of the same images
+    svm_judge_features_accuracy_std: float
+    n: int  # test images
+    folds: int
+    latent_dim: int  # elements of one flattened hN
+    key_dim: int  # elements of one flattened hK
+
+
+@dataclass
+class Plausibility(Section):
+    """``plausibility``: share of images that pass a rule fitted on real training images and
+    thresholded on real validation images; the real test images are its control."""
+
+    NAME: ClassVar[str] = "plausibility"
+
+    quantile: float  # nominal pass rate of real held-out images
+    n_fit: int  # real training images the Gaussian is fitted on
+    n_calibration: int  # real validation images that set the threshold
+    real_test: Rate  # control: real test images passing
+    x_ex: Rate  # exchanged images X' (both directions) passing
+    x_ex_kl0_to_kl2: Rate
+    x_ex_kl2_to_kl0: Rate
+    recon: Rate  # reconstructions X̂ passing
+    control: Rate  # no-exchange outputs passing
+    features_only_real_test: Rate  # the feature rule alone (no joint-found condition)
+    features_only_x_ex: Rate
+    ratio_to_real: float  # x_ex / real_test
+    knn_real_test: Rate  # k-NN manifold precision against the training images
+    knn_x_ex: Rate
+    knn_recon: Rate
+    rule: str  # the rule in words
+
+
+@dataclass
+class ClassifierRates(Section):
+    """One classifier's calls in one direction: the donor's grade on X' and its controls."""
+
+    KEYS: ClassVar[dict[str, str]] = {
+        "raw": "{who}_{d}_raw",
+        "control": "{who}_control_{d}",
+        "recon": "{who}_recon_{d}",
+        "lift": "{who}_lift_{d}",
+        "success": "{who}_{d}",
+        "agreement": "{who}_agreement_{d}",
+        "agreement_control": "{who}_agreement_control_{d}",
+        "relative": "{who}_relative_{d}",
+    }
+
+    raw: Rate  # X' called the donor's grade (label only)
+    control: Rate  # the same on the no-exchange output (the recipient given its own key)
+    recon: Rate  # the same on the reconstruction X̂
+    lift: float  # raw − control
+
+    @classmethod
+    def key(cls, name: str, who: str, direction: str) -> str:
+        """The metrics.json key of field ``name`` of ``who`` in ``direction``."""
+        return cls.KEYS[name].format(who=who, d=direction)
+
+    def flat(self, who: str, direction: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value, key = getattr(self, f.name), self.key(f.name, who, direction)
+            out.update(value.items(key) if isinstance(value, Rate) else {key: value})
+        return out
+
+    @classmethod
+    def unflat(cls: type[S], d: dict[str, Any], who: str, direction: str) -> S:
+        values = {}
+        for f in dataclasses.fields(cls):
+            key = ClassifierRates.key(f.name, who, direction)
+            values[f.name] = Rate.read(d, key) if f.type in ("Rate", Rate) else d.get(key)
+        return cls(**values)
+
+
+@dataclass
+class JudgeRates(ClassifierRates):
+    """The independent judge in one direction: also success and agreement with the donor."""
+
+    success: Rate  # the donor's grade AND a plausible image
+    agreement: Rate  # X' gets the grade the judge gives the donor itself
+    agreement_control: Rate  # the same on the no-exchange output
+    relative: float  # raw / the judge's recall on real test images of the donor's grade
+
+
+@dataclass
+class ExchangeSuccess(Section):
+    """``exchange_success``: does X' take the donor's grade? The judge (never seen by the
+    generator) and the supervisor (which trained it), each beside its controls."""
+
+    NAME: ClassVar[str] = "exchange_success"
+
+    n: int  # test pairs
+    judge_independent: bool  # other architecture and seed than the supervisor
+    judge: dict[str, JudgeRates]  # per direction
+    supervisor: dict[str, ClassifierRates]  # per direction
+    rule: str  # the rules in words
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"n": self.n, "judge_independent": self.judge_independent}
+        for d in DIRECTIONS:
+            out.update(self.judge[d].flat("judge", d))
+            out.update(self.supervisor[d].flat("supervisor", d))
+        out["rule"] = self.rule
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Any) -> ExchangeSuccess:
+        d = d if isinstance(d, dict) else {}
+        return cls(
+            n=d.get("n"),
+            judge_independent=d.get("judge_independent"),
+            judge={x: JudgeRates.unflat(d, "judge", x) for x in DIRECTIONS},
+            supervisor={x: ClassifierRates.unflat(d, "supervisor", x) for x in DIRECTIONS},
+            rule=d.get("rule"),
+        )
+
+    @classmethod
+    def written_keys(cls) -> frozenset[str]:
+        empty: dict[str, Any] = {}
+        names = {"n", "judge_independent", "rule"}
+        for d in DIRECTIONS:
+            for who, rates in (("judge", JudgeRates), ("supervisor", ClassifierRates)):
+                names.update(rates.unflat(empty, who, d).flat(who, d))
+        return frozenset(names)
+
+
+@dataclass
+class JudgeSummary(Section):
+    """``judge``: the independent classifier and its accuracy on every real test image."""
+
+    NAME: ClassVar[str] = "judge"
+
+    arch: str
+    checkpoint: str  # path of its weights
+    seed: int | None
+    test_accuracy: float
+    n_test: int
+    confusion: list[list[int]]  # [[tn, fp], [fn, tp]], KL-2 positive
+    auc: float
+    recall_kl2: float
+    recall_kl0: float
+    test_accuracy_at_training: float | None = optional()  # its own run's test accuracy
+
+
+@dataclass
+class SupervisorSummary(Section):
+    """``supervisor``: the classifier whose loss trained KECAE."""
+
+    NAME: ClassVar[str] = "supervisor"
+
+    arch: str
+    checkpoint: str
+    seed: int | None
+    test_accuracy: float | None  # from its run's metrics.json
+
+
+@dataclass
+class KeyTransfer(Section):
+    """How far X' moved the recipient's joint-space width to the donor's (1 = the donor's);
+    a refused measurement of X' counts as a failure."""
+
+    median: float
+    iqr: float
+    success_rate: float  # share of informative pairs >= 0.7
+    n: int  # informative pairs
+    failed: int  # refused X' (failures)
+    excluded: int  # uninformative pairs (recipient and donor widths too close)
+
+
+@dataclass
+class FidelityDirection(Section):
+    """Ground-truth fidelity in one direction."""
+
+    KEYS: ClassVar[dict[str, str]] = {
+        "key_transfer_median": "key_transfer_median{s}",
+        "key_transfer_iqr": "key_transfer_iqr{s}",
+        "key_transfer_success_rate": "key_transfer_success_rate{s}",
+        "key_transfer_n": "key_transfer_n{s}",
+        "key_transfer_failed": "key_transfer_failed{s}",
+        "key_transfer_excluded": "key_transfer_excluded{s}",
+        "recon_key_transfer_median": "recon_key_transfer_median{s}",
+        "recon_key_transfer_failed": "recon_key_transfer_failed{s}",
+        "nonkey_ssim_median": "nonkey_ssim_median_{d}",
+        "refusal_rate_x_ex": "refusal_rate_x_ex_{d}",
+        "jsw_x_ex_median": "jsw_{image}_median",
+    }
+    #: per direction: the key suffix of the key-transfer entries, and the exchanged image
+    NAMING: ClassVar[dict[str, tuple[str, str]]] = {
+        KL0_TO_KL2: ("", "x1_ex"),
+        KL2_TO_KL0: ("_kl2_to_kl0", "x2_ex"),
+    }
+
+    key_transfer_median: float  # against the real recipient and donor
+    key_transfer_iqr: float
+    key_transfer_success_rate: float
+    key_transfer_n: int
+    key_transfer_failed: int
+    key_transfer_excluded: int
+    recon_key_transfer_median: float  # against X̂ of recipient and donor (no blur penalty)
+    recon_key_transfer_failed: int
+    nonkey_ssim_median: float  # SSIM of X' vs its recipient outside the joint band
+    refusal_rate_x_ex: float  # X' whose joint the measurement could not find
+    jsw_x_ex_median: float  # median measured JSW of X', px
+
+    @classmethod
+    def key(cls, name: str, direction: str) -> str:
+        suffix, image = cls.NAMING[direction]
+        return cls.KEYS[name].format(s=suffix, d=direction, image=image)
+
+    def flat(self, direction: str) -> dict[str, Any]:
+        return {
+            self.key(f.name, direction): getattr(self, f.name) for f in dataclasses.fields(self)
+        }
+
+    @classmethod
+    def unflat(cls, d: dict[str, Any], direction: str) -> FidelityDirection:
+        values: dict[str, Any] = {
+            f.name: d.get(cls.key(f.name, direction)) for f in dataclasses.fields(cls)
+        }
+        return cls(**values)
+
+
+@dataclass
+class Fidelity(Section):
+    """``fidelity`` (phantom data only): did X' take the donor's joint space and osteophytes
+    and keep the recipient's anatomy elsewhere?"""
+
+    NAME: ClassVar[str] = "fidelity"
+
+    n: int  # test pairs
+    directions: dict[str, FidelityDirection]
+    nonkey_ssim_median: float  # both directions
+    jsw_x1_median: float  # median measured JSW of the KL-0 inputs, px
+    jsw_x2_median: float  # of the KL-2 inputs
+    refusal_rate: float  # X' (both directions) whose joint could not be found
+    refusal_rate_real: float  # real test images
+    refusal_rate_recon: float  # reconstructions
+    osteophyte_rate_real_kl0: Rate  # the osteophyte detector on real KL-0 test images
+    osteophyte_rate_real_kl2: Rate
+    osteophyte_rate_x1_ex: Rate  # on X'1 (should match real KL-2)
+    osteophyte_rate_x2_ex: Rate  # on X'2 (should match real KL-0)
+    osteophyte_rate_x1_self: Rate  # no-exchange output of X1 (control)
+    osteophyte_rate_x2_self: Rate
+    osteophyte_gap_kl0_to_kl2: float  # |rate on X'1 − rate on real KL-2|
+    osteophyte_gap_kl2_to_kl0: float
+    osteophyte_transfer_rate: Rate  # X'1 gains osteophytes when the donor has them
+    osteophyte_removal_rate: Rate  # X'2 loses them when the donor has none
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"n": self.n}
+        for d in DIRECTIONS:
+            out.update(self.directions[d].flat(d))
+        rest = super().to_dict()
+        del rest["n"], rest["directions"]
+        return {**out, **rest}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Fidelity:
+        d = d if isinstance(d, dict) else {}
+        base = super().from_dict({k: v for k, v in d.items() if k != "directions"})
+        return dataclasses.replace(
+            base, directions={x: FidelityDirection.unflat(d, x) for x in DIRECTIONS}
+        )
+
+    @classmethod
+    def written_keys(cls) -> frozenset[str]:
+        per_direction = {
+            FidelityDirection.key(f.name, d)
+            for d in DIRECTIONS
+            for f in dataclasses.fields(FidelityDirection)
+        }
+        return (super().written_keys() - {"directions"}) | per_direction
+
+
+@dataclass
+class Quality(Section):
+    """``quality``: reconstruction PSNR / SSIM and in-domain Fréchet distances."""
+
+    NAME: ClassVar[str] = "quality"
+
+    recon_psnr: float  # dB, X̂ vs X
+    recon_psnr_std: float
+    recon_ssim: float
+    recon_ssim_std: float
+    n: int  # images
+    frechet: float  # X' vs real test images, judge features
+    frechet_recon: float  # X̂ vs real test images
+    frechet_real_floor: float  # two halves of the real training images
+    frechet_feature: str  # which features
+    frechet_n_real: int
+    frechet_n_generated: int
+
+
+@dataclass
+class Target(Section):
+    """One target: the metric, the wanted side of a threshold, the measured value, and whether
+    it is met (None when not computed)."""
+
+    metric: str  # section.key in metrics.json
+    target: str  # e.g. ">= 0.9"
+    value: Any
+    met: bool | None
+
+    @property
+    def threshold(self) -> float:
+        return float(self.target.split()[1])
+
+    @property
+    def op(self) -> str:
+        return self.target.split()[0]
+
+
+def read_targets(d: Any) -> dict[str, Target]:
+    """The ``targets`` section: name -> :class:`Target`."""
+    if not isinstance(d, dict):
+        return {}
+    return {
+        name: Target.from_dict(t if isinstance(t, dict) else {"value": t}) for name, t in d.items()
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The studies
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PairedDifference(Section):
+    """Per-seed differences of a training set's test accuracy against T (same seed)."""
+
+    mean: float
+    std: float
+    n: int
+    values: list[float]
+    p_value: float  # two-sided paired t-test (NaN when undefined)
+
+
+@dataclass
+class DownstreamRow(Section):
+    """One (model, training set) cell of Table II: mean ± sample std over seeds."""
+
+    model: str
+    training_set: str  # T, T+classic or T'
+    accuracy_mean: float
+    accuracy_std: float
+    precision_mean: float
+    precision_std: float
+    recall_mean: float
+    recall_std: float
+    auc_mean: float
+    auc_std: float
+    n_seeds: int
+    n_train_real: int
+    n_train_generated: int
+    accuracy_values: list[float]
+    seeds: list[int]
+
+
+@dataclass
+class Downstream(Section):
+    """``downstream`` (``kecae study downstream``): Table II, classifiers on T, T+classic, T'."""
+
+    NAME: ClassVar[str] = "downstream"
+
+    rows: list[DownstreamRow] = field(metadata=_sections_of(DownstreamRow))
+    gain: dict[str, dict[str, float]]  # model -> set -> accuracy mean minus T's
+    paired_difference: dict[str, dict[str, PairedDifference]] = field(
+        metadata={
+            "read": lambda v: {
+                m: {s: PairedDifference.from_dict(x) for s, x in sets.items()}
+                for m, sets in (v or {}).items()
+                if isinstance(sets, dict)
+            }
+        }
+    )
+    test_n: int
+    val_n: int
+    epochs: int
+    patience: int
+    batch_size: int
+    seeds: list[int]
+    image_size: int
+    data: str
+    generated: str | None
+    generated_pairs_used: int
+    generated_pairs_available: int
+    generated_pairs_asked: int
+    note: str
+
+
+@dataclass
+class SamplingSize(Section):
+    """``sampling_size`` (``kecae study sampling``): Fig. 5, accuracy against N pairs."""
+
+    NAME: ClassVar[str] = "sampling_size"
+
+    N: list[int]  # the numbers of generated pairs (the paper's symbol)
+    accuracy_mean: list[float]
+    accuracy_std: list[float]
+    accuracy_values: list[list[float]]
+    train_loss_curves: dict[str, list[float]]  # N -> per-epoch loss, mean over seeds
+    train_loss_curves_per_seed: dict[str, list[list[float]]]
+    n_train_generated: list[int]
+    arch: str
+    n_seeds: int
+    seeds: list[int]
+    epochs: int
+    patience: int
+    test_n: int | None
+    image_size: int
+    generated_from: str | None
+    note: str
+
+
+@dataclass
+class LambdaGrid(Section):
+    """``lambda_grid`` (``kecae study lambda-grid``): Fig. 3, SVM accuracy over λ1 × λ2."""
+
+    NAME: ClassVar[str] = "lambda_grid"
+
+    lambda1: list[float]  # rows: J_SUP weights
+    lambda2: list[float]  # columns: J_LDA weights
+    svm_hk_accuracy: list[list[float]]
+    svm_hk_accuracy_std: list[list[float]]
+    svm_hn_accuracy: list[list[float]]
+    svm_hn_accuracy_std: list[list[float]]
+    final_mse: list[list[float]]
+    steps: int
+    n_images: int
+    folds: int
+    preset: str
+    batch_size: int
+    num_pairs: int
+    seed: int
+    image_size: int
+    note: str
+
+
+@dataclass
+class AblationCell(Section):
+    """One column of one ablation row: mean (and std) over the row's seeds."""
+
+    mean: float | None
+    std: float | None
+    values: list[float | None]
+
+
+@dataclass
+class AblationRowResult(Section):
+    """One row of the ablation table."""
+
+    name: str
+    description: str
+    model: dict[str, Any]  # KECAEConfig fields of the row
+    train: dict[str, Any]  # KECAETrainConfig fields of the row
+    seeds: int
+    cells: dict[str, AblationCell] = field(
+        metadata={"read": lambda v: {k: AblationCell.from_dict(x) for k, x in (v or {}).items()}}
+    )
+    targets_met: float  # mean over seeds
+    closeness: float  # mean closeness to the targets in [0, 1]
+    targets: dict[str, list[bool | None]]  # target -> met per seed
+
+
+@dataclass
+class AblationColumn(Section):
+    """What an ablation column shows."""
+
+    metric: str  # section.key of the row's metrics.json
+    kind: str  # pct, num, db or int
+    better: str  # high, low or info
+
+
+@dataclass
+class Ablation(Section):
+    """``ablation`` (``kecae study ablation``): rows of KECAE options on one budget."""
+
+    NAME: ClassVar[str] = "ablation"
+
+    rows: list[AblationRowResult] = field(metadata=_sections_of(AblationRowResult))
+    ranking: list[str]
+    best: list[str]
+    columns: dict[str, AblationColumn] = field(
+        metadata={"read": lambda v: {k: AblationColumn.from_dict(x) for k, x in (v or {}).items()}}
+    )
+    budget: dict[str, Any]
+    shared: dict[str, Any]  # data, supervisor, judge (paths stored relative to the run)
+    examples: dict[str, str]  # best row -> its examples.npz, relative to the run
+    note: str
+
+
+def is_finite(value: Any) -> bool:
+    """A real, finite number (not None, NaN, infinity, a bool or a text)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,168 @@
+"""The KECAE trainer (kecae.training.kecae_trainer): resume equals an uninterrupted run, strict
+resume and --fresh, the NaN stop, the frozen and the joint supervisor."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from kecae.checkpoint import load_checkpoint
+from kecae.cli import main
+from kecae.errors import KecaeError
+from kecae.training.config import (
+    KECAETrainConfig,
+)
+
+
+def test_kecae_resume_equals_uninterrupted(tree, supervisor, tmp_path, kecae_args):
+    assert main(kecae_args(tree, supervisor, tmp_path / "straight", 6)) == 0
+    assert main(kecae_args(tree, supervisor, tmp_path / "split", 3)) == 0
+    assert load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")["step"] == 3
+    assert main(kecae_args(tree, supervisor, tmp_path / "split", 6)) == 0  # resumes at 3
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
+    assert a["step"] == b["step"] == 6
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    # the resumed log continues the first part's rows (the first part also logged its last step)
+    steps = [
+        int(r.split(",")[0]) for r in (tmp_path / "split" / "log.csv").read_text().splitlines()[1:]
+    ]
+    assert steps == [2, 3, 4, 6]
+    assert sorted(p.name for p in (tmp_path / "split" / "samples").iterdir()) == [
+        "step_0000003.png",
+        "step_0000006.png",
+    ]
+    summary = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    assert summary["first_terms"]["step"] == 2 and summary["last_terms"]["step"] == 6
+
+
+def test_kecae_no_resume_refuses_used_folder(tree, supervisor, tmp_path, kecae_args):
+    assert main(kecae_args(tree, supervisor, tmp_path / "r", 2)) == 0
+    with pytest.raises(KecaeError, match="--resume"):
+        from kecae.training.kecae_trainer import train_kecae
+
+        train_kecae(
+            KECAETrainConfig(
+                data=str(tree),
+                out=str(tmp_path / "r"),
+                supervisor=str(supervisor),
+                preset="tiny",
+                max_steps=4,
+                num_pairs=100,
+                batch_size=8,
+                resume=False,
+                progress=False,
+                device="cpu",
+            )
+        )
+
+
+def test_kecae_resume_may_change_stopping_and_logging_and_fresh_starts_a_new_folder(
+    tree, supervisor, tmp_path, capsys, kecae_args
+):
+    out = tmp_path / "r"
+    assert main(kecae_args(tree, supervisor, out, 2)) == 0
+    # more steps, other logging cadence, other device name: a continuation
+    assert (
+        main(
+            [
+                *kecae_args(tree, supervisor, out, 3),
+                "--log-every",
+                "1",
+                "--ckpt-every",
+                "1",
+                "--sample-every",
+                "5",
+                "--device",
+                "auto",
+            ]
+        )
+        == 0
+    )
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 3
+    # another learning rate: refused; with --fresh the run starts in r-2, r is left as it is
+    before = (out / "checkpoints" / "last.pt").read_bytes()
+    capsys.readouterr()
+    assert main([*kecae_args(tree, supervisor, out, 2), "--lr", "5e-4"]) == 2
+    assert "lr 0.0001 there, 0.0005 now" in capsys.readouterr().err
+    assert main([*kecae_args(tree, supervisor, out, 2), "--lr", "5e-4", "--fresh"]) == 0
+    assert (out / "checkpoints" / "last.pt").read_bytes() == before
+    fresh = load_checkpoint(tmp_path / "r-2" / "checkpoints" / "last.pt")
+    assert fresh["step"] == 2 and fresh["train_config"]["lr"] == 5e-4
+    assert "KECAE:" in capsys.readouterr().out
+
+
+def test_nan_stops_with_message_and_keeps_checkpoint(
+    tree, supervisor, tmp_path, monkeypatch, capsys, kecae_args
+):
+    out = tmp_path / "nan"
+    assert main(kecae_args(tree, supervisor, out, 2)) == 0
+    before = load_checkpoint(out / "checkpoints" / "last.pt")
+    import kecae.training.kecae_trainer as trainer
+
+    real = trainer.hybrid_loss
+
+    def poisoned(*args, **kwargs):
+        total, terms = real(*args, **kwargs)
+        return total * float("nan"), terms
+
+    monkeypatch.setattr(trainer, "hybrid_loss", poisoned)
+    assert main(kecae_args(tree, supervisor, out, 5)) == 2
+    err = capsys.readouterr().err
+    assert "nan at step 2" in err and "last.pt" in err
+    after = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert after["step"] == before["step"] == 2
+    for name, tensor in before["model"].items():
+        assert torch.equal(tensor, after["model"][name])
+
+
+def test_frozen_supervisor_is_eval_and_gradient_free(supervisor, tree):
+    from kecae.training.kecae_trainer import load_supervisor
+
+    cfg = KECAETrainConfig(data=str(tree), supervisor=str(supervisor), preset="tiny")
+    sup, _ = load_supervisor(cfg, 32, torch.device("cpu"))
+    assert not sup.training and not any(p.requires_grad for p in sup.parameters())
+    with pytest.raises(KecaeError, match="--image-size 64"):
+        load_supervisor(cfg, 64, torch.device("cpu"))
+    with pytest.raises(KecaeError, match="--supervisor"):
+        load_supervisor(KECAETrainConfig(data=str(tree)), 32, torch.device("cpu"))
+
+
+def test_joint_mode_trains_supervisor_too(tree, tmp_path):
+    out = tmp_path / "joint"
+    rc = main(
+        [
+            "train",
+            "--data",
+            str(tree),
+            "--out",
+            str(out),
+            "--supervisor-mode",
+            "joint",
+            "--joint-arch",
+            "small",
+            "--preset",
+            "tiny",
+            "--max-steps",
+            "2",
+            "--num-pairs",
+            "64",
+            "--batch-size",
+            "8",
+            "--log-every",
+            "1",
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert rc == 0
+    ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert "supervisor" in ckpt
+    assert "sup_real" in (out / "log.csv").read_text().splitlines()[0]
+    first = next(csv.DictReader((out / "log.csv").read_text().splitlines()))
+    assert float(first["sup_real"]) > 0
