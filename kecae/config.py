@@ -163,15 +163,7 @@ def add_options(
             continue
         opt, hint = _option_of(f), _hints(cls)[f.name]
         flag, default = _flag(f, hint), _default(f)
-        text = helps.get(f.name, "")
-        if not (
-            isinstance(default, (list, tuple, dict))
-            or default is None
-            or default == ""
-            or opt.required
-            or opt.positional
-        ):
-            text += f" (default: {default})"
+        text = helps.get(f.name, "") + _default_text(default, opt)
         text = text.replace("%", "%%")
         choices = list(opt.choices) if opt.choices is not None else None
         kind = _text_type(hint)
@@ -198,6 +190,16 @@ def add_options(
             )
         else:
             parser.add_argument(flag, type=kind, choices=choices, **common)
+
+
+def _default_text(default: Any, opt: Option) -> str:
+    """`` (default: X)`` for the help, or nothing when there is no default to show."""
+    if opt.required or opt.positional or default is None or default in ("", [], {}):
+        return ""
+    if isinstance(default, (list, tuple)):
+        sep = "," if opt.parse is not None else " "  # as the option takes it
+        return f" (default: {sep.join(map(str, default))})"
+    return "" if isinstance(default, dict) else f" (default: {default})"
 
 
 def _text_type(hint: Any) -> Callable[[str], Any]:

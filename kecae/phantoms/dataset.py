@@ -47,6 +47,7 @@ from kecae.phantoms.synth import (
     sample_params,
     sample_patient_traits,
 )
+from kecae.runfolder import check_same
 
 log = logging.getLogger(__name__)
 
@@ -281,18 +282,15 @@ def _check_out(out: Path, spec: dict[str, object]) -> None:
             raise KecaeError(
                 f"{spec_file} is unreadable ({exc}); delete {out} and run again"
             ) from exc
-        old_key = {k: v for k, v in old.items() if k != "version"}
-        new_key = {k: v for k, v in spec.items() if k != "version"}
-        if old_key != new_key:
-            diff = ", ".join(
-                f"{k}: {old_key.get(k)!r} -> {new_key.get(k)!r}"
-                for k in sorted(set(old_key) | set(new_key))
-                if old_key.get(k) != new_key.get(k)
-            )
-            raise KecaeError(
-                f"{out} holds phantoms made with other settings ({diff}); "
-                "use another output folder, or delete this one to remake it"
-            )
+        check_same(
+            out,
+            old,
+            spec,
+            ignore=("version",),
+            what="phantoms",
+            sep="; ",
+            fix="use another output folder, or delete this one to remake it",
+        )
     elif out.exists() and any(out.iterdir()):
         raise KecaeError(
             f"{out} is not empty and was not made by `kecae phantoms`; "

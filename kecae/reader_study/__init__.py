@@ -16,5 +16,6 @@ exchange: it shows the original (the recipient) beside the exchanged image and r
 the change matches the intended exchange.
 
 The modules: :mod:`~kecae.reader_study.db` (schema, connections), :mod:`.prepare`,
-:mod:`.app` (the Flask app and its server), :mod:`.analyze` (Table III), :mod:`.cli`.
+:mod:`.app` (the Flask app and its server), :mod:`.analyze` (Table III); the command is
+:mod:`kecae.cli.reader_study`.
 """

@@ -46,8 +46,15 @@ from kecae.results import (
     lookup,
     read_targets,
 )
-from kecae.runfolder import AblationRun, RunLayout, read_metrics, store_path, write_section
-from kecae.runfolder import write_sections as write_run_sections
+from kecae.runfolder import (
+    AblationRun,
+    RunLayout,
+    differences,
+    read_metrics,
+    store_path,
+    write_section,
+    write_sections,
+)
 from kecae.studies.subruns import kecae_run_config
 
 log = logging.getLogger(__name__)
@@ -323,7 +330,7 @@ def _run_row_seed(
     # a row folder trained with other settings is refused by the trainer's strict resume
     want = {"steps": cfg.steps, "eval_pairs": cfg.eval_pairs, "judge": inputs.judge}
     done = read_metrics(folder.root)
-    if done.get("ablation_run") == want and "targets" in done:
+    if "targets" in done and not differences(done.get("ablation_run") or {}, want):
         return done
     ckpt = folder.kecae.last
     step = int(load_checkpoint(ckpt, kind="kecae")["step"]) if ckpt.is_file() else 0
@@ -359,7 +366,7 @@ def _run_row_seed(
             cache_dir=cfg.cache_dir,
         )
     )
-    return write_run_sections(folder.root, {TIMING: timing, "ablation_run": want})
+    return write_sections(folder.root, {TIMING: timing, "ablation_run": want})
 
 
 def _score(metrics: dict[str, Any]) -> tuple[int, float]:

@@ -22,7 +22,7 @@ from kecae.errors import KecaeError
 from kecae.files import atomic_write_text
 from kecae.registry import PRESETS
 from kecae.results import LambdaGrid
-from kecae.runfolder import KECAERun, RunLayout, jsonable, write_section
+from kecae.runfolder import KECAERun, RunLayout, differences, jsonable, write_section
 from kecae.studies.subruns import Progress, check_sub_run, kecae_run_config, resolve_data
 from kecae.training.config import KECAETrainConfig, kecae_model_config
 
@@ -229,7 +229,7 @@ def _measured_cell(
     path = layout.studies.lambda_separability(cell)
     if path.is_file():
         stored = json.loads(path.read_text())
-        if all(stored.get(k) == v for k, v in want.items()):
+        if not differences(stored, want, fields=want):
             return CellResult(
                 **{f.name: stored.get(f.name) for f in dataclasses.fields(CellResult)}
             )
