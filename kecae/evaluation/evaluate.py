@@ -58,7 +58,7 @@ from kecae.results import (
     Separability,
     SupervisorSummary,
 )
-from kecae.runfolder import RunLayout, write_sections
+from kecae.runfolder import ClassifierRun, RunLayout, write_sections
 
 if TYPE_CHECKING:
     import torch
@@ -343,8 +343,10 @@ def _measure(images: np.ndarray, sides: list[str | None]) -> _Measured:
 
 
 def _is_phantom_data(data: str) -> bool:
+    from kecae.phantoms.dataset import CSV_NAME
+
     p = Path(data)
-    gt = p / "ground_truth.csv" if p.is_dir() else p
+    gt = p / CSV_NAME if p.is_dir() else p
     if not gt.is_file():
         return False
     with open(gt) as fh:
@@ -416,7 +418,7 @@ def _judge_summary(models: _Models, real: _RealImages, device: torch.device) -> 
 
 
 def _supervisor_summary(models: _Models) -> SupervisorSummary:
-    run_metrics = Path(models.supervisor_path).parent / "metrics.json"
+    run_metrics = ClassifierRun(Path(models.supervisor_path).parent).metrics
     return SupervisorSummary(
         arch=models.supervisor_ckpt["model_config"]["arch"],
         checkpoint=str(models.supervisor_path),

@@ -25,6 +25,7 @@ import numpy as np
 from kecae import __version__
 from kecae.errors import KecaeError
 from kecae.reader_study import db
+from kecae.runfolder import GeneratedFolder
 
 _NEEDED = ("path", "grade", "pair_index", "direction", "recipient_path", "donor_path")
 _READER_NAME = re.compile(r"^[\w.@-]{1,40}$")
@@ -66,7 +67,7 @@ def read_pairs(generated: str | Path) -> tuple[dict[int, _Pair], dict[Path, int]
     """The complete pairs of a generated folder's manifest, and every real source image it names
     with its grade (recipients and donors)."""
     generated = Path(generated)
-    manifest = generated / "manifest.csv"
+    manifest = GeneratedFolder(generated).manifest
     if not manifest.is_file():
         raise KecaeError(
             f"{manifest} not found: pass the folder that `kecae generate --out DIR` "
@@ -205,7 +206,7 @@ def prepare_study(
     keys = sorted(complete)
     chosen = [complete[keys[i]] for i in sorted(rng.choice(len(keys), size=pairs, replace=False))]
     used = {p for pair in chosen for p in pair.recipient.values()}
-    with open(generated / "manifest.csv", newline="") as fh:  # donors of chosen pairs too
+    with open(GeneratedFolder(generated).manifest, newline="") as fh:  # donors of chosen pairs too
         chosen_idx = {pair.index for pair in chosen}
         used |= {
             _resolve(r["donor_path"], generated)
