@@ -167,6 +167,7 @@ def hybrid_loss(
     lambda_fold: float = 0.0,
     sup_perturb: float = 0.0,
     lambda_edit: float = 0.0,
+    sup_target: str = "label",
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """J = J_MSE + λ1·J_SUP + λ2·J_LDA (Eq. 8) for one batch of pairs, plus the optional
@@ -178,6 +179,10 @@ def hybrid_loss(
     cat([X'1, X'2]) (2B images), perturbed first when ``sup_perturb`` > 0. Freezing it is the
     caller's job (eval mode, requires_grad False): gradients still flow through it to the
     generator. ``recon`` picks the reconstruction term (the paper's MSE, or L1).
+    ``sup_target="donor"`` replaces the donor's grade label in J_SUP by the supervisor's own
+    (soft) call on the donor image: a donor whose grade label says KL-2 but whose joint looks
+    healthy then asks for a healthy-looking X', so the exchange follows the donor's features,
+    not its label (the phantom grades, like readers', overlap).
 
     Returns the total (a scalar with grad) and a dict of detached scalars ``mse`` (the
     reconstruction term, whichever its kind), ``sup``, ``lda``, ``total`` (and ``disp``,
@@ -199,7 +204,16 @@ def hybrid_loss(
     j_rec = reconstruction_term(x1, out.x1_hat, x2, out.x2_hat, recon)
     x_ex = perturb_for_supervisor(torch.cat([out.x1_ex, out.x2_ex]), sup_perturb, generator)
     logits = supervisor(x_ex)  # (2B, K)
-    j_sup = supervision_term(logits[:b], logits[b:], y1, y2)
+    if sup_target == "donor":
+        with torch.no_grad():  # the supervisor's belief about each donor image, a soft target
+            p_donor = torch.softmax(supervisor(torch.cat([x2, x1])).float(), dim=1)  # (2B, K)
+        j_sup = F.cross_entropy(logits[:b].float(), p_donor[:b]) + F.cross_entropy(
+            logits[b:].float(), p_donor[b:]
+        )
+    elif sup_target == "label":
+        j_sup = supervision_term(logits[:b], logits[b:], y1, y2)
+    else:
+        raise ValueError(f"unknown supervision target {sup_target!r}; choose 'label' or 'donor'")
     j_lda = 0.5 * (
         lda_term(out.hn1, out.hk1, lda_eps, lda_mode)
         + lda_term(out.hn2, out.hk2, lda_eps, lda_mode)

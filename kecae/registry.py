@@ -133,6 +133,15 @@ RECON_LOSSES = Registry(
     ],
 )
 
+#: What J_SUP asks the supervisor to say about an exchanged image (``kecae.losses.hybrid_loss``).
+SUP_TARGETS = Registry(
+    "supervision target",
+    [
+        Component("label", "the donor's grade label (the paper)"),
+        Component("donor", "the supervisor's own call on the donor image (soft)"),
+    ],
+)
+
 #: How the supervisor takes part in KECAE training.
 SUPERVISOR_MODES = Registry(
     "supervisor mode",

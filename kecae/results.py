@@ -451,6 +451,21 @@ class Fidelity(Section):
 
 
 @dataclass
+class Oracle(Section):
+    """``oracle`` (phantom data only): the evaluation's rules applied to perfect exchanges,
+    rendered from the phantoms' ground truth (each recipient's parameters with its donor's key
+    features). Their scores are the ceiling a generator can reach with this judge and this
+    measurement; the controls (no-exchange outputs, reconstructions) are the model's own."""
+
+    NAME: ClassVar[str] = "oracle"
+
+    exchange_success: ExchangeSuccess = field(metadata={"read": ExchangeSuccess.from_dict})
+    plausibility: Plausibility = field(metadata={"read": Plausibility.from_dict})
+    fidelity: Fidelity = field(metadata={"read": Fidelity.from_dict})
+    description: str = ""
+
+
+@dataclass
 class Quality(Section):
     """``quality``: reconstruction PSNR / SSIM and in-domain Fréchet distances."""
 
@@ -478,6 +493,7 @@ class Target(Section):
     target: str  # e.g. ">= 0.9"
     value: Any
     met: bool | None
+    oracle: Any = optional()  # the same metric on perfect (oracle) exchanges; phantoms only
 
     @property
     def threshold(self) -> float:

@@ -370,3 +370,27 @@ def test_intensity_edit_term_counts_only_what_the_warp_does_not_explain():
     base, _ = hybrid_loss(out, x1, x2, y, y + 1, _CountingSupervisor())
     assert total.item() == pytest.approx(base.item() + 2.0 * by_hand.item(), rel=1e-6)
     assert terms["edit"].item() == pytest.approx(by_hand.item())
+
+
+def test_donor_target_asks_for_the_supervisors_call_on_the_donor():
+    out, x1, x2 = _fake_output(b=2, s=4)
+    y1, y2 = torch.zeros(2, dtype=torch.long), torch.ones(2, dtype=torch.long)
+    sup = _CountingSupervisor()
+    _, terms = hybrid_loss(out, x1, x2, y1, y2, sup, sup_target="donor")
+    assert sup.batches == [4, 4]  # X'1, X'2 with grad; the donors X2, X1 without
+    logits_ex = sup.linear(torch.cat([out.x1_ex, out.x2_ex]).mean((1, 2, 3))[:, None])
+    p_donor = torch.softmax(sup.linear(torch.cat([x2, x1]).mean((1, 2, 3))[:, None]), 1)
+    by_hand = (
+        -(p_donor[:2] * torch.log_softmax(logits_ex[:2], 1)).sum(1).mean()
+        - (p_donor[2:] * torch.log_softmax(logits_ex[2:], 1)).sum(1).mean()
+    )
+    assert terms["sup"].item() == pytest.approx(by_hand.item(), rel=1e-6)
+    # donors the supervisor is sure about (KL-0 dark, KL-2 bright) give the hard-label term back
+    with torch.no_grad():
+        sup.linear.weight.mul_(1e4)
+    x1, x2 = torch.full_like(x1, -0.5), torch.full_like(x2, 0.5)
+    _, soft = hybrid_loss(out, x1, x2, y1, y2, sup, sup_target="donor")
+    _, label = hybrid_loss(out, x1, x2, y1, y2, sup)
+    assert soft["sup"].item() == pytest.approx(label["sup"].item(), rel=1e-5)
+    with pytest.raises(ValueError, match="supervision target"):
+        hybrid_loss(out, x1, x2, y1, y2, sup, sup_target="teacher")

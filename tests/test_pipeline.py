@@ -211,6 +211,15 @@ def test_generate_evaluate_report(run):
     assert m["quality"]["recon_psnr"] > 0 and -1 <= m["quality"]["recon_ssim"] <= 1
     assert m["quality"]["frechet"] >= 0 and m["quality"]["frechet_real_floor"] >= 0
     assert set(m["targets"]) and all("met" in t for t in m["targets"].values())
+    # on phantoms every rule is also applied to perfect exchanges rendered from the ground truth
+    oracle = m["oracle"]
+    assert oracle["exchange_success"]["n"] == 24
+    # the controls are the model's own, only X' differs
+    assert oracle["exchange_success"]["judge_control_kl0_to_kl2"] == ex["judge_control_kl0_to_kl2"]
+    assert oracle["fidelity"]["key_transfer_median"] == pytest.approx(1.0, abs=0.35)
+    agreement = m["targets"]["judge agrees with its call on the donor, KL-0 -> KL-2"]
+    assert agreement["oracle"] == oracle["exchange_success"]["judge_agreement_kl0_to_kl2"]
+    assert m["targets"]["SVM on hK"].get("oracle") is None  # no oracle for the latents
     ex_npz = __import__("numpy").load(run / "eval" / "examples.npz")
     assert ex_npz["x1_ex"].shape[1:] == (64, 64)
 

@@ -19,6 +19,7 @@ from kecae.results import (
     Fidelity,
     FidelityDirection,
     JudgeSummary,
+    Oracle,
     Plausibility,
     Quality,
     Separability,
@@ -103,9 +104,13 @@ TARGETS = (
 )
 
 
-def check_targets(sections: dict[str, Any]) -> dict[str, Target]:
+def check_targets(
+    sections: dict[str, Any], oracle: dict[str, Any] | None = None
+) -> dict[str, Target]:
     """Each target with its measured value (from the written form of ``sections``) and whether
-    it is met (None when not computed). A −inf median (most measurements refused) is a miss."""
+    it is met (None when not computed). A −inf median (most measurements refused) is a miss.
+    With ``oracle`` (the written ``oracle`` section, phantoms only) each target also gets the
+    value perfect exchanges score on the same metric, where the oracle has it."""
     out = {}
     for spec in TARGETS:
         value = lookup(sections, spec.metric)
@@ -114,6 +119,7 @@ def check_targets(sections: dict[str, Any]) -> dict[str, Target]:
             target=f"{spec.op} {spec.threshold}",
             value=value,
             met=spec.met(value),
+            oracle=lookup(oracle, spec.metric) if oracle else None,
         )
     return out
 
@@ -152,9 +158,25 @@ def format_headline(metrics: dict[str, Any]) -> str:
             f"  reconstruction PSNR {_num(qual.recon_psnr, '{:.2f}')} dB, SSIM "
             f"{_num(qual.recon_ssim)}; judge test accuracy {_num(judge.test_accuracy)}, "
             f"supervisor {_num(sup.test_accuracy)}",
+            *_oracle_line(metrics),
             f"  targets met: {sum(x is True for x in met)} of {len(met)}",
         ]
     )
+
+
+def _oracle_line(metrics: dict[str, Any]) -> list[str]:
+    """On phantoms: what a perfect exchange scores on the same rules (the ceiling)."""
+    if not isinstance(metrics.get(Oracle.NAME), dict):
+        return []
+    oracle = Oracle.from_dict(metrics[Oracle.NAME])
+    jd, fid = oracle.exchange_success.judge, oracle.fidelity.directions
+    return [
+        f"  a perfect exchange (oracle) scores: agreement {_pct(jd[KL0_TO_KL2].agreement.value)} / "
+        f"{_pct(jd[KL2_TO_KL0].agreement.value)}, key transfer "
+        f"{_num(fid[KL0_TO_KL2].key_transfer_median)} / "
+        f"{_num(fid[KL2_TO_KL0].key_transfer_median)}, osteophytes on X'1 "
+        f"{_pct(oracle.fidelity.osteophyte_rate_x1_ex.value)}"
+    ]
 
 
 def _num(value: Any, fmt: str = "{:.3f}") -> str:

@@ -36,6 +36,7 @@ from kecae.results import (
     FidelityDirection,
     JudgeSummary,
     LambdaGrid,
+    Oracle,
     Plausibility,
     Quality,
     SamplingSize,
@@ -284,6 +285,7 @@ def _targets(run: RunData) -> str:
     targets = read_targets(run.section(TARGETS_SECTION))
     if not targets:
         return _missing("targets", "evaluate", run)
+    with_oracle = any(t.oracle is not None for t in targets.values())
     rows = []
     for name, t in targets.items():
         mark = (
@@ -295,8 +297,23 @@ def _targets(run: RunData) -> str:
         )
         measured = fmt(t.value, "num") if number(t.value) is not None else (t.value or "—")
         wanted = "" if t.target is None else t.target
-        rows.append([f"<code>{escape(name)}</code>", escape(wanted), escape(measured), mark])
-    return table(["Target", "Wanted", "Measured", ""], rows, "targets")
+        row = [f"<code>{escape(name)}</code>", escape(wanted), escape(measured), mark]
+        if with_oracle:
+            row.append(escape(fmt(t.oracle, "num")) if number(t.oracle) is not None else "—")
+        rows.append(row)
+    header = ["Target", "Wanted", "Measured", ""]
+    parts = []
+    if with_oracle:
+        header.append("A perfect exchange")
+        parts.append(
+            note(
+                "<b>A perfect exchange</b>: the same metric on oracle images, each recipient "
+                "rendered from its phantom ground truth with the donor's key features. It is "
+                "the ceiling with this judge and this measurement: a target above it cannot be "
+                "met by any generator."
+            )
+        )
+    return table(header, rows, "targets") + "".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,20 +400,25 @@ def _exchange(run: RunData) -> str:
     parts = []
     if sec:
         rows = []
-        for direction in DIRECTIONS:
-            keys = (
-                _judge("agreement", direction),
-                _judge("agreement_control", direction),
-                _judge("raw", direction),
-                _judge("control", direction),
-                _judge("recon", direction),
-                _judge("success", direction),
-                _supervisor("raw", direction),
-                _supervisor("control", direction),
-            )
-            rows.append(
-                [escape(_EXCHANGE_LABELS[direction])] + [_rate_cell(sec, key) for key in keys]
-            )
+        oracle = run.section(Oracle.NAME).get(ExchangeSuccess.NAME)
+        for label, source in (("", sec), ("A perfect exchange (oracle), ", oracle)):
+            if not isinstance(source, dict):
+                continue
+            for direction in DIRECTIONS:
+                keys = (
+                    _judge("agreement", direction),
+                    _judge("agreement_control", direction),
+                    _judge("raw", direction),
+                    _judge("control", direction),
+                    _judge("recon", direction),
+                    _judge("success", direction),
+                    _supervisor("raw", direction),
+                    _supervisor("control", direction),
+                )
+                rows.append(
+                    [escape(label + _EXCHANGE_LABELS[direction])]
+                    + [_rate_cell(source, key) for key in keys]
+                )
         parts.append(
             table(
                 [
@@ -425,7 +447,9 @@ def _exchange(run: RunData) -> str:
                 "own key: the reconstruction for a decoded exchange, the recipient itself for a "
                 "residual or warp exchange), the rate an exchange must beat; <b>on X̂</b>: on the "
                 "plain reconstruction. <b>Success</b> also asks the image to be plausible (see "
-                "below). Cells give the 95 % Wilson interval and n."
+                "below). Cells give the 95 % Wilson interval and n. On phantoms the <b>perfect "
+                "exchange</b> rows apply the same rules to oracle images (each recipient "
+                "rendered from its ground truth with its donor's key features): the ceiling."
             )
         )
         es = ExchangeSuccess.from_dict(sec)
@@ -847,6 +871,7 @@ def _entries(d: dict[str, Any]) -> list[list[str]]:
 
 #: Sections laid out by their own part of the page; others are listed as raw entries.
 KNOWN_SECTIONS = {
+    Oracle.NAME,
     Separability.NAME,
     ExchangeSuccess.NAME,
     Plausibility.NAME,

@@ -13,6 +13,7 @@ from kecae.registry import (
     LDA_MODES,
     PRESETS,
     RECON_LOSSES,
+    SUP_TARGETS,
     SUPERVISOR_MODES,
 )
 
@@ -78,6 +79,7 @@ class KECAETrainConfig:
     lambda_edit: float = 0.0  # L1 on intensity edits a warp does not explain (sparse residuals)
     lambda_cycle: float = 0.0  # re-encoding X' gives back the latents it was made of
     lambda_same: float = 0.0  # a key exchanged between two knees of one grade changes little
+    sup_target: str = setting("label", choices=SUP_TARGETS)  # J_SUP: donor's label (paper) or look
     sup_perturb: float = 0.0  # random shift / blur (px) of X' before the supervisor (0: none)
     lambda_key_cls: float = 0.0  # linear probe: the key vector must tell the grade
     lambda_nonkey_adv: float = 0.0  # adversarial probe (gradient reversal): hN must not

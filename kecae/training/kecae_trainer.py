@@ -34,7 +34,7 @@ from kecae.errors import KecaeError
 from kecae.files import atomic_path, atomic_write_text
 from kecae.losses import GradeProbes, consistency_terms, hybrid_loss, probe_terms
 from kecae.models.autoencoder import KECAE, KECAEConfig
-from kecae.registry import LDA_MODES, RECON_LOSSES, SUPERVISOR_MODES
+from kecae.registry import LDA_MODES, RECON_LOSSES, SUP_TARGETS, SUPERVISOR_MODES
 from kecae.runfolder import (
     KECAERun,
     check_resumable,
@@ -105,6 +105,8 @@ def check_loss_settings(cfg: KECAETrainConfig) -> None:
         raise KecaeError(f"--lda-mode {cfg.lda_mode!r}: choose one of {list(LDA_MODES)}")
     if cfg.recon not in RECON_LOSSES:
         raise KecaeError(f"--recon {cfg.recon!r}: choose one of {list(RECON_LOSSES)}")
+    if cfg.sup_target not in SUP_TARGETS:
+        raise KecaeError(f"--sup-target {cfg.sup_target!r}: choose one of {list(SUP_TARGETS)}")
 
 
 def load_supervisor(
@@ -421,6 +423,7 @@ def _batch_loss(
         lambda_fold=cfg.lambda_fold,
         sup_perturb=cfg.sup_perturb,
         lambda_edit=cfg.lambda_edit,
+        sup_target=cfg.sup_target,
         generator=gen,
     )
     if cfg.lambda_cycle > 0 or cfg.lambda_same > 0:
