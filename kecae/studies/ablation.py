@@ -187,6 +187,30 @@ ROWS: dict[str, AblationRow] = {
                 "lambda_nonkey_adv": 0.1,
             },
         ),
+        AblationRow(
+            "warp_grid32",
+            "warp with a 32×32 displacement grid",
+            {**_WARP, "warp_grid": 32},
+            _WARP_LOSS,
+        ),
+        AblationRow(
+            "warp_donor",
+            "warp, J_SUP asks for the supervisor's call on the donor, not its grade label",
+            _WARP,
+            {**_WARP_LOSS, "sup_target": "donor"},
+        ),
+        AblationRow(
+            "combo_g32",
+            "warp_grid32 + λ1 = 0.3 + width 0.25 + cycle",
+            {**_WARP, "warp_grid": 32, "width": 0.25},
+            {**_WARP_LOSS, "lambda_sup": 0.3, "lambda_cycle": 1.0},
+        ),
+        AblationRow(
+            "combo_g32_donor",
+            "combo_g32 with J_SUP on the supervisor's call on the donor",
+            {**_WARP, "warp_grid": 32, "width": 0.25},
+            {**_WARP_LOSS, "lambda_sup": 0.3, "lambda_cycle": 1.0, "sup_target": "donor"},
+        ),
     ]
 }
 
