@@ -157,5 +157,7 @@ AUGMENTATIONS = Registry(
     [
         Component("none", "the images as they are"),
         Component("classic", "flips, small rotations, intensity changes"),
+        Component("mixup", "mixup: two images and their labels blended, weight ~ Beta(0.2, 0.2)"),
+        Component("cutmix", "CutMix: a box pasted from another image, labels by area"),
     ],
 )

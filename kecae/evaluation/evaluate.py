@@ -9,8 +9,8 @@ The run folder (layout: :mod:`kecae.runfolder`; made by `kecae demo`, or by hand
     DIR/metrics.json  sections: separability, plausibility, exchange_success, judge, supervisor,
                       fidelity, quality, targets (:mod:`kecae.results`; others are kept)
 
-Exchanged pairs are drawn from the TEST split, so nothing here was seen in training. Every rate on
-generated images sits beside the same rule on controls:
+Exchanged pairs are drawn from the TEST split (``split="val"``: validation, for tuning), so nothing
+here was seen in training. Every rate on generated images sits beside the same rule on controls:
 
 - the **no-exchange output** (the recipient given its own key: the reconstruction X̂ for the
   paper's decoded exchange, the recipient itself for a residual or warp exchange): what the
@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from kecae import CLASS_GRADES
+from kecae.config import setting
 from kecae.data.cache import ImageSet, load_image_set
 from kecae.data.pairs import PairSampler
 from kecae.device import select_device
@@ -85,9 +86,20 @@ _DIRECTION_IMAGES = {
 }
 
 
+#: Where ``kecae evaluate`` draws its pairs and SVM images from.
+EVAL_SPLITS = ("test", "val")
+
+
 @dataclass
 class EvaluateConfig:
-    """Evaluation of a run folder."""
+    """Evaluation of a run folder.
+
+    ``split="val"`` (what ``kecae tune`` selects on) draws the pairs, the separability images and
+    the judge's real-image control from the validation split instead of the test split. The
+    plausibility rule is calibrated on validation images, so on "val" its real-image control
+    passes the nominal share by construction: read ``plausibility.ratio_to_real`` there as X'
+    against the nominal level, not against an independent control.
+    """
 
     run: str = ""  # run folder (see the module docstring)
     kecae_checkpoint: str | None = None  # default: RUN/kecae/checkpoints/last.pt
@@ -99,6 +111,7 @@ class EvaluateConfig:
     separability_images: int = 1000  # most test images per SVM (5-fold)
     examples: int = 8  # pairs kept for the report's figure
     seed: int = 0  # seeds the test-pair sample
+    split: str = setting("test", choices=EVAL_SPLITS)  # where pairs and SVM images come from
     band: float = 0.12  # half-height of the joint band, as a fraction of the image side
     plausibility_quantile: float = 0.99  # nominal pass rate of real held-out images
     device: str = "auto"  # auto / cpu / cuda
@@ -310,7 +323,9 @@ def _real_images(cfg: EvaluateConfig, models: _Models) -> _RealImages:
             patient_regex=models.patient_regex,
         )
 
-    test_kl0, test_kl2 = load("test", CLASS_GRADES[0]), load("test", CLASS_GRADES[1])
+    # "test" unless cfg.split says "val" (kecae tune): every *test* set below is then the
+    # validation split, and the plausibility control passes its nominal share by construction
+    test_kl0, test_kl2 = load(cfg.split, CLASS_GRADES[0]), load(cfg.split, CLASS_GRADES[1])
     return _RealImages(
         test_kl0=test_kl0,
         test_kl2=test_kl2,

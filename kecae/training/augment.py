@@ -1,10 +1,13 @@
-"""Classic augmentation, the baseline a user would pick instead of KECAE: flips, small rotations,
-intensity changes. Applied on the batch tensor with a seeded generator, so runs are reproducible."""
+"""The augmentations a user would pick instead of KECAE: classic (flips, small rotations,
+intensity changes) and the mixing ones, mixup and CutMix. Applied on the batch tensor with a
+seeded generator, so runs are reproducible."""
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -45,3 +48,74 @@ def classic_augment(
     d = ((u() * 2 - 1) * brightness).to(x)[:, None, None, None]
     y = ((y.clamp_min(1e-6) ** g - 0.5) * c + 0.5 + d).clamp(0, 1)
     return y * 2 - 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixing augmentations: mixup and CutMix, the other baselines a user reaches for
+# ---------------------------------------------------------------------------------------------
+
+#: Beta(α, α) parameters of the mixing weight: mixup's 0.2 (Zhang et al. 2018, ImageNet) and
+#: CutMix's 1.0 (Yun et al. 2019, a uniform box area).
+MIXUP_ALPHA, CUTMIX_ALPHA = 0.2, 1.0
+
+
+class MixedBatch(NamedTuple):
+    """A mixed batch: images ``x``, the two label vectors and the weight of the first."""
+
+    x: torch.Tensor  # (B, 1, S, S)
+    y_a: torch.Tensor  # (B,) labels of the images themselves
+    y_b: torch.Tensor  # (B,) labels of the images mixed in
+    lam: float  # weight of y_a in the loss
+
+
+def mixup(x: torch.Tensor, y: torch.Tensor, lam: float, perm: torch.Tensor) -> MixedBatch:
+    """mixup: ``lam · x + (1 − lam) · x[perm]``, labels weighted the same way.
+
+    x: (B, 1, S, S), y: (B,), perm: (B,) a permutation of the batch -> :class:`MixedBatch`.
+    """
+    return MixedBatch(lam * x + (1 - lam) * x[perm], y, y[perm], float(lam))
+
+
+def cutmix(
+    x: torch.Tensor, y: torch.Tensor, box: tuple[int, int, int, int], perm: torch.Tensor
+) -> MixedBatch:
+    """CutMix: the rows ``top:bottom`` and columns ``left:right`` of each image replaced by the
+    same box of image ``perm[i]``; the weight of y_a is the share of pixels left untouched.
+
+    x: (B, 1, S, S), y: (B,), box: (top, bottom, left, right), perm: (B,) -> :class:`MixedBatch`.
+    """
+    top, bottom, left, right = box
+    mixed = x.clone()
+    mixed[:, :, top:bottom, left:right] = x[perm][:, :, top:bottom, left:right]
+    area = (bottom - top) * (right - left)
+    return MixedBatch(mixed, y, y[perm], 1.0 - area / (x.shape[-2] * x.shape[-1]))
+
+
+def mixed_cross_entropy(logits: torch.Tensor, batch: MixedBatch) -> torch.Tensor:
+    """``lam · CE(logits, y_a) + (1 − lam) · CE(logits, y_b)``: the loss of a mixed batch."""
+    return batch.lam * F.cross_entropy(logits, batch.y_a) + (1 - batch.lam) * F.cross_entropy(
+        logits, batch.y_b
+    )
+
+
+def mix_batch(
+    kind: str, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+) -> MixedBatch:
+    """One seeded draw of ``kind`` ("mixup" or "cutmix") for a batch: the weight from
+    Beta(α, α) (one per batch, as both papers do), a permutation of the batch and, for CutMix, a
+    box of area 1 − weight centred uniformly and clipped to the image."""
+    # Beta draws with a NumPy generator seeded from the torch one: reproducible under the seed
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    rng = np.random.default_rng(seed)
+    perm = torch.randperm(x.shape[0], generator=generator).to(x.device)
+    if kind == "mixup":
+        return mixup(x, y, float(rng.beta(MIXUP_ALPHA, MIXUP_ALPHA)), perm)
+    if kind != "cutmix":
+        raise ValueError(f"kind must be 'mixup' or 'cutmix', got {kind!r}")
+    lam = float(rng.beta(CUTMIX_ALPHA, CUTMIX_ALPHA))
+    h, w = x.shape[-2:]
+    cut_h, cut_w = round(h * math.sqrt(1 - lam)), round(w * math.sqrt(1 - lam))
+    cy, cx = int(rng.integers(h)), int(rng.integers(w))
+    top, bottom = max(cy - cut_h // 2, 0), min(cy + (cut_h + 1) // 2, h)
+    left, right = max(cx - cut_w // 2, 0), min(cx + (cut_w + 1) // 2, w)
+    return cutmix(x, y, (top, bottom, left, right), perm)

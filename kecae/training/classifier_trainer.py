@@ -31,7 +31,7 @@ from kecae.runfolder import (
     prepare_output,
     record_data_problems,
 )
-from kecae.training.augment import classic_augment
+from kecae.training.augment import classic_augment, mix_batch, mixed_cross_entropy
 from kecae.training.batches import ArrayBatcher, epoch_order
 from kecae.training.config import CLASSIFIER_MAY_CHANGE, ClassifierTrainConfig
 from kecae.training.distributed import (
@@ -45,6 +45,9 @@ from kecae.training.logs import RunLogger
 from kecae.training.step import autocast, check_finite, memory_format
 
 log = logging.getLogger(__name__)
+
+#: Augmentations that mix two images of a batch (their loss weighs both labels).
+MIXING = ("mixup", "cutmix")
 
 
 def _labels(grades: np.ndarray) -> np.ndarray:
@@ -210,8 +213,12 @@ def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
             y = torch.from_numpy(train.labels[idx]).to(device)
             if cfg.augment == "classic":
                 x = classic_augment(x, gen)
+            mixed = mix_batch(cfg.augment, x, y, gen) if cfg.augment in MIXING else None
             with autocast(device, cfg.amp):
-                loss = F.cross_entropy(net(x).float(), y)
+                if mixed is None:
+                    loss = F.cross_entropy(net(x).float(), y)
+                else:
+                    loss = mixed_cross_entropy(net(mixed.x).float(), mixed)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

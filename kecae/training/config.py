@@ -31,7 +31,7 @@ class ClassifierTrainConfig:
     model: dict[str, Any] = field(default_factory=dict)  # other ClassifierConfig fields
     image_size: int = 64  # side of the square model input, px
     augment_dirs: list[str] = field(default_factory=list)  # generated sets merged into train (T')
-    augment: str = setting("none", choices=AUGMENTATIONS)  # classic: flips, rotations, intensity
+    augment: str = setting("none", choices=AUGMENTATIONS)  # classic, mixup or cutmix (batch-level)
     epochs: int = 30  # maximum epochs
     patience: int = 6  # early stopping: epochs without a better validation accuracy
     batch_size: int = 64  # global batch (sum over ranks)
