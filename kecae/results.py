@@ -518,23 +518,37 @@ def read_targets(d: Any) -> dict[str, Target]:
 # ---------------------------------------------------------------------------------------------
 
 
+#: The test of a paired difference over seeds, in words (every study that reports one).
+PAIRED_TEST = "two-sided paired t-test over seeds (scipy.stats.ttest_rel)"
+
+
 @dataclass
 class PairedDifference(Section):
-    """Per-seed differences of a training set's test accuracy against T (same seed)."""
+    """Per-seed differences of a row's test accuracy against a baseline row (same model, same
+    training fraction, same seed: the same initial weights)."""
 
+    baseline: str  # the training set compared with (T or T+classic)
     mean: float
-    std: float
-    n: int
+    std: float  # sample std of the per-seed differences
+    n: int  # seeds
     values: list[float]
-    p_value: float  # two-sided paired t-test (NaN when undefined)
+    p_value: float  # PAIRED_TEST (NaN when n < 2 or every difference is equal)
+    wilcoxon_p: float  # exact two-sided Wilcoxon signed-rank p (NaN when undefined)
+    wilcoxon_min_p: float  # the smallest p that test can give with n seeds: 2 / 2**n
+
+
+def _difference(v: Any) -> PairedDifference | None:
+    return PairedDifference.from_dict(v) if isinstance(v, dict) else None
 
 
 @dataclass
 class DownstreamRow(Section):
-    """One (model, training set) cell of Table II: mean ± sample std over seeds."""
+    """One (model, training fraction, training set) cell of Table II: mean ± sample std over
+    seeds, and the paired differences against T and against T+classic."""
 
     model: str
-    training_set: str  # T, T+classic or T'
+    train_fraction: float  # share of the real training patients (1.0: all)
+    training_set: str  # a name of kecae.studies.downstream.TRAINING_SETS
     accuracy_mean: float
     accuracy_std: float
     precision_mean: float
@@ -548,25 +562,39 @@ class DownstreamRow(Section):
     n_train_generated: int
     accuracy_values: list[float]
     seeds: list[int]
+    paired_vs_t: PairedDifference | None = field(
+        default=None, metadata={"read": _difference, "optional": True}
+    )
+    paired_vs_classic: PairedDifference | None = field(
+        default=None, metadata={"read": _difference, "optional": True}
+    )
+
+
+@dataclass
+class DownstreamFraction(Section):
+    """What one training fraction trained on, and where its generated images come from."""
+
+    train_fraction: float
+    data: str  # the data set the fraction's classifiers (and generator) read
+    n_patients: int  # real training patients kept
+    n_train_real: int  # their KL-0 and KL-2 training images
+    supervisor: str | None  # the supervisor of the fraction's KECAE (None: no T' row)
+    kecae: str | None  # the KECAE checkpoint that made the generated images
+    kecae_reused: bool  # the run's own KECAE (same settings, same data) was used
+    kecae_steps: int | None
+    generated: str | None  # the generated folder
+    generated_pairs: int  # pairs added to T' (2 images each)
 
 
 @dataclass
 class Downstream(Section):
-    """``downstream`` (``kecae study downstream``): Table II, classifiers on T, T+classic, T'."""
+    """``downstream`` (``kecae study downstream``): Table II at each training fraction."""
 
     NAME: ClassVar[str] = "downstream"
 
     rows: list[DownstreamRow] = field(metadata=_sections_of(DownstreamRow))
-    gain: dict[str, dict[str, float]]  # model -> set -> accuracy mean minus T's
-    paired_difference: dict[str, dict[str, PairedDifference]] = field(
-        metadata={
-            "read": lambda v: {
-                m: {s: PairedDifference.from_dict(x) for s, x in sets.items()}
-                for m, sets in (v or {}).items()
-                if isinstance(sets, dict)
-            }
-        }
-    )
+    fractions: list[DownstreamFraction] = field(metadata=_sections_of(DownstreamFraction))
+    test: str  # the test of the paired differences, in words
     test_n: int
     val_n: int
     epochs: int
@@ -575,10 +603,10 @@ class Downstream(Section):
     seeds: list[int]
     image_size: int
     data: str
-    generated: str | None
-    generated_pairs_used: int
-    generated_pairs_available: int
-    generated_pairs_asked: int
+    gen_ratio: float  # generated images per real training image of the fraction
+    subsample_seed: int
+    generator_targets_missed: list[str] | None  # the run's KECAE: targets missed (None: none read)
+    generator_targets_total: int  # targets in the run's metrics.json
     note: str
 
 
@@ -680,6 +708,57 @@ class Ablation(Section):
     budget: dict[str, Any]
     shared: dict[str, Any]  # data, supervisor, judge (paths stored relative to the run)
     examples: dict[str, str]  # best row -> its examples.npz, relative to the run
+    note: str
+
+
+@dataclass
+class TuneTrial(Section):
+    """One trial of ``kecae tune``: its settings and its validation objective."""
+
+    number: int
+    state: str  # COMPLETE, FAIL, RUNNING (Optuna's trial states)
+    params: dict[str, Any]
+    objective: float | None  # the validation objective (kecae.studies.tune.OBJECTIVE)
+    terms: dict[str, float | None]  # its terms, each in [0, 1]
+    folder: str | None  # the trial's run folder, relative to the run
+
+
+@dataclass
+class TuneFinal(Section):
+    """One row of the final comparison: a setting trained on the same budget, its validation
+    objective and its test evaluation."""
+
+    name: str  # best, paper or run
+    description: str
+    params: dict[str, Any]  # the settings this row changes from the run's
+    val_objective: float | None
+    val_terms: dict[str, float | None]
+    test_objective: float | None
+    test_terms: dict[str, float | None]
+    targets_met: int | None  # of the targets of the test evaluation
+    targets_total: int | None
+    checkpoint: str  # its KECAE, relative to the run
+
+
+@dataclass
+class Tune(Section):
+    """``tune`` (``kecae tune``): Optuna's search of the KECAE settings on a validation
+    objective, and the best trial against the paper's λ and the run's own settings."""
+
+    NAME: ClassVar[str] = "tune"
+
+    objective: str  # the formula in words
+    sampler: str
+    seed: int
+    steps: int  # optimiser steps of every trial and every final row
+    batch_size: int
+    eval_pairs: int
+    search_space: dict[str, str]  # setting -> its range
+    trials: list[TuneTrial] = field(metadata=_sections_of(TuneTrial))
+    best_trial: int | None
+    best_params: dict[str, Any]
+    final: list[TuneFinal] = field(metadata=_sections_of(TuneFinal))
+    storage: str  # the Optuna SQLite file, relative to the run
     note: str
 
 

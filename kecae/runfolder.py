@@ -231,13 +231,13 @@ class StudyFolders:
 
     root: Path
 
-    def downstream(self, arch: str, training_set: str, seed: int) -> ClassifierRun:
-        """One classifier of Table II: ``training_set`` is the set's folder name."""
-        return ClassifierRun(self.root / "downstream" / arch / training_set / f"seed_{seed}")
+    def downstream(self, fraction: float) -> DownstreamFraction:
+        """What Table II trains at one fraction of the real training set."""
+        return DownstreamFraction(self.root / "downstream" / f"fraction_{fraction:g}")
 
-    def downstream_subset(self, pairs: int) -> Path:
-        """The manifest of the first ``pairs`` generated pairs that T' adds."""
-        return self.root / "downstream" / f"generated_first_{pairs}.csv"
+    def tune(self) -> TuneFolder:
+        """``kecae tune``: the Optuna study, its trials and the final comparison."""
+        return TuneFolder(self.root / "tune")
 
     def sampling(self, pairs: int, seed: int) -> ClassifierRun:
         """One classifier of Fig. 5: the train split plus the first ``pairs`` pairs."""
@@ -269,6 +269,79 @@ class StudyFolders:
     @property
     def ablation_table(self) -> Path:
         return self.root / "ablation" / "table.md"
+
+
+@dataclass(frozen=True)
+class DownstreamFraction:
+    """One training fraction of ``kecae study downstream``: the subsampled data set, the
+    supervisor, KECAE and generated images made from it alone, and the classifiers."""
+
+    folder: Path
+
+    @property
+    def data_view(self) -> Path:
+        """The data set with its training split subsampled (a manifest; val and test whole)."""
+        return self.folder / "data.csv"
+
+    @property
+    def supervisor(self) -> ClassifierRun:
+        return ClassifierRun(self.folder / "supervisor")
+
+    @property
+    def kecae(self) -> KECAERun:
+        return KECAERun(self.folder / "kecae")
+
+    @property
+    def generated(self) -> GeneratedFolder:
+        return GeneratedFolder(self.folder / "generated")
+
+    def generated_subset(self, pairs: int) -> Path:
+        """The manifest of the first ``pairs`` generated pairs that T' adds."""
+        return self.folder / f"generated_first_{pairs}.csv"
+
+    def classifier(self, arch: str, training_set: str, seed: int) -> ClassifierRun:
+        """One classifier of Table II: ``training_set`` is the set's folder name."""
+        return ClassifierRun(self.folder / arch / training_set / f"seed_{seed}")
+
+
+@dataclass(frozen=True)
+class TuneFolder:
+    """``kecae tune``: the Optuna storage, one run folder per trial, the final comparison."""
+
+    folder: Path
+
+    @property
+    def storage(self) -> Path:
+        """Optuna's SQLite storage: a rerun continues the study held here."""
+        return self.folder / "optuna.sqlite3"
+
+    def trial(self, key: str) -> RunLayout:
+        """One trial (named by its parameters): its KECAE, validation metrics and arrays."""
+        return RunLayout(self.folder / "trials" / key)
+
+    def final(self, name: str) -> TuneFinalFolder:
+        """One row of the final comparison (best, paper, run)."""
+        return TuneFinalFolder(self.folder / "final" / name)
+
+
+@dataclass(frozen=True)
+class TuneFinalFolder:
+    """One row of ``kecae tune``'s final comparison: its KECAE (unless it reuses one) and its
+    evaluations on the validation and the test split, each a run folder of its own."""
+
+    folder: Path
+
+    @property
+    def kecae(self) -> KECAERun:
+        return KECAERun(self.folder / "kecae")
+
+    @property
+    def val(self) -> RunLayout:
+        return RunLayout(self.folder / "val")
+
+    @property
+    def test(self) -> RunLayout:
+        return RunLayout(self.folder / "test")
 
 
 class AblationRun(RunLayout):

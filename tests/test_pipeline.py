@@ -477,6 +477,8 @@ def test_moved_run_evaluates_reports_studies_and_reruns(finished, tmp_path, monk
                 "--sets",
                 "T",
                 "T'",
+                "--gen-ratio",
+                "0.3",
                 "--epochs",
                 "1",
                 "--seeds",
@@ -491,14 +493,23 @@ def test_moved_run_evaluates_reports_studies_and_reruns(finished, tmp_path, monk
         == 0
     )
     m = json.loads((moved / "metrics.json").read_text())
-    assert m["downstream"]["rows"][1]["n_train_generated"] == 8  # 4 pairs from the moved folder
+    # 0.3 generated images per real one: 4 pairs, the run's own (its KECAE has these settings)
+    assert m["downstream"]["rows"][1]["n_train_generated"] == 8
+    assert m["downstream"]["fractions"][0]["kecae_reused"] is True
     sub = yaml.safe_load(
         (
-            moved / "studies" / "downstream" / "small" / "T_prime" / "seed_0" / "config.yaml"
+            moved
+            / "studies"
+            / "downstream"
+            / "fraction_1"
+            / "small"
+            / "T_prime"
+            / "seed_0"
+            / "config.yaml"
         ).read_text()
     )
-    assert sub["data"] == "../../../../../data.csv" and sub["augment_dirs"] == [
-        "../../../../../generated"
+    assert sub["data"] == "../../../../../../data.csv" and sub["augment_dirs"] == [
+        "../../../../../../generated"
     ]
     # the same settings again: every step reused, nothing trained
     best = moved / "supervisor" / "best.pt"

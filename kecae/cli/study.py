@@ -63,10 +63,14 @@ STUDIES: dict[str, tuple[type, Callable[[argparse.Namespace], int], str, str]] =
     "downstream": (
         DownstreamConfig,
         cmd_downstream,
-        "classifiers on T, T+classic and T' (Table II)",
-        "Train each --arch from scratch on T (real images), T+classic (flips, small rotations, "
-        "intensity) and T' (T plus the generated pairs), --seeds times, on fixed validation/test "
-        "splits; report mean ± std and the paired per-seed difference against T.",
+        "classifiers on T, T+classic, T', T'+classic, T+mixup at each training fraction",
+        "For each --train-fraction, cut the real training split to that share of its patients "
+        "(stratified, seeded; validation and test whole), train the supervisor and KECAE with "
+        "the run's recipe on that subsample alone (fraction 1.0 reuses the run's own when the "
+        "settings match) and generate --gen-ratio generated images per real one; then train "
+        "each --arch from scratch on every --sets row, --seeds times, and report mean ± std "
+        "and the paired per-seed differences against T and T+classic (two-sided paired "
+        "t-test).",
     ),
     "sampling": (
         SamplingConfig,
@@ -98,7 +102,7 @@ STUDIES: dict[str, tuple[type, Callable[[argparse.Namespace], int], str, str]] =
 def add_parser(sub: argparse._SubParsersAction) -> None:
     study = sub.add_parser(
         "study",
-        help="augmentation studies: Table II, Fig. 5, Fig. 3",
+        help="augmentation studies: Table II at training fractions, Fig. 5, Fig. 3, ablation",
         description="Does KECAE help a classifier? Each study trains its "
         "sub-runs under RUN/studies/<name>/ (a rerun reuses finished ones) and "
         "writes its section of RUN/metrics.json, which `kecae report` shows.",

@@ -87,3 +87,34 @@ def find_split_leaks(records: Sequence[Record]) -> dict[str, set[str]]:
         if r.split is not None:
             splits[r.patient_id].add(r.split)
     return {p: s for p, s in sorted(splits.items()) if len(s) > 1}
+
+
+def subsample_train(catalog: Catalog, fraction: float, seed: int = 0) -> Catalog:
+    """The catalog with its training split cut to ``fraction`` of its patients; every other split
+    is kept whole.
+
+    Patients are stratified by their most severe training grade; in each stratum
+    ``max(1, round(fraction · patients))`` are kept, in a seeded order that depends only on the
+    stratum's (sorted) patients, so a smaller fraction keeps a subset of a larger one's patients.
+    A patient's images are kept or dropped together. Splits are assigned first when the catalog
+    has none (:func:`ensure_splits`, as every loader does).
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], e.g. 0.25; got {fraction}")
+    catalog = ensure_splits(catalog)
+    worst: dict[str, int] = defaultdict(int)
+    for r in catalog.records:
+        if r.split == "train":
+            worst[r.patient_id] = max(worst[r.patient_id], r.grade)
+    strata: dict[int, list[str]] = defaultdict(list)
+    for patient in sorted(worst):
+        strata[worst[patient]].append(patient)
+    rng = np.random.default_rng(seed)
+    keep: set[str] = set()
+    for grade in sorted(strata):
+        patients = strata[grade]
+        order = rng.permutation(len(patients))
+        n = max(1, int(np.floor(fraction * len(patients) + 0.5)))
+        keep.update(patients[k] for k in order[:n])
+    records = [r for r in catalog.records if r.split != "train" or r.patient_id in keep]
+    return dataclasses.replace(catalog, records=records)

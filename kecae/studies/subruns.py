@@ -9,6 +9,7 @@ modules (torch) are imported when a study runs, so ``kecae --help`` stays fast.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -23,13 +24,14 @@ from kecae.files import atomic_path
 from kecae.runfolder import (
     ClassifierRun,
     GeneratedFolder,
+    KECAERun,
     RunLayout,
     check_config_file,
     differences,
     load_path,
     store_path,
 )
-from kecae.training.config import ClassifierTrainConfig, KECAETrainConfig
+from kecae.training.config import KECAE_MAY_CHANGE, ClassifierTrainConfig, KECAETrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +227,35 @@ def train_or_reuse(ccfg: ClassifierTrainConfig) -> dict[str, Any]:
     if run.finished:
         return json.loads(run.metrics.read_text())
     return classifier_trainer.train_classifier(ccfg)
+
+
+#: KECAE settings a study's KECAE folder must share with a rerun (more steps may be added).
+KECAE_REUSE_FIELDS = tuple(
+    f.name for f in dataclasses.fields(KECAETrainConfig) if f.name not in KECAE_MAY_CHANGE
+)
+
+
+def train_kecae_or_reuse(kcfg: KECAETrainConfig) -> Path:
+    """The checkpoint of a KECAE sub-run: reused when it has ``kcfg.max_steps`` steps, else
+    trained (or resumed). A folder made with other settings, or trained for more steps, is
+    refused."""
+    from kecae.checkpoint import load_checkpoint
+    from kecae.training.kecae_trainer import train_kecae
+
+    run = KECAERun(Path(kcfg.out))
+    check_sub_run(run.folder, kcfg, KECAE_REUSE_FIELDS)
+    if run.last.is_file():
+        done = int(load_checkpoint(run.last, kind="kecae")["step"])
+        if done == kcfg.max_steps:
+            return run.last
+        if done > kcfg.max_steps:
+            raise KecaeError(
+                f"{run.last} was trained for {done} steps, more than the {kcfg.max_steps} "
+                f"asked: pass the same number of steps as before, or delete {run.folder} to "
+                "train it again"
+            )
+    train_kecae(kcfg)
+    return run.last
 
 
 class Progress:

@@ -635,7 +635,7 @@ def test_accepted_data_problems_are_recorded(world, tmp_path):
 def test_help_stays_light():
     code = (
         "import sys, kecae.cli; kecae.cli.build_parser(); "
-        "print(sorted(m for m in ('flask', 'torch', 'sklearn', 'waitress') "
+        "print(sorted(m for m in ('flask', 'torch', 'sklearn', 'waitress', 'optuna') "
         "if m in sys.modules))"
     )
     out = subprocess.run(

@@ -3,12 +3,13 @@ splits."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import pytest
 
 from kecae.data.catalog import load_catalog
-from kecae.data.splits import assign_splits, find_split_leaks
+from kecae.data.splits import assign_splits, find_split_leaks, subsample_train
 
 
 def _records(tmp_path, image_tree, n0=40, n2=20):
@@ -66,3 +67,36 @@ def test_find_split_leaks(tmp_path, image_tree):
     leaks = find_split_leaks([*records[:45], moved, *records[46:]])
     assert list(leaks) == [moved.patient_id]  # img_0045 belongs to P0
     assert leaks[moved.patient_id] == {records[0].split, moved.split}
+
+
+def test_subsample_train_by_patient_stratified_nested(tmp_path, image_tree):
+    records = assign_splits(_records(tmp_path, image_tree), seed=1)
+    catalog = dataclasses.replace(load_catalog(tmp_path / "s"), records=records)
+    train = [r for r in records if r.split == "train"]
+    worst: dict[str, int] = {}
+    for r in train:
+        worst[r.patient_id] = max(worst.get(r.patient_id, 0), r.grade)
+    per_stratum = Counter(worst.values())
+    kept = {}
+    for fraction in (0.25, 0.5, 1.0):
+        sub = subsample_train(catalog, fraction, seed=7)
+        # validation and test untouched, every training image of a kept patient kept
+        assert [r for r in sub.records if r.split != "train"] == [
+            r for r in records if r.split != "train"
+        ]
+        patients = {r.patient_id for r in sub.records if r.split == "train"}
+        assert [r for r in train if r.patient_id in patients] == [
+            r for r in sub.records if r.split == "train"
+        ]
+        # stratified by the patient's most severe grade: round(fraction * n) of each stratum
+        got = Counter(worst[p] for p in patients)
+        for grade, n in per_stratum.items():
+            assert got[grade] == max(1, int(fraction * n + 0.5))
+        kept[fraction] = patients
+        assert subsample_train(catalog, fraction, seed=7).records == sub.records  # seeded
+    assert kept[0.25] <= kept[0.5] <= kept[1.0] == set(worst)  # smaller within larger
+    assert {r.patient_id for r in subsample_train(catalog, 0.5, seed=8).records} != {
+        r.patient_id for r in subsample_train(catalog, 0.5, seed=7).records
+    }
+    with pytest.raises(ValueError, match="fraction"):
+        subsample_train(catalog, 0.0)

@@ -27,7 +27,16 @@ CALLABLES = {
 
 
 def downstream_cfg(run: Path, **kw: Any) -> DownstreamConfig:
-    return DownstreamConfig(run=str(run), archs=["small"], pairs=10, **{**SMALL, **kw})
+    """Half and all of the training patients; T' adds one generated image per two real ones
+    (at 1.0 the first 5 of the run's 6 generated pairs, at 0.5 3 pairs of its own KECAE)."""
+    return DownstreamConfig(
+        run=str(run),
+        archs=["small"],
+        training_sets=["T", "T+classic", "T'", "T+mixup"],
+        train_fractions=[1.0, 0.5],
+        gen_ratio=0.5,
+        **{**SMALL, **kw},
+    )
 
 
 def sampling_cfg(run: Path) -> SamplingConfig:
