@@ -161,3 +161,18 @@ AUGMENTATIONS = Registry(
         Component("cutmix", "CutMix: a box pasted from another image, labels by area"),
     ],
 )
+
+#: What ``kecae tune`` can search (``kecae.studies.tune.SEARCH_SPACE`` holds the ranges).
+TUNE_PARAMS = Registry(
+    "tuned setting",
+    [
+        Component("lambda_sup", "λ1, weight of J_SUP: log-uniform 1e-3 … 1"),
+        Component("lambda_lda", "λ2, weight of J_LDA: 0, 1e-5, 1e-4, 1e-3 or 1e-2"),
+        Component("lr", "Adam learning rate: log-uniform 1e-4 … 3e-3"),
+        Component("width", "channel width of the model: 0.125 or 0.25"),
+        Component("warp_grid", "warp exchange: displacement grid 8, 16 or 32 (warp models only)"),
+        Component("lambda_disp", "warp exchange: displacement penalty, log-uniform 1e-3 … 0.1"),
+        Component("lambda_cycle", "re-encoding X' gives back its latents: 0, 0.3 or 1"),
+        Component("sup_target", "J_SUP target: the donor's label or the supervisor's call on it"),
+    ],
+)

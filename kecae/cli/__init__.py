@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "kecae.cli.evaluate",
     "kecae.cli.report",
     "kecae.cli.study",
+    "kecae.cli.tune",
     "kecae.cli.reader_study",
     "kecae.cli.run",
 )
