@@ -363,3 +363,107 @@ def training_figure(cols: dict[str, np.ndarray]) -> tuple[str | None, list[str]]
     for ax in axes[len(names) :]:
         ax.set_visible(False)
     return png_uri(fig, dpi=100), constant
+
+
+def fraction_figure(
+    curves: dict[str, dict[str, tuple[list[float], list[float], list[float]]]],
+) -> str:
+    """Test accuracy against the share of real training patients: one panel per model, one line
+    per training set, mean ± std over seeds as error bars.
+
+    ``curves``: model -> training set -> (fractions, accuracy means, accuracy stds).
+    """
+    models = list(curves)
+    if not models:
+        raise ValueError("no downstream rows with a training fraction to draw")
+    fig = new_figure(5.2 * len(models), 3.6)
+    axes = np.atleast_1d(fig.subplots(1, len(models), squeeze=False)[0])
+    for ax, model in zip(axes, models):
+        sets = curves[model]
+        ticks: set[float] = set()
+        for k, (name, (fr, mean, std)) in enumerate(sets.items()):
+            x = np.asarray(fr, float)
+            order = np.argsort(x)
+            # a small horizontal offset per line keeps the error bars apart
+            shift = 1 + 0.025 * (k - (len(sets) - 1) / 2)
+            ax.errorbar(
+                x[order] * shift,
+                100 * np.asarray(mean, float)[order],
+                yerr=100 * np.nan_to_num(np.asarray(std, float)[order]),
+                marker="o",
+                ms=4,
+                capsize=3,
+                label=name.replace("'", "′"),
+            )
+            ticks.update(float(v) for v in x)
+        ax.set_xscale("log")
+        ax.set_xticks(sorted(ticks), [f"{v:g}" for v in sorted(ticks)])
+        ax.minorticks_off()
+        ax.set_xlabel("share of the real training patients")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(model, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    return png_uri(fig)
+
+
+def tune_figure(
+    numbers: list[int],
+    objectives: list[float | None],
+    params: dict[str, list[Any]],
+    log_scale: set[str],
+) -> str:
+    """The tuning study: the objective of each trial and the best so far (optimisation
+    history), then the objective against each searched setting. ``params``: setting -> its value
+    in each trial (numbers on an axis, log-scaled when named in ``log_scale``; texts, e.g. the
+    choices of a categorical setting, as evenly spaced categories)."""
+    obj = np.array([np.nan if v is None else v for v in objectives], float)
+    panels = 1 + len(params)
+    cols = min(panels, 3)
+    rows = math.ceil(panels / cols)
+    fig = new_figure(4.0 * cols, 3.0 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False).ravel())
+    ax = axes[0]
+    ax.plot(numbers, obj, "o", color="#4c72b0", label="trial")
+    best = np.fmax.accumulate(np.where(np.isfinite(obj), obj, -np.inf))
+    ax.step(
+        numbers,
+        np.where(np.isfinite(best), best, np.nan),
+        where="post",
+        color="#dd8452",
+        label="best so far",
+    )
+    ax.set_xlabel("trial")
+    ax.set_ylabel("validation objective")
+    ax.set_title("optimisation history", fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    for ax, (name, values) in zip(axes[1:], params.items()):
+        numeric = all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values if v is not None
+        )
+        keep = [i for i, v in enumerate(values) if v is not None]
+        if numeric:
+            x = np.array([values[i] for i in keep], float)
+            if name in log_scale:
+                x = np.where(x > 0, x, np.nan)
+                ax.set_xscale("log")
+            ax.plot(x, obj[keep], "o", color="#4c72b0")
+        else:
+            labels = sorted({str(values[i]) for i in keep}, key=_as_number)
+            ax.plot([labels.index(str(values[i])) for i in keep], obj[keep], "o", color="#4c72b0")
+            ax.set_xticks(range(len(labels)), labels)
+        ax.set_xlabel(name)
+        ax.set_ylabel("objective")
+        ax.grid(alpha=0.3)
+    for ax in axes[panels:]:
+        ax.set_visible(False)
+    return png_uri(fig)
+
+
+def _as_number(text: str) -> tuple[int, float, str]:
+    """Sort key: numbers by value, then texts."""
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        return (1, 0.0, text)

@@ -30,6 +30,7 @@ from kecae.results import (
     AblationCell,
     ClassifierRates,
     Downstream,
+    DownstreamFraction,
     DownstreamRow,
     ExchangeSuccess,
     Fidelity,
@@ -37,14 +38,18 @@ from kecae.results import (
     JudgeSummary,
     LambdaGrid,
     Oracle,
+    PairedDifference,
     Plausibility,
     Quality,
     SamplingSize,
     Section,
     Separability,
     SupervisorSummary,
+    Tune,
     read_targets,
 )
+from kecae.studies.downstream import generator_warning
+from kecae.studies.tune import OBJECTIVE_TERMS, SEARCH_SPACE
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +214,8 @@ def how_to(what: str, run: RunData) -> str:
         "judge": f"kecae train-classifier --out {layout.judge.folder}",
         "everything": f"kecae demo --out {run.run_dir}",
         "ablation": f"kecae study ablation --run {run.run_dir}",
+        "downstream": f"kecae study downstream --run {run.run_dir} --train-fraction 0.1 0.25 1.0",
+        "tune": f"kecae tune --run {run.run_dir}",
     }[what]
 
 
@@ -254,17 +261,17 @@ def _headline(run: RunData) -> str:
         n = sample_size(sec, key)
         sub = " · ".join(p for p in (spread(sec, key, kind), f"n = {n}" if n else "") if p)
         items.append(Card(fmt(sec[key], kind), label, sub))
-    gains = [
-        gain
-        for row, gain in _downstream_rows(run)
-        if gain is not None and row.training_set in ("T'", "T′")
-    ]
-    if gains:
+    gains: dict[float | None, list[float]] = {}
+    for row, gain in _downstream_rows(run):
+        if gain is not None and row.training_set in ("T'", "T′"):
+            gains.setdefault(number(row.train_fraction), []).append(gain)
+    for fraction, values in gains.items():
+        share = "" if fraction is None else f" at {fraction:g} of the training patients"
         items.append(
             Card(
-                f"{100 * np.mean(gains):+.2f} pp",
-                "test accuracy, T′ vs T (mean over "
-                f"{len(gains)} model{'s' if len(gains) > 1 else ''})",
+                f"{100 * np.mean(values):+.2f} pp",
+                f"test accuracy, T′ vs T{share} (mean over "
+                f"{len(values)} model{'s' if len(values) > 1 else ''})",
                 "",
             )
         )
@@ -678,15 +685,23 @@ def _quality(run: RunData) -> str:
 
 
 def _downstream_rows(run: RunData) -> list[tuple[DownstreamRow, float | None]]:
-    """Each downstream row with its accuracy gain over the same model's T row."""
+    """Each downstream row with its accuracy gain over the same model's T row at the same
+    training fraction: the paired per-seed mean when the study wrote it, else the difference of
+    the means."""
     rows = Downstream.from_dict(run.section(Downstream.NAME)).rows
     if rows is None:
         return []
-    base = {r.model: number(r.accuracy_mean) for r in rows if r.training_set == "T"}
+    base = {
+        (r.model, r.train_fraction): number(r.accuracy_mean) for r in rows if r.training_set == "T"
+    }
     out = []
     for r in rows:
-        acc, b = number(r.accuracy_mean), base.get(r.model)
-        gain = acc - b if (acc is not None and b is not None and r.training_set != "T") else None
+        gain = None
+        if r.paired_vs_t is not None:
+            gain = number(r.paired_vs_t.mean)
+        elif r.training_set != "T":
+            acc, b = number(r.accuracy_mean), base.get((r.model, r.train_fraction))
+            gain = acc - b if (acc is not None and b is not None) else None
         out.append((r, gain))
     return out
 
@@ -698,20 +713,33 @@ def _mean_std(mean: Any, std: Any) -> str:
     return f"{100 * m:.2f} ± {100 * s:.2f}" if s is not None else f"{100 * m:.2f}"
 
 
+def _paired_cell(diff: PairedDifference | None, gain: float | None = None) -> str:
+    """A paired difference in pp: mean ± std over seeds and its p-value."""
+    if diff is None or number(diff.mean) is None:
+        return f"{100 * gain:+.2f}" if gain is not None else ""
+    text = f"{100 * diff.mean:+.2f} ± {100 * (number(diff.std) or 0):.2f}"
+    p = number(diff.p_value)
+    return text + (f'<br><span class="small">p = {p:.2f}</span>' if p is not None else "")
+
+
 def _downstream(run: RunData) -> str:
     parts = []
     rows = _downstream_rows(run)
+    table_ = Downstream.from_dict(run.section(Downstream.NAME))
     if rows:
         cells = []
         for r, gain in rows:
+            fraction = number(r.train_fraction)
             cells.append(
                 [
                     escape("—" if r.model is None else r.model),
-                    escape("—" if r.training_set is None else r.training_set),
+                    "—" if fraction is None else f"{fraction:g}",
+                    escape("—" if r.training_set is None else r.training_set.replace("'", "′")),
+                    f"{fmt(r.n_train_real, 'int')} + {fmt(r.n_train_generated, 'int')}",
                     _mean_std(r.accuracy_mean, r.accuracy_std),
-                    _mean_std(r.precision_mean, r.precision_std),
+                    _paired_cell(r.paired_vs_t, gain),
+                    _paired_cell(r.paired_vs_classic),
                     _mean_std(r.recall_mean, r.recall_std),
-                    f"{100 * gain:+.2f}" if gain is not None else "",
                     fmt(r.n_seeds, "int"),
                 ]
             )
@@ -719,28 +747,76 @@ def _downstream(run: RunData) -> str:
             table(
                 [
                     "Model",
+                    "Training fraction",
                     "Training set",
+                    "Images: real + generated",
                     "Accuracy (%)",
-                    "Precision (%)",
-                    "Recall (%)",
                     "Δ accuracy vs T (pp)",
+                    "Δ accuracy vs T+classic (pp)",
+                    "Recall (%)",
                     "Seeds",
                 ],
                 cells,
                 "downstream",
             )
         )
+        n = len(table_.seeds or [])
         parts.append(
             note(
-                "Mean ± sample standard deviation over training seeds, on the same fixed "
-                "validation and test sets (as in the paper's Table II). T: real training images; "
-                "T′: T plus the key-exchanged images; T+classic: T with flips, small rotations "
-                "and intensity changes. A gain smaller than the standard deviations is not "
-                "evidence of a benefit."
+                escape(
+                    "Mean ± sample standard deviation over training seeds, on the same fixed "
+                    "validation and test sets (as in the paper's Table II), at each share of the "
+                    "real training patients. T: the real training images of that share; T′: T "
+                    "plus key-exchanged images made by a KECAE trained on that share alone; "
+                    "T+classic: flips, small rotations and intensity changes; T+mixup / "
+                    "T+cutmix: the mixing augmentations. Δ: the paired per-seed difference "
+                    "(same seed, same initial weights), mean ± std over seeds, with its p-value "
+                    f"({table_.test or 'two-sided paired t-test'})"
+                    + (
+                        f"; an exact Wilcoxon signed-rank test cannot go below p = "
+                        f"{2 / 2**n:.3g} with {n} seeds"
+                        if n
+                        else ""
+                    )
+                    + ". A difference smaller than its spread is not evidence of a benefit."
+                )
             )
         )
+        warning = generator_warning(table_)
+        if warning:
+            parts.append(note(f"<b>{escape(warning)}</b>"))
+        if table_.fractions:
+            parts.append(
+                table(
+                    ["Training fraction", "Patients", "Real images", "Generated", "Generator"],
+                    [
+                        [
+                            f"{fr.train_fraction:g}",
+                            fmt(fr.n_patients, "int"),
+                            fmt(fr.n_train_real, "int"),
+                            fmt(2 * (fr.generated_pairs or 0), "int"),
+                            escape(_generator_text(fr)),
+                        ]
+                        for fr in table_.fractions
+                    ],
+                    "downstream",
+                )
+            )
+        curves = _fraction_curves(rows)
+        if curves:
+            parts.append(
+                _drawn(
+                    lambda: figures.fraction_figure(curves),
+                    "accuracy against the training fraction",
+                    escape(
+                        "Test accuracy against the share of real training patients, one line "
+                        "per training set, mean ± std over seeds (lines offset sideways so the "
+                        "error bars do not overlap)."
+                    ),
+                )
+            )
     else:
-        parts.append(_missing("downstream classifiers on T vs T′", "evaluate", run))
+        parts.append(_missing("downstream classifiers on T vs T′", "downstream", run))
     raw_curve = run.section(SamplingSize.NAME)
     if raw_curve:
         curve = SamplingSize.from_dict(raw_curve)
@@ -756,6 +832,127 @@ def _downstream(run: RunData) -> str:
             )
         )
     return "".join(parts)
+
+
+def _generator_text(fr: DownstreamFraction) -> str:
+    if not fr.generated_pairs:
+        return "—"
+    who = "the run's own KECAE" if fr.kecae_reused else "KECAE trained on this share alone"
+    return f"{who}, {fmt(fr.kecae_steps, 'int')} steps"
+
+
+def _fraction_curves(
+    rows: list[tuple[DownstreamRow, float | None]],
+) -> dict[str, dict[str, tuple[list[float], list[float], list[float]]]]:
+    """model -> training set -> (fractions, accuracy means, stds), for rows with a fraction."""
+    curves: dict[str, dict[str, tuple[list[float], list[float], list[float]]]] = {}
+    for r, _gain in rows:
+        f, m = number(r.train_fraction), number(r.accuracy_mean)
+        if f is None or m is None or r.model is None or r.training_set is None:
+            continue
+        fr, mean, std = curves.setdefault(r.model, {}).setdefault(r.training_set, ([], [], []))
+        fr.append(f)
+        mean.append(m)
+        std.append(number(r.accuracy_std) or 0.0)
+    return curves
+
+
+# ---------------------------------------------------------------------------------------------
+# kecae tune
+# ---------------------------------------------------------------------------------------------
+
+
+def _tune(run: RunData) -> str:
+    raw = run.section(Tune.NAME)
+    if not raw or not isinstance(raw.get("trials"), list):
+        return _missing("the search of λ1, λ2 and the exchange options", "tune", run)
+    sec = Tune.from_dict(raw)
+    parts = []
+    terms = list(OBJECTIVE_TERMS)
+    if sec.final:
+        rows = []
+        for r in sec.final:
+            settings = ", ".join(f"{k} = {_setting(v)}" for k, v in (r.params or {}).items())
+            rows.append(
+                [
+                    f"<b>{escape(r.name)}</b>"
+                    + f'<br><span class="small">{escape(r.description or "")}</span>',
+                    escape(settings or "—"),
+                    fmt(r.val_objective, "num"),
+                    fmt(r.test_objective, "num"),
+                ]
+                + [fmt((r.test_terms or {}).get(t), "num") for t in terms]
+                + [f"{fmt(r.targets_met, 'int')} / {fmt(r.targets_total, 'int')}"]
+            )
+        parts.append(
+            '<div class="wide">'
+            + table(
+                ["Row", "Settings", "Objective (val)", "Objective (test)"]
+                + [escape(f"{t} (test)") for t in terms]
+                + ["Targets met (test)"],
+                rows,
+                "tune",
+            )
+            + "</div>"
+        )
+    finished = [t for t in sec.trials if number(t.objective) is not None]
+    if sec.trials:
+        names = list(sec.search_space or {})
+        log_scale = {n for n in names if SEARCH_SPACE.get(n) and SEARCH_SPACE[n].log_range}
+        params = {
+            n: [
+                t.params.get(n) if n in log_scale else _setting(t.params.get(n)) for t in sec.trials
+            ]
+            for n in names
+        }
+        parts.append(
+            _drawn(
+                lambda: figures.tune_figure(
+                    [t.number for t in sec.trials],
+                    [number(t.objective) for t in sec.trials],
+                    params,
+                    log_scale,
+                ),
+                "the tuning study",
+                escape(
+                    "Left: the validation objective of each trial and the best so far. Then the "
+                    "objective against each searched setting (failed trials left out)."
+                ),
+            )
+        )
+        ranked = sorted(finished, key=lambda t: number(t.objective) or 0.0, reverse=True)[:10]
+        parts.append(
+            table(
+                ["Trial", "Objective (val)"] + [escape(n) for n in names],
+                [
+                    [
+                        f"{t.number}" + (" <b>best</b>" if t.number == sec.best_trial else ""),
+                        fmt(t.objective, "num"),
+                    ]
+                    + [escape(_setting(t.params.get(n))) for n in names]
+                    for t in ranked
+                ],
+                "tune",
+            )
+        )
+    space = "; ".join(f"{k}: {v}" for k, v in (sec.search_space or {}).items())
+    parts.append(
+        note(
+            escape(
+                f"{len(finished)} finished trials of {len(sec.trials)}, {sec.sampler}; every "
+                f"trial and final row trains {sec.steps} steps × {sec.batch_size} pairs with "
+                f"the run's recipe. Searched: {space}. Objective: {sec.objective} "
+                f"{sec.note or ''}"
+            )
+        )
+    )
+    return "".join(parts)
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return "—" if value is None else str(value)
 
 
 def _ablation_cell(cell: AblationCell | None, kind: str) -> str:
@@ -883,6 +1080,7 @@ KNOWN_SECTIONS = {
     Downstream.NAME,
     LambdaGrid.NAME,
     SamplingSize.NAME,
+    Tune.NAME,
     TARGETS_SECTION,
     CONFIG_SECTION,
     TIMINGS_SECTION,
@@ -1023,6 +1221,7 @@ SECTIONS: list[tuple[str, str, Callable[[RunData], str]]] = [
     ("quality", "Image quality", _quality),
     ("downstream", "Downstream benefit", _downstream),
     ("ablation", "Ablation of the KECAE options", _ablation),
+    ("tune", "Tuning λ1, λ2 and the exchange options", _tune),
     ("training", "Training curves", _training),
     ("configuration", "Configuration", _configuration),
 ]

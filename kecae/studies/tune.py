@@ -520,7 +520,7 @@ def _final(
             trial_folder = tune.trial(best.user_attrs["folder"])
             checkpoint, val = trial_folder.kecae.last, read_metrics(trial_folder.root)
         else:
-            changed = dict(PAPER_LAMBDA) if name == "paper" else {}
+            changed: dict[str, Any] = dict(PAPER_LAMBDA) if name == "paper" else {}
             kcfg = dataclasses.replace(inputs.base, out=str(final.kecae.folder), **changed)
             checkpoint = _own_kecae(kcfg, layout) or train_kecae_or_reuse(kcfg)
             params = changed

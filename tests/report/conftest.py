@@ -152,6 +152,51 @@ def make_full_run(root: Path, k: int = 3, size: int = 32) -> Path:
             "key_transfer_median": {"target": ">= 0.7", "value": 0.81, "met": True},
             "nonkey_ssim_median": {"target": 0.9, "value": 0.88, "met": False},
         },
+        "tune": {
+            "objective": "mean of 7 terms",
+            "sampler": "Optuna TPESampler (seed 0)",
+            "steps": 2000,
+            "batch_size": 32,
+            "eval_pairs": 200,
+            "search_space": {"lambda_sup": "log-uniform 0.001 … 1", "width": "one of 0.125, 0.25"},
+            "trials": [
+                {
+                    "number": k,
+                    "state": "COMPLETE",
+                    "params": {"lambda_sup": ls, "width": w},
+                    "objective": o,
+                    "terms": {},
+                }
+                for k, (ls, w, o) in enumerate(
+                    [(0.01, 0.125, 0.41), (0.3, 0.25, 0.57), (0.05, 0.25, 0.49)]
+                )
+            ]
+            + [{"number": 3, "state": "FAIL", "params": {}, "objective": None, "terms": {}}],
+            "best_trial": 1,
+            "best_params": {"lambda_sup": 0.3, "width": 0.25},
+            "final": [
+                {
+                    "name": "best",
+                    "description": "the best trial (#1)",
+                    "params": {"lambda_sup": 0.3, "width": 0.25},
+                    "val_objective": 0.57,
+                    "test_objective": 0.552,
+                    "test_terms": {"non-key SSIM": 0.93},
+                    "targets_met": 4,
+                    "targets_total": 11,
+                },
+                {
+                    "name": "run",
+                    "description": "the run's own settings",
+                    "params": {},
+                    "val_objective": 0.41,
+                    "test_objective": 0.398,
+                    "test_terms": {},
+                    "targets_met": 1,
+                    "targets_total": 11,
+                },
+            ],
+        },
         "config": {"preset": "tiny", "train": {"lr": 1e-4, "lambda1": 0.01}},
         "timings": {"train": 125.0, "evaluate": 12.5},
         "reader_study": {"fleiss_kappa": 0.61},

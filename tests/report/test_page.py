@@ -80,9 +80,9 @@ def test_full_run_folder(tmp_path, full_run):
     h2 = [h for h in parsed.headings if h in HEADINGS]
     assert h2 == HEADINGS
     # figures: examples grid, fidelity histograms, λ grid, reconstructions, sampling curve,
-    # the best ablation row's examples, training curves
+    # the best ablation row's examples, the tuning study, training curves
     images = [s for s in parsed.srcs if s.startswith("data:image/png;base64,")]
-    assert page.count('<img src="data:image/png;base64,') == len(parsed.srcs) == 7
+    assert page.count('<img src="data:image/png;base64,') == len(parsed.srcs) == 8
     for src in images:
         assert base64.b64decode(src.split(",", 1)[1])[:8] == PNG_MAGIC
     _check_self_contained(page, parsed)
@@ -98,8 +98,10 @@ def test_full_run_folder(tmp_path, full_run):
     assert "the judge grades 84.0 % correctly" in text and "KL-2 recall 82.0 %" in text
     assert "93.0 %" in text and "98.5 %" in text  # agreement, plausible real test images
     assert "81.0" in text and "± 2.0" in text and "7.3" in text  # the ablation's best row
-    # Table II row with the gain over T
+    # Table II row with the gain over T (an older section: the difference of the means)
     assert "85.22 ± 1.19" in text and "+1.63" in text
+    # the tuning study: the final comparison and the trials, best marked
+    assert "0.552" in text and "1 best" in text and "3 finished trials of 4" in text
     assert "✓ met" in text and "✗ not met" in text
     assert "TN 45 · FP 5 · FN 9 · TP 41" in text
     assert "extra_unknown_measure" in text  # unknown keys are shown, not dropped
