@@ -14,13 +14,20 @@ def paper() -> KECAEConfig:
 
 
 def cpu() -> KECAEConfig:
-    """Default on a 2-core CPU: 64 px, channels 4…256 (1.5 M parameters, 0.046 GFLOP per training
-    pair). Chosen by benchmarks/bench_model.py (model.json, cpu_preset_selection) among 64/96/128 px
-    × width 0.125/0.25/0.5 for the demo's ~300 s of KECAE training (1 thread, batch 32, frozen
-    siamese supervisor): it is the fastest row, 85 pairs/s (25.6k pairs) on a lightly loaded
-    machine and 58 pairs/s (17.5k) under load 5, the only one near the >= 20k pairs an
-    auto-encoder needs; 96 px × 0.125 reaches 39 pairs/s (11.7k) and 128 px × 0.125 17 (5.2k)."""
-    return KECAEConfig(image_size=64, width=0.125)
+    """Default on a 2-core CPU: 64 px, channels 4…256, the ablation's ``warp_grid32`` row.
+
+    The size (64 px, width 0.125) was chosen by benchmarks/bench_model.py (model.json,
+    cpu_preset_selection) as the only one near the >= 20k training pairs an auto-encoder needs in
+    the demo's few minutes. The exchange options were chosen by ``kecae study ablation``
+    (docs/ablation.md): a 4×4 latent (depth 4) whose key map is averaged over the grid (a
+    position-free hK), and an exchange that moves the recipient's own pixels along a smooth
+    displacement field (≤ 3 px, decoded on a 32×32 grid) instead of re-drawing the image. At the
+    demo's budget it is the row whose exchanged images keep the recipient (non-key SSIM ≈ 0.94)
+    while their joint space moves most of the way to the donor's (key transfer ≈ 0.9-1.0).
+    Training settings to match: :data:`PRESET_TRAINING` ``["cpu"]``."""
+    return KECAEConfig(
+        image_size=64, width=0.125, depth=4, key_pool="mean", exchange="warp", warp_grid=32
+    )
 
 
 def tiny() -> KECAEConfig:
@@ -31,7 +38,13 @@ def tiny() -> KECAEConfig:
 #: Training settings (fields of ``KECAETrainConfig``) each preset was measured with. They sit
 #: between the configuration's defaults (the paper's values) and what the user gives: an explicit
 #: option or YAML value always wins. ``paper`` keeps the paper's loss exactly.
-PRESET_TRAINING: dict[str, dict[str, Any]] = {"paper": {}, "cpu": {}, "tiny": {}}
+PRESET_TRAINING: dict[str, dict[str, Any]] = {
+    "paper": {},
+    # the ablation's warp rows: λ1 = 0.1 on the supervisor, no J_LDA (with a spatial latent its
+    # ratio sits in the thousands and would outweigh the reconstruction), displacement penalty
+    "cpu": {"lambda_sup": 0.1, "lambda_lda": 0.0, "lambda_disp": 0.01},
+    "tiny": {},
+}
 
 
 def preset_training(name: str) -> dict[str, Any]:

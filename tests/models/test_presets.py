@@ -21,3 +21,24 @@ def test_presets_and_overrides():
         kecae_config("huge")
     with pytest.raises(ValueError, match="image_size"):
         kecae_config("cpu", dept=3)
+
+
+def test_cpu_preset_is_the_ablation_row_it_names():
+    """The cpu preset is the ablation's warp_grid32 row, model and training settings alike, so
+    docs/ablation.md measures what `kecae demo` trains."""
+    import torch
+
+    from kecae.models import KECAE, preset_training
+    from kecae.studies.ablation import BASE_MODEL, ROWS
+
+    row = ROWS["warp_grid32"]
+    assert kecae_config("cpu") == KECAEConfig(**{**BASE_MODEL, **row.model})
+    assert preset_training("cpu") == row.train
+    assert preset_training("paper") == {} and kecae_config("paper").exchange == "decode"
+    model = KECAE(kecae_config("cpu")).eval()
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        out = model(x[:1], x[1:])
+    assert out.x1_ex.shape == out.x1_hat.shape == (1, 1, 64, 64)
+    assert out.hn1.shape[-2:] == (4, 4) and out.hk1.shape[-2:] == (1, 1)  # position-free key
+    assert out.disp1 is not None and out.disp1.shape == (1, 2, 32, 32)
