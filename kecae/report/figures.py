@@ -149,8 +149,16 @@ def _grid_margins(height: float) -> dict[str, float]:
 
 
 def _target_number(targets: dict, name: str) -> float | None:
-    """The numeric target of ``targets[name]``; a text target such as '>= 0.8' gives 0.8."""
+    """The numeric target of ``targets[name]``, or of the target on metric ``…<name>`` (targets
+    are keyed by their description); a text target such as '>= 0.8' gives 0.8."""
     t = targets.get(name)
+    if t is None:
+        on_metric = (
+            v
+            for v in targets.values()
+            if isinstance(v, dict) and str(v.get("metric", "")).split(".")[-1] == name
+        )
+        t = next(on_metric, None)
     t = t.get("target") if isinstance(t, dict) else None
     if (value := number(t)) is not None:
         return value
