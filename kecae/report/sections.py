@@ -949,6 +949,87 @@ def _tune(run: RunData) -> str:
     return "".join(parts)
 
 
+#: Loss weights of KECAETrainConfig shown when they are switched on: field -> what it weighs.
+_EXTRA_TERMS = {
+    "lambda_disp": "mean squared displacement",
+    "lambda_smooth": "displacement smoothness",
+    "lambda_fold": "fold penalty",
+    "lambda_edit": "L1 of the residual edit",
+    "lambda_cycle": "cycle (re-encoding X′ gives back its latents)",
+    "lambda_same": "same-grade exchange changes little",
+    "lambda_key_cls": "grade probe on hK",
+    "lambda_nonkey_adv": "adversarial grade probe on hN",
+}
+
+
+def _exchange_text(model: Any) -> str:
+    if model.exchange == "warp":
+        text = (
+            f"warp: X′1 is X1 moved along a smooth displacement field decoded from hN1 + hK2 "
+            f"(≤ {model.warp_max_px:g} px, {model.warp_grid}×{model.warp_grid} grid)"
+        )
+        if model.warp_residual:
+            text += f", plus a residual blurred by σ {model.residual_blur_px:g} px"
+        return text
+    if model.exchange == "residual":
+        return (
+            "residual: X′1 = X1 + blur(D(hN1 + hK2) − D(hN1 + hK1)), "
+            f"σ {model.residual_blur_px:g} px"
+        )
+    return "decoded: X′1 = D(hN1 + hK2), the paper's"
+
+
+def _generator(run: RunData) -> str:
+    """The KECAE options this run trained: preset, model and loss, as its config.yaml gives them."""
+    from kecae.config import load_yaml
+    from kecae.errors import KecaeError
+    from kecae.models.presets import kecae_config
+    from kecae.training.config import KECAETrainConfig
+
+    path = run.layout.kecae.config
+    rel = run.rel(path)
+    if not path.is_file():
+        return _missing(f"the KECAE configuration ({rel})", "train", run)
+    try:
+        cfg = load_yaml(KECAETrainConfig, path)
+        model = kecae_config(cfg.preset, **dict(cfg.model or {}))
+    except (KecaeError, ValueError, TypeError) as e:
+        return note(f"Could not read <code>{escape(rel)}</code> ({escape(str(e))}).")
+    c, h, w = model.latent_shape
+    kc, kh, kw = model.key_shape
+    sup = "the supervisor's call on the donor" if cfg.sup_target == "donor" else "the donor's grade"
+    loss = [
+        f"J_{'L1' if cfg.recon == 'l1' else 'MSE'}",
+        f"λ1 = {cfg.lambda_sup:g} · J_SUP (target: {sup})",
+    ]
+    if cfg.lambda_lda:
+        loss.append(f"λ2 = {cfg.lambda_lda:g} · J_LDA ({cfg.lda_mode})")
+    loss += [f"{getattr(cfg, k):g} · {what}" for k, what in _EXTRA_TERMS.items() if getattr(cfg, k)]
+    if cfg.sup_perturb:
+        loss.append(f"X′ shifted/blurred by ≤ {cfg.sup_perturb:g} px before the supervisor")
+    rows = [
+        ["preset", escape(cfg.preset)],
+        ["image, channels", f"{model.image_size} px, {model.channels[0]}…{model.channels[-1]}"],
+        ["latent hN", f"{c}×{h}×{w} ({model.depth} stride-2 blocks)"],
+        [
+            "key hK",
+            f"{kc}×{kh}×{kw}"
+            + (" (position-free: averaged over the grid)" if model.key_pool == "mean" else ""),
+        ],
+        ["exchange", escape(_exchange_text(model))],
+        ["loss", escape(" + ".join(loss))],
+        [
+            "budget",
+            (f"{cfg.max_steps} steps" if cfg.max_steps else f"{cfg.epochs} epochs")
+            + f" × {cfg.batch_size} pairs, Adam lr {cfg.lr:g}",
+        ],
+    ]
+    return table(["Option", "Value"], rows, "generator") + note(
+        f"From <code>{escape(rel)}</code>; docs/ablation.md measures each option against the "
+        "paper's model on the same budget."
+    )
+
+
 def _setting(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
@@ -1213,6 +1294,7 @@ def reader_study(sec: dict[str, Any]) -> str:
 SECTIONS: list[tuple[str, str, Callable[[RunData], str]]] = [
     ("headline", "Headline numbers", _headline),
     ("targets", "Targets", _targets),
+    ("generator", "The generator", _generator),
     ("examples", "Key-exchange examples", _examples),
     ("exchange", "Exchange success", _exchange),
     ("plausibility", "Plausibility", _plausibility),

@@ -204,6 +204,23 @@ def make_full_run(root: Path, k: int = 3, size: int = 32) -> Path:
     (root / "metrics.json").write_text(json.dumps(metrics))
 
     (root / "kecae").mkdir()
+    from kecae.config import save_yaml
+    from kecae.training.config import KECAETrainConfig
+
+    save_yaml(
+        KECAETrainConfig(
+            data=str(root / "data"),
+            out=str(root / "kecae"),
+            preset="cpu",
+            model={"warp_grid": 16},
+            max_steps=2000,
+            lambda_sup=0.1,
+            lambda_lda=0.0,
+            lambda_disp=0.01,
+            lambda_cycle=1.0,
+        ),
+        root / "kecae" / "config.yaml",
+    )
     with open(root / "kecae" / "log.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["step", "epoch", "total", "mse", "sup", "lda", "sup_real", "pairs_per_s", "lr"])
