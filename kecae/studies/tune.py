@@ -417,7 +417,7 @@ def _objective(trial: optuna.Trial, cfg: TuneConfig, inputs: _Inputs, layout: Ru
         "[tune] trial %d: objective %.4f (%s)",
         trial.number,
         value,
-        ", ".join(f"{k} {v:.3g}" for k, v in params.items()),
+        params_text(params),
     )
     return value
 
@@ -608,6 +608,11 @@ def format_tune(section: dict[str, Any]) -> str:
         lines += [f"  {row.name}: {row.description} {row.params or ''}" for row in tune.final]
     lines.append(f"objective: {tune.objective}")
     return "\n".join(lines)
+
+
+def params_text(params: dict[str, Any]) -> str:
+    """A trial's settings on one line: floats to 3 significant digits, choices as they are."""
+    return ", ".join(f"{k} {_param(v)}" for k, v in params.items())
 
 
 def _param(value: Any) -> str:

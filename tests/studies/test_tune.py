@@ -90,6 +90,12 @@ def test_objective_by_hand():
     assert set(tune.SEARCH_SPACE) == set(TUNE_PARAMS)
 
 
+def test_params_text_takes_every_kind_of_setting():
+    # a categorical setting (sup_target) and an integer (warp_grid) beside floats
+    text = tune.params_text({"lambda_sup": 0.044303752, "warp_grid": 16, "sup_target": "donor"})
+    assert text == "lambda_sup 0.0443, warp_grid 16, sup_target donor"
+
+
 def test_trial_config_and_key():
     from kecae.training.config import KECAETrainConfig
 
