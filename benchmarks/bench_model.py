@@ -40,11 +40,13 @@ from kecae.models.autoencoder import (
     flops_per_pair,
 )
 from kecae.models.classifiers import CLASSIFIERS, build_classifier
-from kecae.models.presets import PRESETS, kecae_config
+from kecae.models.presets import PRESETS, kecae_config, preset_training
 
 #: The demo's budget for KECAE training on 2 cores (the rest goes to install, phantoms, two
 #: classifier trainings and evaluation within ~15 min).
 DEMO_KECAE_SECONDS = 300
+#: hybrid_loss keywords a preset's training settings may set.
+LOSS_KEYS = ("lambda_sup", "lambda_lda", "lambda_disp", "recon", "lda_mode", "sup_target")
 #: Fewest pairs a reasonable auto-encoder should see; the cpu preset must reach this in the budget.
 MIN_PAIRS = 20_000
 
@@ -61,8 +63,10 @@ def train_throughput(
     threads: int = 1,
     channels_last: bool = False,
     seed: int = 0,
+    loss_kw: dict | None = None,
 ) -> dict:
-    """Median pairs/s of full training steps (forward, hybrid loss, backward, Adam) on CPU."""
+    """Median pairs/s of full training steps (forward, hybrid loss, backward, Adam) on CPU;
+    ``loss_kw`` holds hybrid_loss keywords (a preset's training settings)."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     model = KECAE(config).train()
@@ -84,7 +88,7 @@ def train_throughput(
     for i in range(warmup + steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss, _ = hybrid_loss(model(x1, x2), x1, x2, y1, y2, supervisor)
+        loss, _ = hybrid_loss(model(x1, x2), x1, x2, y1, y2, supervisor, **(loss_kw or {}))
         loss.backward()
         opt.step()
         if i >= warmup:
@@ -134,8 +138,12 @@ def measure_preset(
         **kecae_sizes(config),
     }
     runs = []
+    loss_kw = {k: v for k, v in preset_training(name).items() if k in LOSS_KEYS}
+    result["loss"] = loss_kw
     for threads, channels_last in variants:
-        run = train_throughput(config, batch, warmup, steps, threads, channels_last)
+        run = train_throughput(
+            config, batch, warmup, steps, threads, channels_last, loss_kw=loss_kw
+        )
         run["gflop_per_s"] = round(run["pairs_per_s"] * result["gflop_train_per_pair"], 2)
         run["loadavg_1min"] = round(os.getloadavg()[0], 2)
         runs.append(run)
@@ -242,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         "method": (
             "CPU float32. Training step = KECAE forward on a batch of pairs + hybrid "
-            "loss (frozen siamese supervisor, lambda 1e-2 / 1e-3, LDA per image) + "
+            "loss (frozen siamese supervisor; each preset's loss settings, see 'loss'; "
+            "the selection rows: lambda 1e-2 / 1e-3, LDA per image) + "
             "backward + Adam. pairs/s = batch / median step time after warm-up. GFLOP "
             "by torch.utils.flop_counter.FlopCounterMode (2 FLOP per multiply-add; "
             "convolutions and matmuls only; gflop_train_per_pair is KECAE forward + "
