@@ -14,17 +14,18 @@ def paper() -> KECAEConfig:
 
 
 def cpu() -> KECAEConfig:
-    """Default on a 2-core CPU: 64 px, channels 4…256, the ablation's ``warp_grid32`` row.
+    """Default on a 2-core CPU: 64 px, the ablation's ``warp_grid32`` row (23 k parameters).
 
-    The size (64 px, width 0.125) was chosen by benchmarks/bench_model.py (model.json,
-    cpu_preset_selection) as the only one near the >= 20k training pairs an auto-encoder needs in
-    the demo's few minutes. The exchange options were chosen by ``kecae study ablation``
-    (docs/ablation.md): a 4×4 latent (depth 4) whose key map is averaged over the grid (a
-    position-free hK), and an exchange that moves the recipient's own pixels along a smooth
-    displacement field (≤ 3 px, decoded on a 32×32 grid) instead of re-drawing the image. At the
-    demo's budget it is the row whose exchanged images keep the recipient (non-key SSIM ≈ 0.94)
-    while their joint space moves most of the way to the donor's (key transfer ≈ 0.9-1.0).
-    Training settings to match: :data:`PRESET_TRAINING` ``["cpu"]``."""
+    The exchange options were chosen by ``kecae study ablation`` (docs/ablation.md): a 4×4 latent
+    (depth 4, channels 4…32) whose key map is averaged over the grid (a position-free hK), and an
+    exchange that moves the recipient's own pixels along a smooth displacement field (≤ 3 px,
+    decoded on a 32×32 grid) instead of re-drawing the image. At the demo's budget it is the row
+    whose exchanged images keep the recipient (non-key SSIM ≈ 0.94) while their joint space moves
+    most of the way to the donor's (key transfer ≈ 0.96 / 1.10 over three seeds). The size
+    (64 px, width 0.125) comes from benchmarks/bench_model.py (model.json): the largest input at
+    which the paper's architecture saw >= 20k training pairs in the demo's ~300 s under load;
+    this preset trains at ~200 pairs/s on one thread. Training settings to match:
+    :data:`PRESET_TRAINING` ``["cpu"]``."""
     return KECAEConfig(
         image_size=64, width=0.125, depth=4, key_pool="mean", exchange="warp", warp_grid=32
     )
