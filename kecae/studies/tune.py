@@ -84,6 +84,16 @@ class Param:
             return trial.suggest_float(name, *self.log_range, log=True)
         return trial.suggest_categorical(name, list(self.choices))
 
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` lies in this setting's range or choices."""
+        if self.log_range is not None:
+            return (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and self.log_range[0] <= value <= self.log_range[1]
+            )
+        return value in self.choices
+
     def describe(self) -> str:
         if self.log_range is not None:
             return f"log-uniform {self.log_range[0]:g} … {self.log_range[1]:g}"
@@ -172,6 +182,7 @@ class TuneConfig:
     )  # settings to search (those that apply to the run's model)
     steps: int | None = None  # optimiser steps per trial and final row; default: the run's
     startup_trials: int = 4  # random trials before TPE models the results
+    start_from_run: bool = True  # the first trial takes the run's own settings (where in range)
     seed: int = 0  # seeds the TPE sampler
     eval_pairs: int = 200  # validation pairs per trial (and test pairs per final row)
     separability_images: int = 400  # most images per SVM (5-fold)
@@ -243,6 +254,10 @@ def run_tune(cfg: TuneConfig) -> dict[str, Any]:
             "to tune afresh",
         )
     _requeue_cut_short(study)
+    if cfg.start_from_run and not study.trials:
+        start = run_settings(inputs)
+        if start:
+            study.enqueue_trial(start)
 
     # the trials
     todo = cfg.trials - _complete(study)
@@ -326,6 +341,20 @@ def _inputs(cfg: TuneConfig, layout: RunLayout) -> _Inputs:
     return _Inputs(base=base, judge=str(Path(judge).resolve()), space=space)
 
 
+def run_settings(inputs: _Inputs) -> dict[str, Any]:
+    """The run's own value of each searched setting that lies in the search space: the first
+    trial of a new study, so the search starts where the run already is (a setting outside its
+    range is drawn by the sampler)."""
+    from kecae.training.config import kecae_model_config
+
+    model = kecae_model_config(inputs.base)
+    values = {
+        name: getattr(model if SEARCH_SPACE[name].where == "model" else inputs.base, name)
+        for name in inputs.space
+    }
+    return {name: v for name, v in values.items() if SEARCH_SPACE[name].contains(v)}
+
+
 def _study_settings(cfg: TuneConfig, inputs: _Inputs) -> dict[str, Any]:
     """What a continued study must share with the one in storage."""
     recipe = {k: v for k, v in dataclasses.asdict(inputs.base).items() if k not in KECAE_MAY_CHANGE}
@@ -339,6 +368,7 @@ def _study_settings(cfg: TuneConfig, inputs: _Inputs) -> dict[str, Any]:
             "judge": inputs.judge,
             "seed": cfg.seed,
             "startup_trials": cfg.startup_trials,
+            "start_from_run": cfg.start_from_run,
         }
     )
 

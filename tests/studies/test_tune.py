@@ -96,6 +96,24 @@ def test_params_text_takes_every_kind_of_setting():
     assert text == "lambda_sup 0.0443, warp_grid 16, sup_target donor"
 
 
+def test_run_settings_keep_what_lies_in_the_search_space():
+    from kecae.training.config import KECAETrainConfig
+
+    base = KECAETrainConfig(
+        data="d", out="o", preset="cpu", lambda_sup=0.1, lambda_lda=0.0, lambda_disp=0.5, lr=1e-3
+    )
+    space = ["lambda_sup", "lambda_lda", "lambda_disp", "lr", "warp_grid", "width"]
+    inputs = tune._Inputs(base=base, judge="j", space=space)
+    # lambda_disp 0.5 lies outside its range (1e-3 … 1e-1): left to the sampler
+    assert tune.run_settings(inputs) == {
+        "lambda_sup": 0.1,
+        "lambda_lda": 0.0,
+        "lr": 1e-3,
+        "warp_grid": 32,
+        "width": 0.125,
+    }
+
+
 def test_trial_config_and_key():
     from kecae.training.config import KECAETrainConfig
 
@@ -118,6 +136,9 @@ def test_tune_trials_resume_and_final_comparison(run, monkeypatch, capsys):
     assert len(section["trials"]) == 1 and section["final"] == []
     first = section["trials"][0]
     assert first["state"] == "COMPLETE" and set(first["params"]) == {"lambda_sup", "lambda_lda"}
+    # a new study starts where the run is: its first trial takes the run's own settings
+    run_cfg = yaml.safe_load((run / "kecae" / "config.yaml").read_text())
+    assert first["params"] == {k: run_cfg[k] for k in ("lambda_sup", "lambda_lda")}
     folder = run / first["folder"]
     # the trial: the run's recipe with its settings, evaluated on validation pairs
     cfg = yaml.safe_load((folder / "kecae" / "config.yaml").read_text())
