@@ -57,6 +57,7 @@ from kecae.runfolder import (
 from kecae.studies.subruns import (
     ClassifierStudyConfig,
     Progress,
+    at_budget,
     check_archs,
     classifier_config,
     data_options,
@@ -399,20 +400,15 @@ def _kecae(
             f"{layout.kecae.config} sets no max_steps: pass --kecae-steps (the budget of each "
             "fraction's KECAE)"
         )
-    want = dataclasses.replace(
+    want = at_budget(
         base,
+        steps,
+        cfg.device,
+        cfg.cache_dir,
+        cfg.progress,
         data=fdata,
         supervisor=supervisor,
         out=str(folder.kecae.folder),
-        max_steps=steps,
-        log_every=min(base.log_every, steps),
-        sample_every=steps,
-        ckpt_every=max(1, min(base.ckpt_every, steps)),
-        device=cfg.device,
-        cache_dir=cfg.cache_dir,
-        progress=cfg.progress,
-        resume=True,
-        fresh=False,
     )
     own = layout.kecae.last
     if fraction == 1 and own.is_file():

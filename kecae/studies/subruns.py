@@ -107,6 +107,32 @@ def check_archs(archs: list[str]) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def at_budget(
+    base: KECAETrainConfig,
+    steps: int,
+    device: str,
+    cache_dir: str | None,
+    progress: bool,
+    **changes: Any,
+) -> KECAETrainConfig:
+    """A study's sub-run of the recipe ``base``: ``steps`` optimiser steps (logs, samples and
+    checkpoints scaled to them), the study's device, cache and progress bar, resumed when
+    interrupted; ``changes`` replace other fields (data, supervisor, out, …)."""
+    return dataclasses.replace(
+        base,
+        max_steps=steps,
+        log_every=min(base.log_every, steps),
+        sample_every=steps,
+        ckpt_every=max(1, min(base.ckpt_every, steps)),
+        device=device,
+        cache_dir=cache_dir,
+        progress=progress,
+        resume=True,
+        fresh=False,
+        **changes,
+    )
+
+
 def kecae_run_config(run: Path) -> KECAETrainConfig | None:
     """The run's KECAE training configuration (None when the run has none)."""
     path = RunLayout(run).kecae.config

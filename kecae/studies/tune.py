@@ -57,7 +57,12 @@ from kecae.runfolder import (
     write_section,
     write_sections,
 )
-from kecae.studies.subruns import kecae_run_config, resolve_data, train_kecae_or_reuse
+from kecae.studies.subruns import (
+    at_budget,
+    kecae_run_config,
+    resolve_data,
+    train_kecae_or_reuse,
+)
 from kecae.training.config import KECAE_MAY_CHANGE, KECAETrainConfig
 
 if TYPE_CHECKING:
@@ -317,19 +322,14 @@ def _inputs(cfg: TuneConfig, layout: RunLayout) -> _Inputs:
                 f"the {what} {path} does not exist: run `kecae demo --out {layout.root}` "
                 f"first, or pass --{what}"
             )
-    base = dataclasses.replace(
+    base = at_budget(
         base,
+        steps,
+        cfg.device,
+        cfg.cache_dir,
+        cfg.progress,
         data=resolve_data(cfg.data, layout.root),
         supervisor=str(Path(supervisor).resolve()),
-        max_steps=steps,
-        log_every=min(base.log_every, steps),
-        sample_every=steps,
-        ckpt_every=max(1, min(base.ckpt_every, steps)),
-        device=cfg.device,
-        cache_dir=cfg.cache_dir,
-        progress=cfg.progress,
-        resume=True,
-        fresh=False,
     )
     warp = kecae_model_config(base).exchange == "warp"
     space = [p for p in cfg.params if warp or not SEARCH_SPACE[p].warp_only]
