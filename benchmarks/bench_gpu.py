@@ -28,13 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from kecae.files import atomic_write_text
-from kecae.losses import hybrid_loss
+from kecae.losses import LossInputs, kecae_loss
 from kecae.models.autoencoder import KECAE, flops_per_pair
 from kecae.models.classifiers import build_classifier
 from kecae.models.presets import kecae_config, preset_training
-
-#: hybrid_loss keywords a preset's training settings may set.
-_LOSS_KEYS = ("lambda_sup", "lambda_lda", "lambda_disp", "recon", "lda_mode", "sup_target")
+from kecae.training.config import LossSettings
 
 
 def step_time(preset: str, batch: int, bf16: bool, warmup: int, steps: int) -> dict:
@@ -42,7 +40,7 @@ def step_time(preset: str, batch: int, bf16: bool, warmup: int, steps: int) -> d
     device = torch.device("cuda")
     torch.manual_seed(0)
     config = kecae_config(preset)
-    loss_kw = {k: v for k, v in preset_training(preset).items() if k in _LOSS_KEYS}
+    settings = LossSettings.pick(preset_training(preset))
     model = KECAE(config).to(device).train()
     supervisor = build_classifier("siamese", config.image_size).to(device).eval()
     for p in supervisor.parameters():
@@ -62,7 +60,7 @@ def step_time(preset: str, batch: int, bf16: bool, warmup: int, steps: int) -> d
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-            loss, _ = hybrid_loss(model(x1, x2), x1, x2, y1, y2, supervisor, **loss_kw)
+            loss, _ = kecae_loss(LossInputs(model(x1, x2), x1, x2, y1, y2, supervisor), settings)
         loss.backward()
         opt.step()
         torch.cuda.synchronize()

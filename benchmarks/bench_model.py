@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from kecae.files import atomic_write_text
-from kecae.losses import hybrid_loss
+from kecae.losses import LossInputs, kecae_loss
 from kecae.models.autoencoder import (
     KECAE,
     KECAEConfig,
@@ -41,12 +41,11 @@ from kecae.models.autoencoder import (
 )
 from kecae.models.classifiers import CLASSIFIERS, build_classifier
 from kecae.models.presets import PRESETS, kecae_config, preset_training
+from kecae.training.config import LossSettings
 
 #: The demo's budget for KECAE training on 2 cores (the rest goes to install, phantoms, two
 #: classifier trainings and evaluation within ~15 min).
 DEMO_KECAE_SECONDS = 300
-#: hybrid_loss keywords a preset's training settings may set.
-LOSS_KEYS = ("lambda_sup", "lambda_lda", "lambda_disp", "recon", "lda_mode", "sup_target")
 #: Fewest pairs a reasonable auto-encoder should see; the cpu preset must reach this in the budget.
 MIN_PAIRS = 20_000
 
@@ -63,10 +62,10 @@ def train_throughput(
     threads: int = 1,
     channels_last: bool = False,
     seed: int = 0,
-    loss_kw: dict | None = None,
+    loss: LossSettings | None = None,
 ) -> dict:
     """Median pairs/s of full training steps (forward, hybrid loss, backward, Adam) on CPU;
-    ``loss_kw`` holds hybrid_loss keywords (a preset's training settings)."""
+    ``loss``: the loss settings (a preset's training settings; default: the paper's)."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     model = KECAE(config).train()
@@ -84,12 +83,14 @@ def train_throughput(
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     y1 = torch.zeros(batch, dtype=torch.long)
     y2 = torch.ones(batch, dtype=torch.long)
+    settings = loss or LossSettings()
     times = []
+    total = torch.zeros(())
     for i in range(warmup + steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss, _ = hybrid_loss(model(x1, x2), x1, x2, y1, y2, supervisor, **(loss_kw or {}))
-        loss.backward()
+        total, _ = kecae_loss(LossInputs(model(x1, x2), x1, x2, y1, y2, supervisor), settings)
+        total.backward()
         opt.step()
         if i >= warmup:
             times.append(time.perf_counter() - t0)
@@ -103,7 +104,7 @@ def train_throughput(
         "step_s_median": round(step_s, 4),
         "step_s_all": [round(t, 4) for t in times],
         "pairs_per_s": round(batch / step_s, 2),
-        "loss_finite": bool(torch.isfinite(loss)),
+        "loss_finite": bool(torch.isfinite(total)),
     }
 
 
@@ -138,12 +139,10 @@ def measure_preset(
         **kecae_sizes(config),
     }
     runs = []
-    loss_kw = {k: v for k, v in preset_training(name).items() if k in LOSS_KEYS}
-    result["loss"] = loss_kw
+    loss = LossSettings.pick(preset_training(name))
+    result["loss"] = {k: v for k, v in preset_training(name).items() if hasattr(loss, k)}
     for threads, channels_last in variants:
-        run = train_throughput(
-            config, batch, warmup, steps, threads, channels_last, loss_kw=loss_kw
-        )
+        run = train_throughput(config, batch, warmup, steps, threads, channels_last, loss=loss)
         run["gflop_per_s"] = round(run["pairs_per_s"] * result["gflop_train_per_pair"], 2)
         run["loadavg_1min"] = round(os.getloadavg()[0], 2)
         runs.append(run)

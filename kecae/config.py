@@ -500,9 +500,23 @@ def check_value(name: str, value: Any, rule: Range | None = None) -> None:
             raise KecaeError(f"{option_name(name)} {v!r}: must be {want}")
 
 
+def check_choice(name: str, value: Any, choices: Iterable[str]) -> None:
+    """Refuse a value (or a list item) that is not one of the field's choices: a YAML file or
+    a caller of the library can give what the command line's ``choices`` would have refused."""
+    allowed = list(choices)
+    for v in value if isinstance(value, (list, tuple)) else [value]:
+        if v not in allowed:
+            raise KecaeError(f"{option_name(name)} {v!r}: choose one of {allowed}")
+
+
 def check_values(cfg: Any) -> None:
     """Every numeric field of a configuration dataclass within its range (see ``_RANGES``; a
-    class may narrow or widen a field's range in its ``value_ranges`` attribute)."""
+    class may narrow or widen a field's range in its ``value_ranges`` attribute), and every
+    field with choices (:func:`setting`) one of them."""
     own: dict[str, Range] = getattr(type(cfg), "value_ranges", {})
     for f in dataclasses.fields(cfg):
-        check_value(f.name, getattr(cfg, f.name), own.get(f.name))
+        value = getattr(cfg, f.name)
+        check_value(f.name, value, own.get(f.name))
+        choices = _option_of(f).choices
+        if choices is not None and value is not None:
+            check_choice(f.name, value, choices)

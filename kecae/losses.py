@@ -1,26 +1,40 @@
-"""The hybrid loss of KECAE (Eq. 4-8): J = J_MSE + λ1·J_SUP + λ2·J_LDA, and optional terms.
+"""The KECAE training loss, in one place: J = J_MSE + λ1·J_SUP + λ2·J_LDA (Eq. 4-8) and the
+optional terms beyond the paper, each an entry of :data:`TERMS`; :func:`kecae_loss` adds them up.
 
-Plain functions of tensors; the model knows nothing about them. Class indices follow
-``kecae.CLASS_GRADES``: 0 ↔ KL-0, 1 ↔ KL-2.
+The term functions are plain functions of tensors; the model knows nothing about them. Class
+indices follow ``kecae.CLASS_GRADES``: 0 ↔ KL-0, 1 ↔ KL-2. The weights and options live in
+:class:`kecae.training.config.LossSettings` (fields of ``kecae train``), checked once when built.
 
 Beyond the paper (all weights 0 by default): an L1 reconstruction, a bounded LDA form, penalties on
 the warp exchange's displacement field (size, smoothness, folds), a supervisor that sees randomly
 shifted and blurred exchanged images (so pixel-level texture cannot fool it), two
-disentanglement constraints (:func:`consistency_terms`): re-encoding X' gives back the latents it
-was made of, and exchanging keys between two knees of one grade changes little; and two linear
-grade probes (:class:`GradeProbes`): the key must tell the grade, the non-key map must not.
+disentanglement constraints: re-encoding X' gives back the latents it was made of
+(:func:`cycle_term`), and exchanging keys between two knees of one grade changes little
+(:func:`same_grade_term`); two linear grade probes (:class:`GradeProbes`): the key must tell the
+grade, the non-key map must not; and, with a jointly trained supervisor, its own cross-entropy on
+the real images.
+
+A new term is one entry of :data:`TERMS` (its function and the ``LossSettings`` field of each
+weight): it is then computed, weighted, logged (the trainer's ``log.csv`` columns come from
+:func:`logged_names`) and validated with the rest. An entry may ramp its weights up from 0 over a
+number of steps (``ramp``) and may train a module of its own (``module``): in the model's Adam,
+like the grade probes, or with an optimiser of its own and an update step after the model's.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kecae.models.autoencoder import KECAE, KECAEOutput, gaussian_blur, warp_images
+from kecae.models.autoencoder import KECAE, KECAEConfig, KECAEOutput, gaussian_blur, warp_images
 from kecae.registry import LDA_MODES, RECON_LOSSES
+from kecae.training.config import LossSettings
 
 
 def mse_term(
@@ -149,146 +163,51 @@ def perturb_for_supervisor(
     return gaussian_blur(warp_images(x, shift), sigma)
 
 
-def hybrid_loss(
-    out: KECAEOutput,
-    x1: torch.Tensor,
-    x2: torch.Tensor,
-    y1: torch.Tensor,
-    y2: torch.Tensor,
-    supervisor: nn.Module,
-    lambda_sup: float = 1e-2,
-    lambda_lda: float = 1e-3,
-    lda_eps: float = 1e-6,
-    lda_mode: str = "image",
-    *,
-    recon: str = "mse",
-    lambda_disp: float = 0.0,
-    lambda_smooth: float = 0.0,
-    lambda_fold: float = 0.0,
-    sup_perturb: float = 0.0,
-    lambda_edit: float = 0.0,
-    sup_target: str = "label",
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """J = J_MSE + λ1·J_SUP + λ2·J_LDA (Eq. 8) for one batch of pairs, plus the optional
-    displacement penalties (weights ``lambda_disp``, ``lambda_smooth``, ``lambda_fold``) when the
-    model warps, and ``lambda_edit`` times :func:`intensity_edit_term`.
+def cycle_term(model: KECAE, out: KECAEOutput) -> torch.Tensor:
+    """Re-encoding X'1 gives back hN1 and hK2, and X'2 gives hN2 and hK1 (as in DRIT / MUNIT / the
+    Swapping Autoencoder); each MSE is divided by its target's variance so the latents' scale does
+    not set the weight. Targets are detached: the exchanged image must carry the latents, not the
+    latents drift to it. ``model`` is the bare KECAE (not a DDP wrapper). A scalar."""
+    b = out.x1_ex.shape[0]
+    hk, hn = model.encode(torch.cat([out.x1_ex, out.x2_ex]))  # (2B, …) each
 
-    ``out`` is ``KECAE.forward(x1, x2)``; x1, x2 (B, 1, S, S); y1, y2 (B,) class indices.
-    J_LDA is the mean of lda(hN1, hK1) and lda(hN2, hK2). The supervisor is called once on
-    cat([X'1, X'2]) (2B images), perturbed first when ``sup_perturb`` > 0. Freezing it is the
-    caller's job (eval mode, requires_grad False): gradients still flow through it to the
-    generator. ``recon`` picks the reconstruction term (the paper's MSE, or L1).
-    ``sup_target="donor"`` replaces the donor's grade label in J_SUP by the supervisor's own
-    (soft) call on the donor image: a donor whose grade label says KL-2 but whose joint looks
-    healthy then asks for a healthy-looking X', so the exchange follows the donor's features,
-    not its label (the phantom grades, like readers', overlap).
+    def rel(a: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = target.detach()
+        return F.mse_loss(a, target) / (target.var() + 1e-6)
 
-    Returns the total (a scalar with grad) and a dict of detached scalars ``mse`` (the
-    reconstruction term, whichever its kind), ``sup``, ``lda``, ``total`` (and ``disp``,
-    ``smooth``, ``fold`` for a warp) for logging (tensors: logging forces no device sync).
-    """
-    weights = dict(
-        lambda_sup=lambda_sup,
-        lambda_lda=lambda_lda,
-        lambda_disp=lambda_disp,
-        lambda_smooth=lambda_smooth,
-        lambda_fold=lambda_fold,
-        sup_perturb=sup_perturb,
-        lambda_edit=lambda_edit,
+    return 0.25 * (
+        rel(hn[:b], out.hn1) + rel(hk[:b], out.hk2) + rel(hn[b:], out.hn2) + rel(hk[b:], out.hk1)
     )
-    bad = {k: v for k, v in weights.items() if not (v >= 0 and v < float("inf"))}
-    if bad:
-        raise ValueError(f"{bad} must be finite and >= 0 (paper: lambda_sup 1e-2, lambda_lda 1e-3)")
-    b = x1.shape[0]
-    j_rec = reconstruction_term(x1, out.x1_hat, x2, out.x2_hat, recon)
-    x_ex = perturb_for_supervisor(torch.cat([out.x1_ex, out.x2_ex]), sup_perturb, generator)
-    logits = supervisor(x_ex)  # (2B, K)
-    if sup_target == "donor":
-        with torch.no_grad():  # the supervisor's belief about each donor image, a soft target
-            p_donor = torch.softmax(supervisor(torch.cat([x2, x1])).float(), dim=1)  # (2B, K)
-        j_sup = F.cross_entropy(logits[:b].float(), p_donor[:b]) + F.cross_entropy(
-            logits[b:].float(), p_donor[b:]
-        )
-    elif sup_target == "label":
-        j_sup = supervision_term(logits[:b], logits[b:], y1, y2)
-    else:
-        raise ValueError(f"unknown supervision target {sup_target!r}; choose 'label' or 'donor'")
-    j_lda = 0.5 * (
-        lda_term(out.hn1, out.hk1, lda_eps, lda_mode)
-        + lda_term(out.hn2, out.hk2, lda_eps, lda_mode)
-    )
-    total = j_rec + lambda_sup * j_sup + lambda_lda * j_lda
-    terms = {"mse": j_rec.detach(), "sup": j_sup.detach(), "lda": j_lda.detach()}
-    if out.disp1 is not None and out.disp2 is not None:
-        d = displacement_terms(torch.cat([out.disp1, out.disp2]), x1.shape[-1])
-        total = (
-            total + lambda_disp * d["disp"] + lambda_smooth * d["smooth"] + lambda_fold * d["fold"]
-        )
-        terms.update({k: v.detach() for k, v in d.items()})
-    if lambda_edit > 0:
-        j_edit = intensity_edit_term(out, x1, x2)
-        total = total + lambda_edit * j_edit
-        terms["edit"] = j_edit.detach()
-    terms["total"] = total.detach()
-    return total, terms
 
 
-def consistency_terms(
+def same_grade_term(
     model: KECAE,
     out: KECAEOutput,
     x1: torch.Tensor,
     x2: torch.Tensor,
-    cycle: bool = True,
-    same: bool = True,
     generator: torch.Generator | None = None,
-) -> dict[str, torch.Tensor]:
-    """Disentanglement constraints (as in DRIT / MUNIT / the Swapping Autoencoder), unweighted.
-
-    - ``cycle``: re-encoding X'1 gives back hN1 and hK2, and X'2 gives hN2 and hK1; each MSE is
-      divided by its target's variance so the latents' scale does not set the weight. Targets are
-      detached: the exchanged image must carry the latents, not the latents drift to it.
-    - ``same``: X1 given the key of *another KL-0 knee* of the batch (a random derangement) must
-      equal the no-exchange output (X̂1 for the paper's decoded exchange, X1 itself for a residual
-      or warp exchange), and likewise for X2 among KL-2 knees: the key then has no room for
-      anything that is not the grade.
-
-    ``model`` is the bare KECAE (not a DDP wrapper). Returns ``{"cycle": …, "same": …}`` scalars
-    (only those asked for).
-    """
+) -> torch.Tensor | None:
+    """X1 given the key of *another KL-0 knee* of the batch (a random derangement) must equal the
+    no-exchange output (X̂1 for the paper's decoded exchange, X1 itself for a residual or warp
+    exchange), and likewise for X2 among KL-2 knees: the key then has no room for anything that
+    is not the grade. A scalar; None for a batch of one pair (no other knee to take a key from)."""
     b = x1.shape[0]
-    terms: dict[str, torch.Tensor] = {}
-    if cycle:
-        hk, hn = model.encode(torch.cat([out.x1_ex, out.x2_ex]))  # (2B, …) each
-
-        def rel(a: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-            target = target.detach()
-            return F.mse_loss(a, target) / (target.var() + 1e-6)
-
-        terms["cycle"] = 0.25 * (
-            rel(hn[:b], out.hn1)
-            + rel(hk[:b], out.hk2)
-            + rel(hn[b:], out.hn2)
-            + rel(hk[b:], out.hk1)
-        )
-    if same and b > 1:
-        perm = (
-            torch.arange(b) + torch.randint(1, b, (1,), generator=generator)
-        ) % b  # no fixed point
-        perm = perm.to(x1.device)
-        x = torch.cat([x1, x2])
-        hat = torch.cat([out.x1_hat, out.x2_hat])
-        hn, hk = torch.cat([out.hn1, out.hn2]), torch.cat([out.hk1[perm], out.hk2[perm]])
-        dec, u = model.decode_with_displacement(hn + hk)
-        u_hat = (
-            torch.cat([out.flow1, out.flow2])
-            if out.flow1 is not None and out.flow2 is not None
-            else None
-        )
-        x_same, _ = model.exchanged(x, hat, dec, u_hat, u)
-        target = hat if model.config.exchange == "decode" else x
-        terms["same"] = F.mse_loss(x_same, target.detach())
-    return terms
+    if b < 2:
+        return None
+    perm = (torch.arange(b) + torch.randint(1, b, (1,), generator=generator)) % b  # no fixed point
+    perm = perm.to(x1.device)
+    x = torch.cat([x1, x2])
+    hat = torch.cat([out.x1_hat, out.x2_hat])
+    hn, hk = torch.cat([out.hn1, out.hn2]), torch.cat([out.hk1[perm], out.hk2[perm]])
+    dec, u = model.decode_with_displacement(hn + hk)
+    u_hat = (
+        torch.cat([out.flow1, out.flow2])
+        if out.flow1 is not None and out.flow2 is not None
+        else None
+    )
+    x_same, _ = model.exchanged(x, hat, dec, u_hat, u)
+    target = hat if model.config.exchange == "decode" else x
+    return F.mse_loss(x_same, target.detach())
 
 
 class _ReverseGradient(torch.autograd.Function):
@@ -332,3 +251,217 @@ def probe_terms(
         "key_cls": F.cross_entropy(probes.key(hk), y),
         "nonkey_adv": F.cross_entropy(probes.nonkey(_ReverseGradient.apply(hn)), y),
     }
+
+
+def donor_supervision_term(
+    logits_ex: torch.Tensor, supervisor: nn.Module, x1: torch.Tensor, x2: torch.Tensor
+) -> torch.Tensor:
+    """J_SUP with the donor's grade label replaced by the supervisor's own (soft) call on the
+    donor image: a donor whose label says KL-2 but whose joint looks healthy then asks for a
+    healthy-looking X', so the exchange follows the donor's features, not its label (the phantom
+    grades, like readers', overlap). ``logits_ex``: (2B, K) on cat([X'1, X'2])."""
+    b = x1.shape[0]
+    with torch.no_grad():  # the supervisor's belief about each donor image, a soft target
+        p_donor = torch.softmax(supervisor(torch.cat([x2, x1])).float(), dim=1)  # (2B, K)
+    return F.cross_entropy(logits_ex[:b].float(), p_donor[:b]) + F.cross_entropy(
+        logits_ex[b:].float(), p_donor[b:]
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The loss: what it sees, its entries, their sum
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LossInputs:
+    """What the loss of one batch of pairs sees."""
+
+    out: KECAEOutput  # model(x1, x2)
+    x1: torch.Tensor  # (B, 1, S, S) KL-0 images
+    x2: torch.Tensor  # (B, 1, S, S) KL-2 images
+    y1: torch.Tensor  # (B,) class indices of X1
+    y2: torch.Tensor  # (B,) class indices of X2
+    supervisor: nn.Module  # frozen (eval mode, no weight gradients: the caller's job) or joint
+    model: KECAE | None = None  # the bare model (not a DDP wrapper): the consistency terms need it
+    generator: torch.Generator | None = None  # the step's random draws (perturbation, derangement)
+    step: int = 0  # the optimiser step (0-based): where the ramps stand
+    joint: bool = False  # the supervisor trains along: it must also learn the real labels
+    modules: Mapping[str, nn.Module] = field(default_factory=dict)  # the terms' modules, by name
+
+
+#: A term's values from the batch and the settings: {logged name: scalar}; a value the batch
+#: cannot give (no displacement field, one pair) is left out.
+TermFn = Callable[[LossInputs, LossSettings], dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class TrainedModule:
+    """A module a term trains along with KECAE, saved in the run's checkpoints under ``name``.
+
+    With ``optimizer`` None its parameters join the model's Adam (the grade probes: a gradient
+    reversal makes one of them an adversary). Otherwise it has an optimiser of its own, and after
+    each step of the model ``update(module, inputs, settings)`` gives the losses that optimiser
+    minimises (their sum), e.g. a discriminator's loss on real and detached generated images;
+    ``logs`` names them (logged like the terms). Modules are not wrapped for DDP.
+    """
+
+    name: str
+    build: Callable[[KECAEConfig], nn.Module]
+    optimizer: Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer] | None = None
+    update: Callable[[nn.Module, LossInputs, LossSettings], dict[str, torch.Tensor]] | None = None
+    logs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Term:
+    """One entry of the loss: the values one function computes, each weighed by a field of
+    :class:`LossSettings` (None: weight 1) and added to the total in the order of the table."""
+
+    weights: Mapping[str, str | None]  # logged name -> the LossSettings field that weighs it
+    compute: TermFn
+    optional: bool = False  # computed only when one of its weights is > 0
+    module: TrainedModule | None = None  # built (and trained) when the term is on
+    ramp: str | None = None  # LossSettings field: steps over which its weights rise from 0
+
+    def on(self, settings: LossSettings) -> bool:
+        """Whether the term is computed under ``settings``."""
+        fields = [f for f in self.weights.values() if f is not None]
+        return not self.optional or any(getattr(settings, f) > 0 for f in fields)
+
+    def weight(self, name: str, settings: LossSettings, step: int) -> float | None:
+        """The weight of value ``name`` at optimiser step ``step`` (None: weight 1)."""
+        field_name = self.weights[name]
+        if field_name is None:
+            return None
+        value: float = getattr(settings, field_name)
+        steps = getattr(settings, self.ramp) if self.ramp else 0
+        return value * min(1.0, step / steps) if steps > 0 else value
+
+
+def _reconstruction(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
+    # logged as "mse" whichever its kind (the log's column since the paper's J_MSE)
+    return {"mse": reconstruction_term(inp.x1, inp.out.x1_hat, inp.x2, inp.out.x2_hat, s.recon)}
+
+
+def _supervision(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
+    # one supervisor call on cat([X'1, X'2]) (2B images), perturbed first when asked
+    x_ex = torch.cat([inp.out.x1_ex, inp.out.x2_ex])
+    logits = inp.supervisor(perturb_for_supervisor(x_ex, s.sup_perturb, inp.generator))
+    if s.sup_target == "donor":
+        return {"sup": donor_supervision_term(logits, inp.supervisor, inp.x1, inp.x2)}
+    b = inp.x1.shape[0]
+    return {"sup": supervision_term(logits[:b], logits[b:], inp.y1, inp.y2)}
+
+
+def _lda(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
+    out = inp.out
+    return {
+        "lda": 0.5
+        * (
+            lda_term(out.hn1, out.hk1, s.lda_eps, s.lda_mode)
+            + lda_term(out.hn2, out.hk2, s.lda_eps, s.lda_mode)
+        )
+    }
+
+
+def _displacement(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
+    if inp.out.disp1 is None or inp.out.disp2 is None:  # not a warp exchange
+        return {}
+    return displacement_terms(torch.cat([inp.out.disp1, inp.out.disp2]), inp.x1.shape[-1])
+
+
+def _edit(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
+    return {"edit": intensity_edit_term(inp.out, inp.x1, inp.x2)}
+
+
+def _model(inp: LossInputs, term: str) -> KECAE:
+    if inp.model is None:
+        raise ValueError(f"the {term} term runs the model again: pass it as LossInputs.model")
+    return inp.model
+
+
+def _cycle(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
+    return {"cycle": cycle_term(_model(inp, "cycle"), inp.out)}
+
+
+def _same(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
+    value = same_grade_term(_model(inp, "same"), inp.out, inp.x1, inp.x2, inp.generator)
+    return {} if value is None else {"same": value}
+
+
+def _probes(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
+    probes = inp.modules[PROBES.name]
+    assert isinstance(probes, GradeProbes)
+    return probe_terms(probes, inp.out, inp.y1, inp.y2)
+
+
+def _supervisor_on_real(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
+    # a jointly trained supervisor also learns the real labels; without this term the
+    # supervisor and the generator could agree on any private code
+    if not inp.joint:
+        return {}
+    logits = inp.supervisor(torch.cat([inp.x1, inp.x2]))
+    return {"sup_real": F.cross_entropy(logits.float(), torch.cat([inp.y1, inp.y2]))}
+
+
+#: The grade probes: two linear classifiers trained in the model's Adam.
+PROBES = TrainedModule(
+    "probes", lambda config: GradeProbes(math.prod(config.key_shape), config.latent_dim)
+)
+
+#: The loss, entry by entry, in the order the total adds them up.
+TERMS: tuple[Term, ...] = (
+    Term({"mse": None}, _reconstruction),  # J_MSE (Eq. 4), or its L1 form
+    Term({"sup": "lambda_sup"}, _supervision),  # λ1·J_SUP (Eq. 5)
+    Term({"lda": "lambda_lda"}, _lda),  # λ2·J_LDA (Eq. 6-7), the mean over X1 and X2
+    Term(  # the warp exchange's displacement field
+        {"disp": "lambda_disp", "smooth": "lambda_smooth", "fold": "lambda_fold"}, _displacement
+    ),
+    Term({"edit": "lambda_edit"}, _edit, optional=True),
+    Term({"cycle": "lambda_cycle"}, _cycle, optional=True),
+    Term({"same": "lambda_same"}, _same, optional=True),
+    Term(
+        {"key_cls": "lambda_key_cls", "nonkey_adv": "lambda_nonkey_adv"},
+        _probes,
+        optional=True,
+        module=PROBES,
+    ),
+    Term({"sup_real": "lambda_sup"}, _supervisor_on_real),  # joint supervisor only
+)
+
+
+def kecae_loss(
+    inputs: LossInputs, settings: LossSettings, terms: Sequence[Term] | None = None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The KECAE training loss of one batch of pairs: the weighted sum of every entry of
+    ``terms`` (default :data:`TERMS`) that is on under ``settings``.
+
+    Returns the total (a scalar with grad) and a dict of detached scalars, one per computed
+    value (``mse`` is the reconstruction term, whichever its kind) and ``total``, for logging
+    (tensors: logging forces no device sync).
+    """
+    total: torch.Tensor | None = None
+    logged: dict[str, torch.Tensor] = {}
+    for term in TERMS if terms is None else terms:
+        if not term.on(settings):
+            continue
+        for name, value in term.compute(inputs, settings).items():
+            weight = term.weight(name, settings, inputs.step)
+            part = value if weight is None else weight * value
+            total = part if total is None else total + part
+            logged[name] = value.detach()
+    if total is None:
+        raise ValueError("the loss has no term: TERMS holds none that is on")
+    logged["total"] = total.detach()
+    return total, logged
+
+
+def logged_names(terms: Sequence[Term] | None = None) -> list[str]:
+    """Every value the loss and its modules' own steps may log, in table order."""
+    names: list[str] = []
+    for term in TERMS if terms is None else terms:
+        names += list(term.weights)
+        if term.module is not None:
+            names += list(term.module.logs)
+    return names

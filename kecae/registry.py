@@ -133,7 +133,7 @@ RECON_LOSSES = Registry(
     ],
 )
 
-#: What J_SUP asks the supervisor to say about an exchanged image (``kecae.losses.hybrid_loss``).
+#: What J_SUP asks the supervisor to say about an exchanged image (``kecae.losses.TERMS``).
 SUP_TARGETS = Registry(
     "supervision target",
     [

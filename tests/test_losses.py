@@ -1,27 +1,41 @@
-"""The hybrid loss and its optional terms (kecae.losses), each against a value computed by
-hand."""
+"""The KECAE loss (kecae.losses): each term against a value computed by hand, the table of
+terms, their weights, ramps and modules."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 from torch import nn
 
+from kecae.errors import KecaeError
 from kecae.losses import (
+    TERMS,
     GradeProbes,
-    consistency_terms,
+    LossInputs,
+    Term,
+    cycle_term,
     displacement_terms,
-    hybrid_loss,
     intensity_edit_term,
+    kecae_loss,
     lda_term,
+    logged_names,
     mse_term,
     probe_terms,
     reconstruction_term,
+    same_grade_term,
     supervision_term,
 )
 from kecae.models import KECAE, KECAEOutput, build_classifier, kecae_config
+from kecae.training.config import LossSettings
+
+
+def hybrid_loss(out, x1, x2, y1, y2, supervisor, generator=None, **settings):
+    """J = J_MSE + λ1·J_SUP + λ2·J_LDA and the terms ``settings`` turn on (kecae_loss)."""
+    inputs = LossInputs(out, x1, x2, y1, y2, supervisor, generator=generator)
+    return kecae_loss(inputs, LossSettings(**settings))
 
 
 def test_mse_term_by_hand():
@@ -171,13 +185,34 @@ def test_hybrid_loss_weights_and_terms():
     assert terms_batch["mse"].item() == pytest.approx(mse.item(), rel=1e-6)
 
 
-def test_hybrid_loss_rejects_negative_lambdas():
-    out, x1, x2 = _fake_output()
-    y = torch.zeros(2, dtype=torch.long)
-    with pytest.raises(ValueError, match="lambda"):
-        hybrid_loss(out, x1, x2, y, y, _CountingSupervisor(), lambda_sup=-1.0)
-    with pytest.raises(ValueError, match="lambda_disp"):
-        hybrid_loss(out, x1, x2, y, y, _CountingSupervisor(), lambda_disp=float("nan"))
+@pytest.mark.parametrize(
+    "settings, words",
+    [
+        (dict(lambda_sup=-1.0), "--lambda-sup -1.0: must be a finite number >= 0"),
+        (dict(lambda_disp=float("nan")), "--lambda-disp nan"),
+        (dict(lambda_nonkey_adv=float("inf")), "--lambda-nonkey-adv inf"),
+        (dict(sup_perturb=-0.5), "--sup-perturb -0.5"),
+        (dict(lda_eps=0.0), "--lda-eps 0.0: must be a finite number > 0"),
+        (
+            dict(lda_mode="global"),
+            r"--lda-mode 'global': choose one of \['image', 'batch', 'log'\]",
+        ),
+        (dict(recon="ssim"), "--recon 'ssim': choose one of"),
+        (dict(sup_target="teacher"), "--sup-target 'teacher': choose one of"),
+    ],
+)
+def test_loss_settings_are_checked_when_built(settings, words):
+    with pytest.raises(KecaeError, match=words):
+        LossSettings(**settings)
+
+
+def test_every_weight_belongs_to_one_term_and_every_term_weight_is_a_setting():
+    fields = {f.name for f in dataclasses.fields(LossSettings)}
+    weights = {w for t in TERMS for w in t.weights.values() if w is not None}
+    assert weights <= fields
+    assert {f for f in fields if f.startswith("lambda_")} == weights
+    names = [n for t in TERMS for n in t.weights]
+    assert len(names) == len(set(names)) and "total" not in names
 
 
 def test_gradients_reach_generator_through_frozen_supervisor():
@@ -310,14 +345,15 @@ def test_same_grade_exchange_term_is_zero_for_identical_knees():
     x2 = (torch.rand(1, 1, 32, 32) * 2 - 1).repeat(3, 1, 1, 1)
     with torch.no_grad():
         model.warp_head.weight.normal_(0, 0.5)
-        t = consistency_terms(model, model(x1, x2), x1, x2, cycle=False)
-    assert t["same"].item() == pytest.approx(0.0, abs=1e-10)
+        same = same_grade_term(model, model(x1, x2), x1, x2)
+    assert same is not None and same.item() == pytest.approx(0.0, abs=1e-10)
     x2 = torch.rand(3, 1, 32, 32) * 2 - 1  # three different KL-2 knees: their keys differ
     with torch.no_grad():
         out = model(x1, x2)
-        assert consistency_terms(model, out, x1, x2, cycle=False)["same"].item() > 0
-        t = consistency_terms(model, out, x1, x2, cycle=True, same=False)
-    assert set(t) == {"cycle"} and t["cycle"].item() > 0
+        same = same_grade_term(model, out, x1, x2)
+        assert same is not None and same.item() > 0
+        assert cycle_term(model, out).item() > 0
+        assert same_grade_term(model, model(x1[:1], x2[:1]), x1[:1], x2[:1]) is None  # one pair
 
 
 def test_cycle_term_by_hand():
@@ -332,8 +368,8 @@ def test_cycle_term_by_hand():
             ((a - t) ** 2).mean() / t.var()
             for a, t in ((hn[:2], out.hn1), (hk[:2], out.hk2), (hn[2:], out.hn2), (hk[2:], out.hk1))
         ]
-        t = consistency_terms(model, out, x1, x2, same=False)
-    assert t["cycle"].item() == pytest.approx(float(sum(rel) / 4), rel=1e-4)
+        value = cycle_term(model, out)
+    assert value.item() == pytest.approx(float(sum(rel) / 4), rel=1e-4)
 
 
 def test_probes_learn_the_grade_and_push_it_out_of_the_non_key_map():
@@ -392,5 +428,51 @@ def test_donor_target_asks_for_the_supervisors_call_on_the_donor():
     _, soft = hybrid_loss(out, x1, x2, y1, y2, sup, sup_target="donor")
     _, label = hybrid_loss(out, x1, x2, y1, y2, sup)
     assert soft["sup"].item() == pytest.approx(label["sup"].item(), rel=1e-5)
-    with pytest.raises(ValueError, match="supervision target"):
-        hybrid_loss(out, x1, x2, y1, y2, sup, sup_target="teacher")
+
+
+@dataclasses.dataclass
+class _RampedSettings(LossSettings):
+    lambda_extra: float = 2.0
+    ramp_extra: int = 4  # steps
+
+
+def test_a_term_ramps_its_weight_up_and_the_table_order_sets_the_sum():
+    out, x1, x2 = _fake_output()
+    y1, y2 = torch.zeros(2, dtype=torch.long), torch.ones(2, dtype=torch.long)
+    extra = Term(
+        {"extra": "lambda_extra"}, lambda inp, s: {"extra": torch.tensor(3.0)}, ramp="ramp_extra"
+    )
+    settings = _RampedSettings()
+    base, _ = kecae_loss(LossInputs(out, x1, x2, y1, y2, _CountingSupervisor()), settings)
+    for step, share in ((0, 0.0), (1, 0.25), (2, 0.5), (4, 1.0), (9, 1.0)):
+        inputs = LossInputs(out, x1, x2, y1, y2, _CountingSupervisor(), step=step)
+        total, terms = kecae_loss(inputs, settings, (*TERMS, extra))
+        assert total.item() == pytest.approx(base.item() + share * 2.0 * 3.0, rel=1e-6)
+        assert terms["extra"].item() == 3.0  # logged unweighted
+    assert logged_names((*TERMS, extra))[-1] == "extra"
+    no_ramp = dataclasses.replace(settings, ramp_extra=0)
+    total, _ = kecae_loss(
+        LossInputs(out, x1, x2, y1, y2, _CountingSupervisor()), no_ramp, (*TERMS, extra)
+    )
+    assert total.item() == pytest.approx(base.item() + 6.0, rel=1e-6)
+
+
+def test_the_optional_terms_need_the_model_and_the_probes():
+    model = _warp_model()
+    g = torch.Generator().manual_seed(4)
+    x1, x2 = (torch.rand(3, 1, 32, 32, generator=g) * 2 - 1 for _ in range(2))
+    y1, y2 = torch.zeros(3, dtype=torch.long), torch.ones(3, dtype=torch.long)
+    out = model(x1, x2)
+    settings = LossSettings(lambda_cycle=0.5, lambda_same=0.25, lambda_key_cls=0.1)
+    with pytest.raises(ValueError, match=r"LossInputs\.model"):
+        kecae_loss(LossInputs(out, x1, x2, y1, y2, _CountingSupervisor()), settings)
+    probes = GradeProbes(math.prod(model.config.key_shape), model.config.latent_dim)
+    inputs = LossInputs(
+        out, x1, x2, y1, y2, _CountingSupervisor(), model=model, modules={"probes": probes}
+    )
+    total, terms = kecae_loss(inputs, settings)
+    expected = "mse sup lda disp smooth fold cycle same key_cls nonkey_adv total"
+    assert list(terms) == expected.split()
+    weights = {"mse": 1, "sup": 1e-2, "lda": 1e-3, "cycle": 0.5, "same": 0.25, "key_cls": 0.1}
+    by_hand = sum(terms[k].item() * w for k, w in weights.items())
+    assert total.item() == pytest.approx(by_hand, rel=1e-6)  # disp, smooth, fold, nonkey_adv: 0

@@ -3,10 +3,12 @@ command line or a YAML file (:mod:`kecae.config`)."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kecae.config import setting
+from kecae.config import check_values, setting
 from kecae.registry import (
     AUGMENTATIONS,
     CLASSIFIERS,
@@ -52,22 +54,11 @@ class ClassifierTrainConfig:
 
 
 @dataclass
-class KECAETrainConfig:
-    """Training of KECAE (Algorithm 1) with the hybrid loss."""
+class LossSettings:
+    """The KECAE training loss (:func:`kecae.losses.kecae_loss`): one weight per term of
+    :data:`kecae.losses.TERMS` (paper values as defaults: J = J_MSE + λ1·J_SUP + λ2·J_LDA, every
+    term beyond the paper off) and the options of those terms. Checked once, when built."""
 
-    data: str = ""  # data set with KL-0 and KL-2 training images
-    out: str = "runs/kecae"  # run folder
-    supervisor: str = ""  # classifier checkpoint (frozen supervisor); optional in joint mode
-    supervisor_mode: str = setting("frozen", choices=SUPERVISOR_MODES)  # frozen (paper) or joint
-    joint_arch: str = setting("siamese", choices=CLASSIFIERS)  # joint mode: supervisor architecture
-    preset: str = setting("cpu", choices=PRESETS)  # model preset: paper / cpu / tiny
-    model: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's fields
-    num_pairs: int = 100_000  # N pairs sampled from the KL-0 x KL-2 product (paper: 100k)
-    oversample: bool = False  # bootstrap the minority class to the majority size before pairing
-    epochs: int = 1000  # passes over the N pairs (paper: 1,000)
-    max_steps: int = 0  # stop after this many optimiser steps (0: epochs decide)
-    batch_size: int = 32  # global batch of pairs (paper: 32)
-    lr: float = 1e-4  # Adam learning rate (paper: 1e-4)
     lambda_sup: float = 1e-2  # lambda_1, weight of J_SUP (paper optimum)
     lambda_lda: float = 1e-3  # lambda_2, weight of J_LDA (paper optimum)
     lda_eps: float = 1e-6  # keeps J_LDA finite when the two means coincide
@@ -83,6 +74,43 @@ class KECAETrainConfig:
     sup_perturb: float = 0.0  # random shift / blur (px) of X' before the supervisor (0: none)
     lambda_key_cls: float = 0.0  # linear probe: the key vector must tell the grade
     lambda_nonkey_adv: float = 0.0  # adversarial probe (gradient reversal): hN must not
+
+    def __post_init__(self) -> None:
+        check_values(self)
+
+    @classmethod
+    def pick(cls, values: Mapping[str, Any]) -> LossSettings:
+        """The loss settings among ``values`` (e.g. a preset's training settings), the rest
+        left at their defaults."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+@dataclass
+class _KECAERecipe:
+    """The fields of :class:`KECAETrainConfig` before its loss settings."""
+
+    data: str = ""  # data set with KL-0 and KL-2 training images
+    out: str = "runs/kecae"  # run folder
+    supervisor: str = ""  # classifier checkpoint (frozen supervisor); optional in joint mode
+    supervisor_mode: str = setting("frozen", choices=SUPERVISOR_MODES)  # frozen (paper) or joint
+    joint_arch: str = setting("siamese", choices=CLASSIFIERS)  # joint mode: supervisor architecture
+    preset: str = setting("cpu", choices=PRESETS)  # model preset: paper / cpu / tiny
+    model: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's fields
+    num_pairs: int = 100_000  # N pairs sampled from the KL-0 x KL-2 product (paper: 100k)
+    oversample: bool = False  # bootstrap the minority class to the majority size before pairing
+    epochs: int = 1000  # passes over the N pairs (paper: 1,000)
+    max_steps: int = 0  # stop after this many optimiser steps (0: epochs decide)
+    batch_size: int = 32  # global batch of pairs (paper: 32)
+    lr: float = 1e-4  # Adam learning rate (paper: 1e-4)
+
+
+# Fields in order: the recipe, the loss settings, then logging and where it runs (a dataclass
+# takes the fields of its bases from the last base to the first).
+@dataclass
+class KECAETrainConfig(LossSettings, _KECAERecipe):
+    """Training of KECAE (Algorithm 1) with the hybrid loss."""
+
     log_every: int = 10  # steps between log rows
     sample_every: int = 200  # steps between sample grids
     ckpt_every: int = 200  # steps between checkpoints

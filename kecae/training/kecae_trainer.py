@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,9 +31,9 @@ from kecae.data.pairs import PairSampler
 from kecae.device import seed_everything
 from kecae.errors import KecaeError
 from kecae.files import atomic_path, atomic_write_text
-from kecae.losses import GradeProbes, consistency_terms, hybrid_loss, probe_terms
+from kecae.losses import LossInputs, kecae_loss, logged_names
 from kecae.models.autoencoder import KECAE, KECAEConfig
-from kecae.registry import LDA_MODES, RECON_LOSSES, SUP_TARGETS, SUPERVISOR_MODES
+from kecae.registry import SUPERVISOR_MODES
 from kecae.runfolder import (
     KECAERun,
     check_resumable,
@@ -55,58 +54,20 @@ from kecae.training.distributed import (
     wrap_ddp,
 )
 from kecae.training.logs import RunLogger, read_log
+from kecae.training.loss_modules import (
+    build_modules,
+    own_optimizers,
+    shared_parameters,
+    update_modules,
+)
 from kecae.training.step import autocast, check_finite, memory_format
 
 log = logging.getLogger(__name__)
 
-LOG_FIELDS = [
-    "step",
-    "epoch",
-    "total",
-    "mse",
-    "sup",
-    "lda",
-    "disp",
-    "smooth",
-    "fold",
-    "edit",
-    "cycle",
-    "same",
-    "key_cls",
-    "nonkey_adv",
-    "sup_real",
-    "pairs_per_s",
-    "lr",
-]
 
-#: Loss weights of the configuration that must be finite and >= 0.
-_WEIGHTS = (
-    "lambda_sup",
-    "lambda_lda",
-    "lambda_disp",
-    "lambda_smooth",
-    "lambda_fold",
-    "lambda_edit",
-    "lambda_cycle",
-    "lambda_same",
-    "sup_perturb",
-    "lambda_key_cls",
-    "lambda_nonkey_adv",
-)
-
-
-def check_loss_settings(cfg: KECAETrainConfig) -> None:
-    """Refuse loss settings the hybrid loss cannot use, before any data is read."""
-    for name in _WEIGHTS:
-        value = getattr(cfg, name)
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise KecaeError(f"--{name.replace('_', '-')} {value!r} must be a finite number >= 0")
-    if cfg.lda_mode not in LDA_MODES:
-        raise KecaeError(f"--lda-mode {cfg.lda_mode!r}: choose one of {list(LDA_MODES)}")
-    if cfg.recon not in RECON_LOSSES:
-        raise KecaeError(f"--recon {cfg.recon!r}: choose one of {list(RECON_LOSSES)}")
-    if cfg.sup_target not in SUP_TARGETS:
-        raise KecaeError(f"--sup-target {cfg.sup_target!r}: choose one of {list(SUP_TARGETS)}")
+def log_fields() -> list[str]:
+    """The columns of log.csv: every value the loss logs (kecae.losses.TERMS), then throughput."""
+    return ["step", "epoch", "total", *logged_names(), "pairs_per_s", "lr"]
 
 
 def load_supervisor(
@@ -171,17 +132,20 @@ class _Trainable:
     model: KECAE
     supervisor: torch.nn.Module
     supervisor_config: dict[str, Any]
-    probes: GradeProbes | None
-    optimizer: torch.optim.Optimizer
+    modules: dict[str, torch.nn.Module]  # the loss terms' modules (kecae.losses.TrainedModule)
+    optimizer: torch.optim.Optimizer  # the model's Adam (with a joint supervisor, the probes)
+    module_optimizers: dict[str, torch.optim.Optimizer]  # modules with an optimiser of their own
 
     def extra_modules(self, joint: bool) -> dict[str, torch.nn.Module]:
-        """Modules saved beside the model: the joint supervisor, the grade probes."""
-        extra: dict[str, torch.nn.Module] = {}
-        if joint:
-            extra["supervisor"] = self.supervisor
-        if self.probes is not None:
-            extra["probes"] = self.probes
-        return extra
+        """Modules saved beside the model: the joint supervisor, the loss terms' modules."""
+        return {**({"supervisor": self.supervisor} if joint else {}), **self.modules}
+
+    def extra_states(self, joint: bool) -> dict[str, dict[str, Any]]:
+        """What the checkpoint holds beside the model and its optimiser, by name."""
+        states = {name: m.state_dict() for name, m in self.extra_modules(joint).items()}
+        for name, opt in self.module_optimizers.items():
+            states[f"{name}_optimizer"] = opt.state_dict()
+        return states
 
 
 @dataclass
@@ -204,7 +168,6 @@ def train_kecae(
     """
     # settings: checked before any data is read
     check_values(cfg)
-    check_loss_settings(cfg)
     dist_info, device = init_distributed(cfg.device)
     if cfg.batch_size % dist_info.world_size:
         raise KecaeError(
@@ -243,8 +206,12 @@ def train_kecae(
         allowed=cfg.resume,
         ckpt=old_ckpt,
         supervisor=parts.supervisor,
-        **({"probes": parts.probes} if parts.probes is not None else {}),
+        **parts.modules,
     )
+    if ckpt is not None:
+        for name, opt in parts.module_optimizers.items():
+            if f"{name}_optimizer" in ckpt:
+                opt.load_state_dict(ckpt[f"{name}_optimizer"])
     start_step = int(ckpt["step"]) if ckpt is not None else 0
     if dist_info.is_main:
         if ckpt is not None:
@@ -254,7 +221,7 @@ def train_kecae(
     # the loop
     net = wrap_ddp(parts.model, dist_info, device)
     sup_net = wrap_ddp(parts.supervisor, dist_info, device) if joint else parts.supervisor
-    logger = RunLogger(run.folder, LOG_FIELDS, enabled=dist_info.is_main, resume_step=start_step)
+    logger = RunLogger(run.folder, log_fields(), enabled=dist_info.is_main, resume_step=start_step)
     fixed = _fixed_sample_pairs(cfg, model_config.image_size, device)
     if callback:
         callback("start", parts.model)
@@ -275,11 +242,16 @@ def train_kecae(
         x2 = x2.to(device, memory_format=fmt, non_blocking=True)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)  # pure function of step
         with autocast(device, cfg.amp):
-            total, terms = _batch_loss(cfg, parts, net, sup_net, x1, x2, y1, y2, gen)
+            inputs = LossInputs(
+                net(x1, x2), x1, x2, y1, y2, sup_net, parts.model, gen, step, joint, parts.modules
+            )
+            total, terms = kecae_loss(inputs, cfg)
         parts.optimizer.zero_grad(set_to_none=True)
         total.backward()
         _stop_unless_finite(float(total.detach()), step, run, dist_info)
         parts.optimizer.step()
+        with autocast(device, cfg.amp):
+            terms |= update_modules(parts.module_optimizers, inputs, cfg)
         meter.add(terms, cfg.batch_size)
         done = step + 1
         if done % cfg.log_every == 0 or done == total_steps:
@@ -373,91 +345,26 @@ def _training_pairs(cfg: KECAETrainConfig, size: int, main: bool) -> _Pairs:
 def _build_trainable(
     cfg: KECAETrainConfig, model_config: KECAEConfig, device: torch.device, fmt: torch.memory_format
 ) -> _Trainable:
-    """The model, the supervisor (trained along in joint mode), the optional grade probes, and
-    one Adam over everything that trains. Built in this order: each draws its initial weights
-    from the seeded generator."""
+    """The model, the supervisor (trained along in joint mode), the modules of the loss terms
+    that are on, and one Adam over the model, the joint supervisor and the modules without an
+    optimiser of their own. Built in this order: each draws its initial weights from the seeded
+    generator."""
     model = KECAE(model_config).to(device).to(memory_format=fmt)
     supervisor, supervisor_config = load_supervisor(cfg, model_config.image_size, device)
     supervisor = supervisor.to(memory_format=fmt)
     params = list(model.parameters())
     if cfg.supervisor_mode == "joint":
         params += list(supervisor.parameters())
-    probes = None
-    if cfg.lambda_key_cls > 0 or cfg.lambda_nonkey_adv > 0:
-        probes = GradeProbes(math.prod(model_config.key_shape), model_config.latent_dim)
-        probes = probes.to(device)
-        params += list(probes.parameters())
+    modules = {name: m.to(device) for name, m in build_modules(cfg, model_config).items()}
+    params += list(shared_parameters(modules))
     return _Trainable(
-        model, supervisor, supervisor_config, probes, torch.optim.Adam(params, lr=cfg.lr)
+        model,
+        supervisor,
+        supervisor_config,
+        modules,
+        torch.optim.Adam(params, lr=cfg.lr),
+        own_optimizers(modules),
     )
-
-
-def _batch_loss(
-    cfg: KECAETrainConfig,
-    parts: _Trainable,
-    net: torch.nn.Module,
-    sup_net: torch.nn.Module,
-    x1: torch.Tensor,
-    x2: torch.Tensor,
-    y1: torch.Tensor,
-    y2: torch.Tensor,
-    gen: torch.Generator,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The hybrid loss of one batch of pairs plus the optional terms the settings turn on; the
-    total and every term (detached) for the log."""
-    out = net(x1, x2)
-    total, terms = hybrid_loss(
-        out,
-        x1,
-        x2,
-        y1,
-        y2,
-        sup_net,
-        lambda_sup=cfg.lambda_sup,
-        lambda_lda=cfg.lambda_lda,
-        lda_eps=cfg.lda_eps,
-        lda_mode=cfg.lda_mode,
-        recon=cfg.recon,
-        lambda_disp=cfg.lambda_disp,
-        lambda_smooth=cfg.lambda_smooth,
-        lambda_fold=cfg.lambda_fold,
-        sup_perturb=cfg.sup_perturb,
-        lambda_edit=cfg.lambda_edit,
-        sup_target=cfg.sup_target,
-        generator=gen,
-    )
-    if cfg.lambda_cycle > 0 or cfg.lambda_same > 0:
-        extra = consistency_terms(
-            parts.model,
-            out,
-            x1,
-            x2,
-            cycle=cfg.lambda_cycle > 0,
-            same=cfg.lambda_same > 0,
-            generator=gen,
-        )
-        total = (
-            total
-            + cfg.lambda_cycle * extra.get("cycle", 0.0)
-            + cfg.lambda_same * extra.get("same", 0.0)
-        )
-        terms = {**terms, **{k: v.detach() for k, v in extra.items()}, "total": total.detach()}
-    if parts.probes is not None:
-        extra = probe_terms(parts.probes, out, y1, y2)
-        total = (
-            total
-            + cfg.lambda_key_cls * extra["key_cls"]
-            + cfg.lambda_nonkey_adv * extra["nonkey_adv"]
-        )
-        terms = {**terms, **{k: v.detach() for k, v in extra.items()}, "total": total.detach()}
-    if cfg.supervisor_mode == "joint":
-        # the jointly trained supervisor also learns the real labels; without this term the
-        # supervisor and the generator could agree on any private code
-        logits = sup_net(torch.cat([x1, x2]))
-        sup_real = torch.nn.functional.cross_entropy(logits.float(), torch.cat([y1, y2]))
-        total = total + cfg.lambda_sup * sup_real
-        terms = {**terms, "sup_real": sup_real.detach(), "total": total.detach()}
-    return total, terms
 
 
 def _stop_unless_finite(value: float, step: int, run: KECAERun, dist_info: DistInfo) -> None:
@@ -541,8 +448,7 @@ def _save_checkpoint(
         "rng": rng_state(),
         "supervisor_config": parts.supervisor_config,
     }
-    for name, module in parts.extra_modules(cfg.supervisor_mode == "joint").items():
-        payload[name] = module.state_dict()
+    payload.update(parts.extra_states(cfg.supervisor_mode == "joint"))
     save_checkpoint(run.last, payload)
 
 

@@ -23,7 +23,7 @@ def emulate_ranks(tree: Path, supervisor: Path, init: dict, world_size: int, ste
     """One process doing what `world_size` DDP ranks do: each rank's slice of the global batch
     through the model (BatchNorm over the slice), gradients averaged, one Adam step."""
     from kecae.data import PairSampler, load_image_set
-    from kecae.losses import hybrid_loss
+    from kecae.losses import LossInputs, kecae_loss
     from kecae.models.autoencoder import KECAE
     from kecae.models.presets import kecae_config
     from kecae.training.batches import PairBatches
@@ -54,7 +54,7 @@ def emulate_ranks(tree: Path, supervisor: Path, init: dict, world_size: int, ste
         for batches in ranks:
             x1, x2, _ = batches.batch(step)
             y1 = torch.zeros(len(x1), dtype=torch.long)
-            total, _ = hybrid_loss(model(x1, x2), x1, x2, y1, y1 + 1, sup)
+            total, _ = kecae_loss(LossInputs(model(x1, x2), x1, x2, y1, y1 + 1, sup), cfg)
             opt.zero_grad()
             total.backward()
             grads.append([p.grad.clone() for p in model.parameters()])

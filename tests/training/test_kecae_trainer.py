@@ -8,13 +8,13 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from kecae import losses
 from kecae.checkpoint import load_checkpoint
 from kecae.cli import main
 from kecae.errors import KecaeError
-from kecae.training.config import (
-    KECAETrainConfig,
-)
+from kecae.training.config import KECAETrainConfig, LossSettings
 
 
 def test_kecae_resume_equals_uninterrupted(tree, supervisor, tmp_path, kecae_args):
@@ -104,13 +104,13 @@ def test_nan_stops_with_message_and_keeps_checkpoint(
     before = load_checkpoint(out / "checkpoints" / "last.pt")
     import kecae.training.kecae_trainer as trainer
 
-    real = trainer.hybrid_loss
+    real = trainer.kecae_loss
 
     def poisoned(*args, **kwargs):
         total, terms = real(*args, **kwargs)
         return total * float("nan"), terms
 
-    monkeypatch.setattr(trainer, "hybrid_loss", poisoned)
+    monkeypatch.setattr(trainer, "kecae_loss", poisoned)
     assert main(kecae_args(tree, supervisor, out, 5)) == 2
     err = capsys.readouterr().err
     assert "nan at step 2" in err and "last.pt" in err
@@ -166,3 +166,59 @@ def test_joint_mode_trains_supervisor_too(tree, tmp_path):
     assert "sup_real" in (out / "log.csv").read_text().splitlines()[0]
     first = next(csv.DictReader((out / "log.csv").read_text().splitlines()))
     assert float(first["sup_real"]) > 0
+
+
+class _Critic(torch.nn.Module):
+    """A one-weight image critic: a term's own module with an optimiser of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.mean(dim=(1, 2, 3))[:, None])
+
+
+def _critic_term() -> losses.Term:
+    def fool(inp: losses.LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
+        fake = torch.cat([inp.out.x1_ex, inp.out.x2_ex])
+        return {"fool": F.softplus(-inp.modules["critic"](fake)).mean()}
+
+    def update(critic: torch.nn.Module, inp: losses.LossInputs, s: LossSettings):
+        real, fake = torch.cat([inp.x1, inp.x2]), torch.cat([inp.out.x1_ex, inp.out.x2_ex])
+        value = F.softplus(-critic(real)).mean() + F.softplus(critic(fake.detach())).mean()
+        return {"critic_loss": value}
+
+    module = losses.TrainedModule(
+        "critic",
+        lambda config: _Critic(),
+        optimizer=lambda params: torch.optim.Adam(params, lr=0.05),
+        update=update,
+        logs=("critic_loss",),
+    )
+    return losses.Term({"fool": "lambda_edit"}, fool, optional=True, module=module)
+
+
+def test_a_new_term_with_its_own_module_and_optimiser_needs_no_trainer_change(
+    tree, supervisor, tmp_path, monkeypatch, kecae_args
+):
+    monkeypatch.setattr(losses, "TERMS", (*losses.TERMS, _critic_term()))
+    extra = ["--lambda-edit", "0.5", "--log-every", "1"]
+    assert main([*kecae_args(tree, supervisor, tmp_path / "straight", 4), *extra]) == 0
+    assert main([*kecae_args(tree, supervisor, tmp_path / "split", 2), *extra]) == 0
+    assert main([*kecae_args(tree, supervisor, tmp_path / "split", 4), *extra]) == 0
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
+    # the critic and its optimiser are saved, trained, and a resumed run equals a straight one
+    assert a["critic_optimizer"]["state"], "the critic's Adam never stepped"
+    for key in ("model", "critic"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), (key, name)
+    for name, state in a["critic_optimizer"]["state"][0].items():
+        assert torch.equal(state, b["critic_optimizer"]["state"][0][name]), name
+    rows = list(csv.DictReader((tmp_path / "straight" / "log.csv").read_text().splitlines()))
+    assert len(rows) == 4 and all(float(r["critic_loss"]) > 0 for r in rows)
+    weights = (("mse", 1), ("sup", 1e-2), ("lda", 1e-3), ("edit", 0.5))  # --lambda-edit weighs both
+    for r in rows:  # the new term is in the total with its weight
+        by_hand = sum(float(r[k]) * w for k, w in weights)
+        assert float(r["total"]) == pytest.approx(by_hand + 0.5 * float(r["fool"]), rel=1e-4)
