@@ -1,6 +1,14 @@
 """Training of a KL-0 vs KL-2 classifier: the KECAE supervisor, the independent judge, and the
-downstream models of the augmentation study. Train split to fit, validation to select (early
-stopping), test split reported once with the selected weights."""
+downstream models of the augmentation study. Train split to fit, validation to select, test split
+reported once with the selected weights.
+
+Two ways to stop (:mod:`kecae.training.schedule`): epochs with early stopping on validation
+(the supervisor and the judge), or an exact budget of optimiser steps with the best validation
+checkpoint kept (the study's rows, so that every row of a comparison trains as long). Generated
+images either join the training pool (``augment_dirs``), or are drawn into every batch at a set
+share (``mix_dirs`` with ``mix_ratio``), or pre-train the model before it is fine-tuned on the
+real images (``mix_dirs`` with ``pretrain_steps``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ import dataclasses
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +41,10 @@ from kecae.runfolder import (
     record_data_problems,
 )
 from kecae.training.augment import classic_augment, mix_batch, mixed_cross_entropy
-from kecae.training.batches import ArrayBatcher, epoch_order
+from kecae.training.batches import ArrayBatcher
 from kecae.training.config import CLASSIFIER_MAY_CHANGE, ClassifierTrainConfig
 from kecae.training.distributed import (
+    DistInfo,
     all_reduce_mean,
     barrier,
     broadcast_flag,
@@ -42,12 +52,16 @@ from kecae.training.distributed import (
     wrap_ddp,
 )
 from kecae.training.logs import RunLogger
+from kecae.training.schedule import Schedule
 from kecae.training.step import autocast, check_finite, memory_format
 
 log = logging.getLogger(__name__)
 
 #: Augmentations that mix two images of a batch (their loss weighs both labels).
 MIXING = ("mixup", "cutmix")
+#: Columns of a classifier's log.csv: ``step`` counts optimiser steps, ``epoch`` the epochs of
+#: the training pool seen (fractional with a step budget).
+LOG_FIELDS = ["step", "epoch", "train_loss", "val_loss", "val_accuracy", "lr", "images_per_s"]
 
 
 def _labels(grades: np.ndarray) -> np.ndarray:
@@ -55,39 +69,85 @@ def _labels(grades: np.ndarray) -> np.ndarray:
     return np.array([lookup[int(g)] for g in grades], dtype=np.int64)
 
 
-def load_splits(cfg: ClassifierTrainConfig, progress: bool) -> dict[str, Any]:
-    """Train (+ generated sets), val and test image sets at the classifier's size."""
-    from kecae.data import load_image_set
+@dataclass
+class TrainingData:
+    """The images of one classifier run: the pools it trains on, and validation and test."""
 
-    def load(source: str, split: str | None, regex: str | None = None):
+    train: ArrayBatcher  # the training pool, then the mixed-in pool (global indices)
+    n_pool: int  # images of the training pool (real kept + augment_dirs)
+    n_mix: int  # images of the mixed-in (generated) pool
+    n_real_train: int  # real training images used
+    n_generated: int  # generated images in either pool
+    val: Any  # ImageSet
+    test: Any  # ImageSet
+
+    @property
+    def pool_labels(self) -> np.ndarray:
+        return self.train.labels[: self.n_pool]
+
+    @property
+    def mix_labels(self) -> np.ndarray | None:
+        return self.train.labels[self.n_pool :] if self.n_mix else None
+
+
+def load_splits(cfg: ClassifierTrainConfig, progress: bool) -> TrainingData:
+    """Train (the real grades kept, + ``augment_dirs``; then ``mix_dirs``), val and test image
+    sets at the classifier's size."""
+    from kecae.data import load_image_set
+    from kecae.data.catalog import load_catalog
+
+    def load(source: str, split: str | None, grades: Any = CLASS_GRADES, regex: Any = None):
         return load_image_set(
             source,
             size=cfg.image_size,
             split=split,
-            grades=CLASS_GRADES,
+            grades=grades,
             cache_dir=cfg.cache_dir,
             progress=progress,
             patient_regex=regex,
         )
 
-    sets = {split: load(cfg.data, split, cfg.patient_regex) for split in ("train", "val", "test")}
-    extra = [load(d, None) for d in cfg.augment_dirs]
-    arrays = [sets["train"].images] + [e.images for e in extra]
-    labels = [_labels(sets["train"].grades)] + [_labels(e.grades) for e in extra]
-    if cfg.max_train and cfg.max_train < len(sets["train"].images):
-        keep = np.sort(
-            np.random.default_rng(cfg.seed).choice(
-                len(sets["train"].images), cfg.max_train, replace=False
+    def generated(source: str) -> tuple[np.ndarray, np.ndarray]:
+        # a generated set may hold one grade only (one direction of the exchange)
+        grades = sorted({r.grade for r in load_catalog(source).records} & set(CLASS_GRADES))
+        s = load(source, None, grades)
+        return s.images, _labels(s.grades)
+
+    val, test = (load(cfg.data, split, regex=cfg.patient_regex) for split in ("val", "test"))
+    real_grades = CLASS_GRADES if cfg.real_grades is None else tuple(cfg.real_grades)
+    arrays, labels = [], []
+    if real_grades:
+        train = load(cfg.data, "train", real_grades, cfg.patient_regex)
+        images, y = train.images, _labels(train.grades)
+        if cfg.max_train and cfg.max_train < len(images):
+            keep = np.sort(
+                np.random.default_rng(cfg.seed).choice(len(images), cfg.max_train, replace=False)
             )
+            images, y = images[keep], y[keep]
+        arrays.append(images)
+        labels.append(y)
+    n_real = int(sum(len(y) for y in labels))
+    extra = [generated(d) for d in cfg.augment_dirs]
+    mixed = [generated(d) for d in cfg.mix_dirs]
+    for a, y in extra + mixed:
+        arrays.append(a)
+        labels.append(y)
+    n_pool = n_real + int(sum(len(y) for _, y in extra))
+    if n_pool == 0:
+        raise KecaeError(
+            f"the classifier of {cfg.out} has no training images: keep a real grade "
+            "(--real-grades) or add generated images (--augment-dir)"
         )
-        arrays[0], labels[0] = sets["train"].images[keep], labels[0][keep]
-    return {
-        "train": ArrayBatcher(arrays, labels),
-        "val": sets["val"],
-        "test": sets["test"],
-        "n_real_train": len(labels[0]),
-        "n_generated": int(sum(len(y) for y in labels[1:])),
-    }
+    n_mix = int(sum(len(y) for _, y in mixed))
+    return TrainingData(
+        train=ArrayBatcher(arrays, labels),
+        n_pool=n_pool,
+        n_mix=n_mix,
+        n_real_train=n_real,
+        n_generated=n_pool - n_real + n_mix,
+        val=val,
+        test=test,
+    )
 
 
 def evaluate_split(
@@ -105,6 +165,29 @@ def evaluate_split(
     return metrics
 
 
+def schedule_of(cfg: ClassifierTrainConfig, data: TrainingData) -> Schedule:
+    """The batches of a run with these settings and these pools."""
+    if (cfg.mix_ratio > 0 or cfg.pretrain_steps) and not cfg.mix_dirs:
+        raise KecaeError("--mix-ratio and --pretrain-steps draw from --mix-dirs: give one")
+    if cfg.mix_dirs and not cfg.max_steps:
+        raise KecaeError("--mix-dirs works with a step budget: pass --max-steps")
+    try:
+        return Schedule(
+            data.pool_labels,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            balance=cfg.balance,
+            epochs=cfg.epochs,
+            max_steps=cfg.max_steps,
+            eval_every=cfg.eval_every,
+            mix_labels=data.mix_labels,
+            mix_ratio=cfg.mix_ratio,
+            pretrain_steps=cfg.pretrain_steps,
+        )
+    except ValueError as exc:
+        raise KecaeError(f"{cfg.out}: {exc}") from exc
+
+
 def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
     """Train, select on validation, test once; returns (and writes) ``metrics.json``.
 
@@ -117,7 +200,6 @@ def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
 
     check_values(cfg)
     dist_info, device = init_distributed(cfg.device)
-    main = dist_info.is_main
     if cfg.batch_size % dist_info.world_size:
         raise KecaeError(
             f"--batch-size {cfg.batch_size} must be divisible by the number of "
@@ -131,186 +213,229 @@ def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
         )
     except (ValueError, TypeError) as exc:
         raise KecaeError(str(exc)) from exc
-
-    # the run folder: this one (same settings, or unused), or with --fresh a new one
-    run = ClassifierRun(Path(cfg.out))
-    if cfg.fresh and any(p.exists() for p in (run.config, run.last, run.best)):
-        cfg = dataclasses.replace(cfg, out=str(fresh_folder(run.folder)))
-        barrier(dist_info)  # every rank has chosen the same folder before rank 0 creates it
-        if main:
-            log.info("%s is used: training afresh in %s", run.folder, cfg.out)
-        run = ClassifierRun(Path(cfg.out))
-    out, last_path, best_path = run.folder, run.last, run.best
-    if run.finished:
-        old = (
-            to_dict(load_yaml(ClassifierTrainConfig, run.config))
-            if run.config.is_file()
-            else load_checkpoint(best_path, kind="classifier").get("train_config", {})
-        )
-        check_resumable(out, old, cfg, CLASSIFIER_MAY_CHANGE)
-        if main:
-            log.info("%s is complete; delete it to train again", out)
-        return {**json.loads(run.metrics.read_text()), "out": str(out)}
-    last = load_checkpoint(last_path, kind="classifier") if last_path.is_file() else None
-    if last is not None and cfg.resume:
-        check_resumable(out, last.get("train_config", {}), cfg, CLASSIFIER_MAY_CHANGE)
-    if main:
-        prepare_output(out)
+    cfg, run, finished, last = _open_run(cfg, dist_info)
+    if finished is not None:
+        return finished
+    if dist_info.is_main:
+        prepare_output(run.folder)
     problems = require_clean_data(
         cfg.data,
         patient_regex=cfg.patient_regex,
         accept=cfg.accept_data_problems,
         cache_dir=cfg.cache_dir,
-        progress=cfg.progress and main,
+        progress=cfg.progress and dist_info.is_main,
     )
-    if main and problems:
-        record_data_problems(out, problems)
+    if dist_info.is_main and problems:
+        record_data_problems(run.folder, problems)
 
     seed_everything(cfg.seed)
-    data = load_splits(cfg, progress=cfg.progress and main)
-    fmt = memory_format(cfg.channels_last)
-    model = build_classifier(**model_config).to(device).to(memory_format=fmt)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    data = load_splits(cfg, progress=cfg.progress and dist_info.is_main)
+    schedule = schedule_of(cfg, data)
+    model = build_classifier(**model_config).to(device)
+    model = model.to(memory_format=memory_format(cfg.channels_last))
+    loop = _Loop(cfg, run, model, model_config, data, schedule, dist_info, device)
+    loop.resume(last)
+    loop.train()
+    return _test(cfg, run, model, data, device, dist_info)
 
-    # resume: an interrupted run continues from last.pt
-    start_epoch, best, stale = 0, {"accuracy": -1.0, "loss": float("inf"), "epoch": -1}, 0
-    ckpt = resume_from(last_path, "classifier", model, opt, allowed=cfg.resume, ckpt=last)
-    if ckpt is not None:
-        start_epoch, best, stale = ckpt["epoch"] + 1, ckpt["best"], ckpt["stale"]
-        if main:
-            log.info("resuming %s at epoch %d", out, start_epoch)
-    if main:
-        save_yaml(cfg, run.config)
-    net = wrap_ddp(model, dist_info, device)
-    logger = RunLogger(
-        out,
-        ["step", "epoch", "train_loss", "val_loss", "val_accuracy", "lr", "images_per_s"],
-        enabled=main,
-        resume_step=start_epoch - 1,
-    )
-    gen = torch.Generator().manual_seed(cfg.seed)
-    local_batch = cfg.batch_size // dist_info.world_size
-    train = data["train"]
 
-    for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        order = epoch_order(train.labels, epoch, cfg.seed, cfg.balance)
-        if len(order) >= cfg.batch_size:
-            order = order[: len(order) - len(order) % cfg.batch_size]
-        steps = max(1, len(order) // cfg.batch_size)
-        gen.manual_seed(cfg.seed * 1000003 + epoch)
-        t0, losses = time.perf_counter(), []
+def _open_run(
+    cfg: ClassifierTrainConfig, dist_info: DistInfo
+) -> tuple[ClassifierTrainConfig, ClassifierRun, dict[str, Any] | None, dict[str, Any] | None]:
+    """The run folder: this one (same settings, or unused), or with --fresh a new one. Returns
+    the settings (``out`` changed by --fresh), the folder, the metrics of a finished run (None
+    otherwise) and the checkpoint to resume from (None: start)."""
+    run = ClassifierRun(Path(cfg.out))
+    if cfg.fresh and any(p.exists() for p in (run.config, run.last, run.best)):
+        cfg = dataclasses.replace(cfg, out=str(fresh_folder(run.folder)))
+        barrier(dist_info)  # every rank has chosen the same folder before rank 0 creates it
+        if dist_info.is_main:
+            log.info("%s is used: training afresh in %s", run.folder, cfg.out)
+        run = ClassifierRun(Path(cfg.out))
+    if run.finished:
+        old = (
+            to_dict(load_yaml(ClassifierTrainConfig, run.config))
+            if run.config.is_file()
+            else load_checkpoint(run.best, kind="classifier").get("train_config", {})
+        )
+        check_resumable(run.folder, old, cfg, CLASSIFIER_MAY_CHANGE)
+        if dist_info.is_main:
+            log.info("%s is complete; delete it to train again", run.folder)
+        return cfg, run, {**json.loads(run.metrics.read_text()), "out": str(run.folder)}, None
+    last = load_checkpoint(run.last, kind="classifier") if run.last.is_file() else None
+    if last is not None and cfg.resume:
+        check_resumable(run.folder, last.get("train_config", {}), cfg, CLASSIFIER_MAY_CHANGE)
+    return cfg, run, None, last
+
+
+class _Loop:
+    """The optimiser steps of one run, its validations, checkpoints and log."""
+
+    def __init__(
+        self,
+        cfg: ClassifierTrainConfig,
+        run: ClassifierRun,
+        model: Classifier,
+        model_config: dict[str, Any],
+        data: TrainingData,
+        schedule: Schedule,
+        dist_info: DistInfo,
+        device: torch.device,
+    ) -> None:
+        self.cfg, self.run, self.model, self.model_config = cfg, run, model, model_config
+        self.data, self.schedule, self.dist, self.device = data, schedule, dist_info, device
+        self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.start, self.stale = 0, 0
+        self.best: dict[str, Any] = {"accuracy": -1.0, "loss": float("inf"), "epoch": -1}
+        self.fmt = memory_format(cfg.channels_last)
+
+    def resume(self, last: dict[str, Any] | None) -> None:
+        """Continue an interrupted run from last.pt (model, optimiser, RNG, counters)."""
+        cfg = self.cfg
+        ckpt = resume_from(self.run.last, "classifier", self.model, self.opt, cfg.resume, last)
+        if ckpt is not None:
+            # a checkpoint of an older kecae counts epochs only
+            done = ckpt.get("step", (ckpt["epoch"] + 1) * self.schedule.steps_per_epoch - 1)
+            self.start, self.best, self.stale = done + 1, ckpt["best"], ckpt["stale"]
+            if self.dist.is_main:
+                log.info("resuming %s at step %d", self.run.folder, self.start)
+        if self.dist.is_main:
+            save_yaml(cfg, self.run.config)
+
+    def train(self) -> None:
+        cfg, schedule, main = self.cfg, self.schedule, self.dist.is_main
+        net = wrap_ddp(self.model, self.dist, self.device)
+        logger = RunLogger(self.run.folder, LOG_FIELDS, enabled=main, resume_step=self.start)
+        gen = torch.Generator()
+        local = cfg.batch_size // self.dist.world_size
         bar = tqdm(
-            range(steps),
-            desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}",
+            range(self.start, schedule.total),
+            desc=f"{cfg.arch} steps",
             leave=False,
             disable=not (cfg.progress and main),
         )
+        loss_sum, n_losses, t0 = torch.zeros(()), 0, time.perf_counter()
         for step in bar:
-            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            idx = idx[dist_info.rank * local_batch : (dist_info.rank + 1) * local_batch]
-            x = train.images(idx).to(device, memory_format=fmt)
-            y = torch.from_numpy(train.labels[idx]).to(device)
-            if cfg.augment == "classic":
-                x = classic_augment(x, gen)
-            mixed = mix_batch(cfg.augment, x, y, gen) if cfg.augment in MIXING else None
-            with autocast(device, cfg.amp):
-                if mixed is None:
-                    loss = F.cross_entropy(net(x).float(), y)
-                else:
-                    loss = mixed_cross_entropy(net(mixed.x).float(), mixed)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        train_loss = all_reduce_mean(float(np.mean(losses)), dist_info)
-        check_finite(
-            train_loss,
-            epoch,
-            "the classifier's training loss",
-            str(last_path) if last_path.exists() else None,
-        )
-        seen = steps * cfg.batch_size
-        # selection on validation (main rank decides, everyone follows)
-        stop = False
-        if main:
-            val = evaluate_split(model, data["val"], device, cfg.amp)
-            better = (val["accuracy"], -val["loss"]) > (best["accuracy"], -best["loss"])
-            if better:
-                best = {"accuracy": val["accuracy"], "loss": val["loss"], "epoch": epoch}
-                save_checkpoint(
-                    best_path,
-                    {
-                        "kind": "classifier",
-                        "model_config": model_config,
-                        "model": model.state_dict(),
-                        "train_config": to_dict(cfg),
-                        "epoch": epoch,
-                        "val": val,
-                    },
-                )
-                stale = 0
-            else:
-                stale += 1
-            logger.log(
-                {
-                    "epoch": epoch,
-                    "train_loss": train_loss,
-                    "val_loss": val["loss"],
-                    "val_accuracy": val["accuracy"],
-                    "lr": cfg.lr,
-                    "images_per_s": seen / (time.perf_counter() - t0),
-                },
-                step=epoch,
-            )
-            save_checkpoint(
-                last_path,
-                {
-                    "kind": "classifier",
-                    "model_config": model_config,
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "train_config": to_dict(cfg),
-                    "epoch": epoch,
-                    "best": best,
-                    "stale": stale,
-                    "rng": rng_state(),
-                },
-            )
-            log.info(
-                "%s epoch %d: train loss %.4f, val acc %.4f (best %.4f @ %d)",
-                cfg.arch,
-                epoch + 1,
-                train_loss,
-                val["accuracy"],
-                best["accuracy"],
-                best["epoch"] + 1,
-            )
-            stop = stale >= cfg.patience
-        if broadcast_flag(stop, dist_info):
-            break
-    logger.close()
-    barrier(dist_info)
+            self.model.train()
+            seed = schedule.augment_seed(step)
+            if seed is not None:
+                gen.manual_seed(seed)
+            idx = schedule.batch(step)
+            idx = idx[self.dist.rank * local : (self.dist.rank + 1) * local]
+            loss = self._step(net, idx, gen)
+            loss_sum, n_losses = loss_sum + loss.detach().float().cpu(), n_losses + 1
+            if not schedule.evaluates(step):
+                continue
+            train_loss = all_reduce_mean(float(loss_sum) / n_losses, self.dist)
+            check_finite(train_loss, step, "the classifier's training loss", self._last_path())
+            seen = n_losses * cfg.batch_size / (time.perf_counter() - t0)
+            stop = self._validate(step, train_loss, seen, logger) if main else False
+            loss_sum, n_losses, t0 = torch.zeros(()), 0, time.perf_counter()
+            if broadcast_flag(stop, self.dist):
+                break
+        logger.close()
+        barrier(self.dist)
 
-    # the selected weights, tested once
-    ckpt = load_checkpoint(best_path, kind="classifier")
-    load_weights(model, ckpt["model"], best_path)
+    def _last_path(self) -> str | None:
+        return str(self.run.last) if self.run.last.exists() else None
+
+    def _step(self, net: torch.nn.Module, idx: np.ndarray, gen: torch.Generator) -> torch.Tensor:
+        """One optimiser step on the batch ``idx``; returns its loss."""
+        cfg = self.cfg
+        x = self.data.train.images(idx).to(self.device, memory_format=self.fmt)
+        y = torch.from_numpy(self.data.train.labels[idx]).to(self.device)
+        if cfg.augment == "classic":
+            x = classic_augment(x, gen)
+        mixed = mix_batch(cfg.augment, x, y, gen) if cfg.augment in MIXING else None
+        with autocast(self.device, cfg.amp):
+            if mixed is None:
+                loss = F.cross_entropy(net(x).float(), y)
+            else:
+                loss = mixed_cross_entropy(net(mixed.x).float(), mixed)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss
+
+    def _validate(self, step: int, train_loss: float, images_per_s: float, logger: Any) -> bool:
+        """Validation after ``step``: the best weights kept, last.pt and a log row written.
+        Returns whether early stopping ends the run."""
+        cfg, schedule = self.cfg, self.schedule
+        val = evaluate_split(self.model, self.data.val, self.device, cfg.amp)
+        epoch = schedule.epoch_of(step)
+        better = (val["accuracy"], -val["loss"]) > (self.best["accuracy"], -self.best["loss"])
+        if better and schedule.selectable(step):
+            self.best = {"accuracy": val["accuracy"], "loss": val["loss"], "epoch": epoch}
+            self.best["step"] = step + 1
+            save_checkpoint(self.run.best, self._payload(step, val=val))
+            self.stale = 0
+        else:
+            self.stale += 1
+        logger.log(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_loss": val["loss"],
+                "val_accuracy": val["accuracy"],
+                "lr": cfg.lr,
+                "images_per_s": images_per_s,
+            },
+            step=step + 1,
+        )
+        state = {"optimizer": self.opt.state_dict(), "best": self.best, "stale": self.stale}
+        save_checkpoint(self.run.last, self._payload(step, **state, rng=rng_state()))
+        log.info(
+            "%s step %d (epoch %.1f): train loss %.4f, val acc %.4f (best %.4f at step %s)",
+            cfg.arch,
+            step + 1,
+            epoch,
+            train_loss,
+            val["accuracy"],
+            self.best["accuracy"],
+            self.best.get("step", "-"),
+        )
+        return schedule.epoch_mode and self.stale >= cfg.patience
+
+    def _payload(self, step: int, **extra: Any) -> dict[str, Any]:
+        return {
+            "kind": "classifier",
+            "model_config": self.model_config,
+            "model": self.model.state_dict(),
+            "train_config": to_dict(self.cfg),
+            "epoch": int(self.schedule.epoch_of(step)),
+            "step": step,
+            **extra,
+        }
+
+
+def _test(
+    cfg: ClassifierTrainConfig,
+    run: ClassifierRun,
+    model: Classifier,
+    data: TrainingData,
+    device: torch.device,
+    dist_info: DistInfo,
+) -> dict[str, Any]:
+    """The selected weights, tested once; metrics.json written."""
+    ckpt = load_checkpoint(run.best, kind="classifier")
+    load_weights(model, ckpt["model"], run.best)
     metrics = {
         "arch": cfg.arch,
         "image_size": cfg.image_size,
         "best_epoch": ckpt["epoch"] + 1,
+        "best_step": ckpt.get("step", -1) + 1,
+        "steps": cfg.max_steps or None,
         "val": ckpt["val"],
-        "test": evaluate_split(model, data["test"], device, cfg.amp),
-        "n_train_real": data["n_real_train"],
-        "n_train_generated": data["n_generated"],
-        "n_val": len(data["val"].images),
-        "n_test": len(data["test"].images),
+        "test": evaluate_split(model, data.test, device, cfg.amp),
+        "n_train_real": data.n_real_train,
+        "n_train_generated": data.n_generated,
+        "n_val": len(data.val.images),
+        "n_test": len(data.test.images),
         "augment": cfg.augment,
         "seed": cfg.seed,
     }
     metrics["test_accuracy"] = metrics["test"]["accuracy"]
-    if main:
+    if dist_info.is_main:
         atomic_write_text(run.metrics, json.dumps(metrics, indent=2))
         log.info(
             "%s: test accuracy %.4f (n=%d), written %s",
@@ -319,4 +444,4 @@ def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
             metrics["n_test"],
             run.metrics,
         )
-    return {**metrics, "out": str(out)}
+    return {**metrics, "out": str(run.folder)}

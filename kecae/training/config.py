@@ -4,11 +4,12 @@ command line or a YAML file (:mod:`kecae.config`)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from kecae.config import check_values, setting
+from kecae.config import Range, check_values, setting
 from kecae.registry import (
     AUGMENTATIONS,
     CLASSIFIERS,
@@ -27,6 +28,12 @@ if TYPE_CHECKING:
 class ClassifierTrainConfig:
     """Training of a KL-0 vs KL-2 classifier (the supervisor, the judge, or a downstream model)."""
 
+    value_ranges: ClassVar[dict[str, Range]] = {
+        "eval_every": (0, math.inf, True, "a whole number >= 0 (0: max_steps / 30)"),
+        "mix_ratio": (0, math.inf, True, "a number >= 0 (generated per real image in a batch)"),
+        "pretrain_steps": (0, math.inf, True, "a whole number >= 0"),
+    }
+
     data: str = ""  # data set: folder layout, manifest CSV, or phantom folder
     out: str = "runs/classifier"  # run folder (checkpoints, logs, metrics.json)
     arch: str = setting("siamese", choices=CLASSIFIERS)  # classifier architecture
@@ -34,6 +41,12 @@ class ClassifierTrainConfig:
     image_size: int = 64  # side of the square model input, px
     augment_dirs: list[str] = field(default_factory=list)  # generated sets merged into train (T')
     augment: str = setting("none", choices=AUGMENTATIONS)  # classic, mixup or cutmix (batch-level)
+    real_grades: list[int] | None = None  # grades of the real training split kept (None: all)
+    mix_dirs: list[str] = field(default_factory=list)  # generated sets drawn into every batch
+    mix_ratio: float = 0.0  # with --max-steps: generated per real image in each batch
+    pretrain_steps: int = 0  # with --max-steps: first steps on --mix-dirs alone, then real only
+    max_steps: int = 0  # train exactly this many optimiser steps, no early stopping (0: epochs)
+    eval_every: int = 0  # with --max-steps: steps between validations (0: max_steps / 30)
     epochs: int = 30  # maximum epochs
     patience: int = 6  # early stopping: epochs without a better validation accuracy
     batch_size: int = 64  # global batch (sum over ranks)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from kecae.cli import main
+from kecae.errors import KecaeError
 
 
 def test_classifier_run_writes_metrics_and_rebuilds(supervisor, tree):
@@ -56,3 +59,93 @@ def test_finished_classifier_refuses_other_arch(supervisor, tree, capsys):
     assert rc == 2 and "arch 'small' there, 'siamese' now" in err and "--fresh" in err
     assert len(err.strip().splitlines()) == 1
     assert (run / "metrics.json").read_bytes() == before
+
+
+def _budget_cfg(tree, out, **kw):
+    from kecae.training.config import ClassifierTrainConfig
+
+    base = dict(
+        data=str(tree),
+        out=str(out),
+        arch="small",
+        image_size=32,
+        batch_size=8,
+        lr=3e-3,
+        max_steps=6,
+        eval_every=2,
+        device="cpu",
+        progress=False,
+    )
+    return ClassifierTrainConfig(**{**base, **kw})
+
+
+def test_step_budget_mixes_generated_images_and_resumes_exactly(tree, tmp_path, monkeypatch):
+    """A step budget trains exactly max_steps steps with validation every eval_every, keeps the
+    best validation step, draws the mixed-in set into the batches, and a run cut after its
+    second validation resumes to the same weights and metrics as an uninterrupted one."""
+    import torch
+
+    from kecae.checkpoint import load_checkpoint
+    from kecae.training import classifier_trainer as ct
+    from kecae.training.logs import read_log
+
+    # the 'generated' set: the tree's own test images, drawn 1 per real image into each batch
+    gen = tree / "test"
+    whole = ct.train_classifier(_budget_cfg(tree, tmp_path / "a", mix_dirs=[str(gen)], mix_ratio=1))
+    assert whole["steps"] == 6 and whole["n_train_real"] == 48 and whole["n_train_generated"] == 16
+    rows = read_log(tmp_path / "a" / "log.csv").rows
+    assert [r["step"] for r in rows] == [2, 4, 6]
+    # epochs of the real pool: 4 real images per step, 48 real images
+    assert [r["epoch"] for r in rows] == pytest.approx([8 / 48, 16 / 48, 24 / 48], rel=1e-5)
+    acc = [r["val_accuracy"] for r in rows]
+    assert whole["val"]["accuracy"] == pytest.approx(max(acc))
+    assert whole["best_step"] == rows[acc.index(max(acc))]["step"]
+
+    calls = {"n": 0}
+    validate = ct._Loop._validate
+
+    def cut(self, *args, **kwargs):
+        out = validate(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return out
+
+    cfg = _budget_cfg(tree, tmp_path / "b", mix_dirs=[str(gen)], mix_ratio=1)
+    monkeypatch.setattr(ct._Loop, "_validate", cut)
+    with pytest.raises(KeyboardInterrupt):
+        ct.train_classifier(cfg)
+    assert load_checkpoint(tmp_path / "b" / "last.pt", kind="classifier")["step"] == 3
+    monkeypatch.setattr(ct._Loop, "_validate", validate)
+    resumed = ct.train_classifier(cfg)
+    assert resumed["test"] == whole["test"] and resumed["best_step"] == whole["best_step"]
+    a = load_checkpoint(tmp_path / "a" / "last.pt", kind="classifier")["model"]
+    b = load_checkpoint(tmp_path / "b" / "last.pt", kind="classifier")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["step"] for r in read_log(tmp_path / "b" / "log.csv").rows] == [2, 4, 6]
+
+
+def test_generated_only_and_pretraining(tree, tmp_path):
+    """real_grades keeps one real grade (the other from generated images, as the label check
+    does); pre-training draws its batches from the generated set and selects only after it."""
+    import shutil
+
+    from kecae.training import classifier_trainer as ct
+    from kecae.training.logs import read_log
+
+    gen = tree / "test"
+    kl2 = tmp_path / "kl2"
+    shutil.copytree(gen / "2", kl2 / "2")  # a set of one grade, as one exchange direction gives
+    one = ct.train_classifier(
+        _budget_cfg(tree, tmp_path / "one", real_grades=[0], augment_dirs=[str(kl2)])
+    )
+    assert one["n_train_real"] == 24 and one["n_train_generated"] == 8
+    pre = ct.train_classifier(
+        _budget_cfg(tree, tmp_path / "pre", mix_dirs=[str(gen)], pretrain_steps=4)
+    )
+    rows = read_log(tmp_path / "pre" / "log.csv").rows
+    assert pre["best_step"] == 6 and [r["epoch"] for r in rows] == pytest.approx(
+        [0, 0, 16 / 48], rel=1e-5
+    )
+    with pytest.raises(KecaeError, match="no training images"):
+        ct.train_classifier(_budget_cfg(tree, tmp_path / "none", real_grades=[]))
