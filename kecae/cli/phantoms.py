@@ -36,7 +36,10 @@ _COUNT: Range = (0, math.inf, True, "a whole number >= 0")
 class PhantomsConfig:
     """A phantom data set: how many knees of each grade, at which size, from which seed."""
 
-    value_ranges: ClassVar[dict[str, Range]] = {f"kl{g}": _COUNT for g in range(5)}
+    value_ranges: ClassVar[dict[str, Range]] = {
+        **{f"kl{g}": _COUNT for g in range(5)},
+        "site_bias": (0, 1, True, "a probability in [0, 1], e.g. 0.85"),
+    }
 
     out: str = setting(
         "", positional=True, metavar="OUT"
@@ -55,6 +58,7 @@ class PhantomsConfig:
         factory=lambda: min(4, os.cpu_count() or 1)
     )  # processes (same output for any)
     noise_free: bool = False  # leave out the quantum noise
+    site_bias: float | None = None  # sites with a marker, grade-correlated in train/val (e.g. 0.85)
     progress: bool = True  # progress bar
 
 
@@ -75,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
             n_kl1=cfg.kl1,
             n_kl3=cfg.kl3,
             n_kl4=cfg.kl4,
+            site_bias=cfg.site_bias,
             progress=cfg.progress,
         )
     except ValueError as exc:  # bad option values: say which and how to fix, no traceback

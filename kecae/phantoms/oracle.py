@@ -19,6 +19,12 @@ import numpy as np
 from kecae.phantoms.synth import KEY_FIELDS, PhantomParams, render
 
 _FIELDS = {f.name: f.type for f in dataclasses.fields(PhantomParams)}
+#: Fields a ground-truth row may lack (a data set without sites has no ``site`` column).
+_DEFAULTS = {
+    f.name: str(f.default)
+    for f in dataclasses.fields(PhantomParams)
+    if f.default is not dataclasses.MISSING
+}
 
 
 def read_ground_truth(path: str | Path) -> dict[str, dict[str, str]]:
@@ -32,7 +38,7 @@ def params_from_row(row: dict[str, str]) -> PhantomParams:
     as written: a re-rendered image differs from the file by well under one grey level)."""
     values: dict[str, object] = {}
     for name, kind in _FIELDS.items():
-        raw = row[name]
+        raw = row[name] if name in row or name not in _DEFAULTS else _DEFAULTS[name]
         values[name] = (
             int(raw) if kind in ("int", int) else raw if kind in ("str", str) else float(raw)
         )

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from kecae.phantoms.site import burn_marker, marker_on_right
+
 #: Field of view (mm) of a phantom at pose scale 1: tight around the joint, like the public
 #: 224 x 224 crops, so that joint space and osteophytes survive downsampling to 64 px.
 FOV_MM = 92.0
@@ -149,6 +151,8 @@ class PhantomParams:
     collimation_mm: float  # depth of the collimated band from that edge
     collimation_level: float  # grey level of the collimated band (0..1)
     collimation_angle_deg: float  # tilt of the collimator edge
+    # --- acquisition site (kecae.phantoms.site; drawn apart from the knee, see dataset)
+    site: str = "none"  # 'none', 'A' (no marker) or 'B' (a burned-in marker near a top corner)
 
     # ---------------------------------------------------------------- derived quantities
     def pixel_spacing_mm(self, size: int) -> float:
@@ -202,7 +206,15 @@ NON_KEY_FIELDS = tuple(
     f.name
     for f in dataclasses.fields(PhantomParams)
     if f.name
-    not in (*KEY_FIELDS, "grade", "side", "texture_seed", "noise_seed", "collimation_edge")
+    not in (
+        *KEY_FIELDS,
+        "grade",
+        "side",
+        "texture_seed",
+        "noise_seed",
+        "collimation_edge",
+        "site",
+    )
 )
 
 
@@ -802,6 +814,9 @@ def render(params: PhantomParams, size: int, noise_free: bool = False) -> np.nda
         else:
             mask = coord > half - p.collimation_mm
         img = np.where(mask, np.float32(p.collimation_level), img)
+
+    if p.site == "B":  # the site's lead marker, in the projection like the bones
+        img = burn_marker(img, marker_on_right(p.noise_seed))
 
     if not noise_free:
         rng = np.random.Generator(np.random.PCG64(p.noise_seed))

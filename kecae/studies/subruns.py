@@ -53,6 +53,7 @@ CLASSIFIER_REUSE_FIELDS = (
     "patience",
     "batch_size",
     "lr",
+    "lr_schedule",
     "weight_decay",
     "balance",
     "max_train",

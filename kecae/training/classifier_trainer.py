@@ -322,6 +322,7 @@ class _Loop:
                 gen.manual_seed(seed)
             idx = schedule.batch(step)
             idx = idx[self.dist.rank * local : (self.dist.rank + 1) * local]
+            self._set_lr(step)
             loss = self._step(net, idx, gen)
             loss_sum, n_losses = loss_sum + loss.detach().float().cpu(), n_losses + 1
             if not schedule.evaluates(step):
@@ -357,6 +358,12 @@ class _Loop:
         self.opt.step()
         return loss
 
+    def _set_lr(self, step: int) -> float:
+        lr = self.cfg.lr * self.schedule.lr_factor(step, self.cfg.lr_schedule)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        return lr
+
     def _validate(self, step: int, train_loss: float, images_per_s: float, logger: Any) -> bool:
         """Validation after ``step``: the best weights kept, last.pt and a log row written.
         Returns whether early stopping ends the run."""
@@ -377,7 +384,7 @@ class _Loop:
                 "train_loss": train_loss,
                 "val_loss": val["loss"],
                 "val_accuracy": val["accuracy"],
-                "lr": cfg.lr,
+                "lr": self.opt.param_groups[0]["lr"],
                 "images_per_s": images_per_s,
             },
             step=step + 1,

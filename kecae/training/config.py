@@ -51,6 +51,7 @@ class ClassifierTrainConfig:
     patience: int = 6  # early stopping: epochs without a better validation accuracy
     batch_size: int = 64  # global batch (sum over ranks)
     lr: float = 1e-3  # AdamW learning rate
+    lr_schedule: str = setting("constant", choices=("constant", "cosine"))  # cosine: to 0 at end
     weight_decay: float = 1e-4  # AdamW weight decay
     balance: bool = True  # bootstrap-oversample the minority class in each epoch
     max_train: int = 0  # use at most this many training images (0: all); for quick runs

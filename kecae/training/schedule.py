@@ -19,6 +19,7 @@ Pool indices are global: the training pool is ``0 .. n_train - 1``, the mixed-in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -163,6 +164,20 @@ class Schedule:
         real_steps = step + 1 - self.pretrain_steps
         per_step = self.batch_size if self.pretrain_steps else self.n_real
         return max(0, real_steps) * per_step / self.train.epoch_length
+
+    def lr_factor(self, step: int, kind: str) -> float:
+        """The learning rate of ``step`` as a share of the set one: 1 (``constant``), or a
+        half cosine from 1 at the first step to 0 after the last (``cosine``; pre-training
+        and fine-tuning each have their own)."""
+        if kind == "constant":
+            return 1.0
+        if kind != "cosine":
+            raise ValueError(f"lr schedule must be 'constant' or 'cosine', got {kind!r}")
+        start, length = 0, self.total
+        if self.pretrain_steps:
+            start = 0 if step < self.pretrain_steps else self.pretrain_steps
+            length = self.pretrain_steps if step < self.pretrain_steps else self.total - start
+        return 0.5 * (1.0 + math.cos(math.pi * (step - start) / length))
 
     def augment_seed(self, step: int) -> int | None:
         if self.epoch_mode:

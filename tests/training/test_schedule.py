@@ -81,3 +81,20 @@ def test_bad_schedules_raise():
         Schedule(REAL, max_steps=5, mix_labels=GEN, pretrain_steps=5, **kw)
     with pytest.raises(ValueError, match="step budget"):
         Schedule(REAL, mix_labels=GEN, pretrain_steps=2, **kw)
+
+
+def test_cosine_learning_rate_by_hand():
+    s = Schedule(REAL, batch_size=4, seed=0, balance=True, epochs=1, max_steps=8)
+    assert [s.lr_factor(k, "constant") for k in (0, 7)] == [1.0, 1.0]
+    # 0.5 (1 + cos(pi k / 8)): 1 at the start, 0.5 halfway, near 0 at the last step
+    assert s.lr_factor(0, "cosine") == 1.0 and s.lr_factor(4, "cosine") == pytest.approx(0.5)
+    assert s.lr_factor(7, "cosine") == pytest.approx(0.5 * (1 + np.cos(np.pi * 7 / 8)))
+    # pre-training and fine-tuning each run their own cosine
+    p = Schedule(
+        REAL, batch_size=4, seed=0, balance=True, epochs=1, max_steps=8, mix_labels=GEN,
+        pretrain_steps=4,
+    )  # fmt: skip
+    assert p.lr_factor(2, "cosine") == pytest.approx(0.5) and p.lr_factor(4, "cosine") == 1.0
+    assert p.lr_factor(6, "cosine") == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="cosine"):
+        s.lr_factor(0, "linear")
