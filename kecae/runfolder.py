@@ -65,6 +65,7 @@ PATH_FIELDS = frozenset(
         "out",
         "supervisor",
         "augment_dirs",
+        "mix_dirs",
         "cache_dir",
         "checkpoint",
         "run",
@@ -231,9 +232,14 @@ class StudyFolders:
 
     root: Path
 
-    def downstream(self, fraction: float) -> DownstreamFraction:
+    def downstream_regime(self, regime: str) -> Path:
+        """The downstream study in one regime (``iid``, or ``site_bias_<b>``: phantoms made like
+        the run's own with acquisition sites): its data, time ledger and fractions."""
+        return self.root / "downstream" / regime
+
+    def downstream(self, fraction: float, regime: str = "iid") -> DownstreamFraction:
         """What Table II trains at one fraction of the real training set."""
-        return DownstreamFraction(self.root / "downstream" / f"fraction_{fraction:g}")
+        return DownstreamFraction(self.downstream_regime(regime) / f"fraction_{fraction:g}")
 
     def tune(self) -> TuneFolder:
         """``kecae tune``: the Optuna study, its trials and the final comparison."""
@@ -295,9 +301,10 @@ class DownstreamFraction:
     def generated(self) -> GeneratedFolder:
         return GeneratedFolder(self.folder / "generated")
 
-    def generated_subset(self, pairs: int) -> Path:
-        """The manifest of the first ``pairs`` generated pairs that T' adds."""
-        return self.folder / f"generated_first_{pairs}.csv"
+    def generated_subset(self, name: str) -> Path:
+        """The manifest of one part of the generated images (the first N pairs that T' draws
+        from, one direction, those the supervisor confirms)."""
+        return self.folder / f"generated_{name}.csv"
 
     def classifier(self, arch: str, training_set: str, seed: int) -> ClassifierRun:
         """One classifier of Table II: ``training_set`` is the set's folder name."""

@@ -308,8 +308,15 @@ def test_demo_runs_and_reuses_finished_steps(tmp_path, capsys, monkeypatch):
                 "small",
                 "--sets",
                 "T",
-                "--epochs",
+                "--train-fraction",
                 "1",
+                "--check-fractions",
+                "1",
+                "--check-sets",
+                "T",
+                "--steps",
+                "2",
+                "--no-budget-check",
                 "--seeds",
                 "1",
                 "--device",
@@ -479,8 +486,15 @@ def test_moved_run_evaluates_reports_studies_and_reruns(finished, tmp_path, monk
                 "T'",
                 "--gen-ratio",
                 "0.3",
-                "--epochs",
+                "--train-fraction",
                 "1",
+                "--check-fractions",
+                "1",
+                "--check-sets",
+                "T",
+                "--steps",
+                "2",
+                "--no-budget-check",
                 "--seeds",
                 "1",
                 "--batch-size",
@@ -501,6 +515,7 @@ def test_moved_run_evaluates_reports_studies_and_reruns(finished, tmp_path, monk
             moved
             / "studies"
             / "downstream"
+            / "iid"
             / "fraction_1"
             / "small"
             / "T_prime"
@@ -508,8 +523,8 @@ def test_moved_run_evaluates_reports_studies_and_reruns(finished, tmp_path, monk
             / "config.yaml"
         ).read_text()
     )
-    assert sub["data"] == "../../../../../../data.csv" and sub["augment_dirs"] == [
-        "../../../../../../generated"
+    assert sub["data"] == "../../../../../../../data.csv" and sub["mix_dirs"] == [
+        "../../../generated_pairs_0.3.csv"
     ]
     # the same settings again: every step reused, nothing trained
     best = moved / "supervisor" / "best.pt"

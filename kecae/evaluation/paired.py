@@ -72,7 +72,9 @@ def paired_power(effect: float, sd: float, n: int, alpha: float = ALPHA) -> floa
     df = n - 1
     crit = float(stats.t.ppf(1 - alpha / 2, df))
     nc = effect * math.sqrt(n) / sd
-    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    # the lower tail as the upper tail of the mirrored distribution: scipy's cdf there can
+    # return NaN where the value is below 1e-16
+    return float(stats.nct.sf(crit, df, nc) + stats.nct.sf(crit, df, -nc))
 
 
 def minimal_detectable_effect(

@@ -17,11 +17,10 @@ from typing import Any
 import numpy as np
 
 from kecae.config import setting
-from kecae.errors import KecaeError
-from kecae.files import file_sha256
 from kecae.registry import CLASSIFIERS
 from kecae.results import SamplingSize
-from kecae.runfolder import ClassifierRun, GeneratedFolder, RunLayout, jsonable, write_section
+from kecae.runfolder import ClassifierRun, RunLayout, jsonable, write_section
+from kecae.studies.fractions import find_or_generate
 from kecae.studies.subruns import (
     ClassifierStudyConfig,
     Progress,
@@ -33,7 +32,6 @@ from kecae.studies.subruns import (
     percent_pm,
     resolve_data,
     resolve_image_size,
-    reusable_generation,
     split_metric,
     train_or_reuse,
 )
@@ -143,42 +141,16 @@ def _generated_source(
 ) -> Path:
     """A finished generation of at least ``n_max`` pairs of the run's checkpoint, data and pair
     seed: RUN/generated or an earlier one of this study, else a new one."""
-    from kecae import generation
-
     ckpt = Path(cfg.checkpoint).resolve() if cfg.checkpoint else layout.kecae.last
-    if not ckpt.is_file():
-        raise KecaeError(
-            f"KECAE checkpoint {ckpt} does not exist: train KECAE first "
-            f"(`kecae train --out {layout.kecae.folder}`) or pass --checkpoint"
-        )
-    want = {
-        "checkpoint_sha256": file_sha256(ckpt),
-        "data": data,
-        "seed": cfg.gen_seed,
-        "oversample": False,
-    }
-    candidates = [layout.generated, *layout.studies.sampling_generations()]
-    found = next((c for c in candidates if reusable_generation(c, want, n_max)), None)
-    if found is not None:
-        log.info("[sampling] reusing the first pairs of %s", found.folder)
-        return found.folder
-    target: GeneratedFolder = layout.studies.sampling_generated(n_max)
-    log.info("[sampling] generating %d pairs into %s", n_max, target.folder)
-    generation.generate(
-        generation.GenerateConfig(
-            checkpoint=str(ckpt),
-            data=data,
-            out=str(target.folder),
-            pairs=n_max,
-            seed=cfg.gen_seed,
-            batch_size=cfg.gen_batch_size,
-            device=cfg.device,
-            cache_dir=cfg.cache_dir,
-            progress=cfg.progress,
-            patient_regex=options.get("patient_regex"),
-        )
+    return find_or_generate(
+        cfg,
+        ckpt,
+        data,
+        n_max,
+        [layout.generated, *layout.studies.sampling_generations()],
+        layout.studies.sampling_generated(n_max),
+        options.get("patient_regex"),
     )
-    return target.folder
 
 
 def _train_loss(run: ClassifierRun) -> list[float]:

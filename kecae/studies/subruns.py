@@ -258,7 +258,7 @@ def train_or_reuse(ccfg: ClassifierTrainConfig) -> dict[str, Any]:
     run = ClassifierRun(Path(ccfg.out))
     check_sub_run(run.folder, ccfg, CLASSIFIER_REUSE_FIELDS)
     if run.finished:
-        return json.loads(run.metrics.read_text())
+        return {**json.loads(run.metrics.read_text()), "out": str(run.folder)}
     return classifier_trainer.train_classifier(ccfg)
 
 
@@ -364,21 +364,37 @@ def first_pairs_manifest(folder: str | Path, n_pairs: int, dest: str | Path) -> 
 
     Pair k of a generated folder depends only on (checkpoint, data, seed, k), not on how many
     pairs were asked, so the first N pairs of a larger folder are exactly the set a generation
-    of N pairs would write. Paths are written relative to ``dest`` inside the run folder and
-    absolute outside it (see :mod:`kecae.runfolder`).
+    of N pairs would write.
     """
     if n_pairs < 1:
         raise ValueError(f"n_pairs must be >= 1, got {n_pairs}; N = 0 needs no manifest")
-    folder, dest = Path(folder).resolve(), Path(dest)
+    folder = Path(folder).resolve()
     rows = [r for r in _manifest_rows(GeneratedFolder(folder)) if int(r["pair_index"]) < n_pairs]
     if len({int(r["pair_index"]) for r in rows}) < n_pairs:
         raise KecaeError(
             f"{folder} holds fewer than {n_pairs} pairs: generate more, or ask for fewer"
         )
+    return subset_manifest(folder, rows, dest)
+
+
+def generated_rows(folder: str | Path) -> list[dict[str, str]]:
+    """The manifest rows of a generated folder (one per image, pair order)."""
+    return _manifest_rows(GeneratedFolder(Path(folder).resolve()))
+
+
+def subset_manifest(folder: str | Path, rows: list[dict[str, str]], dest: str | Path) -> Path:
+    """Write ``dest``, a manifest of ``rows`` of the generated folder ``folder`` (its manifest
+    rows, some left out). Paths are written relative to ``dest`` inside the run folder and
+    absolute outside it (see :mod:`kecae.runfolder`)."""
+    folder, dest = Path(folder).resolve(), Path(dest)
+    if not rows:
+        raise KecaeError(f"no image of {folder} is left for {dest.name}: nothing to write")
+    rows = [dict(r) for r in rows]
     for r in rows:  # every path re-anchored from the generated folder to dest's folder
         for col in ("path", "recipient_path", "donor_path"):
             if r.get(col):
                 r[col] = store_path(load_path(r[col], folder, legacy=True), dest.parent)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dest) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()

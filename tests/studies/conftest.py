@@ -27,15 +27,21 @@ CALLABLES = {
 
 
 def downstream_cfg(run: Path, **kw: Any) -> DownstreamConfig:
-    """Half and all of the training patients; T' adds one generated image per two real ones
-    (at 1.0 the first 5 of the run's 6 generated pairs, at 0.5 3 pairs of its own KECAE)."""
+    """Half and all of the training patients, 4 steps per row; T' draws one generated image
+    per two real ones; at 1.0 also the label check (X', X'1 + real KL-0), the supervisor's
+    filter and pre-training."""
+    small = {k: v for k, v in SMALL.items() if k not in ("epochs", "patience")}
     return DownstreamConfig(
         run=str(run),
         archs=["small"],
         training_sets=["T", "T+classic", "T'", "T+mixup"],
+        check_sets=["X'", "X'1+T0", "T'confirmed", "X'->T"],
         train_fractions=[1.0, 0.5],
+        check_fractions=[1.0],
+        steps=[4],
         gen_ratio=0.5,
-        **{**SMALL, **kw},
+        filter_confidence=0.5,
+        **{**small, **kw},
     )
 
 

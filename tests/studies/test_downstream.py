@@ -1,7 +1,7 @@
-"""`kecae study downstream` (kecae.studies.downstream): training fractions subsampled by patient
-and shared by every row, a generator trained on the subsample alone (the run's own at 1.0),
-Table II's statistics and paired differences by hand, resume, refusal of other settings, and the
-note on a generator that misses its targets."""
+"""`kecae study downstream` (kecae.studies.downstream): every row of a fraction trained to the
+same step budget, generated images drawn into its batches, the label check and the options on
+the parts of the generated images they name, paired differences with intervals by hand, the
+validation curves and the budget check, resume, a study cut by --max-minutes, and refusals."""
 
 from __future__ import annotations
 
@@ -17,158 +17,172 @@ import yaml
 from kecae.cli import main
 from kecae.data.catalog import load_catalog
 from kecae.errors import KecaeError
-from kecae.runfolder import load_path, write_section
-from kecae.studies import downstream
-
-
-def _train_paths(data: Path | str, split: str = "train") -> set[Path]:
-    return {r.path for r in load_catalog(data).records if r.split == split}
+from kecae.evaluation.paired import minimal_detectable_effect
+from kecae.studies import downstream, fractions
+from kecae.training.logs import read_log
 
 
 def _config(folder: Path) -> dict:
     return yaml.safe_load((folder / "config.yaml").read_text())
 
 
-def test_fractions_rows_paired_differences_and_resume(run_dir, monkeypatch, capsys, kit):
+def _manifest(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _metrics(folder: Path) -> dict:
+    return json.loads((folder / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def study(run_dir, kit):
     cfg = kit.downstream_cfg(run_dir)
-    sec = downstream.run_downstream(cfg)
-    root = run_dir / "studies" / "downstream"
-    data = run_dir.parent / "data"
-    sets = ["T", "T+classic", "T'", "T+mixup"]
+    return cfg, downstream.run_downstream(cfg)
+
+
+def test_rows_train_the_same_steps_on_the_parts_they_name(run_dir, study):
+    _, sec = study
+    root = run_dir / "studies" / "downstream" / "iid"
     assert [(r["train_fraction"], r["training_set"]) for r in sec["rows"]] == [
-        (f, s) for f in (0.5, 1.0) for s in sets
+        *[(0.5, s) for s in ("T", "T+classic", "T+mixup", "T'")],
+        *[(1.0, s) for s in ("T", "T+classic", "T+mixup", "T'", "X'", "X'1+T0", "T'confirmed")],
+        (1.0, "X'->T"),
     ]
-
-    # fraction 0.5: half the training patients of each grade, validation and test whole, one
-    # manifest for every row
-    half = root / "fraction_0.5"
-    view = half / "data.csv"
-    kept, everything = _train_paths(view), _train_paths(data)
-    assert kept < everything and len(kept) == 10
-    grades = [r.grade for r in load_catalog(view).records if r.split == "train"]
-    assert grades.count(0) == grades.count(2) == 5
-    for split in ("val", "test"):
-        assert _train_paths(view, split) == _train_paths(data, split)
-    for name, ts in downstream.TRAINING_SETS.items():
-        if name not in sets:
-            continue
+    one, half = root / "fraction_1", root / "fraction_0.5"
+    # fraction 0.5: half the training patients of each grade, one manifest for every row
+    kept = {r.path for r in load_catalog(half / "data.csv").records if r.split == "train"}
+    assert len(kept) == 10
+    for r in sec["rows"]:
+        ts = downstream.TRAINING_SETS[r["training_set"]]
+        folder = root / f"fraction_{r['train_fraction']:g}" / "small" / ts.folder
         for seed in (0, 1):
-            sub = half / "small" / ts.folder / f"seed_{seed}"
-            assert load_path(_config(sub)["data"], sub) == str(view)
-            assert _config(sub)["augment"] == ts.augment
-            metrics = json.loads((sub / "metrics.json").read_text())
-            assert metrics["n_train_real"] == 10
-    # its generator: supervisor and KECAE trained on the subsample, pairs drawn from it alone
+            c, m = _config(folder / f"seed_{seed}"), _metrics(folder / f"seed_{seed}")
+            assert c["max_steps"] == 4 and m["steps"] == 4 and c["lr_schedule"] == "cosine"
+            assert [row["step"] for row in read_log(folder / f"seed_{seed}" / "log.csv").rows] == [
+                1,
+                2,
+                3,
+                4,
+            ]
+        assert r["steps"] == 4 and r["group"] == ts.group
     fr = {f["train_fraction"]: f for f in sec["fractions"]}
-    assert fr[0.5]["n_train_real"] == 10 and fr[0.5]["generated_pairs"] == 3  # ceil(0.5*10/2)
-    assert not fr[0.5]["kecae_reused"]
-    assert load_path(_config(half / "supervisor")["data"], half / "supervisor") == str(view)
-    kecae_cfg = _config(half / "kecae")
-    assert load_path(kecae_cfg["data"], half / "kecae") == str(view)
-    assert Path(load_path(kecae_cfg["supervisor"], half / "kecae")) == (
-        half / "supervisor" / "best.pt"
-    )
-    with open(half / "generated" / "manifest.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    sources = {
-        Path(load_path(r[c], half / "generated"))
-        for r in rows
-        for c in ("recipient_path", "donor_path")
-    }
-    assert sources <= kept  # never a validation, test or dropped training image
-    t_prime = json.loads((half / "small" / "T_prime" / "seed_0" / "metrics.json").read_text())
-    assert t_prime["n_train_generated"] == 6
-    # fraction 1.0: the run's supervisor, KECAE and the first 5 of its 6 generated pairs
-    assert fr[1.0]["kecae_reused"] and fr[1.0]["generated_pairs"] == 5
-    assert Path(fr[1.0]["kecae"]) == run_dir / "kecae" / "checkpoints" / "last.pt"
-    assert Path(fr[1.0]["generated"]) == run_dir / "generated"
-    assert not (root / "fraction_1" / "kecae").exists()
+    assert fr[1.0]["kecae_reused"] and not fr[0.5]["kecae_reused"] and fr[0.5]["steps"] == 4
+    # T': the first ceil(0.5 · 20 / 2) = 5 pairs, drawn into each batch at 0.5 per real image
+    t_prime = _config(one / "small" / "T_prime" / "seed_0")
+    assert t_prime["mix_ratio"] == 0.5 and t_prime["augment_dirs"] == []
+    pairs = _manifest(one / "generated_pairs_0.5.csv")
+    assert sorted({int(r["pair_index"]) for r in pairs}) == [0, 1, 2, 3, 4]
+    assert _metrics(one / "small" / "T_prime" / "seed_0")["n_train_generated"] == 10
+    # the label check: X' has T's class counts, every image generated; X'1 replaces KL-2
+    x = _metrics(one / "small" / "X" / "seed_0")
+    assert (x["n_train_real"], x["n_train_generated"]) == (0, 20)
+    directions = [r["direction"] for r in _manifest(one / "generated_x.csv")]
+    assert directions.count("kl0_to_kl2") == directions.count("kl2_to_kl0") == 10
+    x1 = _metrics(one / "small" / "X1_T0" / "seed_0")
+    assert (x1["n_train_real"], x1["n_train_generated"]) == (10, 10)
+    assert {r["grade"] for r in _manifest(one / "generated_x1.csv")} == {"2"}
+    # pre-training: the first half of the budget on X', chosen only after it
+    pre = _config(one / "small" / "pretrain_X_T" / "seed_0")
+    assert pre["pretrain_steps"] == 2 and pre["mix_ratio"] == 0.0
+    assert _metrics(one / "small" / "pretrain_X_T" / "seed_0")["best_step"] in (3, 4)
 
-    # statistics and paired differences, by hand from the per-seed runs
-    def accuracies(f: str, ts: str) -> list[float]:
-        return [
-            json.loads((root / f / "small" / ts / f"seed_{s}" / "metrics.json").read_text())[
-                "test"
-            ]["accuracy"]
-            for s in (0, 1)
-        ]
 
-    row = next(r for r in sec["rows"] if (r["train_fraction"], r["training_set"]) == (1.0, "T'"))
-    acc = {ts: accuracies("fraction_1", ts) for ts in ("T", "T_classic", "T_prime")}
-    assert row["accuracy_mean"] == pytest.approx(np.mean(acc["T_prime"]))
-    assert row["accuracy_std"] == pytest.approx(np.std(acc["T_prime"], ddof=1))
-    assert row["n_train_generated"] == 10 and row["n_train_real"] == 20
+def test_the_filter_is_the_supervisors_confidence(run_dir, study):
+    cfg, sec = study
+    one = run_dir / "studies" / "downstream" / "iid" / "fraction_1"
+    f1 = next(f for f in sec["fractions"] if f["train_fraction"] == 1.0)
+    conf = fractions.supervisor_confidence(cfg, f1["supervisor"], Path(f1["generated"]))
+    assert f1["supervisor"] == str(run_dir / "supervisor" / "best.pt")  # never the judge
+    passing = [i for i, q in conf.items() if q >= 0.5]
+    kept = [r["image_id"] for r in _manifest(one / "generated_confirmed_0.5.csv")]
+    order = [r["image_id"] for r in _manifest(Path(f1["generated"]) / "manifest.csv")]
+    assert kept == [i for i in order if i in passing][:10]  # pair order, r · n images at most
+    assert f1["supervisor_confirms"] == pytest.approx(len(passing) / len(conf))
+
+
+def test_paired_differences_curves_and_the_budget_check(run_dir, study):
+    _, sec = study
+    root = run_dir / "studies" / "downstream" / "iid" / "fraction_1" / "small"
+
+    def test_acc(folder: str) -> list[float]:
+        return [_metrics(root / folder / f"seed_{s}")["test"]["accuracy"] for s in (0, 1)]
+
+    row = next(r for r in sec["rows"] if (r["train_fraction"], r["training_set"]) == (1.0, "X'"))
+    acc = {ts: test_acc(ts) for ts in ("T", "T_classic", "X")}
+    assert row["accuracy_mean"] == pytest.approx(np.mean(acc["X"]))
     for key, base in (("paired_vs_t", "T"), ("paired_vs_classic", "T_classic")):
-        d = np.subtract(acc["T_prime"], acc[base])
+        d = np.subtract(acc["X"], acc[base])
         diff = row[key]
         assert diff["values"] == pytest.approx(d.tolist())
-        assert diff["mean"] == pytest.approx(d.mean())
-        assert diff["std"] == pytest.approx(np.std(d, ddof=1))
-        assert diff["wilcoxon_min_p"] == 0.5  # 2 seeds: 2 / 2**2
-    first = sec["rows"][0]
-    assert first["training_set"] == "T" and "paired_vs_t" not in first
-    assert sec["test"].startswith("two-sided paired t-test")
-    assert sec["generator_targets_missed"] is None  # the tiny run was never evaluated
-    saved = json.loads((run_dir / "metrics.json").read_text())
-    assert saved["separability"] == {"svm_hk_accuracy": 0.75} and saved["downstream"] == sec
-
-    # resume through the CLI: nothing is trained or generated again; the console table has the
-    # paired differences and the note on the generator's targets
-    write_section(
-        run_dir,
-        "targets",
-        {
-            "SVM on hK": {"metric": "separability.svm_hk_accuracy", "target": ">= 0.85"}
-            | {"value": 0.75, "met": False},
-            "SVM on hN": {"metric": "separability.svm_hn_accuracy", "target": "<= 0.65"}
-            | {"value": 0.5, "met": True},
-        },
+        sd = np.std(d, ddof=1)
+        half = 12.706205 * sd / math.sqrt(2)  # t(0.975, 1 dof)
+        assert diff["ci_low"] == pytest.approx(d.mean() - half, abs=1e-6)
+        assert diff["ci_high"] == pytest.approx(d.mean() + half, abs=1e-6)
+        assert (diff["mde"] is None and sd == 0) or diff["mde"] == pytest.approx(
+            minimal_detectable_effect(sd, 2)
+        )
+    val = [_metrics(root / "T_prime" / f"seed_{s}")["val"]["accuracy"] for s in (0, 1)]
+    t_prime = next(
+        r for r in sec["rows"] if (r["train_fraction"], r["training_set"]) == (1.0, "T'")
     )
+    assert t_prime["val_accuracy_mean"] == pytest.approx(np.mean(val))
+    # T's validation curve: mean over the seeds' logs at each validation
+    curve = next(c for c in sec["curves"] if c["train_fraction"] == 1.0)
+    logs = [read_log(root / "T" / f"seed_{s}" / "log.csv").column("val_accuracy") for s in (0, 1)]
+    assert curve["steps"] == [1, 2, 3, 4]
+    assert curve["val_accuracy_mean"] == pytest.approx(np.mean(logs, axis=0), abs=1e-5)
+    # T of seed 0 at twice the budget, beside T at the budget
+    check = next(f for f in sec["fractions"] if f["train_fraction"] == 1.0)["budget_checks"][0]
+    twice = _metrics(root / "T_twice_the_steps" / "seed_0")
+    assert (
+        check["steps"] == 8 == twice["steps"] and check["test_accuracy"] == twice["test_accuracy"]
+    )
+    assert check["budget_test_accuracy"] == acc["T"][0]
+    assert sec["answer"].startswith("In the i.i.d. regime") and "2 seeds" in sec["answer"]
+    assert sec["seconds"] > 0 and sec["regime"] == "iid"
+    assert json.loads((run_dir / "metrics.json").read_text())["downstream"] == sec
+
+
+def test_resume_and_a_study_cut_short(run_dir, study, monkeypatch, capsys, kit):
+    cfg, sec = study
     kit.forbid(monkeypatch, "train_classifier", "train_kecae", "generate")
-    args = ["study", "downstream", "--run", str(run_dir), "--arch", "small"]
-    args += ["--sets", *sets, "--train-fraction", "1.0", "0.5", "--gen-ratio", "0.5"]
-    args += ["--epochs", "1", "--patience", "1", "--batch-size", "8", "--seeds", "2"]
-    assert main([*args, "--device", "cpu", "--no-progress"]) == 0
+    assert downstream.run_downstream(cfg)["rows"] == sec["rows"]
+    args = ["study", "downstream", "--run", str(run_dir), "--arch", "small", "--steps", "4"]
+    args += ["--sets", "T", "T+classic", "T'", "T+mixup", "--train-fraction", "1.0", "0.5"]
+    args += ["--check-sets", "X'", "X'1+T0", "T'confirmed", "X'->T", "--check-fractions", "1"]
+    args += ["--gen-ratio", "0.5", "--filter-confidence", "0.5", "--batch-size", "8"]
+    args += ["--device", "cpu", "--no-progress"]
+    assert main([*args, "--seeds", "2"]) == 0
     out = capsys.readouterr().out
-    assert "training fraction 0.5" in out and "Δ vs T+classic" in out
-    assert "cannot go below p = 0.5 with 2 seeds" in out
-    assert "misses 1 of 2 targets (SVM on hK)" in out
-    again = json.loads((run_dir / "metrics.json").read_text())["downstream"]
-    assert again["rows"] == sec["rows"] and again["generator_targets_missed"] == ["SVM on hK"]
+    assert "training fraction 0.5" in out and "Δ vs T+classic" in out and "mde=" in out
+    assert out.startswith("In the i.i.d. regime")
+    # a third seed with no time left: stopped before its first sub-run, exit status 75
+    assert main([*args, "--seeds", "3", "--max-minutes", "0.000001"]) == 75
+    assert "run the same command again" in capsys.readouterr().out
+    assert not (
+        run_dir / "studies" / "downstream" / "iid" / "fraction_0.5" / "small" / "T" / "seed_2"
+    ).exists()
     # other settings on the same sub-runs are refused, not mixed in
     with pytest.raises(KecaeError, match="other settings"):
-        downstream.run_downstream(kit.downstream_cfg(run_dir, epochs=2))
-
-
-def test_paired_difference_by_hand():
-    d = downstream.paired_difference([0.8, 0.9, 0.7], [0.75, 0.8, 0.7])
-    assert d["values"] == pytest.approx([0.05, 0.1, 0.0])
-    assert d["mean"] == pytest.approx(0.05) and d["std"] == pytest.approx(0.05)
-    # paired t: t = mean / (std / sqrt(n)) = sqrt(3); two-sided p from Student t with 2 dof
-    from scipy import stats
-
-    assert d["p_value"] == pytest.approx(2 * stats.t.sf(math.sqrt(3), 2))
-    # exact Wilcoxon: the zero difference is dropped; the 2 others both positive: p = 2 / 2**2
-    assert d["wilcoxon_p"] == pytest.approx(0.5) and d["wilcoxon_min_p"] == 0.25
-    three = downstream.paired_difference([0.9, 0.8, 0.7], [0.8, 0.75, 0.6])
-    assert three["wilcoxon_p"] == pytest.approx(0.25)  # all 3 positive: the floor at 3 seeds
-    single = downstream.paired_difference([0.6], [0.5])
-    assert single["std"] == 0.0 and math.isnan(single["p_value"])
-    with pytest.raises(ValueError, match="equal-length"):
-        downstream.paired_difference([0.5, 0.6], [0.5])
+        downstream.run_downstream(kit.downstream_cfg(run_dir, lr=2e-3))
 
 
 def test_config_checks_and_missing_inputs(tmp_path, run_dir, kit):
     for bad, match in (
         ({"train_fractions": [0.0]}, "train-fraction"),
-        ({"train_fractions": [1.5]}, "train-fraction"),
+        ({"check_fractions": [1.5]}, "check-fractions"),
         ({"gen_ratio": 0.0}, "gen-ratio"),
+        ({"steps": [1, 2, 3]}, "one per fraction"),
+        ({"check_sets": ["Z"]}, "check-sets"),
     ):
         with pytest.raises(ValueError, match=match):
             downstream.DownstreamConfig(run="r", archs=["small"], **bad)
     with pytest.raises(KecaeError, match="--data"):
         downstream.run_downstream(
-            downstream.DownstreamConfig(run=str(tmp_path), archs=["small"], **kit.SMALL)
+            downstream.DownstreamConfig(run=str(tmp_path), archs=["small"], device="cpu")
         )
+    with pytest.raises(KecaeError, match="not a `kecae phantoms` data set"):
+        downstream.run_downstream(kit.downstream_cfg(run_dir, site_bias=0.85))
     assert main(["study", "downstream", "--run", str(run_dir), "--train-fraction", "2"]) == 2
     assert main(["study", "sampling", "--run", str(tmp_path), "--sizes", "0", "-5"]) == 2
