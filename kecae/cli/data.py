@@ -11,19 +11,6 @@ from kecae.errors import KecaeError
 from kecae.files import atomic_write_text
 
 
-def parse_grades(text: str) -> list[int]:
-    """``"0,2"`` -> [0, 2]: distinct KL grades 0-4 (an argparse error with an example else)."""
-    try:
-        grades = [int(g) for g in text.split(",")]
-    except ValueError:
-        grades = []
-    if not grades or len(set(grades)) != len(grades) or not all(0 <= g <= 4 for g in grades):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: give distinct comma-separated KL grades 0-4, e.g. 0,2"
-        )
-    return grades
-
-
 @dataclass
 class DataCheckConfig:
     """`kecae data check`: every problem of a data set; nothing is modified."""
@@ -33,10 +20,13 @@ class DataCheckConfig:
     )  # data folder (grade folders or manifest.csv) or a .csv
     patient_regex: str | None = setting(
         None, metavar="REGEX"
-    )  # e.g. '(?P<patient>\d{7})(?P<side>[LR])'
+    )  # e.g. '(?P<patient>\d{7})_(?P<side>[12])' for 9003175_1.png
+    side_map: dict[str, str] = setting(
+        factory=dict, metavar="VALUE=L|R"
+    )  # side values other than L, R, left, right, 1 (= R) and 2 (= L)
     grades: list[int] = setting(
-        factory=lambda: [0, 2], parse=parse_grades, metavar="A,B"
-    )  # the two grades compared
+        factory=lambda: [0, 2], flag="--grades", metavar="G"
+    )  # the two KL grades compared, e.g. 0 2 or 0 1
     size: int | None = setting(
         None, metavar="PX"
     )  # the model's input side: smaller images are reported
@@ -51,9 +41,7 @@ class DataCacheConfig:
     path: str = setting("", positional=True)  # data folder or .csv manifest
     size: int = 299  # image side in pixels (paper: 299)
     split: str | None = None  # train / val / test (default: all images)
-    grades: list[int] = setting(
-        factory=lambda: [0, 2], parse=parse_grades, metavar="A,B"
-    )  # KL grades
+    grades: list[int] = setting(factory=lambda: [0, 2], flag="--grades", metavar="G")  # KL grades
     fit: str = setting(
         "crop", choices=("crop", "pad", "pad-edge")
     )  # square by centre crop or padding
@@ -61,20 +49,19 @@ class DataCacheConfig:
     patient_regex: str | None = setting(
         None, metavar="REGEX"
     )  # folder layout: the patients splits keep together
+    side_map: dict[str, str] = setting(
+        factory=dict, metavar="VALUE=L|R"
+    )  # side values other than L, R, left, right, 1 (= R) and 2 (= L)
 
 
 def run_check(args: argparse.Namespace) -> int:
     from kecae.data.check import check_dataset
 
     cfg = from_args(DataCheckConfig, args)
-    if len(cfg.grades) != 2:
-        raise KecaeError(
-            f"--grades {','.join(map(str, cfg.grades))!r}: give the two KL grades "
-            "the task compares, healthy first, e.g. 0,2"
-        )
     report = check_dataset(
         cfg.path,
         patient_regex=cfg.patient_regex,
+        side_map=cfg.side_map,
         grades=tuple(cfg.grades),
         size=cfg.size,
         progress=cfg.progress,
@@ -103,6 +90,7 @@ def run_cache(args: argparse.Namespace) -> int:
         fit=cfg.fit,
         cache_dir=cfg.cache_dir,
         patient_regex=cfg.patient_regex,
+        side_map=cfg.side_map,
     )
     print(
         f"{len(images)} images of {images.size} x {images.size} px cached "

@@ -122,6 +122,7 @@ def load_image_set(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     patient_regex: str | None = None,
+    side_map: dict[str, str] | None = None,
 ) -> ImageSet:
     """Preprocessed images of one split and some grades, decoded once and cached on disk.
 
@@ -129,7 +130,8 @@ def load_image_set(
     splits and ``split`` is given, patient-level splits are assigned with
     :func:`~kecae.data.splits.assign_splits` (seed 0). Images are ordered by the position of their
     grade in ``grades``, then in catalog order. ``patient_regex`` gives the patient of each file of
-    a folder layout (see :func:`~kecae.data.catalog.load_catalog`). Raises :class:`KecaeError`
+    a folder layout and ``side_map`` its side values (see :func:`~kecae.data.catalog.load_catalog`).
+    Raises :class:`KecaeError`
     when a requested grade has no image in the split.
     """
     if not isinstance(size, (int, np.integer)) or size < 1:
@@ -141,7 +143,9 @@ def load_image_set(
         raise ValueError(f"grades must be distinct KL grades, e.g. (0, 2); got {grades}")
 
     catalog = (
-        source if isinstance(source, Catalog) else load_catalog(source, patient_regex=patient_regex)
+        source
+        if isinstance(source, Catalog)
+        else load_catalog(source, patient_regex=patient_regex, side_map=side_map)
     )
     if split is not None and not catalog.has_splits:
         log.info("%s has no splits: assigning patient-level 70/15/15 splits (seed 0)", catalog.root)

@@ -11,8 +11,16 @@ Two on-disk layouts are understood:
   the file name.
 * **CSV manifest**: a ``.csv`` file, or a folder holding ``manifest.csv`` or ``ground_truth.csv``
   (what the built-in phantoms write). Columns: ``path`` (relative to the CSV's folder, or
-  absolute), ``grade`` (or ``kl`` / ``kl_grade``), optional ``patient_id``, ``side``, ``split``,
-  ``image_id``; other columns are ignored.
+  absolute), ``grade``, optional ``patient_id``, ``side``, ``split``, ``image_id``; each also
+  under the names in :data:`COLUMN_SYNONYMS` (an OAI-style ``ID,SIDE,KL,FILE`` reads as is), and
+  the columns taken are listed in :attr:`Catalog.notes`. Other columns are ignored.
+
+**Sides** are ``L`` or ``R``. Values are read through a side map: ``L``/``left``, ``R``/``right``
+and OAI's numeric convention ``1`` = right, ``2`` = left (:data:`DEFAULT_SIDE_MAP`; the
+``side_map`` argument changes or extends it, e.g. ``{"1": "L", "2": "R"}``). A numeric mapping
+used is listed in :attr:`Catalog.notes`; a value the map does not know is an error naming the
+value, an example file and the option that maps it, so nothing downstream meets a side it cannot
+use.
 
 Hidden files and folders (``.name``, e.g. the ``.kecae_cache`` folder) and non-image files are
 skipped and counted in :attr:`Catalog.skipped`, never an error.
@@ -24,6 +32,7 @@ import csv
 import os
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,10 +57,40 @@ SPLIT_ALIASES = {
 #: Manifest file names looked for inside a data folder, in order of preference.
 MANIFEST_NAMES = ("manifest.csv", "ground_truth.csv")
 
-_GRADE_COLUMNS = ("grade", "kl", "kl_grade", "klgrade")
-_PATH_COLUMNS = ("path", "file", "filename", "image_path")
+#: Manifest column names (lower case) read as each field, in order of preference.
+COLUMN_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "path": ("path", "file", "filename", "file_name", "filepath", "file_path", "image_path"),
+    "grade": ("grade", "kl", "kl_grade", "klgrade", "kl_score", "klg", "xrkl"),
+    "patient_id": ("patient_id", "patient", "patientid", "id", "subject_id", "subject", "pid"),
+    "side": ("side", "laterality", "knee_side", "knee"),
+    "split": ("split", "subset", "partition"),
+    "image_id": ("image_id",),
+}
+
+#: Side values (lower case) -> "L" / "R". Numbers follow the OAI convention (SIDE 1 = right,
+#: 2 = left), also used in the file names of the public Kaggle set (``9003175_1.png``).
+DEFAULT_SIDE_MAP: dict[str, str] = {
+    "l": "L",
+    "left": "L",
+    "r": "R",
+    "right": "R",
+    "1": "R",
+    "2": "L",
+}
+
+#: Share of file names a ``--patient-regex`` must match: below it the regex is wrong for the data.
+REGEX_MIN_MATCH = 0.9
+
 _GRADE_DIR = re.compile(r"^(?:kl|grade)?[-_ ]?(\d+)$", re.IGNORECASE)
-_SIDES = {"l": "L", "left": "L", "r": "R", "right": "R"}
+
+#: Patient regexes tried on file names when none is given (to suggest one), most specific first.
+_REGEX_CANDIDATES = (
+    r"(?P<patient>\d{5,})_(?P<side>[12])",
+    r"(?P<patient>\d{5,})-(?P<side>[12])",
+    r"(?P<patient>\d{5,})_?(?P<side>[LR])",
+    r"(?P<patient>\d{5,})-(?P<side>[LR])",
+    r"(?P<patient>\d{5,})[_-](?P<side>(?i:left|right))",
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +128,7 @@ class Catalog:
     problems: list[Problem] = field(default_factory=list)  # bad rows / folders (non-strict load)
     layout: str = "folders"  # "folders" or "manifest"
     manifest: Path | None = None  # the CSV read, if any
+    notes: list[str] = field(default_factory=list)  # choices made while reading (columns, sides)
 
     @property
     def has_splits(self) -> bool:
@@ -129,7 +169,11 @@ def normalise_split(name: str) -> str:
 
 
 def load_catalog(
-    path: str | os.PathLike, *, strict: bool = True, patient_regex: str | None = None
+    path: str | os.PathLike,
+    *,
+    strict: bool = True,
+    patient_regex: str | None = None,
+    side_map: dict[str, str] | None = None,
 ) -> Catalog:
     """Read a data set folder or CSV manifest into a :class:`Catalog`.
 
@@ -137,9 +181,11 @@ def load_catalog(
     (naming the row and file); ``strict=False`` collects them in ``Catalog.problems`` (what
     ``kecae data check`` uses). ``patient_regex`` (folder layout only) is searched in each file
     stem; its named group ``patient`` (and optional ``side``) gives the patient id, e.g.
-    ``(?P<patient>\\d{7})(?P<side>[LR])`` for names like ``9001695L.png``.
+    ``(?P<patient>\\d{7})_(?P<side>[12])`` for names like ``9003175_1.png``; it must match at
+    least 90 % of the names. ``side_map`` adds to or overrides :data:`DEFAULT_SIDE_MAP`.
     """
     regex = compile_patient_regex(patient_regex)
+    sides = _Sides(side_map)
     path = Path(path).expanduser().resolve()
     if not path.exists():
         raise KecaeError(
@@ -152,15 +198,103 @@ def load_catalog(
                 f"{path}: expected a data folder or a .csv manifest; pass the folder "
                 "that holds the grade folders or the manifest"
             )
-        catalog = _load_manifest(path, strict)
+        catalog = _load_manifest(path, strict, sides)
     else:
         manifest = next((path / n for n in MANIFEST_NAMES if (path / n).is_file()), None)
         if manifest is not None:
-            catalog = _load_manifest(manifest, strict)
+            catalog = _load_manifest(manifest, strict, sides)
         else:
-            catalog = _load_folders(path, strict, regex)
+            catalog = _load_folders(path, strict, regex, sides)
+    sides.finish(catalog, strict)
     _check_unique_ids(catalog, strict)
     return catalog
+
+
+def format_side_map(side_map: dict[str, str]) -> str:
+    """``{"1": "R", "2": "L"}`` -> ``"--side-map 1=R --side-map 2=L"``, as the option is given."""
+    return " ".join(f"--side-map {k}={v}" for k, v in side_map.items())
+
+
+def task_grades(grades: Sequence[int]) -> tuple[int, int]:
+    """The two KL grades a task compares, the healthier first: ``[2, 0]`` -> ``(0, 2)``; a
+    :class:`KecaeError` naming ``--grades`` for anything but two different grades 0-4."""
+    try:
+        pair = tuple(int(g) for g in grades)
+    except (TypeError, ValueError):
+        pair = ()
+    if len(pair) != 2 or pair[0] == pair[1] or not all(g in KL_GRADES for g in pair):
+        shown = " ".join(map(str, grades)) if isinstance(grades, (list, tuple)) else grades
+        raise KecaeError(
+            f"--grades {shown}: give two different KL grades 0-4, the healthier first, e.g. "
+            "--grades 0 2 (the default: healthy against early OA) or --grades 0 1"
+        )
+    lo, hi = sorted(pair)
+    return lo, hi
+
+
+class _Sides:
+    """Side values -> "L" / "R" through the side map; remembers what it mapped and what it could
+    not, so the catalog can say so once."""
+
+    def __init__(self, side_map: dict[str, str] | None) -> None:
+        self.user = {
+            str(k).strip().lower(): str(v).strip().upper() for k, v in (side_map or {}).items()
+        }
+        bad = {k: v for k, v in self.user.items() if v not in ("L", "R")}
+        if bad:
+            k, v = next(iter(bad.items()))
+            raise KecaeError(
+                f"--side-map {k}={v}: a side is L or R, e.g. --side-map 1=R --side-map 2=L "
+                "(OAI: 1 is the right knee)"
+            )
+        self.map = {**DEFAULT_SIDE_MAP, **self.user}
+        self.used: Counter[str] = Counter()  # numeric or user-mapped values seen
+        self.unknown: dict[str, list[str]] = {}  # value -> files that carry it
+
+    def __call__(self, value: str | None, file: str) -> str | None:
+        if value is None or not value.strip():
+            return None
+        key = value.strip().lower()
+        side = self.map.get(key)
+        if side is None:
+            self.unknown.setdefault(value.strip(), []).append(file)
+            return None
+        if key in self.user or key not in ("l", "left", "r", "right"):
+            self.used[key] += 1
+        return side
+
+    def finish(self, catalog: Catalog, strict: bool) -> None:
+        if self.used:
+            mapped = ", ".join(f"{k} -> {self.map[k]} ({n} images)" for k, n in self.used.items())
+            swapped = {k: "L" if self.map[k] == "R" else "R" for k in self.used}
+            catalog.notes.append(
+                f"side values mapped: {mapped}"
+                + ("" if self.user else " (OAI's convention: 1 is the right knee)")
+                + f"; {format_side_map(swapped)} maps them the other way"
+            )
+        for value, files in self.unknown.items():
+            problem = Problem(
+                "error",
+                files[0] + (f" and {len(files) - 1} more" if len(files) > 1 else ""),
+                f"side value {value!r} ({len(files)} images) is not one of "
+                f"{', '.join(sorted(self.map))}",
+                f"map it with --side-map {value}=L (or {value}=R), or correct the side",
+            )
+            if strict:
+                raise KecaeError(f"{problem.file}: {problem.message}; fix: {problem.fix}")
+            catalog.problems.append(problem)
+
+
+def suggest_patient_regex(stems: list[str]) -> str | None:
+    """A patient regex that matches at least 90 % of ``stems`` (file names without suffix) and
+    gives a patient and a side, among a few common naming schemes; None when none does."""
+    if not stems:
+        return None
+    for text in _REGEX_CANDIDATES:
+        regex = re.compile(text)
+        if sum(regex.search(s) is not None for s in stems) >= REGEX_MIN_MATCH * len(stems):
+            return text
+    return None
 
 
 def compile_patient_regex(text: str | None) -> re.Pattern | None:
@@ -191,7 +325,7 @@ def _visible_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _load_folders(root: Path, strict: bool, regex: re.Pattern | None) -> Catalog:
+def _load_folders(root: Path, strict: bool, regex: re.Pattern | None, sides: _Sides) -> Catalog:
     skipped: Counter[str] = Counter()
     problems: list[Problem] = []
     subdirs = _visible_dirs(root)
@@ -206,6 +340,7 @@ def _load_folders(root: Path, strict: bool, regex: re.Pattern | None) -> Catalog
                 skipped["folder that is not a split (train/val/test/auto_test)"] += _count_files(d)
 
     records: list[Record] = []
+    unmatched: list[Path] = []  # files whose name the patient regex does not match
     for split, folder in groups:
         skipped["file outside a grade folder"] += sum(
             1 for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
@@ -228,7 +363,10 @@ def _load_folders(root: Path, strict: bool, regex: re.Pattern | None) -> Catalog
                 problems.append(problem)
                 continue
             for f in _walk_files(gdir, skipped):
-                patient, side = _patient_from_name(f.stem, regex)
+                patient, side_value, found = _patient_from_name(f.stem, regex)
+                if not found:
+                    unmatched.append(f)
+                side = sides(side_value, str(f))
                 rel = f.relative_to(root)
                 records.append(
                     Record(
@@ -250,15 +388,37 @@ def _load_folders(root: Path, strict: bool, regex: re.Pattern | None) -> Catalog
         root=root, records=records, skipped=_nonzero(skipped), problems=problems, layout="folders"
     )
     if regex is None and records:
+        guess = suggest_patient_regex([r.path.stem for r in records])
         catalog.problems.append(
             Problem(
                 "warning",
                 str(root),
                 "no patient ids (folder layout): each image counts as its own "
                 "patient, so two images of one patient may land in different splits",
-                "add a manifest.csv with a patient_id column, or pass --patient-regex",
+                f"pass --patient-regex '{guess}' (it matches these names)"
+                if guess
+                else "add a manifest.csv with a patient_id column, or pass --patient-regex",
             )
         )
+    matched = len(records) - len(unmatched)
+    if regex is not None and records and matched < REGEX_MIN_MATCH * len(records):
+        guess = suggest_patient_regex([r.path.stem for r in records])
+        examples = ", ".join(p.name for p in unmatched[:3]) + (
+            ", ..." if len(unmatched) > 3 else ""
+        )
+        problem = Problem(
+            "error",
+            str(root),
+            f"--patient-regex {regex.pattern!r} matches {matched} of "
+            f"{len(records)} file names (not matched: {examples}); "
+            "unmatched images would each count as their own patient",
+            f"pass --patient-regex '{guess}' (it matches these names)"
+            if guess
+            else "write a regex that matches the names (a group 'patient', and 'side' if any)",
+        )
+        if strict:
+            raise KecaeError(f"{problem.file}: {problem.message}; fix: {problem.fix}")
+        catalog.problems.append(problem)
     return catalog
 
 
@@ -284,14 +444,14 @@ def _count_files(folder: Path) -> int:
     return sum(len(files) for _, _, files in os.walk(folder))
 
 
-def _patient_from_name(stem: str, regex: re.Pattern | None) -> tuple[str, str | None]:
+def _patient_from_name(stem: str, regex: re.Pattern | None) -> tuple[str, str | None, bool]:
+    """(patient id, side value or None, whether the regex matched) of a file name."""
     if regex is None:
-        return stem, None
+        return stem, None, True
     m = regex.search(stem)
     if m is None:
-        return stem, None
-    side = m.groupdict().get("side")
-    return m.group("patient"), _SIDES.get(side.lower(), side) if side else None
+        return stem, None, False
+    return m.group("patient"), m.groupdict().get("side"), True
 
 
 def _nonzero(counter: Counter) -> dict[str, int]:
@@ -306,7 +466,7 @@ def _find_column(header: list[str], names: tuple[str, ...]) -> str | None:
     return next((lower[n] for n in names if n in lower), None)
 
 
-def _load_manifest(csv_path: Path, strict: bool) -> Catalog:
+def _load_manifest(csv_path: Path, strict: bool, sides: _Sides) -> Catalog:
     root = csv_path.parent
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as fh:
@@ -318,16 +478,19 @@ def _load_manifest(csv_path: Path, strict: bool) -> Catalog:
             f"{csv_path}: cannot read the manifest ({exc}); save it as a UTF-8 "
             "CSV with a header row"
         ) from exc
-    path_col = _find_column(header, _PATH_COLUMNS)
-    grade_col = _find_column(header, _GRADE_COLUMNS)
+    cols = {name: _find_column(header, names) for name, names in COLUMN_SYNONYMS.items()}
+    path_col, grade_col = cols.pop("path"), cols.pop("grade")
     if path_col is None or grade_col is None:
         raise KecaeError(
-            f"{csv_path}: the manifest needs a 'path' and a 'grade' (or 'kl') "
-            f"column, found {header}; rename the columns"
+            f"{csv_path}: the manifest needs a path column ({', '.join(COLUMN_SYNONYMS['path'])}) "
+            f"and a grade column ({', '.join(COLUMN_SYNONYMS['grade'])}); found {header}: "
+            "rename the columns"
         )
-    cols = {
-        name: _find_column(header, (name,)) for name in ("patient_id", "side", "split", "image_id")
-    }
+    renamed = [
+        f"{column} -> {name}"
+        for name, column in (("path", path_col), ("grade", grade_col), *cols.items())
+        if column is not None and column != name
+    ]
 
     records: list[Record] = []
     problems: list[Problem] = []
@@ -387,7 +550,7 @@ def _load_manifest(csv_path: Path, strict: bool) -> Catalog:
                 grade=grade,
                 split=normalise_split(split) if split else None,
                 patient_id=patient,
-                side=_SIDES.get(side.lower(), side) if side else None,
+                side=sides(side, f"{csv_path}:{row_no} ({raw_path})"),
                 image_id=value["image_id"] or default_id,
             )
         )
@@ -404,14 +567,20 @@ def _load_manifest(csv_path: Path, strict: bool) -> Catalog:
             Problem(
                 "warning",
                 str(csv_path),
-                f"{no_patient} rows without patient_id: each such image counts as its own patient",
-                "add a patient_id column so splits stay patient-level",
+                f"{no_patient} rows without a patient id: each such image counts as its own "
+                "patient",
+                "add a patient_id column (or ID, subject_id) so splits stay patient-level",
             )
         )
     if not records and not problems:
         raise KecaeError(f"{csv_path}: the manifest lists no images; add rows (path, grade)")
     return Catalog(
-        root=root, records=records, problems=problems, layout="manifest", manifest=csv_path
+        root=root,
+        records=records,
+        problems=problems,
+        layout="manifest",
+        manifest=csv_path,
+        notes=[f"manifest columns read as: {', '.join(renamed)}"] if renamed else [],
     )
 
 

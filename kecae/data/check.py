@@ -1,9 +1,12 @@
 """``kecae data check``: everything wrong with a data set, found before any training starts.
 
 Reads every image once and reports counts per split and grade, image sizes, and problems:
-unreadable, truncated or oversized files, unknown grades, exact duplicates, patients in two
-splits, a split without KL-0 or KL-2 images, colour images, images smaller than the model input
-and skipped files. Nothing is modified.
+unreadable, truncated or oversized files, unknown grades, unknown side values, a patient regex
+that does not fit the file names, exact duplicates, patients in two splits, a split without one
+of the two grades compared, colour images (a burned-in annotation), images smaller than the model
+input and skipped files; and, as notes, every choice made for the user: manifest columns read
+under another name, side values mapped, grades not used, the resize to the model's input.
+Nothing is modified.
 
 Every training command runs the same check first (:func:`require_clean_data`; its result is
 cached next to the preprocessed images, so it costs one pass over the data set per version of
@@ -24,8 +27,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from kecae import CLASS_GRADES
-from kecae.data.catalog import KL_GRADES, Catalog, Problem, load_catalog
-from kecae.data.readers import ImageReadError, load_image
+from kecae.data.catalog import KL_GRADES, Catalog, Problem, load_catalog, task_grades
+from kecae.data.readers import ImageReadError, colour_share, load_image
 from kecae.data.splits import ensure_splits, find_split_leaks
 from kecae.errors import KecaeError
 from kecae.files import atomic_write_text, file_sha256
@@ -35,7 +38,7 @@ __all__ = ["CheckReport", "Problem", "check_dataset", "require_clean_data"]
 log = logging.getLogger(__name__)
 
 #: Bump when the check finds new kinds of problems, so cached results are computed again.
-CHECK_VERSION = 2
+CHECK_VERSION = 3
 
 
 @dataclass
@@ -50,6 +53,9 @@ class CheckReport:
     formats: dict[str, int] = field(default_factory=dict)  # "PNG", "DICOM", ... -> images
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> files skipped
     problems: list[Problem] = field(default_factory=list)  # errors first, then warnings
+    notes: list[str] = field(default_factory=list)  # choices made for the user (not problems)
+    grades: tuple[int, int] = CLASS_GRADES  # the two grades compared
+    patients: dict[str, int] = field(default_factory=dict)  # split -> patients (of both grades)
 
     @property
     def errors(self) -> list[Problem]:
@@ -76,7 +82,27 @@ class CheckReport:
             "formats": self.formats,
             "skipped": self.skipped,
             "problems": [dataclasses.asdict(p) for p in self.problems],
+            "notes": self.notes,
+            "grades": list(self.grades),
+            "patients": self.patients,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CheckReport:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            root=Path(d["root"]),
+            layout=d["layout"],
+            n_images=int(d["n_images"]),
+            counts={(c["split"], int(c["grade"])): int(c["images"]) for c in d["counts"]},
+            sizes={(int(c["width"]), int(c["height"])): int(c["images"]) for c in d["sizes"]},
+            formats=dict(d.get("formats", {})),
+            skipped=dict(d.get("skipped", {})),
+            problems=[Problem(**p) for p in d.get("problems", [])],
+            notes=list(d.get("notes", [])),
+            grades=task_grades(d.get("grades", CLASS_GRADES)),
+            patients=dict(d.get("patients", {})),
+        )
 
     def format(self) -> str:
         """A human-readable report."""
@@ -104,6 +130,8 @@ class CheckReport:
                 "skipped (not an error): "
                 + ", ".join(f"{n} {reason}" for reason, n in self.skipped.items())
             )
+        if self.notes:
+            lines += ["", "notes:"] + [f"  {n}" for n in self.notes]
         lines += [
             "",
             f"{_plural(len(self.errors), 'error')}, {_plural(len(self.warnings), 'warning')}",
@@ -126,6 +154,7 @@ def check_dataset(
     path: str | os.PathLike,
     *,
     patient_regex: str | None = None,
+    side_map: dict[str, str] | None = None,
     grades: tuple[int, ...] = CLASS_GRADES,
     size: int | None = None,
     progress: bool = False,
@@ -136,7 +165,7 @@ def check_dataset(
     ``size``: the model's input side in px (smaller images are reported: they are upscaled).
     Raises :class:`KecaeError` only when the path is not a data set at all.
     """
-    catalog = load_catalog(path, strict=False, patient_regex=patient_regex)
+    catalog = load_catalog(path, strict=False, patient_regex=patient_regex, side_map=side_map)
     return check_catalog(catalog, grades=grades, size=size, progress=progress)
 
 
@@ -148,11 +177,13 @@ def check_catalog(
     progress: bool = False,
 ) -> CheckReport:
     """:func:`check_dataset` of a catalog already read."""
+    grades = task_grades(grades)
     problems = list(catalog.problems)
     sizes: Counter[tuple[int, int]] = Counter()
     formats: Counter[str] = Counter()
     by_hash: dict[str, list] = defaultdict(list)
     small: list[str] = []
+    used = {r.path for r in catalog.records if r.grade in grades}
 
     # Decode every image once: unreadable, truncated, colour; hash the bytes for duplicates.
     for r in tqdm(catalog.records, desc="checking images", unit="img", disable=not progress):
@@ -164,17 +195,10 @@ def check_catalog(
         h, w = image.pixels.shape
         sizes[(w, h)] += 1
         formats[image.format] += 1
-        if size is not None and min(h, w) < size:
+        if size is not None and min(h, w) < size and r.path in used:
             small.append(str(r.path))
         if image.colour:
-            problems.append(
-                Problem(
-                    "warning",
-                    str(r.path),
-                    "colour image; it is converted to grey",
-                    "check that it is a radiograph (save it as grey)",
-                )
-            )
+            problems.append(_colour_problem(r.path))
         by_hash[file_sha256(r.path)].append(r)
 
     if small:
@@ -189,8 +213,11 @@ def check_catalog(
         )
     problems += _duplicate_problems(by_hash)
     problems += _leak_problems(catalog)
-    problems += _empty_class_problems(catalog, tuple(grades))
+    problems += _empty_class_problems(catalog, grades)
     problems.sort(key=lambda p: p.severity != "error")  # stable: errors first, order kept
+    notes = [*catalog.notes, *_grade_notes(catalog, grades)]
+    if size is not None and sizes:
+        notes.append(_size_note(sizes, size))
     return CheckReport(
         root=catalog.root,
         layout=catalog.layout,
@@ -200,13 +227,116 @@ def check_catalog(
         formats=dict(formats),
         skipped=dict(catalog.skipped),
         problems=problems,
+        notes=notes,
+        grades=grades,
+        patients=_patients_per_split(catalog, grades),
     )
+
+
+def _colour_problem(path: Path) -> Problem:
+    """A colour image: how much of it is coloured says whether it is a burned-in mark."""
+    try:
+        share = colour_share(path)
+    except (OSError, ValueError):
+        share = float("nan")
+    marks = (
+        f"{100 * share:.1f} % of its pixels are coloured (a burned-in annotation, ruler or marker?)"
+        if share == share and share < 0.5
+        else "a colour photograph or scan?"
+    )
+    return Problem(
+        "warning",
+        str(path),
+        f"colour image, converted to grey: {marks}; the marks stay in the grey image",
+        "check it is a radiograph; crop or remove burned-in annotations, or drop the image",
+    )
+
+
+def _grade_notes(catalog: Catalog, grades: tuple[int, int]) -> list[str]:
+    """Grades of the data set that the task does not use, with their counts, once."""
+    other = Counter(r.grade for r in catalog.records if r.grade not in grades)
+    if not other:
+        return []
+    names = sorted(other)
+    word = "grades" if len(names) > 1 else "grade"
+    counts = ", ".join(f"KL-{g}: {other[g]}" for g in names)
+    return [
+        f"{sum(other.values())} images of {word} {', '.join(map(str, names))} are not used "
+        f"({counts}; {len(catalog.records)} images in all): this task compares KL-{grades[0]} "
+        f"and KL-{grades[1]} (--grades picks the pair)"
+    ]
+
+
+def _size_note(sizes: Counter[tuple[int, int]] | dict, size: int) -> str:
+    """The images' short side against the model's input side."""
+    sides = sorted(min(w, h) for (w, h), n in sizes.items() for _ in range(n))
+    median = sides[len(sides) // 2]
+    verb = "downscaled" if median > size else "upscaled" if median < size else "kept"
+    found = (
+        f"{sides[0]} px"
+        if sides[0] == sides[-1]
+        else f"{sides[0]}-{sides[-1]} px (median {median})"
+    )
+    return (
+        f"images are {found} on their short side: centre-cropped to a square and {verb} to "
+        f"the model's {size} px"
+    )
+
+
+def _patients_per_split(catalog: Catalog, grades: tuple[int, int]) -> dict[str, int]:
+    """Patients with an image of the two grades, per split (as training will assign them)."""
+    if not catalog.records or (
+        not catalog.has_splits and any(r.split is not None for r in catalog.records)
+    ):
+        return {}
+    seen: dict[str, set[str]] = defaultdict(set)
+    for r in ensure_splits(catalog).records:
+        if r.grade in grades:
+            seen[str(r.split)].add(r.patient_id)
+    return {s: len(p) for s, p in sorted(seen.items(), key=lambda kv: _split_order(kv[0]))}
+
+
+def cached_check(
+    data: str | os.PathLike,
+    *,
+    patient_regex: str | None = None,
+    side_map: dict[str, str] | None = None,
+    grades: tuple[int, ...] = CLASS_GRADES,
+    size: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> CheckReport:
+    """:func:`check_dataset`, cached under the data set's cache folder (``cache_dir``), keyed by
+    its files and the check's settings: one pass over the images per version of the data."""
+    from kecae.data.cache import cache_key, default_cache_dir
+
+    catalog = load_catalog(data, strict=False, patient_regex=patient_regex, side_map=side_map)
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir(catalog.root)
+    settings = json.dumps([CHECK_VERSION, patient_regex, side_map, list(grades), size])
+    key = cache_key(catalog.records, 0, settings, root=catalog.root)
+    cached = folder / f"check-{key[:24]}.json"
+    if cached.is_file():
+        try:
+            return CheckReport.from_dict(json.loads(cached.read_text()))
+        except (OSError, ValueError, TypeError, KeyError):
+            pass  # damaged: check again
+    log.info(
+        "checking %d images of %s (kecae data check; once per version of the data)",
+        len(catalog.records),
+        catalog.root,
+    )
+    report = check_catalog(catalog, grades=grades, size=size, progress=progress)
+    with contextlib.suppress(KecaeError):  # an unwritable cache: the check runs next time
+        atomic_write_text(cached, json.dumps(report.to_dict(), indent=1))
+    return report
 
 
 def require_clean_data(
     data: str | os.PathLike,
     *,
     patient_regex: str | None = None,
+    side_map: dict[str, str] | None = None,
+    grades: tuple[int, ...] = CLASS_GRADES,
     accept: bool = False,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = False,
@@ -214,45 +344,34 @@ def require_clean_data(
     """The fatal problems ``kecae data check`` finds in ``data`` (empty when none).
 
     Without ``accept`` a fatal problem is a :class:`KecaeError` naming the first one and the way
-    out; with it they are logged and returned (the caller records them). The result is cached
-    under the data set's cache folder, keyed by its files and the check's settings.
+    out; with it they are logged and returned (the caller records them). The check is cached
+    (:func:`cached_check`).
     """
-    from kecae.data.cache import cache_key, default_cache_dir
-
-    catalog = load_catalog(data, strict=False, patient_regex=patient_regex)
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir(catalog.root)
-    key = cache_key(
-        catalog.records, 0, f"check-v{CHECK_VERSION}-{patient_regex or ''}", root=catalog.root
+    report = cached_check(
+        data,
+        patient_regex=patient_regex,
+        side_map=side_map,
+        grades=grades,
+        cache_dir=cache_dir,
+        progress=progress,
     )
-    cached = folder / f"check-{key[:24]}.json"
-    errors: list[Problem] | None = None
-    if cached.is_file():
-        try:
-            errors = [Problem(**p) for p in json.loads(cached.read_text())["errors"]]
-        except (OSError, ValueError, TypeError, KeyError):
-            errors = None  # damaged: check again
-    if errors is None:
-        log.info(
-            "checking %d images of %s (kecae data check; once per version of the data)",
-            len(catalog.records),
-            catalog.root,
-        )
-        errors = check_catalog(catalog, progress=progress).errors
-        with contextlib.suppress(KecaeError):  # an unwritable cache: the check runs next time
-            atomic_write_text(
-                cached, json.dumps({"errors": [dataclasses.asdict(p) for p in errors]}, indent=1)
-            )
+    errors = report.errors
     if errors and not accept:
-        first = errors[0]
-        raise KecaeError(
-            f"kecae data check finds {len(errors)} fatal problem(s) in {catalog.root}; first: "
-            f"{first.file}: {first.message} (fix: {first.fix}). Fix the data (`kecae data check "
-            f"{data}` lists them all), or pass --accept-data-problems to train anyway (the run's "
-            "config records it)"
-        )
+        raise fatal_problems_error(report, data)
     for p in errors:
         log.warning("accepted data problem: %s", p)
     return errors
+
+
+def fatal_problems_error(report: CheckReport, data: str | os.PathLike) -> KecaeError:
+    """The one-line error for a data set with fatal problems: the first, and the ways out."""
+    first = report.errors[0]
+    return KecaeError(
+        f"kecae data check finds {len(report.errors)} fatal problem(s) in {report.root}; first: "
+        f"{first.file}: {first.message} (fix: {first.fix}). Fix the data (`kecae data check "
+        f"{data}` lists them all), or pass --accept-data-problems to train anyway (the run's "
+        "config records it)"
+    )
 
 
 def _duplicate_problems(by_hash: dict[str, list]) -> list[Problem]:

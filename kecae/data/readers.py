@@ -162,10 +162,28 @@ def _pillow_to_grey(img: Image.Image) -> tuple[np.ndarray, bool, int]:
 
 def _rgb_to_grey(rgb: np.ndarray) -> tuple[np.ndarray, bool, int]:
     """ITU-R BT.601 luma of an (H, W, 3) array in [0, 1], and whether it is really colour."""
-    spread = rgb.max(axis=-1) - rgb.min(axis=-1)
-    colour = bool(np.mean(spread > _COLOUR_SPREAD) > _COLOUR_FRACTION)
+    colour = colour_fraction(rgb) > _COLOUR_FRACTION
     grey = rgb @ np.array([0.299, 0.587, 0.114])
     return grey, colour, 8
+
+
+def colour_fraction(rgb: np.ndarray) -> float:
+    """Share of the pixels of an (H, W, 3) array in [0, 1] whose channels differ (coloured ink:
+    a burned-in annotation, a ruler, a coloured marker), JPEG chroma noise left out."""
+    spread = rgb.max(axis=-1) - rgb.min(axis=-1)
+    return float(np.mean(spread > _COLOUR_SPREAD))
+
+
+def colour_share(path: str | os.PathLike) -> float:
+    """:func:`colour_fraction` of an image file (0.0 for grey files and DICOM)."""
+    path = Path(path)
+    if path.suffix.lower() in (".dcm", ".dicom") or is_dicom(path):
+        return 0.0
+    with Image.open(path) as img:
+        if img.mode in ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+            return 0.0
+        rgb = np.asarray(ImageOps.exif_transpose(img).convert("RGB"), dtype=np.float64) / 255.0
+    return colour_fraction(rgb)
 
 
 def _min_max(arr: np.ndarray) -> np.ndarray:

@@ -99,7 +99,12 @@ def test_check_reports_every_problem(tmp_path, image_tree, write_image, write_ma
         ),
         ("error", "img_0000.png", "patient 'P0' is in splits ['train', 'val']"),
         ("error", "manifest.csv", "no KL-2 images in split 'val'"),
-        ("warning", "red.png", "colour image; it is converted to grey"),
+        (
+            "warning",
+            "red.png",
+            "colour image, converted to grey: a colour photograph or scan?; the marks stay in "
+            "the grey image",
+        ),
     }
     assert found == expected
     assert all(p.fix for p in report.problems)
@@ -125,3 +130,58 @@ def test_check_folder_layout_skips_and_auto_split_empty_class(
     )
     assert any("own patient" in p.message for p in report.warnings)
     assert "1 not an image file" in report.format()
+
+
+def test_notes_say_every_choice_made_for_the_user(tmp_path, image_tree):
+    root = image_tree(
+        tmp_path / "d",
+        {("train", 0): 3, ("train", 1): 2, ("train", 2): 2, ("train", 4): 1, ("val", 0): 1},
+        shape=(48, 60),
+    )
+    report = check_dataset(root, grades=(0, 1), size=32)
+    assert report.grades == (0, 1)
+    assert (
+        "3 images of grades 2, 4 are not used (KL-2: 2, KL-4: 1; 9 images in all): this task "
+        "compares KL-0 and KL-1 (--grades picks the pair)"
+    ) in report.notes
+    assert (
+        "images are 48 px on their short side: centre-cropped to a square and downscaled to "
+        "the model's 32 px"
+    ) in report.notes
+    # a split without the pair's second grade is an error in terms of that grade
+    assert any("no KL-1 images in split 'val'" in p.message for p in report.errors)
+    assert "notes:" in report.format()
+    # the report survives its JSON form (the check's cache)
+    assert check_dataset.__module__ == "kecae.data.check"
+    from kecae.data.check import CheckReport
+
+    again = CheckReport.from_dict(report.to_dict())
+    assert again == report
+
+
+def test_a_red_burned_in_annotation_is_named(tmp_path, image_tree):
+    from PIL import Image, ImageDraw
+
+    root = image_tree(tmp_path / "d", {("train", 0): 2, ("train", 2): 2}, shape=(64, 64))
+    victim = next((root / "train" / "2").iterdir())
+    img = Image.open(victim).convert("RGB")
+    ImageDraw.Draw(img).rectangle([4, 4, 20, 14], outline=(255, 0, 0), width=2)
+    img.save(victim)
+    report = check_dataset(root)
+    (warning,) = [p for p in report.warnings if "colour" in p.message]
+    assert warning.file == str(victim)
+    assert "% of its pixels are coloured (a burned-in annotation" in warning.message
+
+
+def test_cached_check_reads_back_the_whole_report(tmp_path, image_tree):
+    from kecae.data.check import cached_check
+
+    root = image_tree(tmp_path / "d", {("train", 0): 2, ("train", 2): 2, ("train", 3): 1})
+    first = cached_check(root, grades=(0, 2), cache_dir=tmp_path / "cache")
+    (cached,) = (tmp_path / "cache").glob("check-*.json")
+    again = cached_check(root, grades=(0, 2), cache_dir=tmp_path / "cache")
+    assert again == first and any("KL-3: 1" in n for n in again.notes)
+    # other settings are another check
+    cached_check(root, grades=(0, 3), cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("check-*.json"))) == 2
+    assert cached.is_file()
