@@ -1,6 +1,8 @@
-"""Generation of the augmented set X': for N pairs (X1 KL-0, X2 KL-2) of the train split,
-X'1 = decode(hN1 + hK2) (a healthy knee given KL-2 key features, label KL-2) and
-X'2 = decode(hN2 + hK1) (the reverse, label KL-0).
+"""Generation of the augmented set X': for N pairs (X1 of the lower grade, X2 of the higher) of
+the train split, X'1 = decode(hN1 + hK2) (X1 given X2's key features, labelled with X2's grade)
+and X'2 = decode(hN2 + hK1) (the reverse). The grades are the KECAE checkpoint's (KL-0 and KL-2
+by default; ``kecae train --grades 0 1`` trains another pair) and appear in every folder, file
+name and label below.
 
 Output, in the public layout so any tool can read it, and merged with the train split it is
 T' = T ∪ X' for `kecae train-classifier --augment-dir DIR`::
@@ -8,7 +10,12 @@ T' = T ∪ X' for `kecae train-classifier --augment-dir DIR`::
     DIR/2/pair0000042_kl0to2.png    X'1 of pair 42 (label KL-2)
     DIR/0/pair0000042_kl2to0.png    X'2 of pair 42 (label KL-0)
     DIR/manifest.csv                file, label, source images, pair index, checkpoint hash
+    DIR/labels.json                 folder name -> KL grade (class_to_idx keyed by the grade)
     DIR/generation.json             what made the folder (checkpoint, data, N, seed)
+
+Folders are named by KL grade, never by class index, so copying ``DIR/2/*`` into a 0-4 tree's
+``train/2/`` keeps every label; ``labels.json`` says so for tools that index classes
+(torchvision's ``ImageFolder`` over DIR alone numbers its two folders 0 and 1).
 
 Every PNG carries text chunks that mark it synthetic (``kecae:synthetic``) and name its pair,
 recipient, donor and the checkpoint's SHA-256, so an image keeps its provenance when copied out
@@ -34,7 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kecae import CLASS_GRADES, __version__
+from kecae import __version__
+from kecae.data.catalog import grades_of
 from kecae.device import select_device
 from kecae.errors import KecaeError
 from kecae.files import atomic_path, atomic_write_text, file_sha256
@@ -80,12 +88,32 @@ class GenerateConfig:
     patient_regex: str | None = None  # folder layout: regex with a group 'patient' (see data check)
 
 
-def _file_names(k: int) -> tuple[str, str]:
-    """Relative paths of X'1 (label KL-2) and X'2 (label KL-0) of pair ``k``."""
+def directions(grades: tuple[int, int]) -> tuple[str, str]:
+    """The names of the two exchange directions: ``("kl0_to_kl2", "kl2_to_kl0")`` for (0, 2)."""
+    low, high = grades
+    return f"kl{low}_to_kl{high}", f"kl{high}_to_kl{low}"
+
+
+def _file_names(k: int, grades: tuple[int, int]) -> tuple[str, str]:
+    """Relative paths of X'1 (label: the higher grade) and X'2 (the lower) of pair ``k``."""
+    low, high = grades
     return (
-        f"{CLASS_GRADES[1]}/pair{k:07d}_kl0to2.png",
-        f"{CLASS_GRADES[0]}/pair{k:07d}_kl2to0.png",
+        f"{high}/pair{k:07d}_kl{low}to{high}.png",
+        f"{low}/pair{k:07d}_kl{high}to{low}.png",
     )
+
+
+def labels_json(grades: tuple[int, int]) -> dict[str, Any]:
+    """``labels.json`` of a generated folder: which KL grade each folder holds."""
+    low, high = grades
+    return {
+        "class_to_idx": {str(low): low, str(high): high},
+        "index_is": "the KL grade (folder names are grades, as in a 0-4 tree's split/<grade>/)",
+        "binary_task": {"0": f"KL-{low}", "1": f"KL-{high}"},
+        "merge": "copy each folder's images into the grade folder of the same name; with "
+        "torchvision's ImageFolder(DIR) map a class index to its grade with "
+        "int(dataset.classes[index])",
+    }
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
@@ -206,22 +234,26 @@ class _PairImages:
         ckpt_hash: str,
         size: int,
         legacy: bool,
+        grades: tuple[int, int],
     ) -> None:
         self.folder, self.kl0, self.kl2 = folder, kl0, kl2
         self.ckpt_hash, self.size, self.legacy = ckpt_hash, size, legacy
+        self.grades = grades
 
     def marks(self, k: int, i: int, j: int) -> tuple[dict[str, str], dict[str, str]]:
-        """The text chunks of X'1 and X'2 of pair ``k`` (KL-0 image ``i``, KL-2 image ``j``)."""
+        """The text chunks of X'1 and X'2 of pair ``k`` (lower-grade image ``i``, higher ``j``)."""
         a, b = self.kl0.image_ids[i], self.kl2.image_ids[j]
+        forward, back = directions(self.grades)
         return (
-            png_marks(k, "kl0_to_kl2", a, b, self.ckpt_hash),
-            png_marks(k, "kl2_to_kl0", b, a, self.ckpt_hash),
+            png_marks(k, forward, a, b, self.ckpt_hash),
+            png_marks(k, back, b, a, self.ckpt_hash),
         )
 
     def done(self, k: int, i: int, j: int) -> bool:
         """Both images of pair k are there and ours; a foreign file under its name stops."""
         found = []
-        for name, mark in zip(_file_names(int(k)), self.marks(int(k), int(i), int(j)), strict=True):
+        names = _file_names(int(k), self.grades)
+        for name, mark in zip(names, self.marks(int(k), int(i), int(j)), strict=True):
             path = self.folder.folder / name
             if not path.exists():
                 found.append(False)
@@ -238,7 +270,7 @@ class _PairImages:
 
     def write(self, k: int, i: int, j: int, x1_ex: np.ndarray, x2_ex: np.ndarray) -> None:
         """X'1 and X'2 (S, S) of pair ``k``, marked."""
-        (name1, name2), (mark1, mark2) = _file_names(k), self.marks(k, i, j)
+        (name1, name2), (mark1, mark2) = _file_names(k, self.grades), self.marks(k, i, j)
         _write_png(self.folder.folder / name1, x1_ex, mark1)
         _write_png(self.folder.folder / name2, x2_ex, mark2)
 
@@ -268,6 +300,7 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
     old = read_meta(folder)
     model, ckpt = load_kecae(cfg.checkpoint, device)
     size = int(ckpt["model_config"]["image_size"])
+    grades = grades_of(ckpt.get("train_config"))
     ckpt_hash = file_sha256(cfg.checkpoint)
     meta: dict[str, Any] = {
         "format": FORMAT,
@@ -278,6 +311,7 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         "oversample": cfg.oversample,
         "image_size": size,
+        "grades": list(grades),
     }
     if old is not None:
         check_same(
@@ -288,27 +322,22 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
             what="images",
             fix="choose another --out, or delete the folder to start again",
         )
-    kl0 = load_image_set(
-        catalog,
-        size=size,
-        split="train",
-        grades=(CLASS_GRADES[0],),
-        cache_dir=cfg.cache_dir,
-        progress=cfg.progress,
-    )
-    kl2 = load_image_set(
-        catalog,
-        size=size,
-        split="train",
-        grades=(CLASS_GRADES[1],),
-        cache_dir=cfg.cache_dir,
-        progress=cfg.progress,
+    kl0, kl2 = (
+        load_image_set(
+            catalog,
+            size=size,
+            split="train",
+            grades=(grade,),
+            cache_dir=cfg.cache_dir,
+            progress=cfg.progress,
+        )
+        for grade in grades
     )
     total = len(kl0.images) * len(kl2.images)
     if cfg.pairs > total and not cfg.oversample:
         raise KecaeError(
-            f"--pairs {cfg.pairs} is more than the {total} KL-0 x KL-2 pairs of the "
-            f"train split: ask for at most {total}"
+            f"--pairs {cfg.pairs} is more than the {total} KL-{grades[0]} x "
+            f"KL-{grades[1]} pairs of the train split: ask for at most {total}"
         )
     sampler = PairSampler(
         len(kl0.images), len(kl2.images), cfg.pairs, seed=cfg.seed, oversample=cfg.oversample
@@ -329,7 +358,8 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
         ),
     )
 
-    pairs = _PairImages(GeneratedFolder(out), kl0, kl2, ckpt_hash, size, legacy)
+    atomic_write_text(folder.labels, json.dumps(labels_json(grades), indent=2))
+    pairs = _PairImages(GeneratedFolder(out), kl0, kl2, ckpt_hash, size, legacy, grades)
     written = skipped = 0
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.pairs, desc="generate", unit="pair", disable=not cfg.progress)
@@ -359,7 +389,7 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
             bar.update(len(ks))
     bar.close()
     seconds = time.perf_counter() - t0
-    _write_manifest(folder, sampler, kl0, kl2, cfg.pairs, ckpt_hash)
+    _write_manifest(folder, sampler, kl0, kl2, cfg.pairs, ckpt_hash, grades)
     summary = {
         **meta,
         "written_pairs": written,
@@ -381,6 +411,7 @@ def _write_manifest(
     kl2: ImageSet,
     pairs: int,
     ckpt_hash: str,
+    grades: tuple[int, int],
     chunk: int = 65536,
 ) -> None:
     """Rows follow from (pair index, sampler, image sets): written in one streaming pass. Source
@@ -390,24 +421,27 @@ def _write_manifest(
     def src(path: Any) -> str:
         return store_path(path, out)
 
+    forward, back = directions(grades)
+
     with atomic_path(folder.manifest) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(MANIFEST_FIELDS)
         for start in range(0, pairs, chunk):
             ij = sampler.pairs(start, min(start + chunk, pairs))
             for k, (i, j) in enumerate(ij.tolist(), start=start):
-                name1, name2 = _file_names(k)
-                # X'1: the KL-0 knee i (its anatomy, patient and side) with the key of KL-2 knee j
+                name1, name2 = _file_names(k, grades)
+                # X'1: the lower-grade knee i (its anatomy, patient and side) with the key of the
+                # higher-grade knee j
                 w.writerow(
                     [
                         name1,
-                        CLASS_GRADES[1],
+                        grades[1],
                         "train",
                         kl0.patient_ids[i],
                         kl0.sides[i] or "",
                         Path(name1).stem,
                         k,
-                        "kl0_to_kl2",
+                        forward,
                         kl0.image_ids[i],
                         kl2.image_ids[j],
                         src(kl0.paths[i]),
@@ -418,13 +452,13 @@ def _write_manifest(
                 w.writerow(
                     [
                         name2,
-                        CLASS_GRADES[0],
+                        grades[0],
                         "train",
                         kl2.patient_ids[j],
                         kl2.sides[j] or "",
                         Path(name2).stem,
                         k,
-                        "kl2_to_kl0",
+                        back,
                         kl2.image_ids[j],
                         kl0.image_ids[i],
                         src(kl2.paths[j]),

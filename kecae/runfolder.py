@@ -157,6 +157,11 @@ class GeneratedFolder:
     def manifest(self) -> Path:
         return self.folder / "manifest.csv"
 
+    @property
+    def labels(self) -> Path:
+        """Folder name -> KL grade (class_to_idx), for tools that index classes."""
+        return self.folder / "labels.json"
+
 
 @dataclass(frozen=True)
 class EvalFolder:

@@ -35,6 +35,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kecae.data.readers import is_image_file
 from kecae.errors import KecaeError
@@ -230,6 +231,12 @@ def task_grades(grades: Sequence[int]) -> tuple[int, int]:
         )
     lo, hi = sorted(pair)
     return lo, hi
+
+
+def grades_of(config: dict[str, Any] | None) -> tuple[int, int]:
+    """The grade pair a saved configuration (a checkpoint's ``train_config``, a run.yaml) was
+    made for; (0, 2) for one written before kecae took other pairs."""
+    return task_grades((config or {}).get("grades") or (0, 2))
 
 
 class _Sides:

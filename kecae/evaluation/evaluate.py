@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from kecae import CLASS_GRADES
 from kecae.config import setting
 from kecae.data.cache import ImageSet, load_image_set
+from kecae.data.catalog import grades_of
 from kecae.data.pairs import PairSampler
 from kecae.device import select_device
 from kecae.errors import KecaeError
@@ -133,6 +133,7 @@ class _Models:
     independent: bool  # the judge has another architecture and seed than the supervisor
     data: str  # the data set KECAE was trained on (or the one given)
     patient_regex: str | None
+    grades: tuple[int, int]  # the pair KECAE exchanges (X1 of the first grade, X2 of the second)
 
 
 @dataclass
@@ -282,11 +283,17 @@ def _load_models(cfg: EvaluateConfig, layout: RunLayout, device: torch.device) -
     size = int(kecae_ckpt["model_config"]["image_size"])
     judge, judge_ckpt = load_classifier(str(judge_path), device)
     supervisor, sup_ckpt = load_classifier(sup_path, device)
+    grades = grades_of(train_config)
     for name, ckpt in (("judge", judge_ckpt), ("supervisor", sup_ckpt)):
         if ckpt["model_config"]["image_size"] != size:
             raise KecaeError(
                 f"the {name} works at {ckpt['model_config']['image_size']} px but "
                 f"KECAE at {size} px: train it with --image-size {size}"
+            )
+        if (told := grades_of(ckpt.get("train_config"))) != grades:
+            raise KecaeError(
+                f"the {name} tells KL-{told[0]} from KL-{told[1]} but KECAE exchanges "
+                f"KL-{grades[0]} and KL-{grades[1]}: train it with --grades {grades[0]} {grades[1]}"
             )
     independent = judge_ckpt["model_config"]["arch"] != sup_ckpt["model_config"][
         "arch"
@@ -308,6 +315,7 @@ def _load_models(cfg: EvaluateConfig, layout: RunLayout, device: torch.device) -
         independent=independent,
         data=cfg.data or train_config["data"],
         patient_regex=cfg.patient_regex or train_config.get("patient_regex"),
+        grades=grades,
     )
 
 
@@ -325,12 +333,13 @@ def _real_images(cfg: EvaluateConfig, models: _Models) -> _RealImages:
 
     # "test" unless cfg.split says "val" (kecae tune): every *test* set below is then the
     # validation split, and the plausibility control passes its nominal share by construction
-    test_kl0, test_kl2 = load(cfg.split, CLASS_GRADES[0]), load(cfg.split, CLASS_GRADES[1])
+    low, high = models.grades
+    test_kl0, test_kl2 = load(cfg.split, low), load(cfg.split, high)
     return _RealImages(
         test_kl0=test_kl0,
         test_kl2=test_kl2,
-        train=np.concatenate([load("train", g).images for g in CLASS_GRADES]),
-        val=np.concatenate([load("val", g).images for g in CLASS_GRADES]),
+        train=np.concatenate([load("train", g).images for g in models.grades]),
+        val=np.concatenate([load("val", g).images for g in models.grades]),
         test=np.concatenate([test_kl0.images, test_kl2.images]),
     )
 

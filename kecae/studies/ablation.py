@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from kecae.config import setting
+from kecae.data.catalog import grades_of
 from kecae.errors import KecaeError
 from kecae.files import atomic_write_text
 from kecae.results import (
@@ -310,6 +311,7 @@ class SharedInputs:
     supervisor: str
     judge: str
     patient_regex: str | None
+    grades: tuple[int, int] = (0, 2)  # the run's grade pair
 
 
 def row_train_config(
@@ -337,6 +339,7 @@ def row_train_config(
         progress=cfg.progress,
         resume=True,
         patient_regex=inputs.patient_regex,
+        grades=list(inputs.grades),
         **row.train,
     )
 
@@ -532,6 +535,7 @@ def _shared_inputs(cfg: AblationConfig, layout: RunLayout) -> SharedInputs:
     return SharedInputs(
         **{k: str(Path(v).resolve()) for k, v in paths.items()},
         patient_regex=base.patient_regex if base else None,
+        grades=grades_of({"grades": base.grades} if base else None),
     )
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from kecae import CLASS_GRADES
 from kecae.config import setting
+from kecae.data.catalog import task_grades
 from kecae.errors import KecaeError
 from kecae.files import atomic_write_text
 from kecae.registry import PRESETS
@@ -105,7 +106,13 @@ def run_lambda_grid(cfg: LambdaGridConfig) -> dict[str, Any]:
     data = template.data
     size = int(kecae_model_config(template).image_size)
     images, labels = latent_sample(
-        data, size, cfg.images, template.seed, cfg.cache_dir, template.patient_regex
+        data,
+        size,
+        cfg.images,
+        template.seed,
+        cfg.cache_dir,
+        template.patient_regex,
+        task_grades(template.grades),
     )
     if min(np.bincount(labels, minlength=2)) < 5:
         raise KecaeError(
@@ -192,13 +199,14 @@ def latent_sample(
     seed: int,
     cache_dir: str | None,
     patient_regex: str | None = None,
+    grades: tuple[int, int] = CLASS_GRADES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``n_images`` test images, half per class (seeded), and their labels (0/1)."""
     from kecae.data.cache import load_image_set
 
     rng = np.random.default_rng(seed)
     picks, labels = [], []
-    for label, grade in enumerate(CLASS_GRADES):
+    for label, grade in enumerate(grades):
         images = load_image_set(
             data,
             size=size,

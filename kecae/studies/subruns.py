@@ -169,16 +169,17 @@ def resolve_data(data: str | None, run: Path) -> str:
 def data_options(
     run: Path, data_given: str | None, patient_regex: str | None = None
 ) -> dict[str, Any]:
-    """The run's data options the classifiers must share with it (patients of a folder layout,
-    accepted data problems), taken from its KECAE config unless another data set is given; a
-    given ``patient_regex`` wins."""
+    """The run's data options the classifiers must share with it (the grade pair; patients of
+    a folder layout and accepted data problems, taken from its KECAE config unless another data
+    set is given); a given ``patient_regex`` wins."""
     base = kecae_run_config(run)
     options: dict[str, Any] = {}
+    if base is not None:
+        options["grades"] = list(base.grades)
     if base is not None and not data_given:
-        options = {
-            "patient_regex": base.patient_regex,
-            "accept_data_problems": base.accept_data_problems,
-        }
+        options.update(
+            patient_regex=base.patient_regex, accept_data_problems=base.accept_data_problems
+        )
     if patient_regex:
         options["patient_regex"] = patient_regex
     return options

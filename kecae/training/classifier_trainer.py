@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from kecae import CLASS_GRADES
 from kecae.checkpoint import load_checkpoint, load_weights, resume_from, rng_state, save_checkpoint
 from kecae.config import check_values, load_yaml, save_yaml, to_dict
+from kecae.data.catalog import task_grades
 from kecae.device import seed_everything
 from kecae.errors import KecaeError
 from kecae.files import atomic_write_text
@@ -64,8 +65,9 @@ MIXING = ("mixup", "cutmix")
 LOG_FIELDS = ["step", "epoch", "train_loss", "val_loss", "val_accuracy", "lr", "images_per_s"]
 
 
-def _labels(grades: np.ndarray) -> np.ndarray:
-    lookup = {g: i for i, g in enumerate(CLASS_GRADES)}
+def _labels(grades: np.ndarray, pair: tuple[int, int]) -> np.ndarray:
+    """Class indices of KL grades: 0 for the pair's lower grade, 1 for its higher."""
+    lookup = {g: i for i, g in enumerate(pair)}
     return np.array([lookup[int(g)] for g in grades], dtype=np.int64)
 
 
@@ -96,7 +98,9 @@ def load_splits(cfg: ClassifierTrainConfig, progress: bool) -> TrainingData:
     from kecae.data import load_image_set
     from kecae.data.catalog import load_catalog
 
-    def load(source: str, split: str | None, grades: Any = CLASS_GRADES, regex: Any = None):
+    pair = task_grades(cfg.grades)
+
+    def load(source: str, split: str | None, grades: Any = pair, regex: Any = None):
         return load_image_set(
             source,
             size=cfg.image_size,
@@ -109,16 +113,16 @@ def load_splits(cfg: ClassifierTrainConfig, progress: bool) -> TrainingData:
 
     def generated(source: str) -> tuple[np.ndarray, np.ndarray]:
         # a generated set may hold one grade only (one direction of the exchange)
-        grades = sorted({r.grade for r in load_catalog(source).records} & set(CLASS_GRADES))
+        grades = sorted({r.grade for r in load_catalog(source).records} & set(pair))
         s = load(source, None, grades)
-        return s.images, _labels(s.grades)
+        return s.images, _labels(s.grades, pair)
 
     val, test = (load(cfg.data, split, regex=cfg.patient_regex) for split in ("val", "test"))
-    real_grades = CLASS_GRADES if cfg.real_grades is None else tuple(cfg.real_grades)
+    real_grades = pair if cfg.real_grades is None else tuple(cfg.real_grades)
     arrays, labels = [], []
     if real_grades:
         train = load(cfg.data, "train", real_grades, cfg.patient_regex)
-        images, y = train.images, _labels(train.grades)
+        images, y = train.images, _labels(train.grades, pair)
         if cfg.max_train and cfg.max_train < len(images):
             keep = np.sort(
                 np.random.default_rng(cfg.seed).choice(len(images), cfg.max_train, replace=False)
@@ -151,12 +155,16 @@ def load_splits(cfg: ClassifierTrainConfig, progress: bool) -> TrainingData:
 
 
 def evaluate_split(
-    model: Classifier, image_set: Any, device: torch.device, amp: bool = False
+    model: Classifier,
+    image_set: Any,
+    device: torch.device,
+    amp: bool = False,
+    grades: tuple[int, int] = CLASS_GRADES,
 ) -> dict[str, Any]:
-    """Classification metrics and the cross-entropy of ``model`` on one split."""
+    """Classification metrics and the cross-entropy of ``model`` on one split (of ``grades``)."""
     from kecae.evaluation.metrics import classification_metrics
 
-    y = _labels(image_set.grades)
+    y = _labels(image_set.grades, grades)
     model.eval()
     p = classify(model, image_set.images, device=device, amp=amp)[:, 1]
     metrics = classification_metrics(y, (p >= 0.5).astype(int), p)
@@ -221,6 +229,7 @@ def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
     problems = require_clean_data(
         cfg.data,
         patient_regex=cfg.patient_regex,
+        grades=task_grades(cfg.grades),
         accept=cfg.accept_data_problems,
         cache_dir=cfg.cache_dir,
         progress=cfg.progress and dist_info.is_main,
@@ -368,7 +377,9 @@ class _Loop:
         """Validation after ``step``: the best weights kept, last.pt and a log row written.
         Returns whether early stopping ends the run."""
         cfg, schedule = self.cfg, self.schedule
-        val = evaluate_split(self.model, self.data.val, self.device, cfg.amp)
+        val = evaluate_split(
+            self.model, self.data.val, self.device, cfg.amp, task_grades(cfg.grades)
+        )
         epoch = schedule.epoch_of(step)
         better = (val["accuracy"], -val["loss"]) > (self.best["accuracy"], -self.best["loss"])
         if better and schedule.selectable(step):
@@ -433,13 +444,14 @@ def _test(
         "best_step": ckpt.get("step", -1) + 1,
         "steps": cfg.max_steps or None,
         "val": ckpt["val"],
-        "test": evaluate_split(model, data.test, device, cfg.amp),
+        "test": evaluate_split(model, data.test, device, cfg.amp, task_grades(cfg.grades)),
         "n_train_real": data.n_real_train,
         "n_train_generated": data.n_generated,
         "n_val": len(data.val.images),
         "n_test": len(data.test.images),
         "augment": cfg.augment,
         "seed": cfg.seed,
+        "grades": list(task_grades(cfg.grades)),
     }
     metrics["test_accuracy"] = metrics["test"]["accuracy"]
     if dist_info.is_main:

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class ClassifierTrainConfig:
-    """Training of a KL-0 vs KL-2 classifier (the supervisor, the judge, or a downstream model)."""
+    """Training of a classifier of two KL grades, KL-0 vs KL-2 by default (the supervisor, the
+    judge, or a downstream model). Class 0 is the lower grade, class 1 the higher."""
 
     value_ranges: ClassVar[dict[str, Range]] = {
         "eval_every": (0, math.inf, True, "a whole number >= 0 (0: max_steps / 30)"),
@@ -36,6 +37,9 @@ class ClassifierTrainConfig:
 
     data: str = ""  # data set: folder layout, manifest CSV, or phantom folder
     out: str = "runs/classifier"  # run folder (checkpoints, logs, metrics.json)
+    grades: list[int] = setting(
+        factory=lambda: [0, 2], flag="--grades", metavar="G"
+    )  # the two KL grades told apart (class 0, class 1), e.g. 0 1
     arch: str = setting("siamese", choices=CLASSIFIERS)  # classifier architecture
     model: dict[str, Any] = field(default_factory=dict)  # other ClassifierConfig fields
     image_size: int = 64  # side of the square model input, px
@@ -104,8 +108,11 @@ class LossSettings:
 class _KECAERecipe:
     """The fields of :class:`KECAETrainConfig` before its loss settings."""
 
-    data: str = ""  # data set with KL-0 and KL-2 training images
+    data: str = ""  # data set with training images of both grades
     out: str = "runs/kecae"  # run folder
+    grades: list[int] = setting(
+        factory=lambda: [0, 2], flag="--grades", metavar="G"
+    )  # the two KL grades exchanged (X1 of the first, X2 of the second), e.g. 0 1
     supervisor: str = ""  # classifier checkpoint (frozen supervisor); optional in joint mode
     supervisor_mode: str = setting("frozen", choices=SUPERVISOR_MODES)  # frozen (paper) or joint
     joint_arch: str = setting("siamese", choices=CLASSIFIERS)  # joint mode: supervisor architecture

@@ -22,10 +22,10 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from kecae import CLASS_GRADES
 from kecae.checkpoint import load_checkpoint, load_weights, resume_from, rng_state, save_checkpoint
 from kecae.config import check_values, save_yaml, to_dict
 from kecae.data.cache import ImageSet, load_image_set
+from kecae.data.catalog import grades_of, task_grades
 from kecae.data.check import require_clean_data
 from kecae.data.pairs import PairSampler
 from kecae.device import seed_everything
@@ -84,6 +84,12 @@ def load_supervisor(
     if cfg.supervisor:
         ckpt = load_checkpoint(cfg.supervisor, kind="classifier")
         model_config = dict(ckpt["model_config"])
+        if (told := grades_of(ckpt.get("train_config"))) != task_grades(cfg.grades):
+            low, high = task_grades(cfg.grades)
+            raise KecaeError(
+                f"the supervisor {cfg.supervisor} tells KL-{told[0]} from KL-{told[1]} but KECAE "
+                f"exchanges KL-{low} and KL-{high}: train the supervisor with --grades {low} {high}"
+            )
         if (trained_at := model_config.get("image_size")) != image_size:
             raise KecaeError(
                 f"the supervisor {cfg.supervisor} was trained at {trained_at} px "
@@ -298,6 +304,7 @@ def _open_run_folder(
     problems = require_clean_data(
         cfg.data,
         patient_regex=cfg.patient_regex,
+        grades=task_grades(cfg.grades),
         accept=cfg.accept_data_problems,
         cache_dir=cfg.cache_dir,
         progress=cfg.progress and dist_info.is_main,
@@ -325,8 +332,9 @@ def _training_pairs(cfg: KECAETrainConfig, size: int, main: bool) -> _Pairs:
     """KL-0 and KL-2 of the train split and ``num_pairs`` pairs of their product (all of them,
     with a warning, when fewer exist and oversampling is off)."""
     progress = cfg.progress and main
-    kl0 = _load_grade(cfg, size, "train", CLASS_GRADES[0], progress)
-    kl2 = _load_grade(cfg, size, "train", CLASS_GRADES[1], progress)
+    low, high = task_grades(cfg.grades)
+    kl0 = _load_grade(cfg, size, "train", low, progress)
+    kl2 = _load_grade(cfg, size, "train", high, progress)
     candidates = len(kl0.images) * len(kl2.images)
     num_pairs = cfg.num_pairs
     if num_pairs > candidates and not cfg.oversample:
@@ -407,8 +415,9 @@ def _fixed_sample_pairs(
     cfg: KECAETrainConfig, size: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Up to four validation pairs shown in every sample grid."""
-    val0 = _load_grade(cfg, size, "val", CLASS_GRADES[0], False)
-    val2 = _load_grade(cfg, size, "val", CLASS_GRADES[1], False)
+    low, high = task_grades(cfg.grades)
+    val0 = _load_grade(cfg, size, "val", low, False)
+    val2 = _load_grade(cfg, size, "val", high, False)
     k = min(4, len(val0.images), len(val2.images))
     return (
         gather(val0.images, np.arange(k)).to(device),
