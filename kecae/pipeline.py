@@ -1,13 +1,17 @@
 """The pipeline of `kecae run` (the whole job on your data) and `kecae demo` (the same on
 built-in phantoms; what `make demo` runs), each in one command.
 
-data check -> supervisor -> independent judge -> KECAE -> generate -> evaluate -> report; the demo
-first writes its phantoms into the run folder. Every step writes into one run folder (layout:
-:mod:`kecae.runfolder`) and is skipped when already complete, so a second run reuses finished
-steps and an interrupted one resumes. A rerun with other settings is refused with the list of
-differences (more KECAE steps, pairs or epochs are allowed: they continue the run); ``--fresh``
-starts afresh in a new folder. Scale the demo up with the options
-(``make demo ARGS="--kecae-steps 20000 --kl0 3185 --kl2 2126"``).
+pre-flight (data check, pairs, model size: :mod:`kecae.preflight`) -> supervisor -> independent
+judge -> KECAE -> generate -> evaluate -> report; the demo first writes its phantoms into the run
+folder. Every step writes into one run folder (layout: :mod:`kecae.runfolder`) and is skipped
+when already complete, so a second run reuses finished steps and an interrupted one resumes.
+Everything the command prints is also kept in ``RUN/console.log``.
+
+Once a step has trained, a rerun with other settings is refused with the list of differences
+(more KECAE steps, pairs or epochs are allowed: they continue the run); ``--fresh`` starts afresh
+in a new folder. A run that stopped before training anything (a typo in ``--data``, a fatal data
+problem) leaves its folder free: the corrected command simply runs. Scale the demo up with the
+options (``make demo ARGS="--kecae-steps 20000 --kl0 3185 --kl2 2126"``).
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ from typing import Any
 import yaml
 
 from kecae.config import check_values, read_yaml_mapping, setting
+from kecae.console import console_log
+from kecae.data.catalog import load_catalog, task_grades
 from kecae.errors import KecaeError
 from kecae.files import atomic_write_text, file_sha256
+from kecae.preflight import preflight, trained_anything
 from kecae.registry import CLASSIFIERS, PRESETS
 from kecae.results import JudgeSummary, SupervisorSummary
 from kecae.runfolder import (
@@ -48,8 +55,16 @@ class RunConfig:
 
     data: str = ""  # data set: grade folders (root/train/0/*.png), a manifest CSV or its folder
     out: str = "runs/run"  # run folder
+    grades: list[int] = setting(
+        factory=lambda: [0, 2], flag="--grades", metavar="G"
+    )  # the two KL grades compared and exchanged, e.g. 0 2 (default) or 0 1
     patient_regex: str | None = None  # folder layout: regex with a group 'patient' (see data check)
-    image_size: int | None = None  # model input side, px (default: the KECAE preset's)
+    side_map: dict[str, str] = setting(
+        factory=dict, metavar="VALUE=L|R"
+    )  # side values other than L, R, left, right, 1 (= R) and 2 (= L)
+    image_size: int | None = (
+        None  # model input side, px (default: CPU the preset's; CUDA the images')
+    )
     preset: str = setting("cpu", choices=PRESETS)  # KECAE preset
     supervisor_arch: str = setting("siamese", choices=CLASSIFIERS)  # supervises KECAE
     judge_arch: str = setting(
@@ -58,8 +73,10 @@ class RunConfig:
     classifier_epochs: int = 12  # most epochs per classifier (early stopping on validation)
     kecae_steps: int = 2000  # KECAE optimiser steps (batch 32): ~4-5 min on 2 cores
     kecae_lr: float = 1e-3  # 10x the paper's 1e-4: the demo has ~2k steps, the paper ~3M
-    gen_pairs: int = 2000  # pairs to generate (2 images each)
-    eval_pairs: int = 400  # test pairs for the evaluation
+    gen_pairs: int | None = (
+        None  # pairs to generate, 2 images each (default: 2000, or all train pairs)
+    )
+    eval_pairs: int | None = None  # test pairs for the evaluation (default: 400, or all there are)
     seed: int = 0  # seeds everything
     device: str = "auto"  # auto / cpu / cuda
     accept_data_problems: bool = False  # run despite fatal `kecae data check` problems (recorded)
@@ -88,13 +105,13 @@ MAY_CHANGE = (
     "out",
 )
 
-#: Options of ``kecae run`` that the demo does not take (it writes its own data).
-DEMO_HIDES = ("data", "patient_regex")
+#: Options of ``kecae run`` that the demo does not take (it writes its own KL-0 / KL-2 data).
+DEMO_HIDES = ("data", "patient_regex", "side_map", "grades")
 
 
 def _open_run_folder(cfg: RunConfig) -> tuple[RunConfig, RunLayout]:
-    """The run folder for ``cfg``: checked against the settings it was made with (or, with
-    ``fresh``, a new one), marked with run.yaml before any step stores a path in it."""
+    """The run folder for ``cfg`` (with ``fresh``, a new one when this one is used), checked
+    against the settings it was made with once any of its steps has trained."""
     layout = RunLayout(cfg.out)
     if cfg.fresh and layout.root.exists() and any(layout.root.iterdir()):
         layout = RunLayout(fresh_folder(layout.root))
@@ -102,11 +119,11 @@ def _open_run_folder(cfg: RunConfig) -> tuple[RunConfig, RunLayout]:
         print(
             f"[{_label(cfg)}] the run folder is used: running afresh in {layout.root}", flush=True
         )
-    if layout.marker.is_file():
+    if layout.marker.is_file() and trained_anything(layout):
         old = read_yaml_mapping(layout.marker, "run settings")
         check_same(
             layout.root,
-            old,
+            {**dataclasses.asdict(type(cfg)()), **old},
             dataclasses.asdict(cfg),
             fields=[f.name for f in dataclasses.fields(cfg)],
             ignore=MAY_CHANGE,
@@ -114,12 +131,22 @@ def _open_run_folder(cfg: RunConfig) -> tuple[RunConfig, RunLayout]:
             fix=f"only {', '.join(MAY_CHANGE[:-2])} may change on a rerun: "
             "pass the settings it was made with, or --fresh to run afresh in a new folder",
         )
+    elif layout.marker.is_file():
+        print(
+            f"[{_label(cfg)}] {layout.root} holds the settings of a run that trained nothing: "
+            "they are replaced by these",
+            flush=True,
+        )
     prepare_output(layout.root)
+    return cfg, layout
+
+
+def _mark_run_folder(cfg: RunConfig, layout: RunLayout) -> None:
+    """run.yaml: the pipeline's settings, written once the pre-flight passed."""
     atomic_write_text(
         layout.marker,
         yaml.safe_dump(store_paths(dataclasses.asdict(cfg), layout.root), sort_keys=False),
     )
-    return cfg, layout
 
 
 def _label(cfg: RunConfig) -> str:
@@ -145,12 +172,27 @@ class _Steps:
 def run_pipeline(cfg: RunConfig, make_data: Callable[[Path], Any] | None = None) -> dict[str, Any]:
     """The whole job on ``cfg.data`` (or on what ``make_data(RUN/data)`` writes, for the demo).
 
-    Returns the merged metrics.json; prints the headline numbers and the report's path.
+    Returns the merged metrics.json; prints the headline numbers and the report's path. The
+    console output is also appended to ``RUN/console.log``.
     """
-    from kecae.data import load_catalog
-    from kecae.data.catalog import write_catalog
-    from kecae.data.check import require_clean_data
-    from kecae.data.splits import ensure_splits
+    check_values(cfg)
+    task_grades(cfg.grades)
+    if make_data is None and not cfg.data:
+        raise KecaeError(
+            "--data is required: the folder (grade folders, e.g. root/train/0/*.png) "
+            "or manifest CSV of your images; `kecae demo` runs on built-in phantoms"
+        )
+    if make_data is None:
+        load_catalog(cfg.data, strict=False)  # a path that is no data set stops before any folder
+    cfg, layout = _open_run_folder(cfg)
+    with console_log(layout.console):
+        return _run_steps(cfg, layout, make_data)
+
+
+def _run_steps(
+    cfg: RunConfig, layout: RunLayout, make_data: Callable[[Path], Any] | None
+) -> dict[str, Any]:
+    from kecae.device import check_device
     from kecae.evaluation.evaluate import EvaluateConfig, evaluate
     from kecae.evaluation.summary import format_headline
     from kecae.generation import GenerateConfig, generate
@@ -160,46 +202,50 @@ def run_pipeline(cfg: RunConfig, make_data: Callable[[Path], Any] | None = None)
     from kecae.training.config import ClassifierTrainConfig, KECAETrainConfig
     from kecae.training.kecae_trainer import train_kecae
 
-    check_values(cfg)
-    if make_data is None and not cfg.data:
-        raise KecaeError(
-            "--data is required: the folder (grade folders, e.g. root/train/0/*.png) "
-            "or manifest CSV of your images; `kecae demo` runs on built-in phantoms"
-        )
     label = _label(cfg)
-    cfg, layout = _open_run_folder(cfg)
     out = layout.root
     step = _Steps(label)
 
-    # the data set as every step sees it
+    # the demo's phantoms, then everything checked before anything trains
     if make_data is not None:
         step("phantoms", lambda: make_data(layout.data))
-        data = str(layout.data)
-    else:
-        data = str(Path(cfg.data).expanduser().resolve())
-        if cfg.patient_regex:
-            # the patients (and so the patient-level splits) the regex gives, fixed in one
-            # manifest that every step and later command (evaluate, studies) reads as it is
-            step(
-                "data view",
-                lambda: write_catalog(
-                    ensure_splits(load_catalog(data, patient_regex=cfg.patient_regex)),
-                    layout.data_view,
-                ),
-            )
-            data = str(layout.data_view)
-    step("data check", lambda: require_clean_data(data, accept=cfg.accept_data_problems))
 
-    size = cfg.image_size or kecae_config(cfg.preset).image_size
-    accept = {"accept_data_problems": cfg.accept_data_problems}
-    common: dict[str, Any] = dict(
-        data=data, image_size=size, epochs=cfg.classifier_epochs, device=cfg.device, **accept
+    def say(line: str) -> None:
+        print(f"[{label}] {line}", flush=True)
+
+    def model_config(side: int | None) -> Any:
+        return kecae_config(cfg.preset, **({"image_size": side} if side else {}))
+
+    plan = step(
+        "data check",
+        lambda: preflight(
+            cfg,
+            layout,
+            demo=make_data is not None,
+            say=say,
+            device=check_device(cfg.device),
+            model_size=model_config,
+        ),
+    )
+    _mark_run_folder(cfg, layout)
+    data, size, cache = plan.data, plan.image_size, str(out / ".kecae_cache")
+    shared: dict[str, Any] = dict(
+        data=data,
+        grades=list(plan.grades),
+        device=cfg.device,
+        cache_dir=cache,
+        accept_data_problems=cfg.accept_data_problems,
     )
     sup = step(
         "supervisor",
         lambda: train_classifier(
             ClassifierTrainConfig(
-                out=str(layout.supervisor.folder), arch=cfg.supervisor_arch, seed=cfg.seed, **common
+                out=str(layout.supervisor.folder),
+                arch=cfg.supervisor_arch,
+                seed=cfg.seed,
+                image_size=size,
+                epochs=cfg.classifier_epochs,
+                **shared,
             )
         ),
     )
@@ -207,13 +253,19 @@ def run_pipeline(cfg: RunConfig, make_data: Callable[[Path], Any] | None = None)
         "judge",
         lambda: train_classifier(
             ClassifierTrainConfig(
-                out=str(layout.judge.folder), arch=cfg.judge_arch, seed=cfg.seed + 1, **common
+                out=str(layout.judge.folder),
+                arch=cfg.judge_arch,
+                seed=cfg.seed + 1,
+                image_size=size,
+                epochs=cfg.classifier_epochs,
+                **shared,
             )
         ),
     )
+    preset_size = model_config(None).image_size
     model = {
         **preset_training(cfg.preset).get("model", {}),
-        **({"image_size": size} if cfg.image_size else {}),
+        **({"image_size": size} if size != preset_size else {}),
     }
     step(
         "kecae",
@@ -221,7 +273,7 @@ def run_pipeline(cfg: RunConfig, make_data: Callable[[Path], Any] | None = None)
             KECAETrainConfig(
                 **{
                     **preset_training(cfg.preset),
-                    "data": data,
+                    **shared,
                     "out": str(layout.kecae.folder),
                     "supervisor": str(layout.supervisor.best),
                     "preset": cfg.preset,
@@ -230,10 +282,8 @@ def run_pipeline(cfg: RunConfig, make_data: Callable[[Path], Any] | None = None)
                     "lr": cfg.kecae_lr,
                     "num_pairs": 100_000,
                     "seed": cfg.seed,
-                    "device": cfg.device,
                     "sample_every": max(50, cfg.kecae_steps // 10),
                     "ckpt_every": max(50, cfg.kecae_steps // 10),
-                    **accept,
                 }
             )
         ),
@@ -246,16 +296,23 @@ def run_pipeline(cfg: RunConfig, make_data: Callable[[Path], Any] | None = None)
                 checkpoint=str(layout.kecae.last),
                 data=data,
                 out=str(layout.generated.folder),
-                pairs=cfg.gen_pairs,
+                pairs=plan.gen_pairs,
                 seed=cfg.seed,
                 device=cfg.device,
+                cache_dir=cache,
             )
         ),
     )
     metrics = step(
         "evaluate",
         lambda: evaluate(
-            EvaluateConfig(run=str(out), pairs=cfg.eval_pairs, seed=cfg.seed, device=cfg.device)
+            EvaluateConfig(
+                run=str(out),
+                pairs=plan.eval_pairs,
+                seed=cfg.seed,
+                device=cfg.device,
+                cache_dir=cache,
+            )
         ),
     )
     settings = {
@@ -300,7 +357,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             workers=min(4, os.cpu_count() or 1),
         )
 
-    return run_pipeline(dataclasses.replace(cfg, data="", patient_regex=None), make_data=phantoms)
+    return run_pipeline(
+        dataclasses.replace(cfg, data="", patient_regex=None, side_map={}, grades=[0, 2]),
+        make_data=phantoms,
+    )
 
 
 def _drop_stale_generation(layout: RunLayout, label: str) -> None:

@@ -5,7 +5,10 @@ A pipeline run (``kecae run`` / ``kecae demo``) is one folder::
 
     RUN/run.yaml          the pipeline's settings; marks RUN as the root of a run folder
     RUN/data/             the demo's phantoms (``kecae run`` reads the user's data where it is)
-    RUN/data.csv          with --patient-regex: the data set as the run sees it (patients, splits)
+    RUN/data.csv          the data set as the run sees it (patients, L/R sides, splits)
+    RUN/data_check.json   what ``kecae run`` checked and chose before training (kecae.preflight)
+    RUN/console.log       every command's console output, one file per run
+    RUN/.kecae_cache/     preprocessed images and data checks (safe to delete)
     RUN/supervisor/       classifier run: config.yaml, last.pt, best.pt, metrics.json, log.csv
     RUN/judge/            the independent classifier, same files
     RUN/kecae/            KECAE run: config.yaml, checkpoints/last.pt, summary.json, log.csv,
@@ -197,6 +200,16 @@ class RunLayout:
     @property
     def data_view(self) -> Path:
         return self.root / "data.csv"
+
+    @property
+    def data_check(self) -> Path:
+        """What ``kecae run`` checked and chose before training (kecae.preflight)."""
+        return self.root / "data_check.json"
+
+    @property
+    def console(self) -> Path:
+        """Everything the commands run on this folder printed (kecae.console)."""
+        return self.root / "console.log"
 
     @property
     def supervisor(self) -> ClassifierRun:

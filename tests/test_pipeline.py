@@ -416,7 +416,6 @@ def test_run_on_a_kaggle_style_folder(finished):
     m = json.loads((run / "metrics.json").read_text())
     assert (run / "report.html").is_file() and {"exchange_success", "judge", "timings"} <= set(m)
     assert set(m["timings"]) == {
-        "data view",
         "data check",
         "supervisor",
         "judge",

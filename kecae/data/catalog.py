@@ -130,6 +130,7 @@ class Catalog:
     layout: str = "folders"  # "folders" or "manifest"
     manifest: Path | None = None  # the CSV read, if any
     notes: list[str] = field(default_factory=list)  # choices made while reading (columns, sides)
+    extra: dict[str, dict[str, str]] = field(default_factory=dict)  # image id -> other columns
 
     @property
     def has_splits(self) -> bool:
@@ -501,6 +502,9 @@ def _load_manifest(csv_path: Path, strict: bool, sides: _Sides) -> Catalog:
 
     records: list[Record] = []
     problems: list[Problem] = []
+    extra: dict[str, dict[str, str]] = {}
+    known = {path_col, grade_col, *(c for c in cols.values() if c is not None)}
+    others = [h for h in header if h not in known]
     no_patient = 0
 
     def bad(row_no: int, file: str, message: str, fix: str) -> None:
@@ -551,6 +555,8 @@ def _load_manifest(csv_path: Path, strict: bool, sides: _Sides) -> Catalog:
         except ValueError:  # an absolute path outside the manifest's folder
             default_id = file.with_suffix("").as_posix().lstrip("/")
         side, split = value["side"], value["split"]
+        if others:
+            extra[value["image_id"] or default_id] = {h: row.get(h) or "" for h in others}
         records.append(
             Record(
                 path=file,
@@ -588,6 +594,7 @@ def _load_manifest(csv_path: Path, strict: bool, sides: _Sides) -> Catalog:
         layout="manifest",
         manifest=csv_path,
         notes=[f"manifest columns read as: {', '.join(renamed)}"] if renamed else [],
+        extra=extra,
     )
 
 
@@ -616,17 +623,23 @@ def _check_unique_ids(catalog: Catalog, strict: bool) -> None:
 
 
 def write_catalog(catalog: Catalog, path: str | os.PathLike) -> Path:
-    """Write ``catalog`` as a manifest CSV (path, grade, patient_id, side, split, image_id) that
+    """Write ``catalog`` as a manifest CSV (path, grade, patient_id, side, split, image_id, then
+    the source manifest's other columns, e.g. a phantom's ground truth) that
     :func:`load_catalog` reads back to the same records: the data set as one run sees it, with
-    its patients and splits fixed. Paths are written as :mod:`kecae.runfolder` stores them."""
+    its patients, sides and splits fixed. Paths are written as :mod:`kecae.runfolder` stores
+    them."""
     from kecae.files import atomic_path
     from kecae.runfolder import store_path
 
     path = Path(path)
+    canonical = ["path", "grade", "patient_id", "side", "split", "image_id"]
+    others = list(dict.fromkeys(k for row in catalog.extra.values() for k in row))
+    others = [c for c in others if c.strip().lower() not in canonical]
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "grade", "patient_id", "side", "split", "image_id"])
+        writer.writerow(canonical + others)
         for r in catalog.records:
+            more = catalog.extra.get(r.image_id, {})
             writer.writerow(
                 [
                     store_path(r.path, path.parent),
@@ -635,6 +648,7 @@ def write_catalog(catalog: Catalog, path: str | os.PathLike) -> Path:
                     r.side or "",
                     r.split or "",
                     r.image_id,
+                    *(more.get(c, "") for c in others),
                 ]
             )
     return path

@@ -82,6 +82,29 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES or is_dicom(path)
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image file from its header, without decoding the pixels; a
+    :class:`KecaeError` naming the file when it cannot be read."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".dcm", ".dicom") or is_dicom(path):
+            import pydicom
+
+            ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+            return int(ds.Columns), int(ds.Rows)
+        with Image.open(path) as img:
+            return ImageOps.exif_transpose(img).size if _rotated(img) else img.size
+    except KecaeError:
+        raise
+    except Exception as exc:
+        raise ImageReadError(path, f"cannot read this image's size ({exc})", _IMAGE_FIX) from exc
+
+
+def _rotated(img: Image.Image) -> bool:
+    """The EXIF orientation turns the image by 90 degrees (width and height swap)."""
+    return img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file to float32 (H, W) grey in [0, 1]; see :func:`load_image`."""
     return load_image(path).pixels
