@@ -277,5 +277,5 @@ def test_task_grades(grades, expected):
 def test_task_grades_refuses(grades):
     from kecae.data.catalog import task_grades
 
-    with pytest.raises(KecaeError, match="--grades .*two different KL grades 0-4"):
+    with pytest.raises(KecaeError, match=r"--grades .*two different KL grades 0-4"):
         task_grades(grades)
