@@ -30,6 +30,7 @@ import numpy as np
 
 from kecae import CLASS_GRADES
 from kecae.config import load_yaml
+from kecae.data.catalog import task_grades
 from kecae.errors import KecaeError
 from kecae.files import file_sha256
 from kecae.results import DownstreamFraction, Rate, SiteCheck
@@ -249,13 +250,14 @@ def _subsample(
         folder.folder.mkdir(parents=True, exist_ok=True)
         write_catalog(catalog, folder.data_view)
         fdata = str(folder.data_view)
-    train = catalog.select("train", CLASS_GRADES)
-    n_kl0 = sum(r.grade == CLASS_GRADES[0] for r in train)
+    low, high = task_grades(options.get("grades") or CLASS_GRADES)
+    train = catalog.select("train", (low, high))
+    n_kl0 = sum(r.grade == low for r in train)
     n_kl2 = len(train) - n_kl0
     if not (n_kl0 and n_kl2):
         raise KecaeError(
-            f"--train-fraction {fraction:g} keeps {n_kl0} KL-0 and {n_kl2} KL-2 training "
-            "images: a classifier needs both; pass a larger fraction"
+            f"--train-fraction {fraction:g} keeps {n_kl0} KL-{low} and {n_kl2} KL-{high} "
+            "training images: a classifier needs both; pass a larger fraction"
         )
     return DownstreamFraction(
         train_fraction=fraction,
