@@ -148,3 +148,71 @@ def test_import_kecae_does_not_import_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
     )
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_a_torch_module_that_takes_batches(trained):
+    model = kecae.load(trained["ckpt"].parent.parent, device="cpu")  # the `kecae train` folder
+    assert isinstance(model, torch.nn.Module) and not model.training
+    assert model.to("cpu") is model and model.eval() is model and model.grades == (0, 2)
+    assert sum(p.numel() for p in model.parameters()) > 0
+    rng = torch.Generator().manual_seed(0)
+    x1, x2 = torch.rand(3, 1, 32, 32, generator=rng), torch.rand(3, 1, 32, 32, generator=rng)
+    with torch.no_grad():
+        y1, y2 = model(x1, x2)  # forward is the exchange
+    assert y1.shape == y2.shape == (3, 1, 32, 32) and y1.dtype == torch.float32
+    assert float(y1.min()) >= 0 and float(y1.max()) <= 1
+    # the batch equals the model's exchange image by image, and the single-image API
+    with torch.no_grad():
+        want, _ = model.model.exchange(x1 * 2 - 1, x2 * 2 - 1)
+    assert torch.allclose(y1, (want + 1) / 2, atol=1e-6)
+    one, _ = model.exchange(x1[1, 0].numpy(), x2[1, 0].numpy())
+    assert np.abs(one - y1[1, 0].numpy()).max() < 1e-5
+    # (C, H, W) and (H, W) come back in their shape; RGB as grey in every channel
+    rgb = x1[0].expand(3, -1, -1)
+    z1, z2 = model.exchange(rgb, x2[0, 0])
+    assert z1.shape == (3, 32, 32) and z2.shape == (32, 32)
+    assert torch.allclose(z1[0], z1[2]) and torch.allclose(z1[0], y1[0, 0], atol=1e-5)
+    # another size: training's preprocessing image by image, the input's size back
+    big1, big2 = torch.rand(2, 1, 40, 48), torch.rand(2, 1, 40, 48)
+    b1, _ = model.exchange(big1, big2)
+    assert b1.shape == (2, 1, 40, 48)
+    assert torch.equal(b1[:, :, :, :4], big1[:, :, :, :4])  # outside the centred square: kept
+    # at the model's size gradients flow to the inputs (no_grad is the caller's choice)
+    x = x1.clone().requires_grad_(True)
+    model(x, x2)[0].sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+    with pytest.raises(KecaeError, match="as many images"):
+        model.exchange(x1, x2[:2])
+    with pytest.raises(KecaeError, match=r"\(B, C, H, W\) with C = 1 or 3"):
+        model.exchange(torch.rand(2, 5, 32, 32), x2[:2])
+
+
+def test_saved_images_carry_generates_marks(trained, tmp_path):
+    from kecae.api import save_png
+
+    model = kecae.load(trained["ckpt"], device="cpu")
+    healthy = sorted((trained["data"] / "train" / "0").glob("*.png"))[0]
+    early_oa = sorted((trained["data"] / "train" / "2").glob("*.png"))[0]
+    x1_ex, x2_ex = model.exchange(healthy, early_oa)
+    x1_ex.save(tmp_path / "a.png")
+    x2_ex.save(tmp_path / "b.png")
+    with Image.open(tmp_path / "a.png") as img:
+        text = dict(img.text)
+    assert text["kecae:synthetic"] == "true" and text["kecae:direction"] == "kl0_to_kl2"
+    assert text["kecae:recipient"] == healthy.name and text["kecae:donor"] == early_oa.name
+    assert text["kecae:checkpoint_sha256"] == model.checkpoint_sha256
+    assert "not a real patient image" in text["Description"]
+    with Image.open(tmp_path / "b.png") as img:
+        assert img.text["kecae:direction"] == "kl2_to_kl0"
+        assert img.text["kecae:recipient"] == early_oa.name
+    # the same keys as an image kecae generate writes
+    from kecae.generation import png_marks
+
+    assert set(text) == set(png_marks(0, "kl0_to_kl2", "a", "b", "h"))
+    # a tensor result, saved through the API, carries them too
+    t1, _ = model.exchange(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32))
+    save_png(t1[0], tmp_path / "t.png", model.marks(0, "x1", "x2"))
+    with Image.open(tmp_path / "t.png") as img:
+        assert img.text["kecae:synthetic"] == "true" and img.size == (32, 32)
+    with pytest.raises(KecaeError, match="holds no KECAE checkpoint"):
+        kecae.load(tmp_path)
