@@ -45,9 +45,8 @@ from kecae.device import select_device
 from kecae.errors import KecaeError
 from kecae.files import file_sha256
 from kecae.generation import directions, png_marks
-from kecae.inference import load_kecae
+from kecae.inference import find_checkpoint, load_kecae
 from kecae.models.autoencoder import KECAE
-from kecae.runfolder import KECAERun, RunLayout
 
 #: What :meth:`KECAEModel.exchange` accepts for an image.
 ImageLike = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
@@ -143,22 +142,6 @@ def save_png(image: Any, path: str | os.PathLike, marks: dict[str, str]) -> Path
         img = Image.fromarray(np.round(grey * 255.0).astype(np.uint8), mode="L")
     Image.Image.save(img, path, format="PNG", pnginfo=_pnginfo(marks))
     return Path(path)
-
-
-def find_checkpoint(path: str | os.PathLike) -> Path:
-    """The KECAE checkpoint of a run folder (``RUN/kecae/checkpoints/last.pt``), of a KECAE
-    training folder (``FOLDER/checkpoints/last.pt``), or the file itself."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        for candidate in (RunLayout(p).kecae.last, KECAERun(p).last):
-            if candidate.is_file():
-                return candidate
-        raise KecaeError(
-            f"{p} holds no KECAE checkpoint (looked for kecae/checkpoints/last.pt and "
-            "checkpoints/last.pt): pass a run folder of `kecae run` / `kecae demo`, the --out "
-            "of `kecae train`, or a checkpoint file"
-        )
-    return p
 
 
 class KECAEModel(nn.Module):

@@ -31,6 +31,7 @@ not write: a foreign file under a pair's name stops it with the file's name.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import time
@@ -75,8 +76,10 @@ MANIFEST_FIELDS = [
 class GenerateConfig:
     """Generation of key-exchanged images from a trained KECAE checkpoint."""
 
-    checkpoint: str = ""  # KECAE checkpoint (runs/.../checkpoints/last.pt)
-    data: str = ""  # the data set KECAE was trained on; pairs come from its train split
+    checkpoint: str = (
+        ""  # KECAE checkpoint, or the run folder that holds it (RUN/kecae/checkpoints/last.pt)
+    )
+    data: str = ""  # pairs come from its train split (default: the data KECAE was trained on)
     out: str = ""  # output folder (public layout + manifest.csv)
     pairs: int = 100_000  # N pairs; each gives one KL-2 and one KL-0 image (paper: 100k)
     seed: int = 0  # seeds the pair sample
@@ -275,6 +278,26 @@ class _PairImages:
         _write_png(self.folder.folder / name2, x2_ex, mark2)
 
 
+def _with_training_data(cfg: GenerateConfig, trained: dict[str, Any]) -> GenerateConfig:
+    """``cfg`` with the data set (its patient regex and cache) KECAE was trained on where none
+    is given: the checkpoint names them."""
+    if cfg.data:
+        return cfg
+    data = trained.get("data")
+    if not data or not Path(data).exists():
+        raise KecaeError(
+            f"--data is required: the checkpoint {cfg.checkpoint} names no data set that is "
+            f"still there ({data or 'none'}); pass the folder or manifest KECAE was trained on"
+        )
+    log.info("data: %s (the data set %s was trained on)", data, cfg.checkpoint)
+    return dataclasses.replace(
+        cfg,
+        data=data,
+        patient_regex=cfg.patient_regex or trained.get("patient_regex"),
+        cache_dir=cfg.cache_dir or trained.get("cache_dir"),
+    )
+
+
 def generate(cfg: GenerateConfig) -> dict[str, Any]:
     """Write X'1 / X'2 for ``cfg.pairs`` pairs; returns a summary (also in generation.json)."""
     from tqdm.auto import tqdm
@@ -283,11 +306,11 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
     from kecae.data.cache import load_image_set
     from kecae.data.catalog import load_catalog
     from kecae.data.pairs import PairSampler
-    from kecae.inference import exchange, load_kecae
+    from kecae.inference import exchange, find_checkpoint, load_kecae
 
     # every check before anything is written
     check_values(cfg)
-    for name in ("checkpoint", "data", "out"):
+    for name in ("checkpoint", "out"):
         if not getattr(cfg, name):
             raise KecaeError(f"--{name} is required")
     device = select_device(cfg.device)
@@ -295,10 +318,12 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
     out = folder.folder
     if out.exists() and not out.is_dir():
         raise KecaeError(f"--out {out} is a file, not a folder: choose a new or empty folder")
+    cfg = dataclasses.replace(cfg, checkpoint=str(find_checkpoint(cfg.checkpoint)))
+    model, ckpt = load_kecae(cfg.checkpoint, device)
+    cfg = _with_training_data(cfg, ckpt.get("train_config") or {})
     catalog = load_catalog(cfg.data, patient_regex=cfg.patient_regex)
     _check_out(out, catalog.root, catalog.layout == "folders")
     old = read_meta(folder)
-    model, ckpt = load_kecae(cfg.checkpoint, device)
     size = int(ckpt["model_config"]["image_size"])
     grades = grades_of(ckpt.get("train_config"))
     ckpt_hash = file_sha256(cfg.checkpoint)

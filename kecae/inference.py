@@ -7,7 +7,9 @@ in [-1, 1] (the layout of :class:`kecae.data.ImageSet`), possibly memory-mapped.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -16,6 +18,7 @@ from torch import nn
 
 from kecae.checkpoint import load_checkpoint, load_weights
 from kecae.errors import KecaeError
+from kecae.runfolder import KECAERun, RunLayout
 from kecae.training.step import autocast
 
 if TYPE_CHECKING:
@@ -38,6 +41,22 @@ def build_from_config(path: str, build: Callable[[], M], what: str) -> M:
             f"build ({type(exc).__name__}: {exc}); the file is damaged, edited or "
             "from another kecae version: use another checkpoint or retrain"
         ) from exc
+
+
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """The KECAE checkpoint of a run folder (``RUN/kecae/checkpoints/last.pt``), of a KECAE
+    training folder (``FOLDER/checkpoints/last.pt``), or the file itself."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        for candidate in (RunLayout(p).kecae.last, KECAERun(p).last):
+            if candidate.is_file():
+                return candidate
+        raise KecaeError(
+            f"{p} holds no KECAE checkpoint (looked for kecae/checkpoints/last.pt and "
+            "checkpoints/last.pt): pass a run folder of `kecae run` / `kecae demo`, the --out "
+            "of `kecae train`, or a checkpoint file"
+        )
+    return p
 
 
 def load_classifier(
