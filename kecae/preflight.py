@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,39 +265,16 @@ def _model_size(
         ]
     lines = [f"model input: {preset} px, the {cfg.preset} preset's size on the CPU; {found}"]
     if median > preset:
+        from kecae.models.autoencoder import flops_per_pair
+
         larger = min(2 * preset, median, PAPER_SIZE)
-        here, there = (_step_seconds(model_size(s)) for s in (preset, larger))
-        steps = cfg.kecae_steps
+        here, there = (flops_per_pair(model_size(s), backward=True) / 1e9 for s in (preset, larger))
         lines.append(
-            f"  cost measured here (KECAE alone, 32 pairs a step): {here:.2f} s a step at "
-            f"{preset} px (~{_minutes(here * steps)} for {steps:,} steps), {there:.2f} s at "
-            f"{larger} px (~{_minutes(there * steps)}): --image-size {larger} trains at that "
-            "size; on a GPU the default follows the images"
+            f"  cost: a KECAE training pair is {here:.3g} GFLOP at {preset} px and {there:.3g} "
+            f"GFLOP at {larger} px ({there / here:.1f}x the computation per step): "
+            f"--image-size {larger} trains at that size; on a GPU the default follows the images"
         )
     return preset, lines
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
-
-
-def _step_seconds(model_config: Any, batch: int = 32, repeats: int = 2) -> float:
-    """Median seconds of a KECAE forward and backward on ``batch`` random pairs on this CPU."""
-    import torch
-
-    from kecae.models.autoencoder import KECAE
-
-    torch.manual_seed(0)
-    model = KECAE(model_config)
-    s = model_config.image_size
-    x1, x2 = torch.rand(batch, 1, s, s) * 2 - 1, torch.rand(batch, 1, s, s) * 2 - 1
-    times = []
-    for _ in range(repeats + 1):  # the first is a warm-up
-        t = time.perf_counter()
-        out = model(x1, x2)
-        (out.x1_hat.square().mean() + out.x1_ex.square().mean()).backward()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times[1:])
 
 
 def read_plan(layout: RunLayout) -> dict[str, Any] | None:

@@ -424,11 +424,27 @@ def _separability(
     )
     labels = np.r_[np.zeros(len(pick0), int), np.ones(len(pick2), int)]
     hk, hn = encode(models.kecae, imgs, device=device)
-    key = metrics.svm_separability(hk, labels, seed=cfg.seed)
-    nonkey = metrics.svm_separability(hn, labels, seed=cfg.seed)
-    judge = metrics.svm_separability(
-        classifier_features(models.judge, imgs, device=device), labels, seed=cfg.seed
-    )
+    # 5 folds, fewer when a grade has fewer test images (a small data set); none below 2
+    folds = min(5, len(pick0), len(pick2))
+    if folds < 2:
+        log.warning(
+            "separability not measured: the %s split has %d and %d images of the two grades "
+            "(an SVM fold needs 2 of each)",
+            cfg.split,
+            len(pick0),
+            len(pick2),
+        )
+        none = {"mean": math.nan, "std": math.nan}
+        key = nonkey = judge = none
+    else:
+        key = metrics.svm_separability(hk, labels, folds=folds, seed=cfg.seed)
+        nonkey = metrics.svm_separability(hn, labels, folds=folds, seed=cfg.seed)
+        judge = metrics.svm_separability(
+            classifier_features(models.judge, imgs, device=device),
+            labels,
+            folds=folds,
+            seed=cfg.seed,
+        )
     return Separability(
         svm_hk_accuracy=key["mean"],
         svm_hk_accuracy_std=key["std"],
@@ -437,7 +453,7 @@ def _separability(
         svm_judge_features_accuracy=judge["mean"],
         svm_judge_features_accuracy_std=judge["std"],
         n=len(labels),
-        folds=5,
+        folds=folds,
         latent_dim=int(hn.shape[1]),
         key_dim=int(hk.shape[1]),
     )
