@@ -15,7 +15,8 @@ In order:
    train and test splits' products, so a number larger than a product is an error naming the
    option; left at their defaults they take what the data have;
 5. the model's input side: given, else on CUDA the images' median short side (up to the paper's
-   299 px), on a CPU the preset's, with the measured cost of a step here and of the next size;
+   299 px), on a CPU the preset's, with the computation a training pair costs at that size and
+   at the next one (FLOPs: deterministic, unlike a timing on a busy machine);
 6. one summary is printed and written to ``RUN/data_check.json`` (the report's data section).
 """
 
@@ -94,7 +95,7 @@ def preflight(
 
     ``say`` prints one line; ``device`` is the resolved device (``cpu``, ``cuda``, ...);
     ``model_size(side)`` builds the KECAE model configuration at ``side`` px (None: the
-    preset's own), for the cost of a step.
+    preset's own), for the computation a training pair costs.
     Raises :class:`KecaeError` (one line naming the file or option and the fix) before anything
     is trained.
     """
