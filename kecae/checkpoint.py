@@ -83,6 +83,19 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     return path
 
 
+def _checkpoint_in(folder: Path) -> str:
+    """What to pass instead of a run folder: the checkpoint files it holds, best first."""
+    names = ("best.pt", "checkpoints/last.pt", "last.pt", "kecae/checkpoints/last.pt")
+    found = [folder / n for n in names if (folder / n).is_file()]
+    found += sorted(p for p in folder.glob("**/*.pt") if p not in found)[:3]
+    if found:
+        return "pass the checkpoint file inside it, e.g. " + " or ".join(map(str, found[:3]))
+    return (
+        "pass a checkpoint file (a classifier run's best.pt, a KECAE run's "
+        "checkpoints/last.pt); this folder holds none"
+    )
+
+
 def load_checkpoint(
     path: str | Path, map_location: str | torch.device = "cpu", kind: str | None = None
 ) -> dict[str, Any]:
@@ -91,6 +104,8 @@ def load_checkpoint(
     from kecae.runfolder import load_paths
 
     path = Path(path)
+    if path.is_dir():
+        raise KecaeError(f"checkpoint {path} is a folder, not a file: {_checkpoint_in(path)}")
     if not path.is_file():
         raise KecaeError(
             f"checkpoint {path} does not exist: check the path, or train one first "

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
+from kecae.device import check_device
 from kecae.errors import KecaeError
 from kecae.files import atomic_write_text
 
@@ -55,6 +56,10 @@ T = TypeVar("T", bound="DataclassInstance")
 # ---------------------------------------------------------------------------------------------
 
 
+#: A number's allowed range: (lowest, highest, lowest allowed itself, what it is).
+Range = tuple[float, float, bool, str]
+
+
 @dataclass(frozen=True)
 class Option:
     """How a field appears on the command line (stored in the field's metadata)."""
@@ -65,6 +70,8 @@ class Option:
     choices: Iterable[str] | None = None  # allowed values (a Registry lists its names)
     metavar: str | None = None  # the value's name in --help
     parse: Callable[[str], Any] | None = None  # turns the one text value into the field's value
+    range: Range | None = None  # the allowed numbers (see check_value); else by the field's name
+    hidden: bool = False  # not a command-line option: kecae fills it (e.g. the data version)
 
 
 def setting(
@@ -139,6 +146,11 @@ def _flag(f: dataclasses.Field, hint: Any) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+#: Every configuration class that :func:`add_options` turned into options (a test checks that
+#: each of their numbers has a range).
+OPTION_CLASSES: set[type] = set()
+
+
 def add_options(
     parser: argparse.ArgumentParser,
     cls: type,
@@ -151,6 +163,7 @@ def add_options(
     dataclass default in force: every default lives in the dataclass alone.
     """
     helps = field_help(cls)
+    OPTION_CLASSES.add(cls)
     if config_file:
         parser.add_argument(
             "--config",
@@ -159,7 +172,7 @@ def add_options(
             "the file's folder)",
         )
     for f in dataclasses.fields(cls):
-        if f.name in exclude:
+        if f.name in exclude or _option_of(f).hidden:
             continue
         opt, hint = _option_of(f), _hints(cls)[f.name]
         flag, default = _flag(f, hint), _default(f)
@@ -424,8 +437,6 @@ def coerce_values(
 
 _SEED_MAX = 2**63 - 1
 
-#: A number's allowed range: (lowest, highest, lowest allowed itself, what it is).
-Range = tuple[float, float, bool, str]
 
 #: field name -> its range. Fields not named here still must be finite numbers.
 _RANGES: dict[str, Range] = {
@@ -455,6 +466,13 @@ _RANGES: dict[str, Range] = {
         ("max_steps", "max_train"), (0, math.inf, True, "a whole number >= 0 (0: no limit)")
     ),
     **dict.fromkeys(
+        ("trials", "best_seeds", "min_steps"), (1, math.inf, True, "a whole number >= 1")
+    ),
+    **dict.fromkeys(("grades", "real_grades"), (0, 4, True, "a KL grade from 0 to 4")),
+    **dict.fromkeys(("startup_trials", "best_rows"), (0, math.inf, True, "a whole number >= 0")),
+    "sizes": (0, math.inf, True, "a whole number of pairs >= 0 (0: the real images alone)"),
+    **dict.fromkeys(("lambda1", "lambda2"), (0, math.inf, True, "a finite number >= 0")),
+    **dict.fromkeys(
         ("seed", "first_seed", "gen_seed"),
         (0, _SEED_MAX, True, f"a whole number from 0 to {_SEED_MAX}"),
     ),
@@ -463,7 +481,9 @@ _RANGES: dict[str, Range] = {
     ),
     **dict.fromkeys(("lr", "kecae_lr"), (0, math.inf, False, "a finite number > 0")),
     "weight_decay": (0, math.inf, True, "a finite number >= 0"),
-    "separability_images": (10, math.inf, True, "a whole number >= 10 (5-fold SVM)"),
+    **dict.fromkeys(
+        ("separability_images", "images"), (10, math.inf, True, "a whole number >= 10 (5-fold SVM)")
+    ),
     "kl0": (10, math.inf, True, "a whole number >= 10 (patient-level splits need a few)"),
     "kl2": (10, math.inf, True, "a whole number >= 10 (patient-level splits need a few)"),
     "band": (0, 0.5, False, "a fraction of the image side in (0, 0.5)"),
@@ -509,14 +529,22 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> None:
             raise KecaeError(f"{option_name(name)} {v!r}: choose one of {allowed}")
 
 
+def field_range(cls: type, f: dataclasses.Field) -> Range | None:
+    """The range of a field: the class's ``value_ranges``, else the one declared with the option
+    (``setting(..., range=...)``), else the rule for its name (``_RANGES``)."""
+    own: dict[str, Range] = getattr(cls, "value_ranges", {})
+    return own.get(f.name) or _option_of(f).range or _range_of(f.name)
+
+
 def check_values(cfg: Any) -> None:
-    """Every numeric field of a configuration dataclass within its range (see ``_RANGES``; a
-    class may narrow or widen a field's range in its ``value_ranges`` attribute), and every
-    field with choices (:func:`setting`) one of them."""
-    own: dict[str, Range] = getattr(type(cfg), "value_ranges", {})
+    """Every numeric field of a configuration dataclass within its range (:func:`field_range`),
+    every field with choices (:func:`setting`) one of them, and its ``device`` (if any) one
+    this machine has."""
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        check_value(f.name, value, own.get(f.name))
+        check_value(f.name, value, field_range(type(cfg), f))
         choices = _option_of(f).choices
         if choices is not None and value is not None:
             check_choice(f.name, value, choices)
+        if f.name == "device" and isinstance(value, str):
+            check_device(value)

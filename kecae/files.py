@@ -54,6 +54,38 @@ def output_error(path: str | os.PathLike, exc: OSError) -> KecaeError:
     return KecaeError(f"cannot write {what} ({exc.strerror or exc}): choose another output folder")
 
 
+def writable_folder(folder: str | os.PathLike, option: str = "--out") -> Path:
+    """Create ``folder`` (or take the existing one) and prove that files can be written in it,
+    by writing and removing one: the one check every command makes of where it writes, before it
+    reads or computes anything. Permission bits alone would pass a read-only mount, an immutable
+    folder or any folder for root. Every failure is a :class:`KecaeError` naming ``option``, the
+    folder and the fix."""
+    p = Path(folder).expanduser()
+    if p.exists() and not p.is_dir():
+        raise KecaeError(
+            f"{option} {p} is a file, not a folder: choose a folder (new, empty, or "
+            "an earlier run of the same command)"
+        )
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".kecae-write-test.{os.getpid()}.", dir=p)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise output_error(p, exc) from exc
+    return p
+
+
+def writable_file(path: str | os.PathLike, option: str) -> Path:
+    """A file ``path`` can be written (its folder made and probed by :func:`writable_folder`),
+    and is not a folder."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise KecaeError(f"{option} {p} is a folder: give a file name (e.g. {p / 'report.json'})")
+    writable_folder(p.parent, option)
+    return p
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it over ``path``.
@@ -88,7 +120,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         raise
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` exists (this process, or one of another user, included)."""
     if pid == os.getpid():
         return True
     try:
@@ -112,7 +145,7 @@ def remove_stale_tmp(folder: str | os.PathLike, recursive: bool = True) -> list[
     for dirpath, _dirs, files in walker:
         for name in files:
             m = _TMP_NAME.match(name)
-            if m and not _pid_alive(int(m.group("pid"))):
+            if m and not pid_alive(int(m.group("pid"))):
                 p = Path(dirpath) / name
                 with contextlib.suppress(OSError):
                     p.unlink()

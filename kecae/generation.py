@@ -47,7 +47,15 @@ from kecae.data.catalog import grades_of
 from kecae.device import select_device
 from kecae.errors import KecaeError
 from kecae.files import atomic_path, atomic_write_text, file_sha256
-from kecae.runfolder import GeneratedFolder, check_same, load_path, prepare_output, store_path
+from kecae.runfolder import (
+    GeneratedFolder,
+    check_out_of_data,
+    check_same,
+    load_path,
+    prepare_output,
+    store_path,
+)
+from kecae.runlock import releases_locks
 
 if TYPE_CHECKING:
     from kecae.data.cache import ImageSet
@@ -204,16 +212,7 @@ def read_meta(folder: GeneratedFolder) -> dict[str, Any] | None:
 def _check_out(out: Path, data_root: Path, data_is_folder_layout: bool) -> None:
     """Refuse an output folder that is (or holds) the data set, or holds files generate did not
     write."""
-    o, d = out.expanduser().resolve(), data_root.resolve()
-    if o == d or (data_is_folder_layout and d in o.parents):
-        where = "the data folder" if o == d else "inside the data folder"
-        raise KecaeError(
-            f"--out {out} is {where} {data_root}: its images would be read as part "
-            "of the data set; "
-            "choose a folder outside it (e.g. RUN/generated)"
-        )
-    if o in d.parents:
-        raise KecaeError(f"--out {out} holds the data set {data_root}: choose a folder of its own")
+    check_out_of_data(out, data_root, data_is_folder_layout)
     if not GeneratedFolder(out).meta.exists() and out.is_dir():
         visible = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
         if visible:
@@ -298,6 +297,7 @@ def _with_training_data(cfg: GenerateConfig, trained: dict[str, Any]) -> Generat
     )
 
 
+@releases_locks
 def generate(cfg: GenerateConfig) -> dict[str, Any]:
     """Write X'1 / X'2 for ``cfg.pairs`` pairs; returns a summary (also in generation.json)."""
     from tqdm.auto import tqdm

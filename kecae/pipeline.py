@@ -38,12 +38,14 @@ from kecae.registry import CLASSIFIERS, PRESETS
 from kecae.results import JudgeSummary, SupervisorSummary
 from kecae.runfolder import (
     RunLayout,
+    check_out_of_data,
     check_same,
     fresh_folder,
     prepare_output,
     store_paths,
     write_sections,
 )
+from kecae.runlock import releases_locks
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +171,7 @@ class _Steps:
         return result
 
 
+@releases_locks
 def run_pipeline(cfg: RunConfig, make_data: Callable[[Path], Any] | None = None) -> dict[str, Any]:
     """The whole job on ``cfg.data`` (or on what ``make_data(RUN/data)`` writes, for the demo).
 
@@ -183,7 +186,10 @@ def run_pipeline(cfg: RunConfig, make_data: Callable[[Path], Any] | None = None)
             "or manifest CSV of your images; `kecae demo` runs on built-in phantoms"
         )
     if make_data is None:
-        load_catalog(cfg.data, strict=False)  # a path that is no data set stops before any folder
+        # a path that is no data set, or an --out whose images would be read as data, stops
+        # before any folder is made or anything trained
+        catalog = load_catalog(cfg.data, strict=False)
+        check_out_of_data(Path(cfg.out), catalog.root, catalog.layout == "folders", "runs/NAME")
     cfg, layout = _open_run_folder(cfg)
     with console_log(layout.console):
         return _run_steps(cfg, layout, make_data)

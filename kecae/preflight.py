@@ -122,9 +122,9 @@ def preflight(
     report = cached_check(data, grades=grades, cache_dir=cache)
     problems = (source.problems if not demo else []) + report.problems
     errors = [p for p in problems if p.severity == "error"]
-    if errors and not accept:
+    if errors and (not accept or any(not p.can_accept for p in errors)):
         raise fatal_problems_error(
-            dataclasses.replace(report, problems=errors), cfg.data or layout.data
+            dataclasses.replace(report, problems=errors), cfg.data or layout.data, accept
         )
 
     # 4. pairs

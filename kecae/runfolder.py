@@ -49,7 +49,8 @@ from typing import Any
 import numpy as np
 
 from kecae.errors import KecaeError
-from kecae.files import atomic_write_text, output_error, remove_stale_tmp
+from kecae.files import atomic_write_text, output_error, remove_stale_tmp, writable_folder
+from kecae.runlock import lock_run_folder
 
 #: The file that marks the root of a pipeline run folder (the pipeline's settings).
 RUN_MARKER = "run.yaml"
@@ -500,6 +501,9 @@ def check_resumable(
     import dataclasses
 
     free = ", ".join(k for k in may_change if k != "out")
+    if hasattr(cfg, "data_version"):
+        check_data_version(folder, old.get("data_version"), cfg.data_version, cfg.data)
+        old = {**old, "data_version": cfg.data_version}
     check_same(
         folder,
         {**dataclasses.asdict(type(cfg)()), **old},
@@ -515,11 +519,28 @@ def check_resumable(
     )
 
 
+def check_data_version(
+    folder: str | os.PathLike, old: str | None, new: str, data: str, fix: str = ""
+) -> None:
+    """Refuse ``folder`` when it holds a run made on another version of the data set (the data
+    check's :func:`kecae.data.check.data_version`); a run made before runs recorded a version
+    (``old`` empty) is not checked."""
+    if old and new and old != new:
+        raise KecaeError(
+            f"{folder} holds a run made with other settings (data_version {old[:12]} there, "
+            f"{new[:12]} now: the data set {data} has changed since: images added, removed, "
+            "edited or relabelled); restore the data it was made with, or "
+            + (fix or "pass --fresh to train afresh in a new folder")
+        )
+
+
 def check_config_file(
     folder: str | os.PathLike, new: Any, fields: Iterable[str], *, what: str, fix: str
 ) -> None:
     """Refuse ``folder`` when its config.yaml holds settings other than ``new`` in ``fields``
-    (nothing to compare when the folder has no config.yaml yet)."""
+    (nothing to compare when the folder has no config.yaml yet). The data version is left out:
+    a configuration built before training (copied from another run's) does not know it yet;
+    the trainer computes it from the data and compares it (:func:`check_resumable`)."""
     import dataclasses
 
     from kecae.config import load_yaml
@@ -527,6 +548,7 @@ def check_config_file(
     path = Path(folder) / CONFIG
     if path.is_file():
         old = dataclasses.asdict(load_yaml(type(new), path))
+        fields = [f for f in fields if f != "data_version"]
         check_same(folder, old, dataclasses.asdict(new), fields=fields, what=what, fix=fix)
 
 
@@ -536,26 +558,30 @@ def check_config_file(
 
 
 def prepare_output(folder: str | os.PathLike, option: str = "--out") -> Path:
-    """Create ``folder`` (or take the existing one), check that it can be written, and remove
-    temporary files a killed run left in it. Every failure is a :class:`KecaeError` that names
-    the folder and the fix."""
-    p = Path(folder).expanduser()
-    if p.exists() and not p.is_dir():
-        raise KecaeError(
-            f"{option} {p} is a file, not a folder: choose a folder (new, empty, or "
-            "an earlier run of the same command)"
-        )
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise output_error(p, exc) from exc
-    if not os.access(p, os.W_OK | os.X_OK):
-        raise KecaeError(
-            f"{option} {p} is not writable: choose an output folder you can write "
-            "to, or fix its permissions"
-        )
+    """Create ``folder`` (or take the existing one), check that it can be written
+    (:func:`kecae.files.writable_folder`), lock it for this process (:mod:`kecae.runlock`: a
+    second process is refused while this command runs), and remove temporary files a killed
+    run left in it. Every failure is a :class:`KecaeError` that names the folder and the fix."""
+    p = writable_folder(folder, option)
+    lock_run_folder(p)
     remove_stale_tmp(p)
     return p
+
+
+def check_out_of_data(
+    out: Path, data_root: Path, data_is_folder_layout: bool, example: str = "RUN/generated"
+) -> None:
+    """Refuse an output folder that is the data folder, lies inside a folder-layout data set
+    (its images would be read as data) or holds the data set."""
+    o, d = out.expanduser().resolve(), data_root.resolve()
+    if o == d or (data_is_folder_layout and d in o.parents):
+        where = "the data folder" if o == d else "inside the data folder"
+        raise KecaeError(
+            f"--out {out} is {where} {data_root}: its images would be read as part "
+            f"of the data set; choose a folder outside it (e.g. {example})"
+        )
+    if o in d.parents:
+        raise KecaeError(f"--out {out} holds the data set {data_root}: choose a folder of its own")
 
 
 def record_data_problems(folder: str | os.PathLike, problems: list[Any]) -> Path:

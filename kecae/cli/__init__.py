@@ -3,18 +3,27 @@
 Each command has its module in this package (argparse only) with an ``add_parser(subparsers)``
 function; options come from the command's configuration dataclass
 (:func:`kecae.config.add_options`), and the sub-command's handler is stored as ``func``. A
-:class:`~kecae.errors.KecaeError` ends the command with its one-line message and exit status 2.
+:class:`~kecae.errors.KecaeError` ends the command with its one-line message and exit status 2,
+as does a full disk or a read-only file system met anywhere. The run folders a command locks
+(:mod:`kecae.runlock`) are released when it ends.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
 
 from kecae import __version__
 from kecae.errors import KecaeError
+from kecae.files import output_error
+from kecae.runlock import lock_scope
+
+#: Errors of a write that only the user can fix (space, quota, a read-only file system): every
+#: command reports them in one line, wherever they happen.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 #: Modules that register sub-commands, in the order they appear in ``kecae --help``.
 COMMAND_MODULES = (
@@ -54,9 +63,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
-        result = args.func(args)
+        with lock_scope():  # the run folders the command locks are released when it ends
+            result = args.func(args)
     except KecaeError as exc:
         print(f"kecae {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        # a full disk or a read-only file system met by a write that is not an atomic one
+        print(
+            f"kecae {args.command}: error: {output_error(exc.filename or '(unknown)', exc)}",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import dataclass
 
 from kecae.config import add_options, from_args, setting
 from kecae.errors import KecaeError
-from kecae.files import atomic_write_text
+from kecae.files import atomic_write_text, writable_file
 
 
 @dataclass
@@ -30,6 +31,9 @@ class DataCheckConfig:
     size: int | None = setting(
         None, metavar="PX"
     )  # the model's input side: smaller images are reported
+    max_pixels: int | None = setting(
+        None, metavar="N", range=(1, math.inf, True, "a whole number of pixels >= 1")
+    )  # refuse larger images from their header (default: KECAE_MAX_IMAGE_PIXELS or 50000000)
     json: str | None = setting(None, metavar="FILE")  # also write the report as JSON to FILE
     progress: bool = True  # progress bar
 
@@ -58,6 +62,8 @@ def run_check(args: argparse.Namespace) -> int:
     from kecae.data.check import check_dataset
 
     cfg = from_args(DataCheckConfig, args)
+    if cfg.json:
+        writable_file(cfg.json, "--json")  # before the check, which may take minutes
     report = check_dataset(
         cfg.path,
         patient_regex=cfg.patient_regex,
@@ -65,6 +71,7 @@ def run_check(args: argparse.Namespace) -> int:
         grades=tuple(cfg.grades),
         size=cfg.size,
         progress=cfg.progress,
+        max_pixels=cfg.max_pixels,
     )
     print(report.format())
     if cfg.json:

@@ -6,10 +6,10 @@ import argparse
 import math
 import os
 from dataclasses import dataclass
-from typing import ClassVar
 
 from kecae.config import Range, add_options, from_args, setting
 from kecae.errors import KecaeError
+from kecae.files import writable_folder
 
 
 def parse_splits(text: str) -> list[float]:
@@ -36,19 +36,14 @@ _COUNT: Range = (0, math.inf, True, "a whole number >= 0")
 class PhantomsConfig:
     """A phantom data set: how many knees of each grade, at which size, from which seed."""
 
-    value_ranges: ClassVar[dict[str, Range]] = {
-        **{f"kl{g}": _COUNT for g in range(5)},
-        "site_bias": (0, 1, True, "a probability in [0, 1], e.g. 0.85"),
-    }
-
     out: str = setting(
         "", positional=True, metavar="OUT"
     )  # output folder (new, empty, or an earlier run)
-    kl0: int = 3185  # number of KL-0 knees
-    kl2: int = 2126  # number of KL-2 knees
-    kl1: int = 0  # number of KL-1 knees
-    kl3: int = 0  # number of KL-3 knees
-    kl4: int = 0  # number of KL-4 knees
+    kl0: int = setting(3185, range=_COUNT)  # number of KL-0 knees
+    kl2: int = setting(2126, range=_COUNT)  # number of KL-2 knees
+    kl1: int = setting(0, range=_COUNT)  # number of KL-1 knees
+    kl3: int = setting(0, range=_COUNT)  # number of KL-3 knees
+    kl4: int = setting(0, range=_COUNT)  # number of KL-4 knees
     size: int = 224  # image side in pixels
     seed: int = 0  # random seed
     splits: list[float] = setting(
@@ -58,7 +53,9 @@ class PhantomsConfig:
         factory=lambda: min(4, os.cpu_count() or 1)
     )  # processes (same output for any)
     noise_free: bool = False  # leave out the quantum noise
-    site_bias: float | None = None  # sites with a marker, grade-correlated in train/val (e.g. 0.85)
+    site_bias: float | None = setting(
+        None, range=(0, 1, True, "a probability in [0, 1], e.g. 0.85")
+    )  # sites with a marker, grade-correlated in train/val (e.g. 0.85)
     progress: bool = True  # progress bar
 
 
@@ -66,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from kecae.phantoms.dataset import make_phantoms
 
     cfg = from_args(PhantomsConfig, args)
+    writable_folder(cfg.out, "OUT")
     try:
         csv_path = make_phantoms(
             cfg.out,

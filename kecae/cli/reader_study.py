@@ -3,49 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 
-from kecae.config import add_options, from_args, setting
-
-
-@dataclass
-class PrepareConfig:
-    """A blinded reader study from a generated folder."""
-
-    generated: str = setting(
-        "", required=True, metavar="DIR"
-    )  # folder written by `kecae generate` (with manifest.csv)
-    pairs: int = setting(0, required=True, metavar="M")  # pairs to show; each gives X'1 and X'2
-    readers: list[str] = setting(
-        factory=list, required=True, flag="--readers", metavar="NAME"
-    )  # reader names, one personal link each
-    controls: int = setting(
-        0, metavar="K"
-    )  # real images mixed in as controls, half KL-0 and half KL-2
-    seed: int = 0  # seeds the choices and orders
-    out: str = setting("", required=True, metavar="STUDY")  # study folder to create
-
-
-@dataclass
-class ServeConfig:
-    """The web app a study's readers answer in."""
-
-    study: str = setting("", positional=True, metavar="STUDY")  # the study folder
-    host: str = "127.0.0.1"  # address to listen on (127.0.0.1: this machine only)
-    port: int = 8765  # port (0: any free)
-    threads: int = 8  # request threads
-
-
-@dataclass
-class AnalyzeConfig:
-    """Table III of a study."""
-
-    study: str = setting("", positional=True, metavar="STUDY")  # the study folder
-    run: str | None = setting(
-        None, metavar="RUN"
-    )  # also write the 'reader_study' section of RUN/metrics.json
-    bootstrap: int = setting(2000, metavar="B")  # bootstrap resamples for the intervals
-    seed: int = 0  # bootstrap seed
+from kecae.config import add_options, from_args
+from kecae.reader_study.config import AnalyzeConfig, PrepareConfig, ServeConfig
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -74,7 +34,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from kecae.reader_study.app import serve
+    from kecae.reader_study.server import serve
 
     cfg = from_args(ServeConfig, args)
     serve(cfg.study, host=cfg.host, port=cfg.port, threads=cfg.threads)
@@ -82,7 +42,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from kecae.reader_study.analyze import analyze_study, format_table, write_outputs
+    from kecae.reader_study.analyze import analyze_study
+    from kecae.reader_study.table import format_table, write_outputs
 
     cfg = from_args(AnalyzeConfig, args)
     res = analyze_study(cfg.study, n_boot=cfg.bootstrap, seed=cfg.seed)

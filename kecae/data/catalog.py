@@ -114,6 +114,7 @@ class Problem:
     file: str  # the file (or folder / manifest row) at fault
     message: str  # what is wrong
     fix: str  # what the user should do
+    can_accept: bool = False  # an error a run may train through with --accept-data-problems
 
     def __str__(self) -> str:
         return f"{self.severity.upper()}: {self.file}: {self.message}; fix: {self.fix}"
@@ -194,6 +195,14 @@ def load_catalog(
             f"{path}: no such file or folder; pass the data folder or its CSV "
             "manifest (or run `kecae phantoms` to make a synthetic data set)"
         )
+    odd = next(
+        (p for p in (path, *(path / n for n in MANIFEST_NAMES)) if _special_file(p)), None
+    )  # opening a pipe would wait for a writer; a device would be read for ever
+    if odd is not None:
+        raise KecaeError(
+            f"{odd} is not a regular file or folder (a pipe, socket or device): pass the data "
+            "folder or a CSV manifest saved as a file"
+        )
     if path.is_file():
         if path.suffix.lower() != ".csv":
             raise KecaeError(
@@ -210,6 +219,11 @@ def load_catalog(
     sides.finish(catalog, strict)
     _check_unique_ids(catalog, strict)
     return catalog
+
+
+def _special_file(path: Path) -> bool:
+    """True for something that exists but is neither a regular file nor a folder."""
+    return path.exists() and not path.is_file() and not path.is_dir()
 
 
 def format_side_map(side_map: dict[str, str]) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -28,17 +29,33 @@ from tqdm.auto import tqdm
 
 from kecae import CLASS_GRADES
 from kecae.data.catalog import KL_GRADES, Catalog, Problem, load_catalog, task_grades
-from kecae.data.readers import ImageReadError, colour_share, load_image
+from kecae.data.readers import ImageReadError, colour_share, load_image, max_image_pixels
 from kecae.data.splits import ensure_splits, find_split_leaks
 from kecae.errors import KecaeError
 from kecae.files import atomic_write_text, file_sha256
 
-__all__ = ["CheckReport", "Problem", "check_dataset", "require_clean_data"]
+__all__ = [
+    "CheckReport",
+    "DataCheck",
+    "Problem",
+    "check_dataset",
+    "checked_data",
+    "require_clean_data",
+]
 
 log = logging.getLogger(__name__)
 
 #: Bump when the check finds new kinds of problems, so cached results are computed again.
-CHECK_VERSION = 3
+CHECK_VERSION = 4
+
+#: The split names kecae knows (``valid``, ``validation``, ``testing`` are read as these).
+KNOWN_SPLITS = ("train", "val", "test", "auto_test")
+#: The splits every training command needs.
+NEEDED_SPLITS = ("train", "val", "test")
+
+#: Below this side (px, the short side) an image is too small to show a knee joint: the check
+#: warns even when it does not know the model's input size.
+MIN_IMAGE_SIDE = 32
 
 
 @dataclass
@@ -56,6 +73,7 @@ class CheckReport:
     notes: list[str] = field(default_factory=list)  # choices made for the user (not problems)
     grades: tuple[int, int] = CLASS_GRADES  # the two grades compared
     patients: dict[str, int] = field(default_factory=dict)  # split -> patients (of both grades)
+    version: str = ""  # the data version (data_version()): a run records it
 
     @property
     def errors(self) -> list[Problem]:
@@ -85,6 +103,7 @@ class CheckReport:
             "notes": self.notes,
             "grades": list(self.grades),
             "patients": self.patients,
+            "version": self.version,
         }
 
     @classmethod
@@ -102,12 +121,15 @@ class CheckReport:
             notes=list(d.get("notes", [])),
             grades=task_grades(d.get("grades", CLASS_GRADES)),
             patients=dict(d.get("patients", {})),
+            version=str(d.get("version", "")),
         )
 
     def format(self) -> str:
         """A human-readable report."""
         lines = [
             f"data set: {self.root} ({self.layout} layout, {self.n_images} images)",
+            f"data version: {self.version[:12]} (a run records it, and refuses to continue on "
+            "another)",
             "",
             "images per split and KL grade:",
         ]
@@ -158,15 +180,20 @@ def check_dataset(
     grades: tuple[int, ...] = CLASS_GRADES,
     size: int | None = None,
     progress: bool = False,
+    max_pixels: int | None = None,
 ) -> CheckReport:
     """Inspect a data folder or manifest and report every problem (see the module docstring).
 
     ``grades``: the two KL grades the task compares (a split without one of them is an error);
-    ``size``: the model's input side in px (smaller images are reported: they are upscaled).
+    ``size``: the model's input side in px (smaller images are reported: they are upscaled;
+    without it, images under :data:`MIN_IMAGE_SIDE`); ``max_pixels``: larger images are errors,
+    read from their headers (default :func:`kecae.data.readers.max_image_pixels`).
     Raises :class:`KecaeError` only when the path is not a data set at all.
     """
     catalog = load_catalog(path, strict=False, patient_regex=patient_regex, side_map=side_map)
-    return check_catalog(catalog, grades=grades, size=size, progress=progress)
+    return check_catalog(
+        catalog, grades=grades, size=size, progress=progress, max_pixels=max_pixels
+    )
 
 
 def check_catalog(
@@ -175,6 +202,7 @@ def check_catalog(
     grades: tuple[int, ...] = CLASS_GRADES,
     size: int | None = None,
     progress: bool = False,
+    max_pixels: int | None = None,
 ) -> CheckReport:
     """:func:`check_dataset` of a catalog already read."""
     grades = task_grades(grades)
@@ -182,37 +210,33 @@ def check_catalog(
     sizes: Counter[tuple[int, int]] = Counter()
     formats: Counter[str] = Counter()
     by_hash: dict[str, list] = defaultdict(list)
-    small: list[str] = []
+    file_hashes: dict[Path, str] = {}
+    small: list[tuple[int, int, str]] = []  # (short side, long side, file)
+    floor = size if size is not None else MIN_IMAGE_SIDE
     used = {r.path for r in catalog.records if r.grade in grades}
 
     # Decode every image once: unreadable, truncated, colour; hash the bytes for duplicates.
     for r in tqdm(catalog.records, desc="checking images", unit="img", disable=not progress):
+        with contextlib.suppress(OSError):
+            file_hashes[r.path] = file_sha256(r.path)
         try:
-            image = load_image(r.path)
+            image = load_image(r.path, max_pixels=max_pixels)
         except ImageReadError as exc:
             problems.append(Problem("error", str(r.path), exc.reason, exc.fix))
             continue
         h, w = image.pixels.shape
         sizes[(w, h)] += 1
         formats[image.format] += 1
-        if size is not None and min(h, w) < size and r.path in used:
-            small.append(str(r.path))
+        if min(h, w) < floor and r.path in used:
+            small.append((min(h, w), max(h, w), str(r.path)))
         if image.colour:
             problems.append(_colour_problem(r.path))
-        by_hash[file_sha256(r.path)].append(r)
+        by_hash[file_hashes.get(r.path, f"unreadable:{r.path}")].append(r)
 
-    if small:
-        problems.append(
-            Problem(
-                "warning",
-                small[0] + (f" and {len(small) - 1} more" if len(small) > 1 else ""),
-                f"{len(small)} image(s) smaller than the model input of {size} px "
-                "on their short side: they are upscaled (blurred)",
-                "use a smaller --image-size, or larger images",
-            )
-        )
+    problems += _small_image_problems(small, size)
     problems += _duplicate_problems(by_hash)
     problems += _leak_problems(catalog)
+    problems += _split_problems(catalog)
     problems += _empty_class_problems(catalog, grades)
     problems.sort(key=lambda p: p.severity != "error")  # stable: errors first, order kept
     notes = [*catalog.notes, *_grade_notes(catalog, grades)]
@@ -230,7 +254,32 @@ def check_catalog(
         notes=notes,
         grades=grades,
         patients=_patients_per_split(catalog, grades),
+        version=data_version(catalog, file_hashes),
     )
+
+
+def data_version(catalog: Catalog, file_hashes: dict[Path, str]) -> str:
+    """The data set's version: SHA-256 of every record's image id, grade, split, patient and
+    side, and of its file's bytes. Adding, removing, editing or relabelling an image (moving it
+    to another grade or split folder, changing its manifest row) gives another version; moving
+    or copying the data folder, or touching its files, does not. A training run records it as a
+    setting (``data_version``) and refuses to continue on another one."""
+    h = hashlib.sha256(f"kecae-data-v1\t{len(catalog.records)}".encode())
+    for r in sorted(catalog.records, key=lambda r: r.image_id):
+        h.update(
+            f"\n{r.image_id}\t{r.grade}\t{r.split}\t{r.patient_id}\t{r.side}\t"
+            f"{file_hashes.get(r.path, 'unreadable')}".encode()
+        )
+    return h.hexdigest()
+
+
+def _labels_key(catalog: Catalog) -> str:
+    """A hash of what the catalog says of each file (grade, split, patient, side): a manifest
+    edited without touching an image must not hit a cached check."""
+    lines = sorted(
+        f"{r.image_id}\t{r.grade}\t{r.split}\t{r.patient_id}\t{r.side}" for r in catalog.records
+    )
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def _colour_problem(path: Path) -> Problem:
@@ -312,7 +361,17 @@ def cached_check(
 
     catalog = load_catalog(data, strict=False, patient_regex=patient_regex, side_map=side_map)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir(catalog.root)
-    settings = json.dumps([CHECK_VERSION, patient_regex, side_map, list(grades), size])
+    settings = json.dumps(
+        [
+            CHECK_VERSION,
+            patient_regex,
+            side_map,
+            list(grades),
+            size,
+            max_image_pixels(),
+            _labels_key(catalog),
+        ]
+    )
     key = cache_key(catalog.records, 0, settings, root=catalog.root)
     cached = folder / f"check-{key[:24]}.json"
     if cached.is_file():
@@ -331,6 +390,59 @@ def cached_check(
     return report
 
 
+@dataclass
+class DataCheck:
+    """What a training command learns from the data check (:func:`checked_data`)."""
+
+    version: str  # the data version (:func:`data_version`): the run records it
+    accepted: list[Problem]  # fatal problems the run was told to accept: record them
+    warnings: list[Problem]  # not fatal; logged once per process
+
+
+#: (data version, warning) pairs this process has logged already.
+_logged: set[tuple[str, str]] = set()
+
+
+def checked_data(
+    data: str | os.PathLike,
+    *,
+    patient_regex: str | None = None,
+    side_map: dict[str, str] | None = None,
+    grades: tuple[int, ...] = CLASS_GRADES,
+    accept: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    size: int | None = None,
+) -> DataCheck:
+    """The data check every training command runs first (:func:`cached_check`).
+
+    A fatal problem is a :class:`KecaeError` naming the first one and the way out. With
+    ``accept`` the problems a run can train through (patients in two splits, duplicated images)
+    are logged and returned for the caller to record; those that stop kecae reading the data
+    (unreadable or oversized files, bad manifest rows, missing splits or grades) are refused
+    even then. Warnings (e.g. images smaller than ``size``, the model's input) are logged once.
+    """
+    report = cached_check(
+        data,
+        patient_regex=patient_regex,
+        side_map=side_map,
+        grades=grades,
+        size=size,
+        cache_dir=cache_dir,
+        progress=progress,
+    )
+    errors = report.errors
+    if errors and (not accept or any(not p.can_accept for p in errors)):
+        raise fatal_problems_error(report, data, accept)
+    for p in errors:
+        log.warning("accepted data problem: %s", p)
+    for p in report.warnings:
+        if (report.version, str(p)) not in _logged:
+            _logged.add((report.version, str(p)))
+            log.warning("kecae data check: %s", p)
+    return DataCheck(report.version, errors, report.warnings)
+
+
 def require_clean_data(
     data: str | os.PathLike,
     *,
@@ -341,37 +453,102 @@ def require_clean_data(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> list[Problem]:
-    """The fatal problems ``kecae data check`` finds in ``data`` (empty when none).
-
-    Without ``accept`` a fatal problem is a :class:`KecaeError` naming the first one and the way
-    out; with it they are logged and returned (the caller records them). The check is cached
-    (:func:`cached_check`).
-    """
-    report = cached_check(
+    """The fatal problems ``kecae data check`` finds in ``data`` and the run accepts (empty when
+    none); see :func:`checked_data`."""
+    return checked_data(
         data,
         patient_regex=patient_regex,
         side_map=side_map,
         grades=grades,
+        accept=accept,
         cache_dir=cache_dir,
         progress=progress,
+    ).accepted
+
+
+def fatal_problems_error(
+    report: CheckReport, data: str | os.PathLike, accept: bool = False
+) -> KecaeError:
+    """The one-line error for a data set with fatal problems: the first, and the ways out.
+    ``--accept-data-problems`` is offered only when it covers every one of them; given, it is
+    said which it cannot cover."""
+    blocking = [p for p in report.errors if not p.can_accept]
+    first = (blocking or report.errors)[0]
+    where = f"first: {first.file}: {first.message} (fix: {first.fix})"
+    if accept and blocking:
+        return KecaeError(
+            f"kecae data check finds {len(blocking)} problem(s) in {report.root} that "
+            "--accept-data-problems cannot cover (kecae cannot read the data set as it is); "
+            f"{where}. Fix the data (`kecae data check {data}` lists them all)"
+        )
+    way_out = (
+        ", or pass --accept-data-problems to train anyway (the run's config records it)"
+        if not blocking
+        else ""
     )
-    errors = report.errors
-    if errors and not accept:
-        raise fatal_problems_error(report, data)
-    for p in errors:
-        log.warning("accepted data problem: %s", p)
-    return errors
-
-
-def fatal_problems_error(report: CheckReport, data: str | os.PathLike) -> KecaeError:
-    """The one-line error for a data set with fatal problems: the first, and the ways out."""
-    first = report.errors[0]
     return KecaeError(
-        f"kecae data check finds {len(report.errors)} fatal problem(s) in {report.root}; first: "
-        f"{first.file}: {first.message} (fix: {first.fix}). Fix the data (`kecae data check "
-        f"{data}` lists them all), or pass --accept-data-problems to train anyway (the run's "
-        "config records it)"
+        f"kecae data check finds {len(report.errors)} fatal problem(s) in {report.root}; "
+        f"{where}. Fix the data (`kecae data check {data}` lists them all){way_out}"
     )
+
+
+def _small_image_problems(small: list[tuple[int, int, str]], size: int | None) -> list[Problem]:
+    """One warning for the images under the model's input side (or :data:`MIN_IMAGE_SIDE`)."""
+    if not small:
+        return []
+    short, long, first = min(small)
+    more = f" and {len(small) - 1} more" if len(small) > 1 else ""
+    if size is not None:
+        message = (
+            f"{len(small)} image(s) smaller than the model input of {size} px on their short "
+            f"side (the smallest {short} x {long} px): they are upscaled (blurred)"
+        )
+        fix = "use a smaller --image-size, or larger images"
+    else:
+        message = (
+            f"{len(small)} image(s) under {MIN_IMAGE_SIDE} px on their short side (the "
+            f"smallest {short} x {long} px): too small to show a knee joint; they are upscaled"
+        )
+        fix = "check that these are radiographs (not thumbnails or icons), or remove them"
+    return [Problem("warning", first + more, message, fix)]
+
+
+def _split_problems(catalog: Catalog) -> list[Problem]:
+    """Split names kecae does not know, and a split column (or split folders) without one of
+    train, val and test: training would stop later on the missing split."""
+    if not catalog.has_splits:
+        return []  # none (kecae assigns them) or half-filled (reported by the catalog)
+    where = str(catalog.manifest or catalog.root)
+    counts = Counter(r.split for r in catalog.records)
+    problems = [
+        Problem(
+            "error",
+            where,
+            f"unknown split {name!r} ({n} image(s)): kecae's splits are train, val and test "
+            "(also auto_test, a second test set)",
+            "rename it to train, val or test (valid, validation and testing are read as val "
+            "and test), or leave the whole split column empty to let kecae assign them",
+        )
+        for name, n in sorted(counts.items(), key=lambda kv: str(kv[0]))
+        if name not in KNOWN_SPLITS
+    ]
+    for name in NEEDED_SPLITS:
+        if name not in counts:
+            how = (
+                ", or leave the whole split column empty (kecae then assigns 70/15/15 by patient)"
+                if catalog.manifest
+                else f" (a {name}/ folder)"
+            )
+            problems.append(
+                Problem(
+                    "error",
+                    where,
+                    f"no {name!r} split: kecae trains on train, selects on val and tests on "
+                    f"test, and the splits given are {sorted(map(str, counts))}",
+                    f"give some patients the split {name!r}{how}",
+                )
+            )
+    return problems
 
 
 def _duplicate_problems(by_hash: dict[str, list]) -> list[Problem]:
@@ -389,6 +566,7 @@ def _duplicate_problems(by_hash: dict[str, list]) -> list[Problem]:
                     files,
                     f"identical images with different KL grades {sorted(grades)}",
                     "keep one copy with the right grade",
+                    can_accept=True,
                 )
             )
         elif len(splits) > 1:
@@ -399,6 +577,7 @@ def _duplicate_problems(by_hash: dict[str, list]) -> list[Problem]:
                     f"identical images in splits "
                     f"{sorted(map(str, splits))}: the test set leaks into training",
                     "keep one copy and delete the others",
+                    can_accept=True,
                 )
             )
         else:
@@ -426,6 +605,7 @@ def _leak_problems(catalog: Catalog) -> list[Problem]:
                 where,
                 f"patient {patient!r} is in splits {sorted(splits)}",
                 "move all of this patient's images into one split (train, val or test)",
+                can_accept=True,
             )
         )
     return problems

@@ -42,6 +42,41 @@ _DICOM_FIX = (
 )
 _IMAGE_FIX = "re-export it as PNG or DICOM, or remove it from the data set"
 
+#: Images with more pixels than this are refused from their header, before any decoding: a
+#: 140 KB PNG of 12000 x 12000 px decodes to 3 GB. Knee radiographs have a few megapixels
+#: (3000 x 3000 is 9 MP). The environment variable ``KECAE_MAX_IMAGE_PIXELS`` (or
+#: ``kecae data check --max-pixels``) changes it.
+MAX_IMAGE_PIXELS = 50_000_000
+MAX_PIXELS_ENV = "KECAE_MAX_IMAGE_PIXELS"
+
+
+def max_image_pixels() -> int:
+    """The pixel limit in force: ``KECAE_MAX_IMAGE_PIXELS`` when set, else
+    :data:`MAX_IMAGE_PIXELS`."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+    if not text:
+        return MAX_IMAGE_PIXELS
+    if not text.isdigit() or int(text) < 1:
+        raise KecaeError(
+            f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r} is not a whole number >= 1: "
+            f"set it to the most pixels an image may have (e.g. {MAX_IMAGE_PIXELS})"
+        )
+    return int(text)
+
+
+def _check_pixels(path: Path, width: int, height: int, limit: int | None) -> None:
+    """Refuse an image larger than ``limit`` pixels (default :func:`max_image_pixels`)."""
+    limit = limit or max_image_pixels()
+    if width * height > limit:
+        raise ImageReadError(
+            path,
+            f"image too large ({width} x {height} = {width * height:,} pixels, more than the "
+            f"limit of {limit:,}; a possible decompression bomb)",
+            "downscale it (knee radiographs need no more than a few thousand px a side), "
+            f"remove it from the data set, or raise the limit ({MAX_PIXELS_ENV} or "
+            "`kecae data check --max-pixels`)",
+        )
+
 
 class ImageReadError(KecaeError):
     """An image file that cannot be read; ``reason`` and ``fix`` are kept apart for reports."""
@@ -110,11 +145,12 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return load_image(path).pixels
 
 
-def load_image(path: str | os.PathLike) -> LoadedImage:
+def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> LoadedImage:
     """Decode an image file to grey in [0, 1] and report colour, format and bit depth.
 
     Raises :class:`KecaeError` naming the file for a missing, unreadable, truncated or
-    non-image file.
+    non-image file, and for one with more than ``max_pixels`` pixels (default:
+    :func:`max_image_pixels`), read from its header before anything is decoded.
     """
     path = Path(path)
     if not path.is_file():
@@ -126,16 +162,17 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
             path, "file not found", "fix the path or remove the entry that names it"
         )
     if path.suffix.lower() in (".dcm", ".dicom") or is_dicom(path):
-        return _load_dicom(path)
-    return _load_pillow(path)
+        return _load_dicom(path, max_pixels)
+    return _load_pillow(path, max_pixels)
 
 
 # ---------------------------------------------------------------- Pillow formats
 
 
-def _load_pillow(path: Path) -> LoadedImage:
+def _load_pillow(path: Path, max_pixels: int | None) -> LoadedImage:
     try:
-        with Image.open(path) as img:
+        with Image.open(path) as img:  # reads the header only
+            _check_pixels(path, img.size[0], img.size[1], max_pixels)
             img.load()  # decode now: a truncated file fails here, not later
             fmt = img.format or path.suffix.lstrip(".").upper()
             img = ImageOps.exif_transpose(img)  # camera/phone JPEGs may be stored rotated
@@ -227,7 +264,7 @@ def _finish(path: Path, pixels: np.ndarray, colour: bool, fmt: str, bits: int) -
 # ---------------------------------------------------------------- DICOM
 
 
-def _load_dicom(path: Path) -> LoadedImage:
+def _load_dicom(path: Path, max_pixels: int | None) -> LoadedImage:
     import pydicom
     from pydicom.dataset import Dataset
     from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing
@@ -241,6 +278,8 @@ def _load_dicom(path: Path) -> LoadedImage:
                 "remove it from the data set",
             )
         _set_missing_transfer_syntax(ds)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        _check_pixels(path, int(ds.get("Columns", 0)), int(ds.get("Rows", 0)) * frames, max_pixels)
         arr = ds.pixel_array  # respects BitsStored (12 bits in 16 are masked) and signedness
     except KecaeError:
         raise
@@ -250,7 +289,6 @@ def _load_dicom(path: Path) -> LoadedImage:
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     bits = int(ds.get("BitsStored", 8 * arr.dtype.itemsize))
     samples = int(ds.get("SamplesPerPixel", 1))
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         arr = arr[0]  # a multi-frame file: the first frame is the image we use
     if samples > 1:  # RGB / YBR DICOM: pixel_array already converts YBR to RGB

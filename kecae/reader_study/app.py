@@ -16,11 +16,16 @@ changes nothing and is acknowledged; a different answer for an answered image is
 409 Conflict. Phase 2 opens when phase 1 is complete (it names the intended exchange, which
 would unblind phase 1).
 
-Refusals: an unknown or malformed token, an item or image outside the reader's set (or of
+Refusals: a state-changing request from another site (its Origin or Referer): 403, before
+any route (:mod:`kecae.reader_study.security`, which also sets the headers of every response);
+an unknown or malformed token, an item or image outside the reader's set (or of
 phase 2 while phase 1 is open), and any path outside the routes above: 404; a missing or
 out-of-range value: 400; a wrong method: 405; a body that is not a form: 415; an oversized
 body: 413; an out-of-order, early phase-2 or changed answer: 409. A client that prefers
 ``application/json`` gets JSON replies instead of pages.
+
+Flask is imported inside the functions: only this command needs the web stack, and
+``kecae --help`` must not load it. The server is :mod:`kecae.reader_study.server`.
 """
 
 from __future__ import annotations
@@ -29,11 +34,10 @@ import datetime as _dt
 import logging
 import re
 import sqlite3
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
-from kecae.reader_study import db
+from kecae.reader_study import db, security
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -74,11 +78,6 @@ EXCHANGES = {
         "osteophytes), the rest of the knee unchanged",
     ),
 }
-
-_CSP = (
-    "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
-    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-)
 
 
 def _now() -> str:
@@ -136,47 +135,39 @@ def _parse_answer(form: Any, phase: int) -> dict[str, int | None]:
     return out
 
 
-def create_app(study: str | Path) -> Flask:
-    """The Flask app serving ``study`` (a folder written by ``kecae reader-study prepare``)."""
-    from flask import Flask, abort, g, jsonify, redirect, render_template, request, url_for
-    from werkzeug.exceptions import HTTPException
+class _StudyAccess:
+    """The study a running app serves: its folder, settings, images and one database connection
+    per request; and the reader a token names."""
 
-    study = Path(study).resolve()
-    con = db.open_study(study)  # fails early, with a clear message, for a wrong folder
-    settings = db.meta(con)
-    con.close()
-    images_dir = (study / db.IMAGES_DIR).resolve()
+    def __init__(self, study: Path) -> None:
+        self.study = study
+        con = db.open_study(study)  # fails early, with a clear message, for a wrong folder
+        self.settings = db.meta(con)
+        con.close()
+        self.images_dir = (study / db.IMAGES_DIR).resolve()
 
-    app = Flask(
-        __name__, static_folder="static", template_folder="templates", static_url_path="/static"
-    )
-    app.config.update(MAX_CONTENT_LENGTH=16 * 1024, STUDY=study, SEND_FILE_MAX_AGE_DEFAULT=3600)
-    # the default JSON provider has sort_keys; its stub types only the base class
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.url_map.merge_slashes = False  # "//x" is refused, not redirected somewhere else
+    def db(self) -> sqlite3.Connection:
+        from flask import g
 
-    def get_db() -> sqlite3.Connection:
         if "db" not in g:
-            g.db = db.connect(study / db.DB_NAME)
+            g.db = db.connect(self.study / db.DB_NAME)
         return g.db
 
-    @app.teardown_appcontext
-    def _close(_exc: BaseException | None) -> None:
+    def close(self, _exc: BaseException | None = None) -> None:
+        from flask import g
+
         con = g.pop("db", None)
         if con is not None:
             con.close()
 
-    def wants_json() -> bool:
-        return (
-            request.accept_mimetypes.best_match(["text/html", "application/json"])
-            == "application/json"
-        )
+    def reader_of(self, token: str) -> sqlite3.Row:
+        """The reader ``token`` names, or a 404 (a malformed token is never looked up)."""
+        from flask import abort
 
-    def reader_of(token: str) -> sqlite3.Row:
         row = None
-        if TOKEN_RE.match(token):  # anything else cannot be a token: no database look-up
+        if TOKEN_RE.match(token):
             row = (
-                get_db()
+                self.db()
                 .execute(
                     "SELECT id, name FROM readers WHERE token_sha256 = ?", (db.token_hash(token),)
                 )
@@ -190,209 +181,202 @@ def create_app(study: str | Path) -> Flask:
             )
         return row
 
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):
-        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
-        if wants_json():
-            return (
-                jsonify(error=exc.code, name=exc.name, message=exc.description),
-                exc.code,
-                headers,
-            )
-        return (
-            render_template("error.html", code=exc.code, name=exc.name, message=exc.description),
-            exc.code,
-            headers,
-        )
 
-    @app.after_request
-    def _headers(resp):
-        resp.headers["Content-Security-Policy"] = _CSP
-        resp.headers["X-Content-Type-Options"] = "nosniff"
-        resp.headers["Referrer-Policy"] = "no-referrer"  # the token never leaves in a Referer
-        resp.headers["X-Frame-Options"] = "DENY"
-        if resp.mimetype != "image/png" and not request.path.startswith("/static/"):
-            resp.headers["Cache-Control"] = "no-store"
-        return resp
+def create_app(study: str | Path) -> Flask:
+    """The Flask app serving ``study`` (a folder written by ``kecae reader-study prepare``)."""
+    from flask import Flask
 
-    @app.get("/")
-    def index():
-        return render_template("index.html")
-
-    @app.get("/r/<token>")
-    def reader(token: str):
-        r = reader_of(token)
-        st = _state(get_db(), r["id"])
-        total, done = st["total"], st["done"]
-        common = dict(reader=r["name"], answered=done[1] + done[2], total=total[1] + total[2])
-        nxt = st["next"]
-        if nxt is None:
-            return render_template("done.html", **common)
-        image = url_for("image", token=token, image_id=nxt["image_id"])
-        page = dict(
-            common,
-            item=nxt["item"],
-            phase=nxt["phase"],
-            image_url=image,
-            action=url_for("answer", token=token),
-            keys=KEYS[nxt["phase"]],
-            position=done[nxt["phase"]] + 1,
-            phase_total=total[nxt["phase"]],
-            phases=2 if total[2] else 1,
-            size=int(settings.get("image_size", 0)),
-        )
-        if nxt["phase"] == 1:
-            return render_template("phase1.html", realism_labels=REALISM_LABELS, **page)
-        exchange, meaning = EXCHANGES[nxt["direction"]]
-        return render_template(
-            "phase2.html",
-            exchange=exchange,
-            meaning=meaning,
-            original_url=url_for("image", token=token, image_id=nxt["original_id"]),
-            first=done[2] == 0,
-            **page,
-        )
-
-    @app.get("/r/<token>/image/<image_id>")
-    def image(token: str, image_id: str):
-        r = reader_of(token)
-        if not ID_RE.match(image_id):
-            abort(404, "No such image in your set.")
-        con = get_db()
-        open_phase = _state(con, r["id"])["open_phase"]
-        ok = con.execute(
-            "SELECT 1 FROM schedule s JOIN items i ON i.id = s.item_id "
-            "WHERE s.reader_id = ? AND i.phase <= ? AND (i.image_id = ? OR i.original_id = ?) "
-            "LIMIT 1",
-            (r["id"], open_phase, image_id, image_id),
-        ).fetchone()
-        path = (images_dir / f"{image_id}.png").resolve()
-        if ok is None or path.parent != images_dir or not path.is_file():
-            abort(404, "No such image in your set.")
-        resp = app.response_class(path.read_bytes(), mimetype="image/png")
-        # no ETag / Last-Modified: a file's time stamp must not tell anything about the image
-        resp.headers["Cache-Control"] = "private, max-age=3600"
-        return resp
-
-    @app.post("/r/<token>/answer")
-    def answer(token: str):
-        r = reader_of(token)
-        if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            abort(415, "Send answers as an HTML form (application/x-www-form-urlencoded).")
-        item = request.form.get("item", "")
-        if not ID_RE.match(item):
-            abort(404, "This image is not in your set.")
-        con = get_db()
-        con.execute("BEGIN IMMEDIATE")  # one reader's check-then-insert is atomic
-        try:
-            row = con.execute(
-                "SELECT i.phase, s.position FROM schedule s JOIN items i ON i.id = s.item_id "
-                "WHERE s.reader_id = ? AND s.item_id = ?",
-                (r["id"], item),
-            ).fetchone()
-            if row is None:
-                abort(404, "This image is not in your set.")
-            values = _parse_answer(request.form, row["phase"])
-            old = con.execute(
-                "SELECT kl_call, realism, match FROM answers WHERE reader_id = ? AND item_id = ?",
-                (r["id"], item),
-            ).fetchone()
-            duplicate = old is not None
-            if duplicate:
-                if tuple(old) != (values["kl_call"], values["realism"], values["match"]):
-                    abort(
-                        409,
-                        "This image is already answered and answers are final; "
-                        "reload the page to see your next image.",
-                    )
-            else:
-                st = _state(con, r["id"])
-                if st["next"] is None or st["next"]["item"] != item:
-                    if row["phase"] == 2 and st["open_phase"] == 1:
-                        abort(409, "Phase 2 opens when phase 1 is complete.")
-                    abort(
-                        409, "Images are answered in order; reload the page to see your next image."
-                    )
-                con.execute(
-                    "INSERT INTO answers (reader_id, item_id, kl_call, realism, match, "
-                    "elapsed_ms, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        r["id"],
-                        item,
-                        values["kl_call"],
-                        values["realism"],
-                        values["match"],
-                        values["elapsed_ms"],
-                        _now(),
-                    ),
-                )
-            con.execute("COMMIT")  # durable (synchronous=FULL) before the reply goes out
-        except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise
-        if not duplicate:
-            log.info("%s answered item %d", r["name"], row["position"] + 1)
-        if wants_json():
-            st = _state(con, r["id"])
-            return jsonify(
-                saved=True,
-                duplicate=duplicate,
-                answered=st["done"][1] + st["done"][2],
-                total=st["total"][1] + st["total"][2],
-            )
-        return redirect(url_for("reader", token=token), code=303)
-
+    access = _StudyAccess(Path(study).resolve())
+    app = Flask(
+        __name__, static_folder="static", template_folder="templates", static_url_path="/static"
+    )
+    app.config.update(
+        MAX_CONTENT_LENGTH=16 * 1024, STUDY=access.study, SEND_FILE_MAX_AGE_DEFAULT=3600
+    )
+    # the default JSON provider has sort_keys; its stub types only the base class
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.merge_slashes = False  # "//x" is refused, not redirected somewhere else
+    app.teardown_appcontext(access.close)
+    security.install(app)
+    _install_error_pages(app)
+    _add_routes(app, access)
     return app
 
 
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
+def _wants_json() -> bool:
+    from flask import request
 
-
-def serve(
-    study: str | Path,
-    host: str = "127.0.0.1",
-    port: int = 8765,
-    *,
-    threads: int = 8,
-    out: TextIO = sys.stdout,
-) -> None:
-    """Serve ``study`` with waitress until interrupted; prints the reader links.
-
-    ``port=0`` picks a free port (printed). Only localhost is reachable unless ``host`` says
-    otherwise; the links travel in clear text over plain HTTP, so serve other hosts behind a
-    TLS proxy or an SSH tunnel.
-    """
-    from waitress import create_server
-
-    study = Path(study)
-    app = create_app(study)
-    server = create_server(app, host=host, port=port, threads=threads, ident="kecae")
-    bound = getattr(server, "effective_port", None)
-    if bound is None:  # a name such as "localhost" can bind several sockets (IPv4 and IPv6)
-        bound = server.effective_listen[0][1]
-    base = f"http://{_url_host(host)}:{bound}"
-    print(
-        f"reader study {study} at {base}/  (Ctrl-C stops; each answer is saved as it is given)",
-        file=out,
+    return (
+        request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"
     )
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        print(
-            f"warning: listening on {host}, not only this machine; the links travel unencrypted "
-            "over plain HTTP: put a TLS proxy or an SSH tunnel in front",
-            file=out,
+
+
+def _install_error_pages(app: Flask) -> None:
+    """Every refusal as a page (or JSON for a client that prefers it), keeping its headers."""
+    from flask import jsonify, render_template
+    from werkzeug.exceptions import HTTPException
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+        if _wants_json():
+            body = jsonify(error=exc.code, name=exc.name, message=exc.description)
+            return body, exc.code, headers
+        page = render_template("error.html", code=exc.code, name=exc.name, message=exc.description)
+        return page, exc.code, headers
+
+
+def _add_routes(app: Flask, access: _StudyAccess) -> None:
+    from flask import render_template
+
+    app.add_url_rule("/", "index", lambda: render_template("index.html"))
+    app.add_url_rule("/r/<token>", "reader", lambda token: _reader_page(access, token))
+    app.add_url_rule(
+        "/r/<token>/image/<image_id>",
+        "image",
+        lambda token, image_id: _image(app, access, token, image_id),
+    )
+    app.add_url_rule(
+        "/r/<token>/answer", "answer", lambda token: _answer(access, token), methods=["POST"]
+    )
+
+
+def _reader_page(access: _StudyAccess, token: str):
+    """The reader's next image (phase 1 or 2), or the done page."""
+    from flask import render_template, url_for
+
+    r = access.reader_of(token)
+    st = _state(access.db(), r["id"])
+    total, done = st["total"], st["done"]
+    common = dict(reader=r["name"], answered=done[1] + done[2], total=total[1] + total[2])
+    nxt = st["next"]
+    if nxt is None:
+        return render_template("done.html", **common)
+    page = dict(
+        common,
+        item=nxt["item"],
+        phase=nxt["phase"],
+        image_url=url_for("image", token=token, image_id=nxt["image_id"]),
+        action=url_for("answer", token=token),
+        keys=KEYS[nxt["phase"]],
+        position=done[nxt["phase"]] + 1,
+        phase_total=total[nxt["phase"]],
+        phases=2 if total[2] else 1,
+        size=int(access.settings.get("image_size", 0)),
+    )
+    if nxt["phase"] == 1:
+        return render_template("phase1.html", realism_labels=REALISM_LABELS, **page)
+    exchange, meaning = EXCHANGES[nxt["direction"]]
+    return render_template(
+        "phase2.html",
+        exchange=exchange,
+        meaning=meaning,
+        original_url=url_for("image", token=token, image_id=nxt["original_id"]),
+        first=done[2] == 0,
+        **page,
+    )
+
+
+def _image(app: Flask, access: _StudyAccess, token: str, image_id: str):
+    """A PNG of the reader's set (of the phases open to them), never a path."""
+    from flask import abort
+
+    r = access.reader_of(token)
+    if not ID_RE.match(image_id):
+        abort(404, "No such image in your set.")
+    con = access.db()
+    open_phase = _state(con, r["id"])["open_phase"]
+    ok = con.execute(
+        "SELECT 1 FROM schedule s JOIN items i ON i.id = s.item_id "
+        "WHERE s.reader_id = ? AND i.phase <= ? AND (i.image_id = ? OR i.original_id = ?) "
+        "LIMIT 1",
+        (r["id"], open_phase, image_id, image_id),
+    ).fetchone()
+    path = (access.images_dir / f"{image_id}.png").resolve()
+    if ok is None or path.parent != access.images_dir or not path.is_file():
+        abort(404, "No such image in your set.")
+    resp = app.response_class(path.read_bytes(), mimetype="image/png")
+    # no ETag / Last-Modified: a file's time stamp must not tell anything about the image
+    resp.headers["Cache-Control"] = "private, max-age=3600"
+    return resp
+
+
+def _answer(access: _StudyAccess, token: str):
+    """One answer, committed before the reply; 303 to the next image (or JSON)."""
+    from flask import abort, jsonify, redirect, request, url_for
+
+    r = access.reader_of(token)
+    if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        abort(415, "Send answers as an HTML form (application/x-www-form-urlencoded).")
+    item = request.form.get("item", "")
+    if not ID_RE.match(item):
+        abort(404, "This image is not in your set.")
+    con = access.db()
+    duplicate, position = _commit_answer(con, r["id"], item, request.form)
+    if not duplicate:
+        log.info("%s answered item %d", r["name"], position + 1)
+    if _wants_json():
+        st = _state(con, r["id"])
+        return jsonify(
+            saved=True,
+            duplicate=duplicate,
+            answered=st["done"][1] + st["done"][2],
+            total=st["total"][1] + st["total"][2],
         )
-    links = study / db.LINKS_NAME
-    if links.is_file():
-        for line in links.read_text().splitlines():
-            if line and not line.startswith("#"):
-                name, path = line.split("\t", 1)
-                print(f"  {name}: {base}{path}", file=out)
-    out.flush()
+    return redirect(url_for("reader", token=token), code=303)
+
+
+def _commit_answer(
+    con: sqlite3.Connection, reader_id: int, item: str, form: Any
+) -> tuple[bool, int]:
+    """Check and store one answer in one ``BEGIN IMMEDIATE ... COMMIT`` (durable before the
+    reply); returns (it repeats the stored answer, the item's position in the reader's order).
+    Refusals are HTTP errors: 404 not in the set, 400 bad values, 409 changed or out of order."""
+    from flask import abort
+
+    con.execute("BEGIN IMMEDIATE")  # one reader's check-then-insert is atomic
     try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
+        row = con.execute(
+            "SELECT i.phase, s.position FROM schedule s JOIN items i ON i.id = s.item_id "
+            "WHERE s.reader_id = ? AND s.item_id = ?",
+            (reader_id, item),
+        ).fetchone()
+        if row is None:
+            abort(404, "This image is not in your set.")
+        values = _parse_answer(form, row["phase"])
+        old = con.execute(
+            "SELECT kl_call, realism, match FROM answers WHERE reader_id = ? AND item_id = ?",
+            (reader_id, item),
+        ).fetchone()
+        if old is not None:
+            if tuple(old) != (values["kl_call"], values["realism"], values["match"]):
+                abort(
+                    409,
+                    "This image is already answered and answers are final; "
+                    "reload the page to see your next image.",
+                )
+        else:
+            st = _state(con, reader_id)
+            if st["next"] is None or st["next"]["item"] != item:
+                if row["phase"] == 2 and st["open_phase"] == 1:
+                    abort(409, "Phase 2 opens when phase 1 is complete.")
+                abort(409, "Images are answered in order; reload the page to see your next image.")
+            con.execute(
+                "INSERT INTO answers (reader_id, item_id, kl_call, realism, match, "
+                "elapsed_ms, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    reader_id,
+                    item,
+                    values["kl_call"],
+                    values["realism"],
+                    values["match"],
+                    values["elapsed_ms"],
+                    _now(),
+                ),
+            )
+        con.execute("COMMIT")  # durable (synchronous=FULL) before the reply goes out
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+    return old is not None, int(row["position"])

@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import shutil
+import sqlite3
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from kecae import __version__
+from kecae.config import check_values
+from kecae.data.readers import preprocess, read_image
 from kecae.errors import KecaeError
+from kecae.files import output_error, writable_folder
 from kecae.reader_study import db
+from kecae.reader_study.config import PrepareConfig
 from kecae.runfolder import GeneratedFolder
 
 _NEEDED = ("path", "grade", "pair_index", "direction", "recipient_path", "donor_path")
@@ -172,16 +177,51 @@ def prepare_study(
             phase-2 sham comparison (the image beside itself).
         seed: seeds the choice of pairs and controls and each reader's order.
     Raises:
-        KecaeError: for a missing manifest or images, too many pairs or controls, bad names.
+        KecaeError: for a missing manifest or images, too many pairs or controls, bad names, an
+            output that cannot be written (read-only, full disk).
     """
-    from kecae.data.readers import preprocess, read_image
-    from kecae.generation import to_uint8
-
     generated, out = Path(generated), Path(out)
-    if pairs < 1:
-        raise KecaeError("--pairs must be at least 1")
-    if controls < 0:
-        raise KecaeError("--controls must be 0 or more")
+    _check_request(generated, out, pairs, readers, controls, seed)
+    rng = np.random.default_rng(seed)
+    chosen, control_images, side = _choose(generated, pairs, controls, rng)
+    images, items = _plan(chosen, control_images)
+    settings = {
+        "schema_version": db.SCHEMA_VERSION,
+        "kecae_version": __version__,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "generated": str(generated.resolve()),
+        "pairs": pairs,
+        "controls": controls,
+        "seed": seed,
+        "image_size": side,
+        "readers": len(readers),
+    }
+    links = _write_study(out, images, items, readers, rng, settings)
+    return PreparedStudy(
+        study=out,
+        links=links,
+        pairs=pairs,
+        generated_images=2 * pairs,
+        controls=len(control_images),
+        image_size=side,
+    )
+
+
+def _check_request(
+    generated: Path, out: Path, pairs: int, readers: list[str], controls: int, seed: int
+) -> None:
+    """Refuse bad numbers, reader names and an output that exists or cannot be written, before
+    anything is read."""
+    check_values(
+        PrepareConfig(
+            generated=str(generated),
+            pairs=pairs,
+            readers=readers,
+            controls=controls,
+            seed=seed,
+            out=str(out),
+        )
+    )
     if not readers:
         raise KecaeError("give at least one reader name with --readers")
     bad = [r for r in readers if not _READER_NAME.match(r)]
@@ -194,15 +234,20 @@ def prepare_study(
             f"{out} already exists and is not empty: a study is never overwritten; "
             "choose another --out"
         )
+    writable_folder(out.parent, "--out")  # the study is built beside it, then renamed
 
-    # -- choose the pairs and controls
+
+def _choose(
+    generated: Path, pairs: int, controls: int, rng: np.random.Generator
+) -> tuple[list[_Pair], list[tuple[Path, int]], int]:
+    """The chosen pairs (each with its images on disk), the control images, and the side in
+    pixels of the generated images."""
     complete, real = read_pairs(generated)
     if pairs > len(complete):
         raise KecaeError(
             f"--pairs {pairs} is more than the {len(complete)} complete pairs in "
             f"{generated}/manifest.csv: ask for at most {len(complete)}"
         )
-    rng = np.random.default_rng(seed)
     keys = sorted(complete)
     chosen = [complete[keys[i]] for i in sorted(rng.choice(len(keys), size=pairs, replace=False))]
     used = {p for pair in chosen for p in pair.recipient.values()}
@@ -224,112 +269,66 @@ def prepare_study(
     size = _grey_u8(chosen[0].exchanged["kl0_to_kl2"]).shape
     if size[0] != size[1]:
         raise KecaeError(f"generated images are {size[1]}x{size[0]} px; expected square images")
-    side = int(size[0])
+    return chosen, control_images, int(size[0])
 
-    # -- every image gets a random id; (id, how to make its pixels, source)
-    def new_id() -> str:
-        return secrets.token_urlsafe(12)  # 16 characters
 
-    images: list[tuple[str, str, Path]] = []  # (id, "generated" | "real", source)
+def _new_id() -> str:
+    return secrets.token_urlsafe(12)  # 16 characters
+
+
+def _item(phase: int, kind: str, image_id: str, original_id: str | None, grade: int, **kw) -> dict:
+    return dict(
+        phase=phase, kind=kind, image_id=image_id, original_id=original_id, grade=grade, **kw
+    )
+
+
+def _plan(
+    chosen: list[_Pair], control_images: list[tuple[Path, int]]
+) -> tuple[list[tuple[str, str, Path]], list[dict]]:
+    """Every image under a random id, ``(id, "generated" | "real", source)``, and every item
+    (phase 1: one image; phase 2: the original beside it), each with a random id."""
+    images: list[tuple[str, str, Path]] = []
     items: list[dict] = []
     for pair in chosen:
         for direction in ("kl0_to_kl2", "kl2_to_kl0"):
-            ex_id, rec_id = new_id(), new_id()
+            ex_id, rec_id = _new_id(), _new_id()
             images += [
                 (ex_id, "generated", pair.exchanged[direction]),
                 (rec_id, "real", pair.recipient[direction]),
             ]
-            grade = _TARGET[direction]
-            items.append(
-                dict(
-                    phase=1,
-                    kind="exchanged",
-                    image_id=ex_id,
-                    original_id=None,
-                    grade=grade,
-                    direction=direction,
-                    pair_index=pair.index,
-                )
-            )
-            items.append(
-                dict(
-                    phase=2,
-                    kind="exchanged",
-                    image_id=ex_id,
-                    original_id=rec_id,
-                    grade=grade,
-                    direction=direction,
-                    pair_index=pair.index,
-                )
-            )
+            grade, truth = _TARGET[direction], dict(direction=direction, pair_index=pair.index)
+            items.append(_item(1, "exchanged", ex_id, None, grade, **truth))
+            items.append(_item(2, "exchanged", ex_id, rec_id, grade, **truth))
     for path, grade in control_images:
-        c_id = new_id()
+        c_id = _new_id()
         images.append((c_id, "real", path))
-        items.append(
-            dict(
-                phase=1,
-                kind="control",
-                image_id=c_id,
-                original_id=None,
-                grade=grade,
-                direction=None,
-                pair_index=None,
-            )
-        )
+        items.append(_item(1, "control", c_id, None, grade, direction=None, pair_index=None))
         # sham: the real image beside itself, with the exchange that would change its grade
-        items.append(
-            dict(
-                phase=2,
-                kind="sham",
-                image_id=c_id,
-                original_id=c_id,
-                grade=grade,
-                direction="kl0_to_kl2" if grade == 0 else "kl2_to_kl0",
-                pair_index=None,
-            )
-        )
+        sham = "kl0_to_kl2" if grade == 0 else "kl2_to_kl0"
+        items.append(_item(2, "sham", c_id, c_id, grade, direction=sham, pair_index=None))
     for it in items:
-        it["id"] = secrets.token_urlsafe(12)
+        it["id"] = _new_id()
+    return images, items
 
-    # -- write into a temporary folder, renamed into place at the end: no half-made study
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+
+def _write_study(
+    out: Path,
+    images: list[tuple[str, str, Path]],
+    items: list[dict],
+    readers: list[str],
+    rng: np.random.Generator,
+    settings: dict,
+) -> dict[str, str]:
+    """Write the study into a temporary folder beside ``out`` and rename it into place at the
+    end: no half-made study, whatever stops it (a full disk included). Returns the links."""
+    tmp: Path | None = None
     try:
-        (tmp / db.IMAGES_DIR).mkdir()
-        for n in rng.permutation(len(images)):  # random write order: mtimes say nothing
-            image_id, how, src = images[n]
-            if how == "generated":
-                pixels = _grey_u8(src)
-                if pixels.shape != (side, side):
-                    raise KecaeError(
-                        f"{src} is {pixels.shape[1]}x{pixels.shape[0]} px, the "
-                        f"other generated images {side}x{side}"
-                    )
-            else:
-                pixels = to_uint8(preprocess(read_image(src), side))  # as KECAE saw it
-            _write_png(tmp / db.IMAGES_DIR / f"{image_id}.png", pixels)
-
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        _write_images(tmp, images, int(settings["image_size"]), rng)
         tokens = {name: secrets.token_urlsafe(24) for name in readers}
         con = db.connect(tmp / db.DB_NAME, create=True)
         try:
-            _fill_database(
-                con,
-                images,
-                items,
-                tokens,
-                rng,
-                {
-                    "schema_version": db.SCHEMA_VERSION,
-                    "kecae_version": __version__,
-                    "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                    "generated": str(generated.resolve()),
-                    "pairs": pairs,
-                    "controls": controls,
-                    "seed": seed,
-                    "image_size": side,
-                    "readers": len(readers),
-                },
-            )
+            _fill_database(con, images, items, tokens, rng, settings)
             con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             con.close()
@@ -343,17 +342,42 @@ def prepare_study(
         if out.exists():
             out.rmdir()  # empty, checked above
         os.replace(tmp, out)
+    except (OSError, sqlite3.Error) as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise output_error(getattr(exc, "filename", None) or out, exc) from exc
+        raise KecaeError(
+            f"cannot write the study database in {out.parent} ({exc}): free some "
+            "disk space or choose another --out"
+        ) from exc
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return PreparedStudy(
-        study=out,
-        links=links,
-        pairs=pairs,
-        generated_images=2 * pairs,
-        controls=len(control_images),
-        image_size=side,
-    )
+    return links
+
+
+def _write_images(
+    folder: Path, images: list[tuple[str, str, Path]], side: int, rng: np.random.Generator
+) -> None:
+    """Re-encode every image from its pixels (real ones preprocessed as KECAE saw them), in a
+    random order: file times say nothing."""
+    from kecae.generation import to_uint8  # generation loads torch: only when images are written
+
+    (folder / db.IMAGES_DIR).mkdir()
+    for n in rng.permutation(len(images)):
+        image_id, how, src = images[n]
+        if how == "generated":
+            pixels = _grey_u8(src)
+            if pixels.shape != (side, side):
+                raise KecaeError(
+                    f"{src} is {pixels.shape[1]}x{pixels.shape[0]} px, the "
+                    f"other generated images {side}x{side}"
+                )
+        else:
+            pixels = to_uint8(preprocess(read_image(src), side))  # as KECAE saw it
+        _write_png(folder / db.IMAGES_DIR / f"{image_id}.png", pixels)
 
 
 def _fill_database(con, images, items, tokens, rng, settings) -> None:

@@ -29,6 +29,7 @@ from kecae import CLASS_GRADES
 from kecae.checkpoint import load_checkpoint, load_weights, resume_from, rng_state, save_checkpoint
 from kecae.config import check_values, load_yaml, save_yaml, to_dict
 from kecae.data.catalog import task_grades
+from kecae.data.check import checked_data
 from kecae.device import seed_everything
 from kecae.errors import KecaeError
 from kecae.files import atomic_write_text
@@ -41,6 +42,7 @@ from kecae.runfolder import (
     prepare_output,
     record_data_problems,
 )
+from kecae.runlock import lock_run_folder, releases_locks
 from kecae.training.augment import classic_augment, mix_batch, mixed_cross_entropy
 from kecae.training.batches import ArrayBatcher
 from kecae.training.config import CLASSIFIER_MAY_CHANGE, ClassifierTrainConfig
@@ -196,6 +198,7 @@ def schedule_of(cfg: ClassifierTrainConfig, data: TrainingData) -> Schedule:
         raise KecaeError(f"{cfg.out}: {exc}") from exc
 
 
+@releases_locks
 def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
     """Train, select on validation, test once; returns (and writes) ``metrics.json``.
 
@@ -203,7 +206,6 @@ def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
     resumes. A folder made with other settings (another --arch, lr, data, ...) is refused, or,
     with ``fresh``, left alone while the run starts in a new folder.
     """
-    from kecae.data.check import require_clean_data
     from kecae.models.classifiers import ClassifierConfig, build_classifier
 
     check_values(cfg)
@@ -226,16 +228,6 @@ def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
         return finished
     if dist_info.is_main:
         prepare_output(run.folder)
-    problems = require_clean_data(
-        cfg.data,
-        patient_regex=cfg.patient_regex,
-        grades=task_grades(cfg.grades),
-        accept=cfg.accept_data_problems,
-        cache_dir=cfg.cache_dir,
-        progress=cfg.progress and dist_info.is_main,
-    )
-    if dist_info.is_main and problems:
-        record_data_problems(run.folder, problems)
 
     seed_everything(cfg.seed)
     data = load_splits(cfg, progress=cfg.progress and dist_info.is_main)
@@ -251,8 +243,9 @@ def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
 def _open_run(
     cfg: ClassifierTrainConfig, dist_info: DistInfo
 ) -> tuple[ClassifierTrainConfig, ClassifierRun, dict[str, Any] | None, dict[str, Any] | None]:
-    """The run folder: this one (same settings, or unused), or with --fresh a new one. Returns
-    the settings (``out`` changed by --fresh), the folder, the metrics of a finished run (None
+    """The run folder: this one (same settings, or unused), or with --fresh a new one, locked,
+    and the data checked (accepted problems recorded). Returns the settings (``out`` changed by
+    --fresh, the data version filled in), the folder, the metrics of a finished run (None
     otherwise) and the checkpoint to resume from (None: start)."""
     run = ClassifierRun(Path(cfg.out))
     if cfg.fresh and any(p.exists() for p in (run.config, run.last, run.best)):
@@ -261,6 +254,21 @@ def _open_run(
         if dist_info.is_main:
             log.info("%s is used: training afresh in %s", run.folder, cfg.out)
         run = ClassifierRun(Path(cfg.out))
+    if dist_info.is_main:
+        lock_run_folder(run.folder)  # before its state is read: one process per run folder
+    checked = checked_data(
+        cfg.data,
+        patient_regex=cfg.patient_regex,
+        grades=task_grades(cfg.grades),
+        accept=cfg.accept_data_problems,
+        cache_dir=cfg.cache_dir,
+        progress=cfg.progress and dist_info.is_main,
+        size=cfg.image_size,
+    )
+    cfg = dataclasses.replace(cfg, data_version=checked.version)  # a setting like the others
+    if dist_info.is_main and checked.accepted:
+        prepare_output(run.folder)
+        record_data_problems(run.folder, checked.accepted)
     if run.finished:
         old = (
             to_dict(load_yaml(ClassifierTrainConfig, run.config))

@@ -69,6 +69,9 @@ class ClassifierTrainConfig:
     fresh: bool = False  # leave a used --out as it is and train afresh in OUT-2 (OUT-3, ...)
     patient_regex: str | None = None  # folder layout: regex with a group 'patient' (see data check)
     accept_data_problems: bool = False  # train despite fatal `kecae data check` problems (recorded)
+    data_version: str = setting(
+        "", hidden=True
+    )  # the data set's version from the data check (set by kecae; another one is refused)
 
 
 @dataclass
@@ -145,6 +148,9 @@ class KECAETrainConfig(LossSettings, _KECAERecipe):
     fresh: bool = False  # leave a used --out as it is and train afresh in OUT-2 (OUT-3, ...)
     patient_regex: str | None = None  # folder layout: regex with a group 'patient' (see data check)
     accept_data_problems: bool = False  # train despite fatal `kecae data check` problems (recorded)
+    data_version: str = setting(
+        "", hidden=True
+    )  # the data set's version from the data check (set by kecae; another one is refused)
 
 
 #: Fields that may change when a run resumes or a finished run is reused: stopping criteria,

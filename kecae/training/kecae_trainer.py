@@ -26,7 +26,7 @@ from kecae.checkpoint import load_checkpoint, load_weights, resume_from, rng_sta
 from kecae.config import check_values, save_yaml, to_dict
 from kecae.data.cache import ImageSet, load_image_set
 from kecae.data.catalog import grades_of, task_grades
-from kecae.data.check import require_clean_data
+from kecae.data.check import checked_data
 from kecae.data.pairs import PairSampler
 from kecae.device import seed_everything
 from kecae.errors import KecaeError
@@ -43,6 +43,7 @@ from kecae.runfolder import (
     record_data_problems,
     store_path,
 )
+from kecae.runlock import lock_run_folder, releases_locks
 from kecae.training.batches import PairBatches, gather
 from kecae.training.config import KECAE_MAY_CHANGE, KECAETrainConfig, kecae_model_config
 from kecae.training.distributed import (
@@ -164,6 +165,7 @@ class _Pairs:
     candidates: int  # size of the KL-0 x KL-2 product
 
 
+@releases_locks
 def train_kecae(
     cfg: KECAETrainConfig, callback: Callable[[str, torch.nn.Module], None] | None = None
 ) -> dict[str, Any]:
@@ -184,7 +186,7 @@ def train_kecae(
 
     # the run folder: this one (unused, or a run of the same settings to continue), or with
     # --fresh a new one; then the data check
-    cfg, run, old_ckpt = _open_run_folder(cfg, dist_info)
+    cfg, run, old_ckpt = _open_run_folder(cfg, dist_info, model_config.image_size)
     seed_everything(cfg.seed)
 
     # data: KL-0 and KL-2 of the train split, pairs from their product
@@ -285,10 +287,11 @@ def train_kecae(
 
 
 def _open_run_folder(
-    cfg: KECAETrainConfig, dist_info: DistInfo
+    cfg: KECAETrainConfig, dist_info: DistInfo, size: int
 ) -> tuple[KECAETrainConfig, KECAERun, dict[str, Any] | None]:
-    """The run folder to train in (``--fresh``: a new one when this one is used), checked
-    against the settings of the checkpoint it holds; the data checked (problems recorded)."""
+    """The run folder to train in (``--fresh``: a new one when this one is used), locked, and
+    checked against the settings of the checkpoint it holds, the data version included; the
+    data checked (accepted problems recorded, images under ``size`` px reported)."""
     run = KECAERun(Path(cfg.out))
     if cfg.fresh and (run.last.exists() or run.config.exists()):
         cfg = dataclasses.replace(cfg, out=str(fresh_folder(run.folder)))
@@ -296,21 +299,25 @@ def _open_run_folder(
         if dist_info.is_main:
             log.info("%s is used: training afresh in %s", run.folder, cfg.out)
         run = KECAERun(Path(cfg.out))
-    old_ckpt = load_checkpoint(run.last, kind="kecae") if run.last.is_file() else None
-    if old_ckpt is not None and cfg.resume:
-        check_resumable(run.folder, old_ckpt.get("train_config", {}), cfg, KECAE_MAY_CHANGE)
     if dist_info.is_main:
-        prepare_output(run.folder)
-    problems = require_clean_data(
+        lock_run_folder(run.folder)  # before its state is read: one process per run folder
+    old_ckpt = load_checkpoint(run.last, kind="kecae") if run.last.is_file() else None
+    checked = checked_data(
         cfg.data,
         patient_regex=cfg.patient_regex,
         grades=task_grades(cfg.grades),
         accept=cfg.accept_data_problems,
         cache_dir=cfg.cache_dir,
         progress=cfg.progress and dist_info.is_main,
+        size=size,
     )
-    if dist_info.is_main and problems:
-        record_data_problems(run.folder, problems)
+    cfg = dataclasses.replace(cfg, data_version=checked.version)
+    if old_ckpt is not None and cfg.resume:
+        check_resumable(run.folder, old_ckpt.get("train_config", {}), cfg, KECAE_MAY_CHANGE)
+    if dist_info.is_main:
+        prepare_output(run.folder)
+        if checked.accepted:
+            record_data_problems(run.folder, checked.accepted)
     return cfg, run, old_ckpt
 
 

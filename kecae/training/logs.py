@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from kecae.errors import KecaeError
 from kecae.runfolder import LOG, TENSORBOARD
 
 
@@ -40,8 +41,7 @@ class RunLogger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept: list[dict[str, str]] = []
         if resume_step is not None and self.path.exists():
-            with open(self.path, newline="") as fh:
-                kept = [r for r in csv.DictReader(fh) if int(float(r["step"])) <= resume_step]
+            kept = [r for step, r in _logged_rows(self.path) if step <= resume_step]
         with open(self.path, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
             writer.writeheader()
@@ -76,6 +76,29 @@ class RunLogger:
             self._tb.flush()
             self._tb.close()
             self._tb = None
+
+
+def _logged_rows(path: Path) -> list[tuple[float, dict[str, str]]]:
+    """(step, row) of every row of a log being resumed. A last row cut short by a kill is
+    dropped; a row inside the file whose step is not a number means the file was edited or
+    damaged: a :class:`KecaeError` names the line, before anything is rewritten."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for n, row in enumerate(rows):
+        try:
+            step = float(row.get("step") or "")
+        except ValueError:
+            step = math.nan
+        if math.isfinite(step):
+            out.append((step, row))
+        elif n < len(rows) - 1:
+            raise KecaeError(
+                f"{path} line {n + 2}: step {row.get('step')!r} is not a number, so the log "
+                "cannot be continued: repair or delete that line (or move log.csv away; the "
+                "checkpoint, not the log, holds the run's state)"
+            )
+    return out
 
 
 def _fmt(value: Any) -> Any:

@@ -100,6 +100,12 @@ def test_check_reports_every_problem(tmp_path, image_tree, write_image, write_ma
         ("error", "img_0000.png", "patient 'P0' is in splits ['train', 'val']"),
         ("error", "manifest.csv", "no KL-2 images in split 'val'"),
         (
+            "error",
+            "manifest.csv",
+            "no 'test' split: kecae trains on train, selects on val and tests on test, and the "
+            "splits given are ['train', 'val']",
+        ),
+        (
             "warning",
             "red.png",
             "colour image, converted to grey: a colour photograph or scan?; the marks stay in "
@@ -110,7 +116,7 @@ def test_check_reports_every_problem(tmp_path, image_tree, write_image, write_ma
     assert all(p.fix for p in report.problems)
     assert kecae_main(["data", "check", str(root), "--no-progress"]) == 2
     captured = capsys.readouterr()
-    assert "7 fatal problem(s)" in captured.err and "fix:" in captured.err
+    assert "8 fatal problem(s)" in captured.err and "fix:" in captured.err
     assert "ERROR: " in captured.out and "WARNING: " in captured.out
     assert _tree_digest(root) == before
 

@@ -137,7 +137,7 @@ def test_good_requests(live, kit):
     status, _, _ = server.request("GET", f"{p['bob']}/image/{p['phase2_original']}")
     assert status == 200
     status, hdrs, body = server.request("GET", p["alice"])
-    assert status == 200 and hdrs["referrer-policy"] == "no-referrer"
+    assert status == 200 and hdrs["referrer-policy"] == "same-origin"
     assert "default-src 'none'" in hdrs["content-security-policy"]
     page = body.decode()
     assert "Phase 1 of 2 · image 1 of 6" in page and "0 of 12 answers saved" in page
@@ -263,8 +263,8 @@ def test_several_readers_at_once(study, kit):
 
 def test_serve_binds_localhost_by_default(study, kit):
     from kecae.cli import build_parser
-    from kecae.cli.reader_study import ServeConfig
     from kecae.config import from_args
+    from kecae.reader_study.config import ServeConfig
 
     args = build_parser().parse_args(["reader-study", "serve", str(study)])
     assert from_args(ServeConfig, args).host == "127.0.0.1"

@@ -103,9 +103,9 @@ def test_prepare_is_seeded(tmp_path, kit):
     "kwargs, message",
     [
         (dict(pairs=7), "at most 6"),
-        (dict(pairs=0), "at least 1"),
+        (dict(pairs=0), r"--pairs 0: must be a whole number >= 1"),
         (dict(controls=20), r"needs 10 real KL-0"),
-        (dict(controls=-1), "0 or more"),
+        (dict(controls=-1), r"--controls -1: must be a whole number >= 0"),
         (dict(readers=[]), "at least one reader"),
         (dict(readers=["a", "a"]), "distinct"),
         (dict(readers=["../x"]), "not allowed"),
