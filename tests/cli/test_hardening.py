@@ -542,11 +542,11 @@ ROWS: list[Row] = [
     pytest.param(Row("14", "tune --device cuda without a GPU (no trial is stored)",
         lambda c: Cli(["tune", "--run", str(c.tmp), "--device", "cuda", "--no-progress"]), 2,
         r"--device cuda: no CUDA GPU is available on this machine"), marks=no_gpu),
-    Row("15", "a run folder given as generate --checkpoint",
-        lambda c: Cli(["generate", "--checkpoint", str(c.w["k"]), "--data", str(c.w["data"]),
-                       "--out", str(c.tmp / "g"), *COMMON]), 2,
-        r"checkpoint .*/k is a folder, not a file: pass the checkpoint file inside it, e.g. "
-        r".*/k/checkpoints/last.pt"),
+    Row("15", "a classifier's folder as generate --checkpoint (a KECAE run folder is taken)",
+        lambda c: Cli(["generate", "--checkpoint", str(c.w["sup"].parent), "--data",
+                       str(c.w["data"]), "--out", str(c.tmp / "g"), *COMMON]), 2,
+        r"sup holds no KECAE checkpoint \(looked for kecae/checkpoints/last.pt and "
+        r"checkpoints/last.pt\)"),
     Row("15b", "a classifier run folder given as train --supervisor",
         lambda c: Cli(_train(c.w, c.w["data"], c.tmp / "k", "--supervisor",
                              str(c.w["sup"].parent))), 2,
