@@ -295,6 +295,15 @@ class StudyFolders:
     def ablation_table(self) -> Path:
         return self.root / "ablation" / "table.md"
 
+    def robustness_seed(self, seed: int) -> RunLayout:
+        """One seed of the robustness study: supervisor, judge, KECAE, generated images and
+        evaluation of the run's recipe at that seed, laid out like a run folder."""
+        return RunLayout(self.root / "robustness" / f"seed_{seed}")
+
+    @property
+    def robustness(self) -> Path:
+        return self.root / "robustness"
+
 
 @dataclass(frozen=True)
 class DownstreamFraction:

@@ -12,6 +12,7 @@ from kecae.config import add_options, from_args
 from kecae.studies.ablation import AblationConfig
 from kecae.studies.downstream import DownstreamConfig
 from kecae.studies.lambda_grid import LambdaGridConfig
+from kecae.studies.robustness import RobustnessConfig
 from kecae.studies.sampling import SamplingConfig
 
 
@@ -71,6 +72,20 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from kecae.studies.robustness import Robustness, format_robustness, run_robustness
+
+    cfg = from_args(RobustnessConfig, args)
+    section = run_robustness(cfg)
+    if section is None:
+        print(
+            f"stopped after --max-minutes {cfg.max_minutes:g}; finished sub-runs are kept: run "
+            "the same command again to continue"
+        )
+        return STOPPED
+    return _done(cfg.run, Robustness.NAME, format_robustness(section))
+
+
 #: name -> (config, handler, one-line help, description), in ``kecae study --help`` order.
 STUDIES: dict[str, tuple[type, Callable[[argparse.Namespace], int], str, str]] = {
     "downstream": (
@@ -112,6 +127,16 @@ STUDIES: dict[str, tuple[type, Callable[[argparse.Namespace], int], str, str]] =
         "run's data, supervisor and judge with one budget, evaluate each with the fair metrics, "
         "give the best rows more seeds, and write the table (metrics.json section 'ablation', "
         "RUN/studies/ablation/table.md).",
+    ),
+    "robustness": (
+        RobustnessConfig,
+        cmd_robustness,
+        "the run's recipe trained afresh per seed: every metric as mean ± std and worst seed",
+        "For each of --seeds seeds, train a supervisor, an independent judge and KECAE with the "
+        "run's recipe and budget (their config.yaml; only the seed differs; the run's own seed "
+        "reuses the run's models), generate the run's number of pairs and evaluate on the same "
+        "test pairs; then every target and metric as mean ± std over the seeds beside its worst "
+        "seed. --max-minutes stops between sub-runs (exit status 75; rerun to continue).",
     ),
 }
 
