@@ -20,7 +20,7 @@ indices, edit masks) that return numbers; the evaluation runs the models and lay
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -28,6 +28,8 @@ __all__ = [
     "FAILURE_KINDS",
     "JOINT_TOLERANCE_PX",
     "OVERSHOOT_AT",
+    "DirectionInputs",
+    "direction_numbers",
     "distribution_match",
     "failure_analysis",
     "intended_rate",
@@ -234,4 +236,74 @@ def failure_analysis(
     out["shares"] = {
         k: (int(v.sum()) / n_disagree if n_disagree else math.nan) for k, v in counts.items()
     }
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The section: the numbers above for one direction, laid out
+# ---------------------------------------------------------------------------------------------
+
+
+class DirectionInputs(NamedTuple):
+    """What the evaluation measured in one direction, one entry per test pair (widths in px,
+    NaN where refused; class indices 0 = the lower grade, 1 = the higher)."""
+
+    intended: int  # the donor's class: the grade X' is labelled with
+    jsw_x: np.ndarray  # X'
+    refused: np.ndarray  # the joint measurement found no joint on X'
+    osteophyte_x: np.ndarray
+    jsw_recipient: np.ndarray
+    jsw_donor: np.ndarray
+    osteophyte_donor: np.ndarray
+    jsw_real: np.ndarray  # real test knees of the intended grade (their own count)
+    transfer: np.ndarray  # key-transfer ratios (−inf refused, NaN uninformative)
+    judge_x: np.ndarray  # the judge's call on X'
+    judge_donor: np.ndarray  # its call on the donor
+    mask: np.ndarray | None = None  # the edit mask of X' (N, H, W); None: no edit
+    oracle_jsw_x: np.ndarray | None = None  # the same pairs exchanged perfectly (phantoms)
+    oracle_refused: np.ndarray | None = None
+    oracle_osteophyte_x: np.ndarray | None = None
+    oracle_judge_x: np.ndarray | None = None
+
+
+def direction_numbers(d: DirectionInputs, seed: int = 0) -> dict[str, Any]:
+    """Every number of one direction (see :class:`kecae.results.GradeMatchDirection`)."""
+    spread = transfer_spread(d.transfer)
+    intended = intended_rate(d.judge_x, d.intended)
+    out: dict[str, Any] = {
+        "jsw": distribution_match(d.jsw_x, d.jsw_real),
+        "jsw_control": split_half_control(d.jsw_real, seed=seed),
+        "key_transfer_q25": spread["q25"],
+        "key_transfer_q75": spread["q75"],
+        "overshoot_rate": spread["overshoot_rate"],
+        "overshoot_n": spread["n_overshoot"],
+        "judge_intended": intended,
+        "failures": failure_analysis(
+            d.judge_x != d.judge_donor,
+            d.refused,
+            d.osteophyte_x,
+            d.osteophyte_donor,
+            d.jsw_x,
+            d.jsw_recipient,
+            d.jsw_donor,
+        ),
+        "mask_area": mask_area(d.mask),
+    }
+    oracle_arrays = (d.oracle_jsw_x, d.oracle_refused, d.oracle_osteophyte_x, d.oracle_judge_x)
+    if all(a is not None for a in oracle_arrays):
+        oracle = intended_rate(d.oracle_judge_x, d.intended)  # the same pairs, perfect
+        out.update(
+            jsw_oracle=distribution_match(d.oracle_jsw_x, d.jsw_real),
+            judge_intended_oracle=oracle,
+            caricature_excess=intended - oracle,
+            failures_oracle=failure_analysis(
+                np.asarray(d.oracle_judge_x) != d.judge_donor,
+                d.oracle_refused,
+                d.oracle_osteophyte_x,
+                d.osteophyte_donor,
+                d.oracle_jsw_x,
+                d.jsw_recipient,
+                d.jsw_donor,
+            ),
+        )
     return out

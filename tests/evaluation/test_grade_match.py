@@ -150,3 +150,43 @@ def test_failure_analysis_tolerance_and_no_disagreement():
     assert none["n_disagree"] == 0 and all(math.isnan(v) for v in none["shares"].values())
     with pytest.raises(ValueError, match="one entry per pair"):
         gm.failure_analysis(arrays[0][:3], *arrays[1:])
+
+
+def test_direction_numbers_caricature_excess_against_the_oracle():
+    # four X'2 (intended KL-0, class 0): the judge calls 4 of 4 KL-0, the oracle's X' 3 of 4:
+    # X' is called its grade 25 points more often than a perfect exchange (a caricature)
+    d = gm.DirectionInputs(
+        intended=0,
+        jsw_x=np.array([3.5, 3.6, 3.4, NAN]),
+        refused=np.array([False, False, False, True]),
+        osteophyte_x=np.array([False, True, False, False]),
+        jsw_recipient=np.full(4, 2.2),
+        jsw_donor=np.full(4, 3.5),
+        osteophyte_donor=np.zeros(4, bool),
+        jsw_real=np.array([3.4, 3.5, 3.6, 3.5]),
+        transfer=np.array([1.0, 1.1, 0.9, -INF]),
+        judge_x=np.array([0, 0, 0, 0]),
+        judge_donor=np.array([0, 1, 0, 1]),
+    )
+    plain = gm.direction_numbers(d)
+    assert plain["judge_intended"] == 1.0 and "caricature_excess" not in plain
+    assert plain["mask_area"] is None  # no edit mask: absent
+    assert plain["jsw"]["n_missing"] == 1 and plain["overshoot_rate"] == 0.0
+    # sorted -inf, 0.9, 1.0, 1.1: the first quartile is the refused X' (inverted CDF)
+    assert (plain["key_transfer_q25"], plain["key_transfer_q75"]) == (-INF, 1.0)
+    # the judge disagrees with its call on donors 1 and 3: X' 1 kept a spur, X' 3 was refused
+    f = plain["failures"]
+    assert (f["n_disagree"], f["osteophyte_extra"], f["refused"]) == (2, 1, 1)
+    full = gm.direction_numbers(
+        d._replace(
+            oracle_jsw_x=np.full(4, 3.5),
+            oracle_refused=np.zeros(4, bool),
+            oracle_osteophyte_x=np.zeros(4, bool),
+            oracle_judge_x=np.array([0, 0, 0, 1]),
+            mask=np.zeros((4, 2, 2)),
+        )
+    )
+    assert full["judge_intended_oracle"] == 0.75
+    assert full["caricature_excess"] == pytest.approx(0.25)
+    assert full["failures_oracle"]["n_disagree"] == 1  # oracle X' 1 called KL-0, donor KL-2
+    assert full["failures_oracle"]["other"] == 1 and full["mask_area"] == 0.0
