@@ -20,18 +20,22 @@ indices, edit masks) that return numbers; the evaluation runs the models and lay
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
 __all__ = [
+    "DIRECTION_SETS",
     "FAILURE_KINDS",
     "JOINT_TOLERANCE_PX",
     "OVERSHOOT_AT",
     "DirectionInputs",
+    "Measured",
     "direction_numbers",
     "distribution_match",
     "failure_analysis",
+    "grade_match_numbers",
     "intended_rate",
     "mask_area",
     "split_half_control",
@@ -259,7 +263,6 @@ class DirectionInputs(NamedTuple):
     transfer: np.ndarray  # key-transfer ratios (−inf refused, NaN uninformative)
     judge_x: np.ndarray  # the judge's call on X'
     judge_donor: np.ndarray  # its call on the donor
-    mask: np.ndarray | None = None  # the edit mask of X' (N, H, W); None: no edit
     oracle_jsw_x: np.ndarray | None = None  # the same pairs exchanged perfectly (phantoms)
     oracle_refused: np.ndarray | None = None
     oracle_osteophyte_x: np.ndarray | None = None
@@ -287,7 +290,6 @@ def direction_numbers(d: DirectionInputs, seed: int = 0) -> dict[str, Any]:
             d.jsw_recipient,
             d.jsw_donor,
         ),
-        "mask_area": mask_area(d.mask),
     }
     oracle_arrays = (d.oracle_jsw_x, d.oracle_refused, d.oracle_osteophyte_x, d.oracle_judge_x)
     if all(a is not None for a in oracle_arrays):
@@ -306,4 +308,59 @@ def direction_numbers(d: DirectionInputs, seed: int = 0) -> dict[str, Any]:
                 d.jsw_donor,
             ),
         )
+    return out
+
+
+class Measured(Protocol):
+    """The joint measurement of one image set (:mod:`kecae.evaluation.evaluate`)."""
+
+    ok: np.ndarray  # a joint was found
+    jsw: np.ndarray  # px, NaN when refused
+    osteophytes: np.ndarray
+
+
+#: Per direction: X', its recipient, its donor, the donor's class, the real knees of that grade.
+DIRECTION_SETS = {
+    "kl0_to_kl2": ("x1_ex", "x1", "x2", 1, "kl2"),
+    "kl2_to_kl0": ("x2_ex", "x2", "x1", 0, "kl0"),
+}
+
+
+def grade_match_numbers(
+    measured: Mapping[str, Measured],
+    measured_real: Mapping[str, Measured],
+    judge: Mapping[str, np.ndarray],
+    transfer: Mapping[str, np.ndarray],
+    oracle: tuple[Mapping[str, Measured], Mapping[str, np.ndarray]] | None = None,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """:func:`direction_numbers` of both directions from the evaluation's image sets: joint
+    measurements of ``x1``, ``x2``, ``x1_ex``, ``x2_ex`` and of the real test knees (``kl0``,
+    ``kl2``), the judge's calls on the same sets, the key-transfer ratios by direction, and
+    (phantoms) the oracle's measurements and judge's calls of its ``x1_ex`` / ``x2_ex``."""
+    out = {}
+    for direction, (ex, recipient, donor, cls, real) in DIRECTION_SETS.items():
+        m = measured[ex]
+        inputs = DirectionInputs(
+            intended=cls,
+            jsw_x=m.jsw,
+            refused=~np.asarray(m.ok, dtype=bool),
+            osteophyte_x=m.osteophytes,
+            jsw_recipient=measured[recipient].jsw,
+            jsw_donor=measured[donor].jsw,
+            osteophyte_donor=measured[donor].osteophytes,
+            jsw_real=measured_real[real].jsw,
+            transfer=transfer[direction],
+            judge_x=judge[ex],
+            judge_donor=judge[donor],
+        )
+        if oracle is not None:
+            o_measured, o_judge = oracle
+            inputs = inputs._replace(
+                oracle_jsw_x=o_measured[ex].jsw,
+                oracle_refused=~np.asarray(o_measured[ex].ok, dtype=bool),
+                oracle_osteophyte_x=o_measured[ex].osteophytes,
+                oracle_judge_x=o_judge[ex],
+            )
+        out[direction] = direction_numbers(inputs, seed=seed)
     return out
