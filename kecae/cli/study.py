@@ -73,7 +73,8 @@ def cmd_ablation(args: argparse.Namespace) -> int:
 
 
 def cmd_robustness(args: argparse.Namespace) -> int:
-    from kecae.studies.robustness import Robustness, format_robustness, run_robustness
+    from kecae.results import Robustness
+    from kecae.studies.robustness import format_robustness, run_robustness
 
     cfg = from_args(RobustnessConfig, args)
     section = run_robustness(cfg)

@@ -7,7 +7,8 @@ The run folder (layout: :mod:`kecae.runfolder`; made by `kecae demo`, or by hand
     DIR/judge/        an independent classifier: other architecture and seed, never used in training
     DIR/eval/         arrays behind the report's figures (examples.npz, fidelity.npz)
     DIR/metrics.json  sections: separability, plausibility, exchange_success, judge, supervisor,
-                      fidelity, quality, targets (:mod:`kecae.results`; others are kept)
+                      fidelity, quality, oracle, grade_match, targets (:mod:`kecae.results`;
+                      others are kept)
 
 Exchanged pairs are drawn from the TEST split (``split="val"``: validation, for tuning), so nothing
 here was seen in training. Every rate on generated images sits beside the same rule on controls:
@@ -41,15 +42,18 @@ from kecae.data.catalog import grades_of
 from kecae.data.pairs import PairSampler
 from kecae.device import select_device
 from kecae.errors import KecaeError
+from kecae.evaluation import grade_match as grade_match_metrics
 from kecae.evaluation.summary import check_targets
 from kecae.files import atomic_path
 from kecae.results import (
+    DIRECTIONS,
     KL0_TO_KL2,
     KL2_TO_KL0,
     ClassifierRates,
     ExchangeSuccess,
     Fidelity,
     FidelityDirection,
+    GradeMatch,
     JudgeRates,
     JudgeSummary,
     KeyTransfer,
@@ -178,6 +182,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         "x2": np.asarray(real.test_kl2.images[ij[:, 1]], np.float32),
     }
     images.update(_pair_outputs(models.kecae, images["x1"], images["x2"], device))
+    masks = {name: images.pop(name) for name in ("mask1", "mask2") if name in images}
     sides = {
         "x1": [real.test_kl0.sides[i] for i in ij[:, 0]],
         "x2": [real.test_kl2.sides[j] for j in ij[:, 1]],
@@ -225,12 +230,15 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
 
     # image quality
     quality = _quality(images, features, judge_summary.arch, cfg.seed)
+    quality.edit_mask_area_kl0_to_kl2 = grade_match_metrics.mask_area(masks.get("mask1"))
+    quality.edit_mask_area_kl2_to_kl0 = grade_match_metrics.mask_area(masks.get("mask2"))
 
     # on phantoms, every rule again on perfect exchanges rendered from the ground truth: the
     # ceiling a generator can reach with this judge and this measurement
     oracle: Oracle | None = None
+    oracle_sets: tuple[dict[str, _Measured], dict[str, np.ndarray]] | None = None
     if fidelity is not None:
-        oracle = _oracle(
+        oracle, oracle_sets = _oracle(
             models,
             real,
             ij,
@@ -246,6 +254,13 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
             recall,
         )
 
+    # on phantoms: X' against real knees of its grade, the judge against the oracle's X'
+    grade_match: GradeMatch | None = None
+    if fidelity is not None:
+        grade_match = _grade_match(
+            measured, measured_real, calls["judge"], fidelity_arrays, oracle_sets, cfg.seed
+        )
+
     # the sections in the order metrics.json has them, then the targets they meet
     sections: dict[str, Any] = {
         Separability.NAME: separability.to_dict(),
@@ -259,6 +274,8 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     sections[Quality.NAME] = quality.to_dict()
     if oracle is not None:
         sections[Oracle.NAME] = oracle.to_dict()
+    if grade_match is not None:
+        sections[GradeMatch.NAME] = grade_match.to_dict()
     targets = check_targets(sections, oracle=sections.get(Oracle.NAME))
     sections["targets"] = {name: t.to_dict() for name, t in targets.items()}
 
@@ -348,12 +365,13 @@ def _pair_outputs(
     model: KECAE, x1: np.ndarray, x2: np.ndarray, device: torch.device
 ) -> dict[str, np.ndarray]:
     """Eval-mode outputs of aligned pairs, each (n, S, S): reconstructions, exchanges and the
-    no-exchange controls ``x1_self`` = exchange(X1, X1)'s X'1 and ``x2_self`` likewise."""
+    no-exchange controls ``x1_self`` = exchange(X1, X1)'s X'1 and ``x2_self`` likewise; and
+    ``mask1`` / ``mask2``, the edit masks of X'1 / X'2, from a model that has them."""
     from kecae.inference import batched
 
     def outputs(a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
         out = model(a, b)
-        return {
+        images = {
             "x1_hat": out.x1_hat[:, 0],
             "x2_hat": out.x2_hat[:, 0],
             "x1_ex": out.x1_ex[:, 0],
@@ -361,6 +379,10 @@ def _pair_outputs(
             "x1_self": model.exchange(a, a)[0][:, 0],
             "x2_self": model.exchange(b, b)[0][:, 0],
         }
+        for name in ("mask1", "mask2"):  # the edit masks of X'1 / X'2, when the model has them
+            if (mask := getattr(out, name, None)) is not None:
+                images[name] = mask[:, 0]
+        return images
 
     return batched(outputs, x1, x2, batch_size=64, device=device)
 
@@ -695,9 +717,10 @@ def _oracle(
     features: dict[str, np.ndarray],
     found: dict[str, np.ndarray],
     recall: dict[int, float],
-) -> Oracle:
+) -> tuple[Oracle, tuple[dict[str, _Measured], dict[str, np.ndarray]]]:
     """The plausibility, exchange-success and fidelity sections computed with perfect exchanges
-    in place of X'1 and X'2 (everything else, controls included, unchanged)."""
+    in place of X'1 and X'2 (everything else, controls included, unchanged); and the joint
+    measurements and judge's calls of every set with the perfect exchanges in."""
     from kecae.inference import classifier_features
     from kecae.phantoms.dataset import CSV_NAME
     from kecae.phantoms.oracle import oracle_images, read_ground_truth
@@ -724,13 +747,46 @@ def _oracle(
     plausibility, plausible = _plausibility(o_features, o_found, cfg.plausibility_quantile)
     exchange = _exchange_success(o_calls, plausible, recall, len(ij), models.independent)
     fidelity, _ = _fidelity(o_measured, measured_real, o_images, models.image_size, cfg.band)
-    return Oracle(
+    section = Oracle(
         exchange_success=exchange,
         plausibility=plausibility,
         fidelity=fidelity,
         description="the same test pairs, each X' replaced by the recipient rendered from its "
         "ground truth with the donor's key features (joint-space widths, osteophytes, "
         "severity): what a perfect key exchange would score",
+    )
+    return section, (o_measured, o_calls["judge"])
+
+
+def _grade_match(
+    measured: dict[str, _Measured],
+    measured_real: dict[str, _Measured],
+    judge: dict[str, np.ndarray],
+    fidelity_arrays: dict[str, np.ndarray],
+    oracle_sets: tuple[dict[str, _Measured], dict[str, np.ndarray]] | None,
+    seed: int,
+) -> GradeMatch:
+    """The ``grade_match`` section (:mod:`kecae.evaluation.grade_match`)."""
+    gm = grade_match_metrics
+    transfer = {d: fidelity_arrays[f"key_transfer_{d}"] for d in DIRECTIONS}
+    numbers = gm.grade_match_numbers(measured, measured_real, judge, transfer, oracle_sets, seed)
+    return GradeMatch.from_dict(
+        {
+            **numbers,
+            "overshoot_at": gm.OVERSHOOT_AT,
+            "joint_tolerance_px": gm.JOINT_TOLERANCE_PX,
+            "rule": "jsw = X''s medial joint-space widths against those of real test knees of "
+            "the intended grade (X'1: KL-2, X'2: KL-0): two-sample Kolmogorov-Smirnov "
+            "statistic and p-value, Wasserstein distance in px; jsw_control = the same for two "
+            "random halves of those real knees; jsw_oracle = for the oracle's X' of the same "
+            "pairs. judge_intended = the judge calls X' its intended grade; caricature_excess "
+            "= that minus the same rate on the oracle's X'. overshoot = key transfer above "
+            f"{gm.OVERSHOOT_AT:g} (past the donor by more than half the gap). failures: each X' "
+            "whose judge's call differs from its call on the donor, by what the measurement "
+            "sees (refused; an osteophyte the donor lacks / has; the joint narrower / wider "
+            "than the donor's by more than half the recipient-donor gap, at least "
+            f"{gm.JOINT_TOLERANCE_PX:g} px; other)",
+        }
     )
 
 

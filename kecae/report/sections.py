@@ -17,8 +17,10 @@ import numpy as np
 
 from kecae.report import figures
 from kecae.report.format import fmt, number, sample_size, spread
+from kecae.report.grade_match import grade_match_section
 from kecae.report.load import RunData, read_npz
 from kecae.report.parts import Card, cards, escape, figure, metric_table, note, table
+from kecae.report.robustness import robustness_section
 from kecae.results import (
     CONFIG_SECTION,
     DIRECTIONS,
@@ -1299,10 +1301,16 @@ SECTIONS: list[tuple[str, str, Callable[[RunData], str]]] = [
     ("exchange", "Exchange success", _exchange),
     ("plausibility", "Plausibility", _plausibility),
     ("fidelity", "Fidelity to the ground truth", _fidelity),
+    (
+        "grade-match",
+        "X′ against real knees of its grade, and the judge's disagreements",
+        grade_match_section,
+    ),
     ("separability", "Separability of key features", _separability),
     ("quality", "Image quality", _quality),
     ("downstream", "Downstream benefit", _downstream),
     ("ablation", "Ablation of the KECAE options", _ablation),
+    ("robustness", "Robustness: the recipe trained afresh per seed", robustness_section),
     ("tune", "Tuning λ1, λ2 and the exchange options", _tune),
     ("training", "Training curves", _training),
     ("configuration", "Configuration", _configuration),

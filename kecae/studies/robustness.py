@@ -23,14 +23,25 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from kecae.config import Range, load_yaml
 from kecae.errors import KecaeError
 from kecae.files import file_sha256
-from kecae.results import AblationColumn, Section, _sections_of, lookup, read_targets
+from kecae.results import (
+    KL0_TO_KL2,
+    KL2_TO_KL0,
+    AblationColumn,
+    Fidelity,
+    GradeMatch,
+    Quality,
+    Robustness,
+    RobustnessMetric,
+    lookup,
+    read_targets,
+)
 from kecae.runfolder import (
     RunLayout,
     differences,
@@ -60,6 +71,25 @@ SEED_SECTION = "robustness_seed"
 #: classifiers' accuracy on real test images.
 EXTRA_COLUMNS: dict[str, AblationColumn] = {
     **{n: c for n, c in COLUMNS.items() if not c.metric.startswith(f"{TIMING}.")},
+    **{
+        f"{label} {arrow}": AblationColumn(GradeMatch.key(d, key), kind, better)
+        for d, arrow in ((KL0_TO_KL2, "KL-0→KL-2"), (KL2_TO_KL0, "KL-2→KL-0"))
+        for label, key, kind, better in (
+            ("key transfer q25", "key_transfer_q25", "num", "high"),
+            ("key transfer q75", "key_transfer_q75", "num", "info"),
+            ("overshoot > 1.5", "overshoot_rate", "pct", "low"),
+            ("JSW vs real, Wasserstein px", "jsw.wasserstein", "num", "low"),
+            ("JSW of two real halves, Wasserstein px", "jsw_control.wasserstein", "num", "info"),
+            ("JSW vs real, KS", "jsw.ks", "num", "low"),
+            ("judge calls X′ its grade", "judge_intended", "pct", "info"),
+            ("judge disagrees on X′", "failures.n_disagree", "num", "low"),
+        )
+    },
+    "osteophyte removal X′2": AblationColumn(
+        Fidelity.path("osteophyte_removal_rate"), "pct", "high"
+    ),
+    "edit mask area X′1": AblationColumn(Quality.path("edit_mask_area_kl0_to_kl2"), "pct", "info"),
+    "edit mask area X′2": AblationColumn(Quality.path("edit_mask_area_kl2_to_kl0"), "pct", "info"),
     "judge test accuracy": AblationColumn("judge.test_accuracy", "pct", "info"),
     "supervisor test accuracy": AblationColumn("supervisor.test_accuracy", "pct", "info"),
 }
@@ -91,42 +121,6 @@ class RobustnessConfig(ClassifierStudyConfig):
     reuse_run: bool = True  # the run's own seed reuses the run's supervisor, judge and KECAE
     max_minutes: float = 0.0  # stop between sub-runs after this long (rerun to continue)
     gen_batch_size: int = 64  # pairs per generator forward pass
-
-
-@dataclass
-class RobustnessMetric(Section):
-    """One metric over the seeds: its values, mean ± sample std and worst seed."""
-
-    name: str  # the target's name or the column's
-    metric: str  # section.key of a seed's metrics.json
-    kind: str  # pct or num
-    better: str  # high, low or info (no worst)
-    target: str | None  # e.g. ">= 0.7" when it is a target
-    values: list[float | None]  # per seed (None: not computed, or a −inf median)
-    mean: float | None
-    std: float | None  # sample std (None for one value)
-    worst: float | None  # lowest where higher is better, highest where lower is (None: info)
-    worst_seed: int | None
-    met: list[bool | None] | None = None  # per seed, for a target
-
-
-@dataclass
-class Robustness(Section):
-    """``robustness`` (``kecae study robustness``): the run's recipe trained afresh per seed."""
-
-    NAME: ClassVar[str] = "robustness"
-
-    seeds: list[int]
-    metrics: list[RobustnessMetric] = field(metadata=_sections_of(RobustnessMetric))
-    targets_met: list[int]  # per seed
-    targets_total: list[int]  # per seed: targets with a value
-    worst_seed: int  # fewest targets met (the first of a tie)
-    reused_seed: int | None  # the seed whose models are the run's own
-    recipe: dict[str, Any]  # what every seed trains: architectures, preset, budget
-    eval_pairs: int
-    eval_seed: int
-    seconds: list[float]  # per seed: the time of the study's call that finished it
-    note: str
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,81 @@ import numpy as np
 import pytest
 
 
+def _grade_match_and_robustness() -> dict:
+    """The grade-match and robustness sections, built from their types."""
+    from kecae.results import (
+        DistributionMatch,
+        FailureAnalysis,
+        GradeMatch,
+        GradeMatchDirection,
+        Robustness,
+        RobustnessMetric,
+    )
+
+    match = DistributionMatch(
+        ks=0.12, ks_p=0.3, wasserstein=0.21, n=250, n_reference=120, n_missing=6
+    )
+    failures = FailureAnalysis(
+        n_disagree=20,
+        n=256,
+        refused=2,
+        osteophyte_extra=9,
+        osteophyte_missing=1,
+        joint_narrow=3,
+        joint_wide=2,
+        osteophyte_and_joint=1,
+        other=2,
+    )
+    direction = GradeMatchDirection(
+        jsw=match,
+        jsw_control=match,
+        key_transfer_q25=0.61,
+        key_transfer_q75=1.17,
+        overshoot_rate=0.08,
+        overshoot_n=20,
+        judge_intended=0.97,
+        failures=failures,
+        jsw_oracle=match,
+        judge_intended_oracle=0.9,
+        caricature_excess=0.07,
+        failures_oracle=failures,
+    )
+    grade = GradeMatch(
+        kl0_to_kl2=direction,
+        kl2_to_kl0=direction,
+        overshoot_at=1.5,
+        joint_tolerance_px=0.5,
+        rule="jsw = X' against real knees of its grade",
+    )
+    metric = RobustnessMetric(
+        name="key transfer median, KL-2 -> KL-0 (refusals fail)",
+        metric="fidelity.key_transfer_median_kl2_to_kl0",
+        kind="num",
+        better="high",
+        target=">= 0.7",
+        values=[1.02, 0.2, 0.9],
+        mean=0.7067,
+        std=0.44,
+        worst=0.2,
+        worst_seed=1,
+        met=[True, False, True],
+    )
+    robustness = Robustness(
+        seeds=[0, 1, 2],
+        metrics=[metric],
+        targets_met=[7, 5, 6],
+        targets_total=[14, 14, 14],
+        worst_seed=1,
+        reused_seed=0,
+        recipe={"kecae_steps": 2000},
+        eval_pairs=400,
+        eval_seed=0,
+        seconds=[40.0, 300.0, 310.0],
+        note="per seed: a fresh run",
+    )
+    return {GradeMatch.NAME: grade.to_dict(), Robustness.NAME: robustness.to_dict()}
+
+
 def make_full_run(root: Path, k: int = 3, size: int = 32) -> Path:
     """A run folder holding every file the report reads, with small synthetic contents."""
     rng = np.random.default_rng(0)
@@ -201,6 +276,7 @@ def make_full_run(root: Path, k: int = 3, size: int = 32) -> Path:
         "timings": {"train": 125.0, "evaluate": 12.5},
         "reader_study": {"fleiss_kappa": 0.61},
     }
+    metrics.update(_grade_match_and_robustness())
     (root / "metrics.json").write_text(json.dumps(metrics))
 
     (root / "kecae").mkdir()

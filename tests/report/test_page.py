@@ -88,6 +88,10 @@ def test_full_run_folder(tmp_path, full_run):
     _check_self_contained(page, parsed)
     text = _text(parsed)
     assert "Not computed" not in text and "Could not" not in text
+    # X' against real knees of its grade; the recipe over seeds with its worst seed
+    assert "KS 0.12 (p 0.3), W 0.21 px" in text and "absent (no edit mask)" in text
+    assert "7.0 %" in text and "9 (45 %)" in text  # caricature excess; 9 of 20 disagreements
+    assert "0.707 ± 0.440" in text and "0.200 (seed 1)" in text and "worst seed 1" in text
     # numbers with their spread and sample size
     assert "91.0 %" in text and "± 2.0" in text  # svm hK accuracy ± std
     assert "72.0 %" in text and "95 % CI 66.0–77.0" in text  # judge rate with Wilson CI
