@@ -377,9 +377,9 @@ def fraction_figure(
     curves: dict[str, dict[str, tuple[list[float], list[float], list[float]]]],
 ) -> str:
     """Test accuracy against the share of real training patients: one panel per model, one line
-    per training set, mean ± std over seeds as error bars.
+    per training set, the mean over seeds with an error bar (the 95 % interval of the mean).
 
-    ``curves``: model -> training set -> (fractions, accuracy means, accuracy stds).
+    ``curves``: model -> training set -> (fractions, accuracy means, error-bar half-widths).
     """
     models = list(curves)
     if not models:
@@ -412,6 +412,26 @@ def fraction_figure(
         ax.set_title(model, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
+    return png_uri(fig)
+
+
+def validation_figure(curves: dict[str, tuple[list[int], list[float], list[float]]]) -> str:
+    """Validation accuracy along a step budget, one line per entry (mean with a ± std band).
+
+    ``curves``: label -> (steps, accuracy means, accuracy stds).
+    """
+    if not curves:
+        raise ValueError("no validation curves to draw")
+    fig = new_figure(5.2, 3.4)
+    ax = fig.subplots()
+    for label, (steps, mean, std) in curves.items():
+        x, m, s = (np.asarray(v, float) for v in (steps, mean, std))
+        ax.plot(x, 100 * m, lw=1.2, label=label)
+        ax.fill_between(x, 100 * (m - s), 100 * (m + s), alpha=0.2)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
     return png_uri(fig)
 
 

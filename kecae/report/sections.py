@@ -16,6 +16,7 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from kecae.report import figures
+from kecae.report.downstream import downstream_rows, downstream_section, shortcut_section
 from kecae.report.format import fmt, number, sample_size, spread
 from kecae.report.grade_match import grade_match_section
 from kecae.report.load import RunData, read_npz
@@ -32,15 +33,13 @@ from kecae.results import (
     AblationCell,
     ClassifierRates,
     Downstream,
-    DownstreamFraction,
-    DownstreamRow,
+    DownstreamShortcut,
     ExchangeSuccess,
     Fidelity,
     FidelityDirection,
     JudgeSummary,
     LambdaGrid,
     Oracle,
-    PairedDifference,
     Plausibility,
     Quality,
     SamplingSize,
@@ -50,7 +49,6 @@ from kecae.results import (
     Tune,
     read_targets,
 )
-from kecae.studies.downstream import generator_warning
 from kecae.studies.tune import OBJECTIVE_TERMS, SEARCH_SPACE
 
 log = logging.getLogger(__name__)
@@ -216,7 +214,8 @@ def how_to(what: str, run: RunData) -> str:
         "judge": f"kecae train-classifier --out {layout.judge.folder}",
         "everything": f"kecae demo --out {run.run_dir}",
         "ablation": f"kecae study ablation --run {run.run_dir}",
-        "downstream": f"kecae study downstream --run {run.run_dir} --train-fraction 0.1 0.25 1.0",
+        "downstream": f"kecae study downstream --run {run.run_dir}",
+        "downstream_shortcut": f"kecae study downstream --run {run.run_dir} --site-bias 0.85",
         "tune": f"kecae tune --run {run.run_dir}",
     }[what]
 
@@ -264,7 +263,7 @@ def _headline(run: RunData) -> str:
         sub = " · ".join(p for p in (spread(sec, key, kind), f"n = {n}" if n else "") if p)
         items.append(Card(fmt(sec[key], kind), label, sub))
     gains: dict[float | None, list[float]] = {}
-    for row, gain in _downstream_rows(run):
+    for row, gain in downstream_rows(run):
         if gain is not None and row.training_set in ("T'", "T′"):
             gains.setdefault(number(row.train_fraction), []).append(gain)
     for fraction, values in gains.items():
@@ -686,177 +685,16 @@ def _quality(run: RunData) -> str:
     return "".join(parts)
 
 
-def _downstream_rows(run: RunData) -> list[tuple[DownstreamRow, float | None]]:
-    """Each downstream row with its accuracy gain over the same model's T row at the same
-    training fraction: the paired per-seed mean when the study wrote it, else the difference of
-    the means."""
-    rows = Downstream.from_dict(run.section(Downstream.NAME)).rows
-    if rows is None:
-        return []
-    base = {
-        (r.model, r.train_fraction): number(r.accuracy_mean) for r in rows if r.training_set == "T"
-    }
-    out = []
-    for r in rows:
-        gain = None
-        if r.paired_vs_t is not None:
-            gain = number(r.paired_vs_t.mean)
-        elif r.training_set != "T":
-            acc, b = number(r.accuracy_mean), base.get((r.model, r.train_fraction))
-            gain = acc - b if (acc is not None and b is not None) else None
-        out.append((r, gain))
-    return out
-
-
-def _mean_std(mean: Any, std: Any) -> str:
-    m, s = number(mean), number(std)
-    if m is None:
-        return "—"
-    return f"{100 * m:.2f} ± {100 * s:.2f}" if s is not None else f"{100 * m:.2f}"
-
-
-def _paired_cell(diff: PairedDifference | None, gain: float | None = None) -> str:
-    """A paired difference in pp: mean ± std over seeds and its p-value."""
-    if diff is None or number(diff.mean) is None:
-        return f"{100 * gain:+.2f}" if gain is not None else ""
-    text = f"{100 * diff.mean:+.2f} ± {100 * (number(diff.std) or 0):.2f}"
-    p = number(diff.p_value)
-    return text + (f'<br><span class="small">p = {p:.2f}</span>' if p is not None else "")
-
-
 def _downstream(run: RunData) -> str:
-    parts = []
-    rows = _downstream_rows(run)
-    table_ = Downstream.from_dict(run.section(Downstream.NAME))
-    if rows:
-        cells = []
-        for r, gain in rows:
-            fraction = number(r.train_fraction)
-            cells.append(
-                [
-                    escape("—" if r.model is None else r.model),
-                    "—" if fraction is None else f"{fraction:g}",
-                    escape("—" if r.training_set is None else r.training_set.replace("'", "′")),
-                    f"{fmt(r.n_train_real, 'int')} + {fmt(r.n_train_generated, 'int')}",
-                    _mean_std(r.accuracy_mean, r.accuracy_std),
-                    _paired_cell(r.paired_vs_t, gain),
-                    _paired_cell(r.paired_vs_classic),
-                    _mean_std(r.recall_mean, r.recall_std),
-                    fmt(r.n_seeds, "int"),
-                ]
-            )
-        parts.append(
-            table(
-                [
-                    "Model",
-                    "Training fraction",
-                    "Training set",
-                    "Images: real + generated",
-                    "Accuracy (%)",
-                    "Δ accuracy vs T (pp)",
-                    "Δ accuracy vs T+classic (pp)",
-                    "Recall (%)",
-                    "Seeds",
-                ],
-                cells,
-                "downstream",
-            )
-        )
-        n = len(table_.seeds or [])
-        parts.append(
-            note(
-                escape(
-                    "Mean ± sample standard deviation over training seeds, on the same fixed "
-                    "validation and test sets (as in the paper's Table II), at each share of the "
-                    "real training patients. T: the real training images of that share; T′: T "
-                    "plus key-exchanged images made by a KECAE trained on that share alone; "
-                    "T+classic: flips, small rotations and intensity changes; T+mixup / "
-                    "T+cutmix: the mixing augmentations. Δ: the paired per-seed difference "
-                    "(same seed, same initial weights), mean ± std over seeds, with its p-value "
-                    f"({table_.test or 'two-sided paired t-test'})"
-                    + (
-                        f"; an exact Wilcoxon signed-rank test cannot go below p = "
-                        f"{2 / 2**n:.3g} with {n} seeds"
-                        if n
-                        else ""
-                    )
-                    + ". A difference smaller than its spread is not evidence of a benefit."
-                )
-            )
-        )
-        warning = generator_warning(table_)
-        if warning:
-            parts.append(note(f"<b>{escape(warning)}</b>"))
-        if table_.fractions:
-            parts.append(
-                table(
-                    ["Training fraction", "Patients", "Real images", "Generated", "Generator"],
-                    [
-                        [
-                            f"{fr.train_fraction:g}",
-                            fmt(fr.n_patients, "int"),
-                            fmt(fr.n_train_real, "int"),
-                            fmt(2 * (fr.generated_pairs or 0), "int"),
-                            escape(_generator_text(fr)),
-                        ]
-                        for fr in table_.fractions
-                    ],
-                    "downstream",
-                )
-            )
-        curves = _fraction_curves(rows)
-        if curves:
-            parts.append(
-                _drawn(
-                    lambda: figures.fraction_figure(curves),
-                    "accuracy against the training fraction",
-                    escape(
-                        "Test accuracy against the share of real training patients, one line "
-                        "per training set, mean ± std over seeds (lines offset sideways so the "
-                        "error bars do not overlap)."
-                    ),
-                )
-            )
-    else:
-        parts.append(_missing("downstream classifiers on T vs T′", "downstream", run))
-    raw_curve = run.section(SamplingSize.NAME)
-    if raw_curve:
-        curve = SamplingSize.from_dict(raw_curve)
-        parts.append(
-            _drawn(
-                lambda: figures.sampling_figure(curve.N, curve.accuracy_mean, curve.accuracy_std),
-                "the sampling-size curve",
-                escape(
-                    "Test accuracy of the classifier trained on T plus N generated pairs, mean ± "
-                    "std over seeds (as in the paper's Fig. 5b). N = 0 is the real training set "
-                    "alone; the x axis is evenly spaced, not to scale."
-                ),
-            )
-        )
-    return "".join(parts)
+    return downstream_section(
+        run, _drawn, _missing("downstream classifiers on T vs T′", "downstream", run)
+    )
 
 
-def _generator_text(fr: DownstreamFraction) -> str:
-    if not fr.generated_pairs:
-        return "—"
-    who = "the run's own KECAE" if fr.kecae_reused else "KECAE trained on this share alone"
-    return f"{who}, {fmt(fr.kecae_steps, 'int')} steps"
-
-
-def _fraction_curves(
-    rows: list[tuple[DownstreamRow, float | None]],
-) -> dict[str, dict[str, tuple[list[float], list[float], list[float]]]]:
-    """model -> training set -> (fractions, accuracy means, stds), for rows with a fraction."""
-    curves: dict[str, dict[str, tuple[list[float], list[float], list[float]]]] = {}
-    for r, _gain in rows:
-        f, m = number(r.train_fraction), number(r.accuracy_mean)
-        if f is None or m is None or r.model is None or r.training_set is None:
-            continue
-        fr, mean, std = curves.setdefault(r.model, {}).setdefault(r.training_set, ([], [], []))
-        fr.append(f)
-        mean.append(m)
-        std.append(number(r.accuracy_std) or 0.0)
-    return curves
+def _downstream_shortcut(run: RunData) -> str:
+    return shortcut_section(
+        run, _drawn, _missing("the study in the shortcut regime", "downstream_shortcut", run)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1161,6 +999,7 @@ KNOWN_SECTIONS = {
     Fidelity.NAME,
     Quality.NAME,
     Downstream.NAME,
+    DownstreamShortcut.NAME,
     LambdaGrid.NAME,
     SamplingSize.NAME,
     Tune.NAME,
@@ -1309,6 +1148,7 @@ SECTIONS: list[tuple[str, str, Callable[[RunData], str]]] = [
     ("separability", "Separability of key features", _separability),
     ("quality", "Image quality", _quality),
     ("downstream", "Downstream benefit", _downstream),
+    ("downstream_shortcut", "Downstream benefit, shortcut regime", _downstream_shortcut),
     ("ablation", "Ablation of the KECAE options", _ablation),
     ("robustness", "Robustness: the recipe trained afresh per seed", robustness_section),
     ("tune", "Tuning λ1, λ2 and the exchange options", _tune),

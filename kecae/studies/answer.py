@@ -18,6 +18,12 @@ from kecae.results import Downstream, DownstreamFraction, DownstreamRow, PairedD
 WITH_GENERATED = ("T'", "T'+classic")
 #: A gain counts when both paired tests give p below this.
 LEVEL = 0.05
+#: The label check's rows (train on generated, test on real) and what each one's images are.
+LABEL_CHECK = {
+    "X'": "generated images alone (X′1 as KL-2, X′2 as KL-0)",
+    "X'1+T0": "X′1 in place of the real KL-2 images",
+    "X'2+T2": "X′2 in place of the real KL-0 images",
+}
 
 
 def _pp(x: float | None) -> str:
@@ -99,9 +105,47 @@ def answer(table: Downstream) -> str:
     return text
 
 
+def label_check(table: Downstream) -> list[str]:
+    """The classification accuracy score per direction, one sentence per (model, fraction) that
+    trained the label check: each row's test accuracy beside T's (as many real images, the same
+    seeds) and the real-vs-generated gap, the paired difference with its interval and p."""
+    rows = table.rows or []
+    by = {(r.model, r.train_fraction, r.training_set): r for r in rows}
+    out = []
+    for model, fraction in dict.fromkeys((r.model, r.train_fraction) for r in rows):
+        t = by.get((model, fraction, "T"))
+        checks = [by.get((model, fraction, n)) for n in LABEL_CHECK]
+        if t is None or not any(c is not None and c.paired_vs_t is not None for c in checks):
+            continue
+        parts = []
+        for name, what in LABEL_CHECK.items():
+            c = by.get((model, fraction, name))
+            if c is None or c.paired_vs_t is None:
+                continue
+            d = c.paired_vs_t
+            parts.append(
+                f"{what}: {_pct(c.accuracy_mean, c.accuracy_std)} % "
+                f"(real − generated gap {_pp(-d.mean)} points, 95 % CI "
+                f"{_pp(-_num(d.ci_high))} to {_pp(-_num(d.ci_low))}, p = {_p(d):.3f})"
+            )
+        out.append(
+            f"Label check ({model}, fraction {fraction:g}, {t.n_seeds} seeds; T, as many real "
+            f"images: {_pct(t.accuracy_mean, t.accuracy_std)} %): " + "; ".join(parts) + "."
+        )
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # The console table
 # ---------------------------------------------------------------------------------------------
+
+
+def _num(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _pct(mean: float | None, std: float | None) -> str:
+    return _pm(mean, std).replace("  ", " ").strip()
 
 
 def _pm(mean: Any, std: Any) -> str:
@@ -159,10 +203,10 @@ def format_downstream(section: dict[str, Any], kind: type[Downstream] = Downstre
     minimal detectable effect)."""
     table = kind.from_dict(section)
     fractions = {fr.train_fraction: fr for fr in table.fractions or []}
-    lines = [table.answer or ""]
+    lines = [table.answer or "", *label_check(table)]
     head = (
-        f"{'set':<13}{'test acc %':>16}{'val acc %':>16}{'Δ vs T (pp)':>30}"
-        f"{'Δ vs T+classic (pp)':>40}{'recall %':>16}{'precision %':>16}"
+        f"{'set':<13}{'test acc %':>16}{'val acc %':>16}  {'Δ vs T (pp)':<32}"
+        f"{'Δ vs T+classic (pp)':<42}{'recall %':>16}{'precision %':>16}"
     )
     block = None
     for r in table.rows:
@@ -173,7 +217,7 @@ def format_downstream(section: dict[str, Any], kind: type[Downstream] = Downstre
         lines.append(
             f"{r.training_set:<13}{_pm(r.accuracy_mean, r.accuracy_std):>16}"
             f"{_pm(r.val_accuracy_mean, r.val_accuracy_std):>16}"
-            f"{_diff_text(r.paired_vs_t):>30}{_diff_text(r.paired_vs_classic, True):>40}"
+            f"  {_diff_text(r.paired_vs_t):<32}{_diff_text(r.paired_vs_classic, True):<42}"
             f"{_pm(r.recall_mean, r.recall_std):>16}{_pm(r.precision_mean, r.precision_std):>16}"
         )
     n = len(table.seeds or [])
