@@ -191,7 +191,7 @@ class DownstreamConfig(ClassifierStudyConfig):
 
 def quick_settings(cfg: DownstreamConfig) -> DownstreamConfig:
     """``--quick``: fractions 0.25 and 1.0, 2 seeds, 300 steps, T, T+classic, T', T'+classic and
-    the label check X' at 1.0, KECAE at most 500 steps (about 6 minutes on one core)."""
+    the label check X' at 1.0, KECAE at most 500 steps (11 minutes on one core on the demo run)."""
     return dataclasses.replace(
         cfg,
         train_fractions=[0.25, 1.0],
