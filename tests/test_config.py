@@ -138,7 +138,7 @@ def test_every_number_is_range_checked(cls, name, value, words):
 
 
 def test_defaults_pass_the_range_checks():
-    from kecae.evaluation.evaluate import EvaluateConfig
+    from kecae.evaluation.config import EvaluateConfig
     from kecae.generation import GenerateConfig
     from kecae.pipeline import DemoConfig, RunConfig
 

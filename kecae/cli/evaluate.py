@@ -6,7 +6,7 @@ import argparse
 
 from kecae.config import add_options, from_args
 from kecae.errors import KecaeError
-from kecae.evaluation.evaluate import EvaluateConfig
+from kecae.evaluation.config import EvaluateConfig
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

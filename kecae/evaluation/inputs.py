@@ -1,0 +1,220 @@
+"""What `kecae evaluate` measures: the run's models (checked for one image size and one grade
+pair), the real images of its data set, the generated images of the test pairs, the classifiers'
+calls and the joint measurement of every image.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from kecae.data.cache import ImageSet, load_image_set
+from kecae.data.catalog import grades_of
+from kecae.errors import KecaeError
+from kecae.evaluation.config import EvaluateConfig
+from kecae.results import (
+    KL0_TO_KL2,
+    KL2_TO_KL0,
+)
+from kecae.runfolder import RunLayout
+
+if TYPE_CHECKING:
+    import torch
+
+    from kecae.models.autoencoder import KECAE
+    from kecae.models.classifiers import Classifier
+
+
+log = logging.getLogger(__name__)
+
+
+class Direction(NamedTuple):
+    """One exchange direction in terms of the pair's image sets."""
+
+    exchanged: str  # X'
+    recipient: str  # the knee whose anatomy X' keeps
+    donor: str  # the knee whose key X' takes
+    donor_class: int  # class index of the donor's grade (1: KL-2)
+
+
+DIRECTION_IMAGES = {
+    KL0_TO_KL2: Direction("x1_ex", "x1", "x2", 1),
+    KL2_TO_KL0: Direction("x2_ex", "x2", "x1", 0),
+}
+
+
+@dataclass
+class Models:
+    """The trained models a run is evaluated with, and what their checkpoints say."""
+
+    kecae: KECAE
+    judge: Classifier
+    judge_ckpt: dict[str, Any]
+    judge_path: Path
+    supervisor: Classifier
+    supervisor_ckpt: dict[str, Any]
+    supervisor_path: str
+    image_size: int
+    independent: bool  # the judge has another architecture and seed than the supervisor
+    data: str  # the data set KECAE was trained on (or the one given)
+    patient_regex: str | None
+    grades: tuple[int, int]  # the pair KECAE exchanges (X1 of the first grade, X2 of the second)
+
+
+@dataclass
+class RealImages:
+    """The real images of the data set at the model's size."""
+
+    test_kl0: ImageSet
+    test_kl2: ImageSet
+    train: np.ndarray  # both grades
+    val: np.ndarray
+    test: np.ndarray
+
+
+@dataclass
+class Measured:
+    """The joint measurement of each image of one set."""
+
+    ok: np.ndarray  # a joint was found
+    jsw: np.ndarray  # medial joint-space width, px (NaN when refused)
+    osteophytes: np.ndarray  # a definite osteophyte (False when refused)
+    joint_row: np.ndarray  # the joint line's row
+
+
+def load_models(cfg: EvaluateConfig, layout: RunLayout, device: torch.device) -> Models:
+    """The KECAE model, judge and supervisor with their checkpoints, checked for one image size."""
+    from kecae.inference import load_classifier, load_kecae
+
+    model, kecae_ckpt = load_kecae(cfg.kecae_checkpoint or str(layout.kecae.last), device)
+    train_config = kecae_ckpt["train_config"]
+    sup_path = cfg.supervisor or train_config.get("supervisor") or str(layout.supervisor.best)
+    judge_path = Path(cfg.judge or layout.judge.best)
+    size = int(kecae_ckpt["model_config"]["image_size"])
+    judge, judge_ckpt = load_classifier(str(judge_path), device)
+    supervisor, sup_ckpt = load_classifier(sup_path, device)
+    grades = grades_of(train_config)
+    for name, ckpt in (("judge", judge_ckpt), ("supervisor", sup_ckpt)):
+        if ckpt["model_config"]["image_size"] != size:
+            raise KecaeError(
+                f"the {name} works at {ckpt['model_config']['image_size']} px but "
+                f"KECAE at {size} px: train it with --image-size {size}"
+            )
+        if (told := grades_of(ckpt.get("train_config"))) != grades:
+            raise KecaeError(
+                f"the {name} tells KL-{told[0]} from KL-{told[1]} but KECAE exchanges "
+                f"KL-{grades[0]} and KL-{grades[1]}: train it with --grades {grades[0]} {grades[1]}"
+            )
+    independent = judge_ckpt["model_config"]["arch"] != sup_ckpt["model_config"][
+        "arch"
+    ] and judge_ckpt["train_config"].get("seed") != sup_ckpt["train_config"].get("seed")
+    if not independent:
+        log.warning(
+            "the judge %s has the supervisor's architecture or seed: it is not independent",
+            judge_path,
+        )
+    return Models(
+        kecae=model,
+        judge=judge,
+        judge_ckpt=judge_ckpt,
+        judge_path=judge_path,
+        supervisor=supervisor,
+        supervisor_ckpt=sup_ckpt,
+        supervisor_path=sup_path,
+        image_size=size,
+        independent=independent,
+        data=cfg.data or train_config["data"],
+        patient_regex=cfg.patient_regex or train_config.get("patient_regex"),
+        grades=grades,
+    )
+
+
+def real_images(cfg: EvaluateConfig, models: Models) -> RealImages:
+    def load(split: str, grade: int) -> ImageSet:
+        return load_image_set(
+            models.data,
+            size=models.image_size,
+            split=split,
+            grades=(grade,),
+            cache_dir=cfg.cache_dir,
+            progress=False,
+            patient_regex=models.patient_regex,
+        )
+
+    # "test" unless cfg.split says "val" (kecae tune): every *test* set below is then the
+    # validation split, and the plausibility control passes its nominal share by construction
+    low, high = models.grades
+    test_kl0, test_kl2 = load(cfg.split, low), load(cfg.split, high)
+    return RealImages(
+        test_kl0=test_kl0,
+        test_kl2=test_kl2,
+        train=np.concatenate([load("train", g).images for g in models.grades]),
+        val=np.concatenate([load("val", g).images for g in models.grades]),
+        test=np.concatenate([test_kl0.images, test_kl2.images]),
+    )
+
+
+def pair_outputs(
+    model: KECAE, x1: np.ndarray, x2: np.ndarray, device: torch.device
+) -> dict[str, np.ndarray]:
+    """Eval-mode outputs of aligned pairs, each (n, S, S): reconstructions, exchanges and the
+    no-exchange controls ``x1_self`` = exchange(X1, X1)'s X'1 and ``x2_self`` likewise; and
+    ``mask1`` / ``mask2``, the edit masks of X'1 / X'2, from a model that has them."""
+    from kecae.inference import batched
+
+    def outputs(a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = model(a, b)
+        images = {
+            "x1_hat": out.x1_hat[:, 0],
+            "x2_hat": out.x2_hat[:, 0],
+            "x1_ex": out.x1_ex[:, 0],
+            "x2_ex": out.x2_ex[:, 0],
+            "x1_self": model.exchange(a, a)[0][:, 0],
+            "x2_self": model.exchange(b, b)[0][:, 0],
+        }
+        for name in ("mask1", "mask2"):  # the edit masks of X'1 / X'2, when the model has them
+            if (mask := getattr(out, name, None)) is not None:
+                images[name] = mask[:, 0]
+        return images
+
+    return batched(outputs, x1, x2, batch_size=64, device=device)
+
+
+def calls_of(
+    classifier: Classifier, images: dict[str, np.ndarray], device: torch.device
+) -> dict[str, np.ndarray]:
+    """The classifier's class index (1 = KL-2) for every image of every set."""
+    from kecae.inference import classify
+
+    return {
+        name: (classify(classifier, imgs, device=device)[:, 1] >= 0.5).astype(int)
+        for name, imgs in images.items()
+    }
+
+
+def measure_joints(images: np.ndarray, sides: list[str | None]) -> Measured:
+    """The joint measurement of each image; a refused one counts as 'no osteophyte'."""
+    from kecae.phantoms.measure import measure_many
+
+    m = measure_many(images, sides)
+    return Measured(
+        ok=m["ok"].astype(bool),
+        jsw=m["jsw_medial_px"].astype(np.float64),
+        osteophytes=m["osteophytes"].astype(bool) & m["ok"].astype(bool),
+        joint_row=m["joint_row"].astype(np.float64),
+    )
+
+
+def is_phantom_data(data: str) -> bool:
+    from kecae.phantoms.dataset import CSV_NAME
+
+    p = Path(data)
+    gt = p / CSV_NAME if p.is_dir() else p
+    if not gt.is_file():
+        return False
+    with open(gt) as fh:
+        return "jsw_medial_px" in fh.readline()
