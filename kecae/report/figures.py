@@ -1,6 +1,6 @@
 """The report's figures: matplotlib on the Agg canvas (no pyplot, no display), each returned as
 a PNG ``data:`` URI so the page embeds it. A figure is a function of arrays and numbers; the page
-(:mod:`kecae.report.sections`) places it."""
+(listed in :mod:`kecae.report.sections`) places it."""
 
 from __future__ import annotations
 

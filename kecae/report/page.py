@@ -17,7 +17,8 @@ from kecae.errors import KecaeError
 from kecae.files import atomic_write_text
 from kecae.report.load import RunData, load_run
 from kecae.report.parts import environment, escape, note
-from kecae.report.sections import SECTIONS, reader_study
+from kecae.report.reader import reader_study
+from kecae.report.sections import SECTIONS
 from kecae.results import READER_STUDY_SECTION
 from kecae.runfolder import RunLayout
 
