@@ -144,7 +144,7 @@ class RobustnessMetric(Section):
 
     name: str  # the target's name or the column's
     metric: str  # section.key of a seed's metrics.json
-    kind: str  # pct or num
+    kind: str  # pct, num or int
     better: str  # high, low or info (no worst)
     target: str | None  # e.g. ">= 0.7" when it is a target
     values: list[float | None]  # per seed (None: not computed, or a −inf median)
@@ -170,5 +170,5 @@ class Robustness(Section):
     recipe: dict[str, Any]  # what every seed trains: architectures, preset, budget
     eval_pairs: int
     eval_seed: int
-    seconds: list[float]  # per seed: the time of the study's call that finished it
+    seconds: list[float]  # per seed: its sub-runs, added up over the study's calls (one core)
     note: str

@@ -51,6 +51,7 @@ from kecae.runfolder import (
     write_sections,
 )
 from kecae.studies.ablation import COLUMNS, TIMING
+from kecae.studies.downstream import Ledger
 from kecae.studies.fractions import find_or_generate
 from kecae.studies.subruns import (
     ClassifierStudyConfig,
@@ -67,6 +68,9 @@ log = logging.getLogger(__name__)
 #: The section of a seed's metrics.json that records what its evaluation was made with.
 SEED_SECTION = "robustness_seed"
 
+#: A seed's time ledger: the seconds its sub-runs took, added up over the study's calls.
+SECONDS = "seconds.json"
+
 #: Columns summarised besides the targets: the ablation's (less its timings) and the
 #: classifiers' accuracy on real test images.
 EXTRA_COLUMNS: dict[str, AblationColumn] = {
@@ -82,7 +86,7 @@ EXTRA_COLUMNS: dict[str, AblationColumn] = {
             ("JSW of two real halves, Wasserstein px", "jsw_control.wasserstein", "num", "info"),
             ("JSW vs real, KS", "jsw.ks", "num", "low"),
             ("judge calls X′ its grade", "judge_intended", "pct", "info"),
-            ("judge disagrees on X′", "failures.n_disagree", "num", "low"),
+            ("judge disagrees on X′", "failures.n_disagree", "int", "low"),
         )
     },
     "osteophyte removal X′2": AblationColumn(
@@ -255,7 +259,6 @@ def _evaluate(
     folder: RunLayout,
     models: _Models,
     cache: str,
-    seconds: float,
 ) -> dict[str, Any]:
     """The seed's evaluation: reused when made with the same models, pairs and targets."""
     from kecae.evaluation.evaluate import EvaluateConfig, evaluate
@@ -286,7 +289,7 @@ def _evaluate(
             cache_dir=cache,
         )
     )
-    return write_sections(folder.root, {SEED_SECTION: {**want, "seconds": round(seconds, 1)}})
+    return write_sections(folder.root, {SEED_SECTION: want})
 
 
 @dataclass
@@ -306,9 +309,10 @@ def _run_seed(
     """One seed from training to evaluation; None when ``late()`` stopped it between steps."""
     folder = run.studies.robustness_seed(seed)
     cache = cfg.cache_dir or str(run.root / ".kecae_cache")
-    t0 = time.perf_counter()
+    ledger = Ledger(folder.root / SECONDS)
     own = _own_models(recipe, run) if cfg.reuse_run and seed == recipe.kecae.seed else None
     models = own or _train(cfg, recipe, folder, seed, cache)
+    ledger.add()
     if late():
         return None
     gen = _GenSettings(cfg.device, cache, cfg.progress, seed, cfg.gen_batch_size)
@@ -322,9 +326,12 @@ def _run_seed(
         folder.generated,
         recipe.kecae.patient_regex,
     )
+    ledger.add()
     if late():
         return None
-    return _evaluate(cfg, recipe, folder, models, cache, time.perf_counter() - t0)
+    metrics = _evaluate(cfg, recipe, folder, models, cache)
+    ledger.add()
+    return metrics
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,7 +455,7 @@ def summarise(
         recipe=recipe.summary(),
         eval_pairs=recipe.eval_pairs,
         eval_seed=cfg.eval_seed,
-        seconds=[float(lookup(m, f"{SEED_SECTION}.seconds") or 0.0) for m in per_seed],
+        seconds=[Ledger(layout.studies.robustness_seed(s).root / SECONDS).seconds for s in seeds],
         note="per seed: a supervisor, a judge and KECAE trained afresh with the run's recipe "
         "and budget (only the seed differs), the run's number of generated pairs, and the same "
         "test pairs; mean ± sample std over the seeds, worst = the lowest value where higher "
@@ -464,7 +471,7 @@ def summarise(
 def format_value(v: float | None, kind: str) -> str:
     if v is None:
         return "—"  # not computed, or a −inf median (most measurements refused)
-    return f"{100 * v:.1f}" if kind == "pct" else f"{v:.3f}"
+    return {"pct": f"{100 * v:.1f}", "int": f"{v:.0f}"}.get(kind, f"{v:.3f}")
 
 
 def mean_pm(m: RobustnessMetric) -> str:

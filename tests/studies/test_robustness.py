@@ -12,7 +12,7 @@ import yaml
 
 from kecae.cli import main
 from kecae.results import Robustness, is_finite, lookup
-from kecae.studies.robustness import format_robustness, metric_over_seeds
+from kecae.studies.robustness import format_robustness, format_value, metric_over_seeds
 
 
 def test_metric_over_seeds_mean_std_and_worst_by_hand():
@@ -31,6 +31,8 @@ def test_metric_over_seeds_mean_std_and_worst_by_hand():
     assert (miss.worst, miss.worst_seed) == (None, 1)
     one = metric_over_seeds("x", "s.k", "num", "high", [0.3], [0])
     assert one.std is None and one.mean == 0.3
+    assert (format_value(82.0, "int"), format_value(0.125, "pct")) == ("82", "12.5")
+    assert (format_value(0.1234, "num"), format_value(None, "pct")) == ("0.123", "—")
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +64,7 @@ def test_robustness_fresh_runs_summary_and_resume(demo, kit, monkeypatch, capsys
     sec = Robustness.from_dict(json.loads((demo / "metrics.json").read_text())["robustness"])
     assert sec.seeds == [0, 1] and sec.reused_seed == 0
     assert sec.eval_pairs == 12 and sec.recipe["kecae_steps"] == 2
+    assert len(sec.seconds) == 2 and sec.seconds[1] > sec.seconds[0] > 0  # seed 1 trained
 
     # seed 0 is the run itself (its models reused, evaluated on the study's pairs); seed 1 a
     # fresh supervisor (seed 1), judge (seed 2) and KECAE (seed 1) with the run's recipe
