@@ -8,6 +8,8 @@ rerun reuses finished ones) and writes its section of ``RUN/metrics.json``:
 - :mod:`.sampling` (Fig. 5): accuracy against N generated pairs -> ``sampling_size``;
 - :mod:`.lambda_grid` (Fig. 3): SVM separability over λ1 × λ2 -> ``lambda_grid``;
 - :mod:`.ablation`: rows of KECAE options on one budget -> ``ablation``;
+- :mod:`.robustness`: the run's recipe trained afresh per seed, every metric with its worst
+  seed -> ``robustness``;
 - :mod:`.tune` (``kecae tune``): Optuna's search of λ1, λ2, lr and the exchange options on a
   validation objective -> ``tune``.
 
