@@ -19,6 +19,10 @@ from typing import IO, Any
 
 from kecae.errors import KecaeError
 
+#: The command line of the ``kecae`` command running (set by :func:`kecae.cli.main`; the
+#: process's own arguments when unset).
+COMMAND_LINE: list[str] | None = None
+
 
 class _LineFile:
     """A text sink that writes whole lines to ``fh``, each as the terminal last showed it."""
@@ -68,7 +72,8 @@ def console_log(path: str | Path, argv: list[str] | None = None) -> Iterator[Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as fh:
         copy = _LineFile(fh)
-        command = shlex.join(["kecae", *(sys.argv[1:] if argv is None else argv)])
+        given = argv if argv is not None else COMMAND_LINE
+        command = shlex.join(["kecae", *(sys.argv[1:] if given is None else given)])
         copy.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {command}\n")
         handler = logging.StreamHandler(copy)
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -88,3 +93,15 @@ def console_log(path: str | Path, argv: list[str] | None = None) -> Iterator[Pat
             sys.stdout, sys.stderr = out, err
             root.removeHandler(handler)
             copy.close()
+
+
+def run_console(folder: str | Path | None) -> contextlib.AbstractContextManager[Any]:
+    """:func:`console_log` into ``FOLDER/console.log`` when ``folder`` is a pipeline run folder
+    (it holds run.yaml): ``kecae evaluate``, ``generate`` and ``report`` on a run keep their
+    output in the run's one console log. Elsewhere, nothing is copied."""
+    from kecae.runfolder import RunLayout
+
+    layout = RunLayout(folder) if folder else None
+    if layout is not None and layout.root.is_dir() and layout.marker.is_file():
+        return console_log(layout.console)
+    return contextlib.nullcontext()

@@ -199,7 +199,8 @@ def _run_steps(
     cfg: RunConfig, layout: RunLayout, make_data: Callable[[Path], Any] | None
 ) -> dict[str, Any]:
     from kecae.device import check_device
-    from kecae.evaluation.evaluate import EvaluateConfig, evaluate
+    from kecae.evaluation.evaluate import EvaluateConfig
+    from kecae.evaluation.rerun import evaluate_run
     from kecae.evaluation.summary import format_headline
     from kecae.generation import GenerateConfig, generate
     from kecae.models.presets import kecae_config, preset_training
@@ -309,18 +310,23 @@ def _run_steps(
             )
         ),
     )
-    metrics = step(
-        "evaluate",
-        lambda: evaluate(
+
+    def evaluation() -> dict[str, Any]:
+        metrics, _, reused = evaluate_run(
             EvaluateConfig(
                 run=str(out),
                 pairs=plan.eval_pairs,
                 seed=cfg.seed,
                 device=cfg.device,
                 cache_dir=cache,
-            )
-        ),
-    )
+            ),
+            own=True,
+        )
+        if reused:
+            say("the evaluation of these checkpoints and settings is in metrics.json: re-used")
+        return metrics
+
+    metrics = step("evaluate", evaluation)
     settings = {
         k: v
         for k, v in dataclasses.asdict(cfg).items()
@@ -342,7 +348,7 @@ def _run_steps(
     )
     report = step("report", lambda: write_report(out))
     print(f"\n[{label}] headline numbers (test pairs, see the report for sample sizes):")
-    print(format_headline(metrics))
+    print(format_headline(metrics, supervisor=sup))
     print(f"\n[{label}] report: {report}\n[{label}] metrics: {layout.metrics}")
     return metrics
 

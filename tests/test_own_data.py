@@ -146,9 +146,40 @@ def test_kaggle_tree_with_sides_in_the_names(phantoms, tmp_path, capsys):
     assert labels["class_to_idx"] == {"0": 0, "2": 2}
     assert {p.name for p in (run / "generated").iterdir() if p.is_dir()} == {"0", "2"}
     # one console log, the cache inside the run folder, nothing written into the data set
-    log = (run / "console.log").read_text()
-    assert log.startswith("=== ") and "side values mapped" in log and "\r" not in log
+    console = (run / "console.log").read_text()
+    assert console.startswith("=== ") and "side values mapped" in console and "\r" not in console
     assert (run / ".kecae_cache").is_dir() and not list(data.rglob(".kecae_cache"))
+
+    # the run folder agrees with itself: a no-op rerun and `kecae evaluate --run` re-use the
+    # run's evaluation (same pairs, seed, data), other settings write beside it
+    own = (run / "metrics.json").read_text()
+    assert main([*args, *TINY]) == 0
+    assert "is in metrics.json: re-used" in capsys.readouterr().out
+    assert main(["evaluate", "--run", str(run)]) == 0
+    assert "already holds the evaluation of these settings" in capsys.readouterr().out
+    assert (
+        json.loads((run / "metrics.json").read_text())["evaluation"]
+        == json.loads(own)["evaluation"]
+    )
+    assert main(["evaluate", "--run", str(run), "--pairs", "3"]) == 0
+    out = capsys.readouterr().out
+    beside = run / "evaluations" / "pairs3"
+    assert f"written to {beside / 'metrics.json'}" in out
+    assert json.loads((beside / "metrics.json").read_text())["exchange_success"]["n"] == 3
+    assert (beside / "eval" / "examples.npz").is_file()
+    pipeline_keys = {"config", "timings"}
+    assert pipeline_keys <= json.loads((run / "metrics.json").read_text()).keys()
+    assert (
+        json.loads((run / "metrics.json").read_text())["exchange_success"]
+        == json.loads(own)["exchange_success"]
+    )
+    # each command on the run kept in its one console log
+    log = (run / "console.log").read_text()
+    assert log.count("=== ") == 4 and "kecae evaluate --run" in log
+    # `kecae report --run` on the data set is refused, nothing written into it
+    assert main(["report", "--run", str(data)]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
+    assert not (data / "report.html").exists()
 
 
 def test_kaggle_tree_any_grade_pair(phantoms, tmp_path):
@@ -230,3 +261,29 @@ def test_a_run_that_stops_before_training_leaves_its_folder_free(phantoms, tmp_p
     log = (run / "console.log").read_text()
     # every try that reached the folder, the failures included (the typo made no folder)
     assert log.count("=== ") == 3 and log.count("error: ") == 2
+
+
+def test_a_degenerate_classifier_run_says_so(phantoms, tmp_path, capsys):
+    # every knee the same image (one bit apart, so no file is a duplicate): no classifier can
+    # tell the grades, each calls every test knee one grade
+    data = kaggle_tree(tmp_path / "kaggle", phantoms)
+    files = sorted(data.rglob("*.png"))
+    base = np.asarray(Image.open(files[0]).convert("L"))
+    for k, path in enumerate(files):
+        img = base.copy()
+        img.flat[k] ^= 1
+        Image.fromarray(img).save(path)
+    run = tmp_path / "runs" / "same"
+    args = ["run", "--data", str(data), "--out", str(run), "--patient-regex", KAGGLE_REGEX]
+    assert main([*args, *TINY]) == 0
+    out = capsys.readouterr().out
+    headline = out.split("headline numbers")[1].splitlines()
+    assert headline[1].startswith("  WARNING: the judge calls 100 % of the test knees KL-")
+    assert "[not meaningful: degenerate judge]" in out
+    m = json.loads((run / "metrics.json").read_text())
+    # the judge "agrees" with itself on every exchange, and that is not counted as met
+    targets = m["targets"]
+    for name, t in targets.items():
+        if t["metric"].startswith("exchange_success.judge_"):
+            assert t["met"] is None, name
+    assert "4 not meaningful (a degenerate classifier); 4 need phantom ground truth" in out

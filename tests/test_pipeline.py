@@ -344,7 +344,8 @@ def test_demo_runs_and_reuses_finished_steps(tmp_path, capsys, monkeypatch):
         )
         == 0
     )
-    m = json.loads((moved / "metrics.json").read_text())
+    # other settings than the run's own: written beside its metrics.json
+    m = json.loads((moved / "evaluations" / "svm20" / "metrics.json").read_text())
     assert m["supervisor"]["checkpoint"] == str(moved / "supervisor" / "best.pt")
     assert "fidelity" in m  # the phantoms' ground truth was found in the moved folder
     assert main(["report", "--run", "../x/demo"]) == 0

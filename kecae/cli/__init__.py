@@ -56,8 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one ``kecae`` command line; returns the exit status."""
+    from kecae import console
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    console.COMMAND_LINE = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     if not getattr(args, "func", None):
         parser.print_help()

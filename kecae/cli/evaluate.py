@@ -1,8 +1,13 @@
-"""`kecae evaluate --run DIR`: every number about a trained KECAE, into DIR/metrics.json."""
+"""`kecae evaluate --run DIR`: every number about a trained KECAE, into DIR/metrics.json.
+
+On a run folder the defaults are the run's own settings; other settings write beside the run's
+numbers, and a rerun with nothing changed re-uses them (:mod:`kecae.evaluation.rerun`)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from kecae.config import add_options, from_args
 from kecae.errors import KecaeError
@@ -10,14 +15,41 @@ from kecae.evaluation.config import EvaluateConfig
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from kecae.evaluation.evaluate import evaluate
-    from kecae.evaluation.summary import format_headline
+    from kecae.console import run_console
+    from kecae.evaluation.rerun import run_defaults
+    from kecae.runfolder import RunLayout
 
-    cfg = from_args(EvaluateConfig, args)
-    if not cfg.run:
+    if not args.run:
         raise KecaeError("--run DIR is required")
-    m = evaluate(cfg)
-    print(f"metrics written to {cfg.run}/metrics.json\n" + format_headline(m))
+    layout = RunLayout(args.run)
+    if not layout.root.is_dir():
+        raise KecaeError(
+            f"--run {args.run}: no such folder; pass the folder `kecae run --out` or "
+            "`kecae demo --out` wrote"
+        )
+    cfg = from_args(EvaluateConfig, args, base=run_defaults(layout.root))
+    with run_console(layout.root):
+        return _evaluate(cfg)
+
+
+def _evaluate(cfg: EvaluateConfig) -> int:
+    from kecae.evaluation.rerun import evaluate_run
+    from kecae.evaluation.summary import format_headline
+    from kecae.runfolder import RunLayout
+
+    metrics, where, reused = evaluate_run(cfg)
+    path = Path(where) / "metrics.json"
+    if reused:
+        print(f"{path} already holds the evaluation of these settings and checkpoints: re-used")
+    elif Path(where).resolve() != Path(cfg.run).resolve():
+        print(
+            f"these settings differ from the run's own evaluation ({cfg.run}/metrics.json, "
+            f"kept): written to {path}"
+        )
+    else:
+        print(f"metrics written to {path}")
+    sup = RunLayout(cfg.run).supervisor.metrics
+    print(format_headline(metrics, json.loads(sup.read_text()) if sup.is_file() else None))
     return 0
 
 
@@ -26,7 +58,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="measure a trained KECAE run (metrics.json)",
         description="Separability of the latents, exchange success judged by an "
-        "independent classifier, ground-truth fidelity on phantoms, image quality.",
+        "independent classifier, ground-truth fidelity on phantoms, image quality. On a "
+        "`kecae run` folder the defaults are the run's own settings (its test pairs, seed and "
+        "device); other settings are written beside, to RUN/evaluations/<what differs>/, and "
+        "a rerun with nothing changed re-uses RUN/metrics.json.",
     )
     add_options(p, EvaluateConfig)
     p.set_defaults(func=cmd_evaluate)

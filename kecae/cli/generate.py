@@ -9,10 +9,12 @@ from kecae.generation import GenerateConfig
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from kecae.console import run_console
     from kecae.generation import generate
 
     cfg = from_args(GenerateConfig, args)
-    s = generate(cfg)
+    with run_console(cfg.checkpoint):
+        s = generate(cfg)
     rate = f", {s['images_per_s']:.0f} images/s" if s["images_per_s"] else ""
     print(
         f"{s['images']} images for {cfg.pairs} pairs in {cfg.out} ({s['written_pairs']} pairs "

@@ -18,10 +18,12 @@ class ReportConfig:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from kecae.console import run_console
     from kecae.report import write_report
 
     cfg = from_args(ReportConfig, args)
-    print(write_report(cfg.run))
+    with run_console(cfg.run):
+        print(write_report(cfg.run))
     return 0
 
 

@@ -79,7 +79,8 @@ def write_report(run_dir: str | Path) -> Path:
 
     Every input is optional: a missing part becomes a short note saying how to compute it.
     Raises:
-        KecaeError: ``run_dir`` is not an existing folder.
+        KecaeError: ``run_dir`` is not an existing folder, or holds files but none that a
+            run writes (a data set, say: the report is not written into it).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -87,7 +88,37 @@ def write_report(run_dir: str | Path) -> Path:
             f"run folder {run_dir} does not exist: pass the folder that a "
             f"`kecae train`/`kecae evaluate` run wrote (e.g. runs/demo)"
         )
+    _check_run_folder(run_dir)
     page = render_report(load_run(run_dir))
     out = RunLayout(run_dir).report
     atomic_write_text(out, page)
     return out
+
+
+#: What a run folder holds (any one of them); an empty folder reports what to compute.
+RUN_FILES = (
+    "run.yaml",
+    "metrics.json",
+    "report.html",
+    "data_check.json",
+    "config.yaml",
+    "kecae",
+    "supervisor",
+    "judge",
+    "generated",
+    "eval",
+    "studies",
+)
+
+
+def _check_run_folder(run_dir: Path) -> None:
+    """Refuse a folder that holds files but nothing a run writes (e.g. the data set)."""
+    if any((run_dir / name).exists() for name in RUN_FILES):
+        return
+    found = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
+    if found:
+        shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
+        raise KecaeError(
+            f"{run_dir} is not a run folder (it holds {shown} but no run.yaml, metrics.json "
+            "or kecae/): pass the folder that `kecae run --out` or `kecae demo --out` wrote"
+        )
