@@ -38,3 +38,4 @@ class EvaluateConfig:
     plausibility_quantile: float = 0.99  # nominal pass rate of real held-out images
     device: str = "auto"  # auto / cpu / cuda
     cache_dir: str | None = None  # preprocessed-image cache
+    progress: bool = True  # a progress bar over the evaluation's stages

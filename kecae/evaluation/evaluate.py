@@ -27,8 +27,9 @@ runs the models and lays the numbers out.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -71,18 +72,53 @@ from kecae.results import (
 )
 from kecae.runfolder import RunLayout, write_sections
 
+if TYPE_CHECKING:
+    import torch
+
+#: The stages the progress bar counts (in the order evaluate runs them).
+STAGES = (
+    "models and images",
+    "exchanges",
+    "separability",
+    "classifiers",
+    "joint measurement",
+    "plausibility",
+    "fidelity and quality",
+    "oracle and grade match",
+)
+
 
 def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     """Measure the run in ``cfg.run``; write its sections of metrics.json (and the report's
-    arrays in RUN/eval/) and return the whole merged metrics.json."""
-    from kecae.inference import classifier_features
+    arrays in RUN/eval/) and return the whole merged metrics.json. With ``cfg.progress`` a bar
+    counts the :data:`STAGES`."""
+    from tqdm.auto import tqdm
 
     layout = RunLayout(cfg.run)
     device = select_device(cfg.device)
+    bar = tqdm(total=len(STAGES), desc="evaluate", unit="stage", disable=not cfg.progress)
+
+    def stage(done: str) -> None:
+        bar.update()
+        if bar.n < len(STAGES):
+            bar.set_postfix_str(STAGES[bar.n])
+
+    bar.set_postfix_str(STAGES[0])
+    try:
+        return _evaluate(cfg, layout, device, stage)
+    finally:
+        bar.close()
+
+
+def _evaluate(
+    cfg: EvaluateConfig, layout: RunLayout, device: torch.device, stage: Callable[[str], None]
+) -> dict[str, Any]:
+    from kecae.inference import classifier_features
 
     # the models, and the real images of the data set they were trained on
     models = load_models(cfg, layout, device)
     real = real_images(cfg, models)
+    stage("models and images")
 
     # test pairs, and every image set the rules are applied to: inputs X1 (KL-0) and X2 (KL-2),
     # reconstructions, exchanges and the no-exchange controls
@@ -98,9 +134,11 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         "x1": [real.test_kl0.sides[i] for i in ij[:, 0]],
         "x2": [real.test_kl2.sides[j] for j in ij[:, 1]],
     }
+    stage("exchanges")
 
     # the paper's separability of the latents (Fig. 3)
     separability = separability_of(models, real, cfg, device)
+    stage("separability")
 
     # the classifiers' calls (class index 1 = KL-2) on every set; the judge on real test images
     judge_summary = judge_summary_of(models, real, device)
@@ -108,6 +146,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         "judge": calls_of(models.judge, images, device),
         "supervisor": calls_of(models.supervisor, images, device),
     }
+    stage("classifiers")
 
     # plausibility: the joint is found and the judge's features look like real images'
     measured = {name: measure_joints(imgs, sides[name[:2]]) for name, imgs in images.items()}
@@ -115,6 +154,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         "kl0": measure_joints(np.asarray(real.test_kl0.images), list(real.test_kl0.sides)),
         "kl2": measure_joints(np.asarray(real.test_kl2.images), list(real.test_kl2.sides)),
     }
+    stage("joint measurement")
     features = {
         name: classifier_features(models.judge, imgs, device=device)
         for name, imgs in images.items()
@@ -130,6 +170,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     # exchange success: the donor's grade on X', beside its controls
     recall = {0: judge_summary.recall_kl0, 1: judge_summary.recall_kl2}
     exchange = exchange_success_of(calls, plausible, recall, n_pairs, models.independent)
+    stage("plausibility")
 
     # ground-truth fidelity (the measurement is built for the phantoms' geometry)
     fidelity: Fidelity | None = None
@@ -143,6 +184,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     quality = quality_of(images, features, judge_summary.arch, cfg.seed)
     quality.edit_mask_area_kl0_to_kl2 = grade_match_metrics.mask_area(masks.get("mask1"))
     quality.edit_mask_area_kl2_to_kl0 = grade_match_metrics.mask_area(masks.get("mask2"))
+    stage("fidelity and quality")
 
     # on phantoms, every rule again on perfect exchanges rendered from the ground truth: the
     # ceiling a generator can reach with this judge and this measurement
@@ -171,6 +213,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         grade_match = grade_match_of(
             measured, measured_real, calls["judge"], fidelity_arrays, oracle_sets, cfg.seed
         )
+    stage("oracle and grade match")
 
     # the sections in the order metrics.json has them, then the targets they meet
     sections: dict[str, Any] = {
