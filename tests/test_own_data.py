@@ -180,6 +180,16 @@ def test_kaggle_tree_with_sides_in_the_names(phantoms, tmp_path, capsys):
     assert main(["report", "--run", str(data)]) == 2
     assert "is not a run folder" in capsys.readouterr().err
     assert not (data / "report.html").exists()
+    # the report opens with the data: counts per split and grade, patients, what was left out,
+    # input size against the model size; its row labels are words, not metrics.json keys
+    page = (run / "report.html").read_text()
+    assert page.index('<section id="data">') < page.index('<section id="headline">')
+    data = page[page.index('<section id="data">') : page.index('<section id="headline">')]
+    assert "<th>Split</th><th>KL-0</th><th>KL-2</th><th>Images</th><th>Patients</th>" in data
+    assert "22 images of grades 1, 3, 4 are not used" in data
+    assert "the model works at 32 px" in data and "burned-in annotation" in data
+    assert not re.search(r"<td>(<code>)?[a-z0-9]+_[a-z0-9_]+(</code>)?</td>", page)
+    assert "<code>--kecae-steps</code>" in page
 
 
 def test_kaggle_tree_any_grade_pair(phantoms, tmp_path):
@@ -203,6 +213,13 @@ def test_kaggle_tree_any_grade_pair(phantoms, tmp_path):
     assert json.loads((gen / "labels.json").read_text())["class_to_idx"] == {"0": 0, "1": 1}
     plan = json.loads((run / "data_check.json").read_text())
     assert plan["grades"] == [0, 1] and set(plan["counts"]["train"]) == {"0", "1"}
+    # every word of the report names the run's pair; its data section every grade as it is
+    page = (run / "report.html").read_text()
+    data = page[page.index('<section id="data">') : page.index('<section id="headline">')]
+    assert "<th>KL-0</th><th>KL-1</th>" in data
+    assert "grades 2, 3, 4 are not used (KL-2: 36," in data
+    rest = page[page.index('<section id="headline">') : page.index('<section id="configuration">')]
+    assert "KL-1 donor" in rest and "KL-2" not in re.sub(r"data:image/png;base64,[^\"]*", "", rest)
 
 
 def test_oai_csv_of_dicoms(phantoms, tmp_path, capsys):
@@ -287,3 +304,14 @@ def test_a_degenerate_classifier_run_says_so(phantoms, tmp_path, capsys):
         if t["metric"].startswith("exchange_success.judge_"):
             assert t["met"] is None, name
     assert "4 not meaningful (a degenerate classifier); 4 need phantom ground truth" in out
+    # the report says it before anything else, then the data, then the numbers
+    page = (run / "report.html").read_text()
+    top = page.index('<div class="warning">')
+    assert top < page.index('<section id="data">') < page.index('<section id="headline">')
+    assert "The judge is degenerate" in page[top : page.index('<section id="data">')]
+    assert page.count("not meaningful") >= 6  # the two headline cards, four targets
+    assert re.search(r"Targets: \d of 3 computable targets met; 4 not meaningful", page)
+    # fidelity: not computable here, without advice to run what cannot compute it
+    fidelity = page[page.index('<section id="fidelity">') :]
+    fidelity = fidelity[: fidelity.index("</section>")]
+    assert "Not computable on these data" in fidelity and "kecae evaluate" not in fidelity

@@ -23,10 +23,8 @@ from typing import Any
 from kecae.config import read_yaml_mapping
 from kecae.evaluation.evaluate import EvaluateConfig, evaluate
 from kecae.files import file_sha256
+from kecae.results import EVALUATION_SECTION
 from kecae.runfolder import RunLayout, read_metrics, write_sections
-
-#: The metrics.json section that records which settings and inputs the numbers came from.
-EVALUATION_SECTION = "evaluation"
 
 #: Where evaluations with settings other than the run's own go: RUN/evaluations/<name>/.
 BESIDE = "evaluations"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, TypeGuard
 
 from kecae.report import figures
+from kecae.report.data import degenerate
 from kecae.report.format import fmt, number, sample_size, spread
 from kecae.report.load import RunData
 from kecae.report.missing import how_to, missing_note, problem_notes
@@ -99,7 +100,13 @@ _EXCHANGE_LABELS = {
 
 def exchange_section(run: RunData) -> str:
     sec = run.section(ExchangeSuccess.NAME)
-    parts = []
+    parts = [
+        f'<div class="warning">Not meaningful: the {escape(who)} columns below. '
+        f"{escape(reason[0].upper() + reason[1:])}, so its calls on X′ say nothing about "
+        f"the exchange.</div>"
+        for who, reason in degenerate(run).items()
+        if sec
+    ]
     if sec:
         rows = []
         oracle = run.section(Oracle.NAME).get(ExchangeSuccess.NAME)

@@ -58,3 +58,40 @@ def sample_size(section: dict[str, Any], key: str) -> str:
     """The metric's ``n`` (its own, else the section's), with thousands separators."""
     n = number(section.get(f"{key}_n", section.get("n")))
     return f"{n:,.0f}" if n is not None else ""
+
+
+#: Words for the tokens of a metrics.json key (:func:`words`).
+_WORDS = {
+    "svm": "SVM",
+    "hk": "hK",
+    "hn": "hN",
+    "knn": "k-NN",
+    "ssim": "SSIM",
+    "psnr": "PSNR",
+    "jsw": "joint-space width",
+    "recon": "reconstructions",
+    "nonkey": "non-key",
+    "ex": "exchanged",
+    "x1": "X′1",
+    "x2": "X′2",
+    "n": "number",
+    "kl0": "KL-0",
+    "kl1": "KL-1",
+    "kl2": "KL-2",
+    "kl3": "KL-3",
+    "kl4": "KL-4",
+    "to": "→",
+    "auc": "AUC",
+    "iqr": "IQR",
+    "std": "std",
+}
+
+
+def words(key: str) -> str:
+    """A metrics.json key as words for a row label: ``svm_hk_accuracy`` -> ``SVM hK accuracy``,
+    ``refusal_rate_x_ex`` -> ``refusal rate X′``, ``osteophyte_gap_kl0_to_kl2`` ->
+    ``osteophyte gap KL-0 → KL-2``."""
+    text = key.replace("x_ex", "X′")
+    out = [_WORDS.get(t, t) for t in text.split("_") if t]
+    label = " ".join(out)
+    return label[:1].upper() + label[1:] if label else key

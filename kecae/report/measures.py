@@ -12,6 +12,7 @@ from kecae.report.parts import escape, metric_table, note
 from kecae.report.rows import FIDELITY_ROWS, PLAUSIBILITY_ROWS, QUALITY_ROWS, SEPARABILITY_ROWS
 from kecae.results import (
     TARGETS_SECTION,
+    ExchangeSuccess,
     Fidelity,
     LambdaGrid,
     Plausibility,
@@ -64,7 +65,17 @@ def fidelity_section(run: RunData) -> str:
                 ),
             )
         )
-    if not sec and not run.fidelity:
+    if not sec and not run.fidelity and run.section(ExchangeSuccess.NAME):
+        # evaluated, and still no fidelity: these are not phantoms
+        parts.append(
+            note(
+                "Not computable on these data: ground-truth fidelity (key transfer, osteophytes, "
+                "SSIM outside the joint band) needs the phantoms' ground truth, which real "
+                "radiographs do not have; its targets are not counted. "
+                "<code>kecae demo</code> measures it on phantoms."
+            )
+        )
+    elif not sec and not run.fidelity:
         parts.append(missing_note("ground-truth fidelity (needs phantom data)", "evaluate", run))
     return "".join(parts)
 

@@ -8,13 +8,16 @@ import dataclasses
 import datetime as _dt
 import importlib.resources
 import logging
+import re
 from pathlib import Path
 from typing import NamedTuple
 
 from markupsafe import Markup
 
 from kecae.errors import KecaeError
+from kecae.evaluation.summary import grades_in
 from kecae.files import atomic_write_text
+from kecae.report.data import read_plan, warnings_banner
 from kecae.report.load import RunData, load_run
 from kecae.report.parts import environment, escape, note
 from kecae.report.reader import reader_study
@@ -43,6 +46,12 @@ def render_report(run: RunData) -> str:
         run = dataclasses.replace(
             run, metrics={k: v for k, v in run.metrics.items() if k != READER_STUDY_SECTION}
         )
+    plan = read_plan(run)
+    grades = (
+        (int(plan["grades"][0]), int(plan["grades"][1]))
+        if plan and isinstance(plan.get("grades"), list) and len(plan["grades"]) == 2
+        else grades_in(run.metrics)
+    )
     rendered = []
     for anchor, heading, build in sections:
         try:
@@ -53,6 +62,8 @@ def render_report(run: RunData) -> str:
                 f"Could not draw this section: {escape(type(exc).__name__)}: "
                 f"{escape(exc)}. Check the matching entry of the run folder."
             )
+        if anchor not in ("data", "configuration"):
+            content = pair_words(content, grades)
         rendered.append(_Section(anchor, Markup(escape(heading)), Markup(content)))
     css = (
         importlib.resources.files("kecae.report")
@@ -69,6 +80,7 @@ def render_report(run: RunData) -> str:
             run_dir=Markup(escape(run.run_dir)),
             stamp=_dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
             found=Markup(escape(", ".join(run.found) or "none of the known files")),
+            banner=Markup(warnings_banner(run)),
             sections=rendered,
         )
     )
@@ -122,3 +134,31 @@ def _check_run_folder(run_dir: Path) -> None:
             f"{run_dir} is not a run folder (it holds {shown} but no run.yaml, metrics.json "
             "or kecae/): pass the folder that `kecae run --out` or `kecae demo --out` wrote"
         )
+
+
+def pair_words(html: str, grades: tuple[int, int]) -> str:
+    """The report's words for the default pair (KL-0, KL-2; kl0/kl2 in names) in terms of the
+    run's own pair: with ``--grades 0 1`` "KL-2 donor" reads "KL-1 donor". The data section,
+    which names every grade as it is, is left alone."""
+    if tuple(grades) == (0, 2):
+        return html
+    low, high = grades
+    swaps = (
+        ("KL-0", f"KL-{low}"),
+        ("KL-2", f"KL-{high}"),
+        ("kl0", f"kl{low}"),
+        ("kl2", f"kl{high}"),
+    )
+    parts = _DATA_URI.split(html)
+    for k in range(0, len(parts), 2):  # the odd parts are embedded images: left as they are
+        text = parts[k]
+        for j, (old, _new) in enumerate(swaps):
+            text = text.replace(old, f"\0{j}\0")
+        for j, (_old, new) in enumerate(swaps):
+            text = text.replace(f"\0{j}\0", new)
+        parts[k] = text
+    return "".join(parts)
+
+
+#: An embedded image in the page (its base64 text may hold any letters).
+_DATA_URI = re.compile(r"(data:[a-z]+/[a-z+.-]+;base64,[A-Za-z0-9+/=]*)")

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from kecae.report.format import SIBLINGS, fmt, number, sample_size, spread
+from kecae.report.format import SIBLINGS, fmt, number, sample_size, spread, words
 
 
 @functools.cache
@@ -89,7 +89,7 @@ def metric_rows(
             kind = "pct" if re.search(r"(rate|accuracy)$", key) else "num"
             rows.append(
                 [
-                    f"<code>{escape(key)}</code>",
+                    escape(words(key)),
                     fmt(v, kind),
                     escape(spread(section, key, kind)),
                     sample_size(section, key),

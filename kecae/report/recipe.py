@@ -8,12 +8,13 @@ import json
 from typing import Any
 
 from kecae.report import figures
-from kecae.report.format import fmt, number
+from kecae.report.format import fmt, number, words
 from kecae.report.load import RunData
 from kecae.report.missing import missing_note, problem_notes
 from kecae.report.parts import escape, figure, note, table
 from kecae.results import (
     CONFIG_SECTION,
+    EVALUATION_SECTION,
     TARGETS_SECTION,
     TIMINGS_SECTION,
     Ablation,
@@ -142,12 +143,19 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def _entries(d: dict[str, Any]) -> list[list[str]]:
-    """(dotted key, JSON value) rows of a nested mapping."""
-    return [
-        [f"<code>{escape(k)}</code>", escape(json.dumps(v) if not isinstance(v, str) else v)]
-        for k, v in _flatten(d)
-    ]
+def _entries(d: dict[str, Any], options: bool = False) -> list[list[str]]:
+    """(label, JSON value) rows of a nested mapping: each key in words (``reader_study.
+    fleiss_kappa`` -> ``Reader study · Fleiss kappa``); with ``options`` the settings of
+    ``kecae run`` / ``kecae demo`` (``run.kecae_steps``) by their option (``--kecae-steps``)."""
+    rows = []
+    for k, v in _flatten(d):
+        parts = k.split(".")
+        if options and len(parts) == 2 and parts[0] in ("run", "demo"):
+            label = f"<code>--{escape(parts[1].replace('_', '-'))}</code>"
+        else:
+            label = escape(" · ".join(words(p) for p in parts))
+        rows.append([label, escape(json.dumps(v) if not isinstance(v, str) else v)])
+    return rows
 
 
 #: Sections laid out by their own part of the page; others are listed as raw entries.
@@ -169,6 +177,7 @@ KNOWN_SECTIONS = {
     TARGETS_SECTION,
     CONFIG_SECTION,
     TIMINGS_SECTION,
+    EVALUATION_SECTION,
 }
 
 
@@ -176,9 +185,24 @@ def configuration_section(run: RunData) -> str:
     parts = []
     config = run.section(CONFIG_SECTION)
     if config:
-        parts.append(table(["Setting", "Value"], _entries(config), "config"))
+        parts.append(table(["Setting", "Value"], _entries(config, options=True), "config"))
     else:
         parts.append(missing_note("the configuration (metrics.json: config)", "evaluate", run))
+    evaluated = run.section(EVALUATION_SECTION).get("settings")
+    if isinstance(evaluated, dict):
+        rows = [
+            [escape(words(k)), escape(fmt(v, "num") if number(v) is not None else v)]
+            for k, v in evaluated.items()
+            if v is not None
+        ]
+        parts.append(
+            "<h3>Evaluated with</h3>"
+            + table(["Setting", "Value"], rows, "config")
+            + note(
+                "<code>kecae evaluate --run</code> with other settings writes beside these "
+                "numbers, to <code>evaluations/</code>; with the same ones it re-uses them."
+            )
+        )
     other = {k: v for k, v in run.metrics.items() if k not in KNOWN_SECTIONS}
     if other:  # sections this page does not lay out yet are still shown, never dropped
         parts.append(

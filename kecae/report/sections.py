@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kecae.report.ablation import ablation_section
+from kecae.report.data import data_section
 from kecae.report.downstream import downstream_section, shortcut_section
 from kecae.report.exchange import examples_section, exchange_section
 from kecae.report.grade_match import grade_match_section
@@ -47,6 +48,7 @@ def _downstream_shortcut(run: RunData) -> str:
 
 #: (anchor, heading, builder) in page order.
 SECTIONS: list[tuple[str, str, Callable[[RunData], str]]] = [
+    ("data", "The data", data_section),
     ("headline", "Headline numbers", headline_section),
     ("targets", "Targets", targets_section),
     ("generator", "The generator", generator_section),

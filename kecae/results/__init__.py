@@ -24,6 +24,7 @@ direction names; :mod:`.evaluation`, :mod:`.fidelity` and :mod:`.grade_match`: `
 from kecae.results.base import (
     CONFIG_SECTION,
     DIRECTIONS,
+    EVALUATION_SECTION,
     KL0_TO_KL2,
     KL2_TO_KL0,
     READER_STUDY_SECTION,
@@ -83,6 +84,7 @@ from kecae.results.studies import (
 __all__ = [
     "CONFIG_SECTION",
     "DIRECTIONS",
+    "EVALUATION_SECTION",
     "KL0_TO_KL2",
     "KL2_TO_KL0",
     "PAIRED_TEST",

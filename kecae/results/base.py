@@ -24,6 +24,9 @@ DIRECTIONS = (KL0_TO_KL2, KL2_TO_KL0)
 #: settings and step times, and the reader study (``kecae.reader_study.analyze``).
 TARGETS_SECTION, CONFIG_SECTION, TIMINGS_SECTION = "targets", "config", "timings"
 
+#: The settings and input checksums ``kecae evaluate`` measured with (kecae.evaluation.rerun).
+EVALUATION_SECTION = "evaluation"
+
 
 READER_STUDY_SECTION = "reader_study"
 

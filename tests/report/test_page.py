@@ -114,10 +114,11 @@ def test_full_run_folder(tmp_path, full_run):
     assert "0.01 · mean squared displacement + 1 · cycle" in text
     assert "2000 steps × 32 pairs" in text
     assert "TN 45 · FP 5 · FN 9 · TP 41" in text
-    assert "extra_unknown_measure" in text  # unknown keys are shown, not dropped
+    assert "Extra unknown measure" in text  # unknown keys are shown (in words), not dropped
+    assert "extra_unknown_measure" not in text
     assert "lr = 0.0001" in text  # constant columns named, not plotted
     assert "0:02:05" in text  # timings
-    assert "reader_study.fleiss_kappa 0.61" in text  # sections without a layout still shown
+    assert "Reader study · Fleiss kappa 0.61" in text  # sections without a layout still shown
     assert not list(run.glob(".report.html*"))  # the atomic write left no temporary file
 
 
