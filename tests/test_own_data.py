@@ -303,7 +303,7 @@ def test_a_degenerate_classifier_run_says_so(phantoms, tmp_path, capsys):
     for name, t in targets.items():
         if t["metric"].startswith("exchange_success.judge_"):
             assert t["met"] is None, name
-    assert "4 not meaningful (a degenerate classifier); 4 need phantom ground truth" in out
+    assert "4 not meaningful (a degenerate classifier); 7 need phantom ground truth" in out
     # the report says it before anything else, then the data, then the numbers
     page = (run / "report.html").read_text()
     top = page.index('<div class="warning">')

@@ -36,7 +36,11 @@ def _sections(confusion: list[list[int]], phantoms: bool) -> dict:
             "key_transfer_median": 0.8,  # KL-0 -> KL-2 keeps the paper's plain name
             "key_transfer_median_kl2_to_kl0": 0.5,
             "osteophyte_gap_kl0_to_kl2": 0.05,
+            "osteophyte_gap_kl2_to_kl0": 0.05,
             "nonkey_ssim_median": 0.95,
+        }
+        sections["grade_match"] = {
+            d: {"caricature_excess": 0.0} for d in ("kl0_to_kl2", "kl2_to_kl0")
         }
     return sections
 
@@ -69,17 +73,21 @@ def test_real_data_with_a_degenerate_judge():
     agreement = targets["judge agrees with its call on the donor, KL-0 -> KL-2"]
     assert agreement.value == 1.0 and agreement.met is None
     count, status = count_targets(targets, degenerate_reasons(checks))
-    # plausibility and SVM on hK met, SVM on hN not: 2 of the 3 that mean something here
+    # plausibility and SVM on hK met, SVM on hN not: 2 of the 3 that mean something here;
+    # the ground-truth targets (the caricature checks too, though read from the judge) need
+    # phantoms first
     assert (count.met, count.computable, count.not_meaningful, count.needs_ground_truth) == (
         2,
         3,
         4,
-        4,
+        7,
     )
     assert count.text() == (
         "2 of 3 computable targets met; 4 not meaningful (a degenerate classifier); "
-        "4 need phantom ground truth"
+        "7 need phantom ground truth"
     )
+    kind, _ = status["no caricatures: judge calls X'1 KL-2 minus its rate on the oracle's X'1"]
+    assert kind == NEEDS_GROUND_TRUTH
     assert status["SVM on hN"] == (MISSED, "")
     assert status["non-key SSIM (median)"][0] == NEEDS_GROUND_TRUTH
     kind, why = status["label-only rate minus the no-exchange control, KL-2 -> KL-0"]
@@ -96,9 +104,9 @@ def test_phantoms_with_a_working_judge():
     m = _check(_sections([[40, 10], [8, 42]], phantoms=True))
     assert not classifier_checks(m)["judge"]["degenerate"]
     count, status = count_targets(read_targets(m["targets"]), {})
-    # 11 computable: all but SVM on hN (0.7 > 0.65) and the KL-2 -> KL-0 transfer (0.5) met
-    assert (count.met, count.computable, count.total) == (9, 11, 11)
-    assert count.text() == "9 of 11 computable targets met"
+    # 14 computable: all but SVM on hN (0.7 > 0.65) and the KL-2 -> KL-0 transfer (0.5) met
+    assert (count.met, count.computable, count.total) == (12, 14, 14)
+    assert count.text() == "12 of 14 computable targets met"
     assert status["SVM on hK"] == (MET, "")
     assert "WARNING" not in format_headline(m)
 
