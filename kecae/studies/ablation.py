@@ -391,6 +391,7 @@ def _run_row_seed(
             seed=0,
             device=cfg.device,
             cache_dir=cfg.cache_dir,
+            progress=cfg.progress,
         )
     )
     return write_sections(folder.root, {TIMING: timing, "ablation_run": want})

@@ -287,6 +287,7 @@ def _evaluate(
             seed=cfg.eval_seed,
             device=cfg.device,
             cache_dir=cache,
+            progress=cfg.progress,
         )
     )
     return write_sections(folder.root, {SEED_SECTION: want})

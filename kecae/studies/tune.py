@@ -500,6 +500,7 @@ def _evaluated(
             split=split,
             seed=0,
             device=cfg.device,
+            progress=cfg.progress,
             cache_dir=cfg.cache_dir,
         )
     )
