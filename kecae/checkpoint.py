@@ -8,7 +8,7 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so t
 - ``model``: the state dict; ``optimizer``: the optimiser state dict (absent in exported weights);
 - ``train_config``: the training configuration as a dict; its paths are written relative to the
   checkpoint's folder when they lie inside the run folder (``relative_paths: True``; see
-  :mod:`kecae.runfolder`), and :func:`load_checkpoint` gives them back absolute;
+  :mod:`kecae.paths`), and :func:`load_checkpoint` gives them back absolute;
 - ``step``, ``epoch``: progress counters; ``rng``: random-generator states (see :func:`rng_state`);
 - anything else the trainer adds (``metrics``, ``best``...).
 """
@@ -27,6 +27,7 @@ import torch
 
 from kecae.errors import KecaeError
 from kecae.files import atomic_path
+from kecae.paths import load_paths, store_paths
 
 
 def rng_state() -> dict[str, Any]:
@@ -61,8 +62,6 @@ def _open_for_write(path: Path) -> IO[bytes]:
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` to ``path`` atomically: an interrupted save keeps the previous file, and
     a full disk is a :class:`KecaeError` naming the file (the previous file is kept)."""
-    from kecae.runfolder import store_paths
-
     path = Path(path)
     if isinstance(payload.get("train_config"), dict) and not payload.get("relative_paths"):
         payload = {
@@ -101,8 +100,6 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Load a checkpoint safely (``weights_only=True``), check its ``kind`` and structure, and
     make the paths of its training configuration absolute."""
-    from kecae.runfolder import load_paths
-
     path = Path(path)
     if path.is_dir():
         raise KecaeError(f"checkpoint {path} is a folder, not a file: {_checkpoint_in(path)}")

@@ -12,7 +12,7 @@ float 0.001) and every number is checked against its field's range (:func:`check
 bad value stops the command with one line naming the option and the fix, before anything is read
 or written. Relative paths in a YAML file are relative to the folder of that file, and
 :func:`save_yaml` writes them that way, so a run folder's ``config.yaml`` can be given back with
-``--config`` from anywhere (see :mod:`kecae.runfolder`).
+``--config`` from anywhere (see :mod:`kecae.paths`).
 
 A field can say more about its option with :func:`setting`: a positional argument, another flag,
 choices (a :class:`kecae.registry.Registry` or a list), a parser for a comma-separated value.
@@ -43,6 +43,7 @@ import yaml
 from kecae.device import check_device
 from kecae.errors import KecaeError
 from kecae.files import atomic_write_text
+from kecae.paths import load_paths, store_paths
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -282,9 +283,7 @@ def from_dict(
 
 def read_yaml_mapping(path: str | Path, what: str = "--config") -> dict[str, Any]:
     """The mapping in a YAML file, its relative path fields made absolute against the file's
-    folder (see :mod:`kecae.runfolder`)."""
-    from kecae.runfolder import load_paths
-
+    folder (see :mod:`kecae.paths`)."""
     path = Path(path)
     try:
         loaded = yaml.safe_load(path.read_text()) or {}
@@ -304,9 +303,7 @@ def load_yaml(cls: type[T], path: str | Path) -> T:
 
 def save_yaml(cfg: Any, path: str | Path) -> None:
     """Write ``cfg`` as YAML; paths inside the run folder are written relative to the file's
-    folder (see :mod:`kecae.runfolder`)."""
-    from kecae.runfolder import store_paths
-
+    folder (see :mod:`kecae.paths`)."""
     values = store_paths(to_dict(cfg), Path(path).parent)
     atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))
 

@@ -47,14 +47,9 @@ from kecae.data.catalog import grades_of
 from kecae.device import select_device
 from kecae.errors import KecaeError
 from kecae.files import atomic_path, atomic_write_text, file_sha256
-from kecae.runfolder import (
-    GeneratedFolder,
-    check_out_of_data,
-    check_same,
-    load_path,
-    prepare_output,
-    store_path,
-)
+from kecae.paths import load_path, store_path
+from kecae.reuse import check_out_of_data, check_same, prepare_output
+from kecae.runfolder import GeneratedFolder
 from kecae.runlock import releases_locks
 
 if TYPE_CHECKING:

@@ -33,18 +33,13 @@ from kecae.console import console_log
 from kecae.data.catalog import load_catalog, task_grades
 from kecae.errors import KecaeError
 from kecae.files import atomic_write_text, file_sha256
+from kecae.metrics_file import write_sections
+from kecae.paths import store_paths
 from kecae.preflight import preflight, trained_anything
 from kecae.registry import CLASSIFIERS, PRESETS
 from kecae.results import JudgeSummary, SupervisorSummary
-from kecae.runfolder import (
-    RunLayout,
-    check_out_of_data,
-    check_same,
-    fresh_folder,
-    prepare_output,
-    store_paths,
-    write_sections,
-)
+from kecae.reuse import check_out_of_data, check_same, fresh_folder, prepare_output
+from kecae.runfolder import RunLayout
 from kecae.runlock import releases_locks
 
 log = logging.getLogger(__name__)

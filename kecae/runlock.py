@@ -3,7 +3,7 @@
 Two commands writing one run folder interleave their steps: two ``kecae train --out RUN``
 started seconds apart both resume from the same checkpoint, append the same steps to
 ``log.csv`` and overwrite each other's checkpoints. So every command locks each output folder it
-opens (:func:`kecae.runfolder.prepare_output` calls :func:`lock_run_folder`), and a second
+opens (:func:`kecae.reuse.prepare_output` calls :func:`lock_run_folder`), and a second
 process is refused at once: ``RUN is in use by process N``.
 
 The lock is ``RUN/.kecae.lock``, holding the owner's process id, locked with ``flock``:

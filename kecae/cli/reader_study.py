@@ -51,7 +51,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     json_path, csv_path = write_outputs(res, cfg.study)
     print(f"\nwritten {json_path} and {csv_path}")
     if cfg.run:
-        from kecae.runfolder import write_section
+        from kecae.metrics_file import write_section
 
         path = write_section(cfg.run, "reader_study", res.to_dict())
         print(f"written {path} (section 'reader_study'); HTML: kecae report --run {cfg.run}")

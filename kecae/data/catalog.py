@@ -39,6 +39,8 @@ from typing import Any
 
 from kecae.data.readers import is_image_file
 from kecae.errors import KecaeError
+from kecae.files import atomic_path
+from kecae.paths import store_path
 
 #: KL grades a catalog accepts.
 KL_GRADES = (0, 1, 2, 3, 4)
@@ -640,11 +642,8 @@ def write_catalog(catalog: Catalog, path: str | os.PathLike) -> Path:
     """Write ``catalog`` as a manifest CSV (path, grade, patient_id, side, split, image_id, then
     the source manifest's other columns, e.g. a phantom's ground truth) that
     :func:`load_catalog` reads back to the same records: the data set as one run sees it, with
-    its patients, sides and splits fixed. Paths are written as :mod:`kecae.runfolder` stores
+    its patients, sides and splits fixed. Paths are written as :mod:`kecae.paths` stores
     them."""
-    from kecae.files import atomic_path
-    from kecae.runfolder import store_path
-
     path = Path(path)
     canonical = ["path", "grade", "patient_id", "side", "split", "image_id"]
     others = list(dict.fromkeys(k for row in catalog.extra.values() for k in row))

@@ -59,6 +59,7 @@ from kecae.evaluation.sections import (
 )
 from kecae.evaluation.summary import check_targets
 from kecae.files import atomic_path
+from kecae.metrics_file import write_sections
 from kecae.results import (
     ExchangeSuccess,
     Fidelity,
@@ -70,7 +71,7 @@ from kecae.results import (
     Separability,
     SupervisorSummary,
 )
-from kecae.runfolder import RunLayout, write_sections
+from kecae.runfolder import RunLayout
 
 if TYPE_CHECKING:
     import torch

@@ -48,7 +48,7 @@ from kecae.phantoms.synth import (
     sample_params,
     sample_patient_traits,
 )
-from kecae.runfolder import check_same
+from kecae.reuse import check_same
 
 log = logging.getLogger(__name__)
 

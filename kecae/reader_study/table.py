@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from kecae.files import atomic_write_text
+from kecae.metrics_file import jsonable
 from kecae.reader_study.analyze import LABELS, Mean, Rate, ReaderStudyResult
-from kecae.runfolder import jsonable
 
 
 def _pct(r: Rate, ci: bool = False) -> str:

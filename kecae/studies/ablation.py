@@ -29,6 +29,8 @@ from kecae.config import setting
 from kecae.data.catalog import grades_of
 from kecae.errors import KecaeError
 from kecae.files import atomic_write_text
+from kecae.metrics_file import read_metrics, write_section, write_sections
+from kecae.paths import store_path
 from kecae.results import (
     KL0_TO_KL2,
     KL2_TO_KL0,
@@ -47,15 +49,8 @@ from kecae.results import (
     lookup,
     read_targets,
 )
-from kecae.runfolder import (
-    AblationRun,
-    RunLayout,
-    differences,
-    read_metrics,
-    store_path,
-    write_section,
-    write_sections,
-)
+from kecae.reuse import differences
+from kecae.runfolder import AblationRun, RunLayout
 from kecae.studies.subruns import kecae_run_config
 
 log = logging.getLogger(__name__)

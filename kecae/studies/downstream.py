@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 from kecae.config import Range, setting
 from kecae.evaluation.paired import paired_difference
 from kecae.files import atomic_write_text
+from kecae.metrics_file import jsonable, read_metrics, write_section
 from kecae.registry import CLASSIFIERS
 from kecae.results import (
     PAIRED_TEST,
@@ -44,7 +45,7 @@ from kecae.results import (
     PairedDifference,
     read_targets,
 )
-from kecae.runfolder import RunLayout, jsonable, read_metrics, write_section
+from kecae.runfolder import RunLayout
 from kecae.studies.answer import answer, format_downstream, generator_warning
 from kecae.studies.fractions import Fraction, prepare_fraction, regime_of
 from kecae.studies.rows import (

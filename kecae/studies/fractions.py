@@ -34,8 +34,9 @@ from kecae.data.catalog import task_grades
 from kecae.errors import KecaeError
 from kecae.files import file_sha256
 from kecae.results import DownstreamFraction, Rate, SiteCheck
+from kecae.reuse import differences
 from kecae.runfolder import DownstreamFraction as FractionFolder
-from kecae.runfolder import GeneratedFolder, RunLayout, differences
+from kecae.runfolder import GeneratedFolder, RunLayout
 from kecae.studies.subruns import (
     at_budget,
     generated_rows,

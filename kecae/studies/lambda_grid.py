@@ -21,9 +21,11 @@ from kecae.config import setting
 from kecae.data.catalog import task_grades
 from kecae.errors import KecaeError
 from kecae.files import atomic_write_text
+from kecae.metrics_file import jsonable, write_section
 from kecae.registry import PRESETS
 from kecae.results import LambdaGrid
-from kecae.runfolder import KECAERun, RunLayout, differences, jsonable, write_section
+from kecae.reuse import differences
+from kecae.runfolder import KECAERun, RunLayout
 from kecae.studies.subruns import Progress, check_sub_run, kecae_run_config, resolve_data
 from kecae.training.config import KECAETrainConfig, kecae_model_config
 

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 from kecae.config import Range, load_yaml
 from kecae.errors import KecaeError
 from kecae.files import file_sha256
+from kecae.metrics_file import jsonable, read_metrics, write_section, write_sections
 from kecae.results import (
     KL0_TO_KL2,
     KL2_TO_KL0,
@@ -42,14 +43,8 @@ from kecae.results import (
     lookup,
     read_targets,
 )
-from kecae.runfolder import (
-    RunLayout,
-    differences,
-    jsonable,
-    read_metrics,
-    write_section,
-    write_sections,
-)
+from kecae.reuse import differences
+from kecae.runfolder import RunLayout
 from kecae.studies.ablation import COLUMNS, TIMING
 from kecae.studies.downstream import Ledger
 from kecae.studies.fractions import find_or_generate

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from kecae.config import setting
+from kecae.metrics_file import jsonable, write_section
 from kecae.registry import CLASSIFIERS
 from kecae.results import SamplingSize
-from kecae.runfolder import ClassifierRun, RunLayout, jsonable, write_section
+from kecae.runfolder import ClassifierRun, RunLayout
 from kecae.studies.fractions import find_or_generate
 from kecae.studies.subruns import (
     ClassifierStudyConfig,

@@ -21,16 +21,9 @@ from typing import Any
 from kecae.config import load_yaml, setting
 from kecae.errors import KecaeError
 from kecae.files import atomic_path
-from kecae.runfolder import (
-    ClassifierRun,
-    GeneratedFolder,
-    KECAERun,
-    RunLayout,
-    check_config_file,
-    differences,
-    load_path,
-    store_path,
-)
+from kecae.paths import load_path, store_path
+from kecae.reuse import check_config_file, differences
+from kecae.runfolder import ClassifierRun, GeneratedFolder, KECAERun, RunLayout
 from kecae.training.config import KECAE_MAY_CHANGE, ClassifierTrainConfig, KECAETrainConfig
 
 log = logging.getLogger(__name__)
@@ -386,7 +379,7 @@ def generated_rows(folder: str | Path) -> list[dict[str, str]]:
 def subset_manifest(folder: str | Path, rows: list[dict[str, str]], dest: str | Path) -> Path:
     """Write ``dest``, a manifest of ``rows`` of the generated folder ``folder`` (its manifest
     rows, some left out). Paths are written relative to ``dest`` inside the run folder and
-    absolute outside it (see :mod:`kecae.runfolder`)."""
+    absolute outside it (see :mod:`kecae.paths`)."""
     folder, dest = Path(folder).resolve(), Path(dest)
     if not rows:
         raise KecaeError(f"no image of {folder} is left for {dest.name}: nothing to write")

@@ -30,6 +30,8 @@ import numpy as np
 
 from kecae.config import setting
 from kecae.errors import KecaeError
+from kecae.metrics_file import jsonable, read_metrics, write_section, write_sections
+from kecae.paths import store_path, store_paths
 from kecae.registry import TUNE_PARAMS
 from kecae.results import (
     KL0_TO_KL2,
@@ -46,17 +48,8 @@ from kecae.results import (
     lookup,
     read_targets,
 )
-from kecae.runfolder import (
-    RunLayout,
-    check_same,
-    differences,
-    jsonable,
-    read_metrics,
-    store_path,
-    store_paths,
-    write_section,
-    write_sections,
-)
+from kecae.reuse import check_same, differences
+from kecae.runfolder import RunLayout
 from kecae.studies.subruns import (
     at_budget,
     kecae_run_config,

@@ -35,13 +35,8 @@ from kecae.errors import KecaeError
 from kecae.files import atomic_write_text
 from kecae.inference import classify
 from kecae.models.classifiers import Classifier
-from kecae.runfolder import (
-    ClassifierRun,
-    check_resumable,
-    fresh_folder,
-    prepare_output,
-    record_data_problems,
-)
+from kecae.reuse import check_resumable, fresh_folder, prepare_output, record_data_problems
+from kecae.runfolder import ClassifierRun
 from kecae.runlock import lock_run_folder, releases_locks
 from kecae.training.augment import classic_augment, mix_batch, mixed_cross_entropy
 from kecae.training.batches import ArrayBatcher

@@ -33,16 +33,10 @@ from kecae.errors import KecaeError
 from kecae.files import atomic_path, atomic_write_text
 from kecae.losses import LossInputs, kecae_loss, logged_names
 from kecae.models.autoencoder import KECAE, KECAEConfig
+from kecae.paths import load_path, store_path
 from kecae.registry import SUPERVISOR_MODES
-from kecae.runfolder import (
-    KECAERun,
-    check_resumable,
-    fresh_folder,
-    load_path,
-    prepare_output,
-    record_data_problems,
-    store_path,
-)
+from kecae.reuse import check_resumable, fresh_folder, prepare_output, record_data_problems
+from kecae.runfolder import KECAERun
 from kecae.runlock import lock_run_folder, releases_locks
 from kecae.training.batches import PairBatches, gather
 from kecae.training.config import KECAE_MAY_CHANGE, KECAETrainConfig, kecae_model_config

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from kecae.evaluation.paired import paired_difference
+from kecae.metrics_file import jsonable
 from kecae.report.downstream import downstream_html, downstream_rows, fraction_curves
 from kecae.report.load import RunData
 from kecae.results import (
@@ -23,7 +24,6 @@ from kecae.results import (
     SiteCheck,
     ValidationCurve,
 )
-from kecae.runfolder import jsonable
 from kecae.studies.answer import answer, format_downstream, label_check
 
 SEEDS = [0, 1, 2, 3, 4]
