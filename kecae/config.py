@@ -1,8 +1,9 @@
 """Configurations: one typed dataclass per command, and the one way to fill it.
 
 Every command's settings are a dataclass whose fields carry the defaults and, in a trailing
-``# comment``, a one-line help. :func:`add_options` turns the fields into command-line options
-and :func:`from_args` builds the configuration, in rising precedence, from
+``# comment``, a one-line help. :func:`kecae.cli.options.add_options` turns the fields into
+command-line options and :func:`kecae.cli.options.from_args` builds the configuration, in rising
+precedence, from
 
     the dataclass defaults < ``base`` (e.g. a preset's measured settings) < a YAML file
     (``--config``) < the options given on the command line.
@@ -22,15 +23,9 @@ mappings take ``key=value`` (``--model width=0.5``); booleans get ``--x/--no-x``
 
 from __future__ import annotations
 
-import argparse
-import ast
 import dataclasses
 import functools
-import inspect
-import io
 import math
-import textwrap
-import tokenize
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -48,13 +43,9 @@ from kecae.paths import load_paths, store_paths
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
+
 #: A configuration dataclass.
 T = TypeVar("T", bound="DataclassInstance")
-
-
-# ---------------------------------------------------------------------------------------------
-# Declaring a field's option
-# ---------------------------------------------------------------------------------------------
 
 
 #: A number's allowed range: (lowest, highest, lowest allowed itself, what it is).
@@ -88,172 +79,13 @@ def setting(
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def _option_of(f: dataclasses.Field) -> Option:
+def option_of(f: dataclasses.Field) -> Option:
     return f.metadata.get("option") or Option()
-
-
-def _default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None
-
-
-@functools.cache
-def field_help(cls: type) -> dict[str, str]:
-    """The trailing ``# comment`` of each field in the class source (base classes included)."""
-    helps: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        try:
-            source = textwrap.dedent(inspect.getsource(klass))
-        except (OSError, TypeError):
-            continue
-        comments = {
-            tok.start[0]: tok.string.lstrip("#").strip()
-            for tok in tokenize.generate_tokens(io.StringIO(source).readline)
-            if tok.type == tokenize.COMMENT
-        }
-        body = ast.parse(source).body[0]
-        assert isinstance(body, ast.ClassDef)
-        for node in body.body:
-            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-                end = node.end_lineno or node.lineno
-                text = comments.get(end, comments.get(node.lineno))
-                if text is not None:
-                    helps[node.target.id] = text
-    return helps
 
 
 def option_name(name: str) -> str:
     """The command-line spelling of a field: ``batch_size`` -> ``--batch-size``."""
     return "--" + name.replace("_", "-")
-
-
-def _flag(f: dataclasses.Field, hint: Any) -> str:
-    opt = _option_of(f)
-    if opt.flag:
-        return opt.flag
-    flag = option_name(f.name)
-    if typing.get_origin(hint) is list and opt.parse is None and flag.endswith("s"):
-        return flag[:-1]  # a repeated option: --augment-dir A --augment-dir B
-    return flag
-
-
-# ---------------------------------------------------------------------------------------------
-# The command line
-# ---------------------------------------------------------------------------------------------
-
-
-#: Every configuration class that :func:`add_options` turned into options (a test checks that
-#: each of their numbers has a range).
-OPTION_CLASSES: set[type] = set()
-
-
-def add_options(
-    parser: argparse.ArgumentParser,
-    cls: type,
-    exclude: tuple[str, ...] = (),
-    config_file: bool = True,
-) -> None:
-    """One option per field of ``cls`` (but those in ``exclude``), and ``--config YAML``.
-
-    Options default to ``None``, so an option that is not given leaves a YAML value or the
-    dataclass default in force: every default lives in the dataclass alone.
-    """
-    helps = field_help(cls)
-    OPTION_CLASSES.add(cls)
-    if config_file:
-        parser.add_argument(
-            "--config",
-            metavar="YAML",
-            help="read field values from a YAML file (relative paths in it are relative to "
-            "the file's folder)",
-        )
-    for f in dataclasses.fields(cls):
-        if f.name in exclude or _option_of(f).hidden:
-            continue
-        opt, hint = _option_of(f), _hints(cls)[f.name]
-        flag, default = _flag(f, hint), _default(f)
-        text = helps.get(f.name, "") + _default_text(default, opt)
-        text = text.replace("%", "%%")
-        choices = list(opt.choices) if opt.choices is not None else None
-        kind = _text_type(hint)
-        if opt.positional:
-            parser.add_argument(
-                f.name, metavar=opt.metavar or f.name.upper(), help=text, type=opt.parse or kind
-            )
-            continue
-        common: dict[str, Any] = {"dest": f.name, "default": None, "help": text}
-        if opt.required:
-            common["required"] = True
-        if opt.metavar:
-            common["metavar"] = opt.metavar
-        if opt.parse is not None:
-            parser.add_argument(flag, type=opt.parse, **common)
-        elif isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
-        elif typing.get_origin(hint) is dict:
-            common.setdefault("metavar", "KEY=VALUE")
-            parser.add_argument(flag, action="append", **common)
-        elif typing.get_origin(hint) is list:
-            parser.add_argument(
-                flag, action="extend", nargs="+", type=kind, choices=choices, **common
-            )
-        else:
-            parser.add_argument(flag, type=kind, choices=choices, **common)
-
-
-def _default_text(default: Any, opt: Option) -> str:
-    """`` (default: X)`` for the help, or nothing when there is no default to show."""
-    if opt.required or opt.positional or default is None or default in ("", [], {}):
-        return ""
-    if isinstance(default, (list, tuple)):
-        sep = "," if opt.parse is not None else " "  # as the option takes it
-        return f" (default: {sep.join(map(str, default))})"
-    return "" if isinstance(default, dict) else f" (default: {default})"
-
-
-def _text_type(hint: Any) -> Callable[[str], Any]:
-    """The argparse ``type`` of a field's (or a list field's items') text value."""
-    if typing.get_origin(hint) is list:
-        hint = (typing.get_args(hint) or (str,))[0]
-    inner = [p for p in typing.get_args(hint) if p is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(inner) == 1:
-        hint = inner[0]
-    return hint if hint in (int, float) else str
-
-
-def from_args(cls: type[T], args: argparse.Namespace, base: dict[str, Any] | None = None) -> T:
-    """The configuration from, in rising precedence: its defaults, ``base`` (e.g. a preset's
-    measured settings), the ``--config`` YAML file and the options given on the command line.
-    Values are coerced to their field's type and checked (:func:`check_values`)."""
-    values: dict[str, Any] = dict(base or {})
-    if getattr(args, "config", None):
-        values.update(coerce_values(cls, read_yaml_mapping(args.config), f"--config {args.config}"))
-    hints = _hints(cls)
-    for f in dataclasses.fields(cls):
-        value = getattr(args, f.name, None)
-        if value is None:
-            continue
-        if typing.get_origin(hints[f.name]) is dict:
-            value = {**values.get(f.name, {}), **dict(_parse_kv(v) for v in value)}
-        values[f.name] = value
-    return from_dict(cls, values, source="option", check=True)
-
-
-def _parse_kv(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise KecaeError(f"expected KEY=VALUE, got {text!r} (e.g. --model width=0.5)")
-    key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw)
-
-
-# ---------------------------------------------------------------------------------------------
-# Dicts and YAML files
-# ---------------------------------------------------------------------------------------------
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -308,17 +140,14 @@ def save_yaml(cfg: Any, path: str | Path) -> None:
     atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))
 
 
-# ---------------------------------------------------------------------------------------------
-# Types: a YAML or command-line value -> the field's type
-# ---------------------------------------------------------------------------------------------
-
-
 @functools.cache
-def _hints(cls: type) -> dict[str, Any]:
+def field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
 _TRUE = {"true", "yes", "on", "1"}
+
+
 _FALSE = {"false", "no", "off", "0"}
 
 
@@ -409,7 +238,7 @@ def coerce_values(
 ) -> dict[str, Any]:
     """``values`` with each known field coerced to its type in ``cls``; a value that cannot be
     is a :class:`KecaeError` naming the field, the value and an example."""
-    hints = _hints(cls)
+    hints = field_types(cls)
     out = dict(values)
     for name, value in values.items():
         if name not in hints:
@@ -427,10 +256,6 @@ def coerce_values(
             ) from None
     return out
 
-
-# ---------------------------------------------------------------------------------------------
-# Ranges: every number of every command
-# ---------------------------------------------------------------------------------------------
 
 _SEED_MAX = 2**63 - 1
 
@@ -530,7 +355,7 @@ def field_range(cls: type, f: dataclasses.Field) -> Range | None:
     """The range of a field: the class's ``value_ranges``, else the one declared with the option
     (``setting(..., range=...)``), else the rule for its name (``_RANGES``)."""
     own: dict[str, Range] = getattr(cls, "value_ranges", {})
-    return own.get(f.name) or _option_of(f).range or _range_of(f.name)
+    return own.get(f.name) or option_of(f).range or _range_of(f.name)
 
 
 def check_values(cfg: Any) -> None:
@@ -540,7 +365,7 @@ def check_values(cfg: Any) -> None:
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         check_value(f.name, value, field_range(type(cfg), f))
-        choices = _option_of(f).choices
+        choices = option_of(f).choices
         if choices is not None and value is not None:
             check_choice(f.name, value, choices)
         if f.name == "device" and isinstance(value, str):

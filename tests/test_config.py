@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from kecae.config import check_values, coerce_values, from_args, load_yaml, save_yaml
+from kecae.cli.options import from_args
+from kecae.config import check_values, coerce_values, load_yaml, save_yaml
 from kecae.errors import KecaeError
 from kecae.training.config import ClassifierTrainConfig, KECAETrainConfig
 
@@ -174,7 +175,7 @@ def test_config_yaml_round_trip_and_cli_precedence(tmp_path):
     with pytest.raises(KecaeError, match="lambda_supp"):
         load_yaml(KECAETrainConfig, tmp_path / "bad.yaml")
     from kecae.cli import build_parser
-    from kecae.config import from_args
+    from kecae.cli.options import from_args
 
     args = build_parser().parse_args(
         [

@@ -2,7 +2,7 @@
 
 Each command has its module in this package (argparse only) with an ``add_parser(subparsers)``
 function; options come from the command's configuration dataclass
-(:func:`kecae.config.add_options`), and the sub-command's handler is stored as ``func``. A
+(:func:`kecae.cli.options.add_options`), and the sub-command's handler is stored as ``func``. A
 :class:`~kecae.errors.KecaeError` ends the command with its one-line message and exit status 2,
 as does a full disk or a read-only file system met anywhere. The run folders a command locks
 (:mod:`kecae.runlock`) are released when it ends.

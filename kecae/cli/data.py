@@ -7,7 +7,8 @@ import json
 import math
 from dataclasses import dataclass
 
-from kecae.config import add_options, from_args, setting
+from kecae.cli.options import add_options, from_args
+from kecae.config import setting
 from kecae.errors import KecaeError
 from kecae.files import atomic_write_text, writable_file
 

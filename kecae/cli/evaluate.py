@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from kecae.config import add_options, from_args
+from kecae.cli.options import add_options, from_args
 from kecae.errors import KecaeError
 from kecae.evaluation.config import EvaluateConfig
 

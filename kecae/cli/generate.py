@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kecae.config import add_options, from_args
+from kecae.cli.options import add_options, from_args
 from kecae.generation import GenerateConfig
 
 

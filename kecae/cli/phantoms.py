@@ -7,7 +7,8 @@ import math
 import os
 from dataclasses import dataclass
 
-from kecae.config import Range, add_options, from_args, setting
+from kecae.cli.options import add_options, from_args
+from kecae.config import Range, setting
 from kecae.errors import KecaeError
 from kecae.files import writable_folder
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from kecae.config import add_options, from_args, setting
+from kecae.cli.options import add_options, from_args
+from kecae.config import setting
 
 
 @dataclass

@@ -8,7 +8,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from kecae.config import add_options, from_args
+from kecae.cli.options import add_options, from_args
 from kecae.studies.ablation import AblationConfig
 from kecae.studies.downstream import DownstreamConfig
 from kecae.studies.lambda_grid import LambdaGridConfig

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from kecae.config import add_options, from_args
+from kecae.cli.options import add_options, from_args
 from kecae.errors import KecaeError
 from kecae.training.config import ClassifierTrainConfig, KECAETrainConfig
 

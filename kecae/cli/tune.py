@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from kecae.config import add_options, from_args
+from kecae.cli.options import add_options, from_args
 from kecae.studies.tune import TuneConfig
 
 

@@ -37,7 +37,8 @@ from PIL import Image
 
 from kecae import runlock
 from kecae.cli import build_parser, main
-from kecae.config import OPTION_CLASSES, field_range
+from kecae.cli.options import OPTION_CLASSES
+from kecae.config import field_range
 from kecae.generation import GenerateConfig, generate
 from kecae.reader_study import prepare as prepare_module
 from kecae.reader_study.app import create_app

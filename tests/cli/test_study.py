@@ -4,7 +4,7 @@ that is not given keeps the dataclass default."""
 from __future__ import annotations
 
 from kecae.cli import build_parser
-from kecae.config import from_args
+from kecae.cli.options import from_args
 from kecae.studies import downstream, sampling
 
 

@@ -263,7 +263,7 @@ def test_several_readers_at_once(study, kit):
 
 def test_serve_binds_localhost_by_default(study, kit):
     from kecae.cli import build_parser
-    from kecae.config import from_args
+    from kecae.cli.options import from_args
     from kecae.reader_study.config import ServeConfig
 
     args = build_parser().parse_args(["reader-study", "serve", str(study)])
