@@ -162,17 +162,72 @@ AUGMENTATIONS = Registry(
     ],
 )
 
-#: What ``kecae tune`` can search (``kecae.studies.tune.SEARCH_SPACE`` holds the ranges).
+
+@dataclass(frozen=True)
+class Param:
+    """One setting ``kecae tune`` searches: what it is, a log-uniform range or a list of choices,
+    a field of the model (``KECAEConfig``) or of training (``KECAETrainConfig``), and whether it
+    needs a warp model."""
+
+    label: str  # what the setting is, for --help and the report
+    where: str  # "model" or "train"
+    log_range: tuple[float, float] | None = None
+    choices: tuple[Any, ...] = ()
+    warp_only: bool = False
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        """The value an Optuna trial picks for this setting."""
+        if self.log_range is not None:
+            return trial.suggest_float(name, *self.log_range, log=True)
+        return trial.suggest_categorical(name, list(self.choices))
+
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` lies in this setting's range or choices."""
+        if self.log_range is not None:
+            return (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and self.log_range[0] <= value <= self.log_range[1]
+            )
+        return value in self.choices
+
+    def describe(self) -> str:
+        if self.log_range is not None:
+            return f"log-uniform {self.log_range[0]:g} … {self.log_range[1]:g}"
+        return "one of " + ", ".join(map(str, self.choices))
+
+
+#: What ``kecae tune`` searches, with the ranges (:data:`TUNE_PARAMS` lists it for the CLI).
+SEARCH_SPACE: dict[str, Param] = {
+    "lambda_sup": Param("λ1, weight of J_SUP", "train", log_range=(1e-3, 1.0)),
+    # 0 is a choice (the warp rows of the ablation train without J_LDA): a list, not a range
+    "lambda_lda": Param("λ2, weight of J_LDA", "train", choices=(0.0, 1e-5, 1e-4, 1e-3, 1e-2)),
+    "lr": Param("Adam learning rate", "train", log_range=(1e-4, 3e-3)),
+    "width": Param("channel width of the model", "model", choices=(0.125, 0.25)),
+    "warp_grid": Param(
+        "warp exchange: displacement grid (warp models only)",
+        "model",
+        choices=(8, 16, 32),
+        warp_only=True,
+    ),
+    "lambda_disp": Param(
+        "warp exchange: displacement penalty (warp models only)",
+        "train",
+        log_range=(1e-3, 1e-1),
+        warp_only=True,
+    ),
+    "lambda_cycle": Param(
+        "re-encoding X' gives back its latents", "train", choices=(0.0, 0.3, 1.0)
+    ),
+    "sup_target": Param(
+        "J_SUP target: the donor's label or the supervisor's call on it",
+        "train",
+        choices=("label", "donor"),
+    ),
+}
+
+#: What ``kecae tune`` can search: :data:`SEARCH_SPACE`'s names, each described with its range.
 TUNE_PARAMS = Registry(
     "tuned setting",
-    [
-        Component("lambda_sup", "λ1, weight of J_SUP: log-uniform 1e-3 … 1"),
-        Component("lambda_lda", "λ2, weight of J_LDA: 0, 1e-5, 1e-4, 1e-3 or 1e-2"),
-        Component("lr", "Adam learning rate: log-uniform 1e-4 … 3e-3"),
-        Component("width", "channel width of the model: 0.125 or 0.25"),
-        Component("warp_grid", "warp exchange: displacement grid 8, 16 or 32 (warp models only)"),
-        Component("lambda_disp", "warp exchange: displacement penalty, log-uniform 1e-3 … 0.1"),
-        Component("lambda_cycle", "re-encoding X' gives back its latents: 0, 0.3 or 1"),
-        Component("sup_target", "J_SUP target: the donor's label or the supervisor's call on it"),
-    ],
+    [Component(name, f"{p.label}: {p.describe()}") for name, p in SEARCH_SPACE.items()],
 )

@@ -11,7 +11,8 @@ from kecae.studies.tune import TuneConfig
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from kecae.studies.tune import format_tune, run_tune
+    from kecae.studies.tune import run_tune
+    from kecae.studies.tune_table import format_tune
 
     cfg = from_args(TuneConfig, args)
     print(format_tune(run_tune(cfg)))

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from kecae.registry import SEARCH_SPACE
 from kecae.report import figures
 from kecae.report.format import fmt, number
 from kecae.report.load import RunData
 from kecae.report.missing import drawn_figure, missing_note
 from kecae.report.parts import escape, note, table
 from kecae.results import (
+    TUNE_OBJECTIVE_TERMS,
     Tune,
 )
-from kecae.studies.tune import OBJECTIVE_TERMS, SEARCH_SPACE
 
 
 def tune_section(run: RunData) -> str:
@@ -23,7 +24,7 @@ def tune_section(run: RunData) -> str:
         return missing_note("the search of λ1, λ2 and the exchange options", "tune", run)
     sec = Tune.from_dict(raw)
     parts = []
-    terms = list(OBJECTIVE_TERMS)
+    terms = list(TUNE_OBJECTIVE_TERMS)
     if sec.final:
         rows = []
         for r in sec.final:

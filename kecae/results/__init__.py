@@ -69,6 +69,7 @@ from kecae.results.grade_match import (
     GradeMatchDirection,
 )
 from kecae.results.studies import (
+    TUNE_OBJECTIVE_TERMS,
     Ablation,
     AblationCell,
     AblationColumn,
@@ -91,6 +92,7 @@ __all__ = [
     "READER_STUDY_SECTION",
     "TARGETS_SECTION",
     "TIMINGS_SECTION",
+    "TUNE_OBJECTIVE_TERMS",
     "Ablation",
     "AblationCell",
     "AblationColumn",

@@ -7,7 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from kecae.results.base import Section, sections_of
+from kecae.results.base import KL0_TO_KL2, KL2_TO_KL0, Section, sections_of
+from kecae.results.evaluation import ClassifierRates, ExchangeSuccess, Plausibility, Separability
+from kecae.results.fidelity import Fidelity, FidelityDirection
 
 
 @dataclass
@@ -87,6 +89,26 @@ class Ablation(Section):
     note: str
 
 
+def _judge_path(name: str, direction: str) -> str:
+    return ExchangeSuccess.path(ClassifierRates.key(name, "judge", direction))
+
+
+def _transfer_path(direction: str) -> str:
+    return Fidelity.path(FidelityDirection.key("key_transfer_median", direction))
+
+
+#: The terms of ``kecae tune``'s objective: name -> the metrics.json entry it reads.
+TUNE_OBJECTIVE_TERMS: dict[str, str] = {
+    "agreement KL-0→KL-2": _judge_path("agreement", KL0_TO_KL2),
+    "agreement KL-2→KL-0": _judge_path("agreement", KL2_TO_KL0),
+    "key transfer KL-0→KL-2": _transfer_path(KL0_TO_KL2),
+    "key transfer KL-2→KL-0": _transfer_path(KL2_TO_KL0),
+    "non-key SSIM": Fidelity.path("nonkey_ssim_median"),
+    "plausible X′ / real": Plausibility.path("ratio_to_real"),
+    "separability": Separability.path("svm_hk_accuracy"),
+}
+
+
 @dataclass
 class TuneTrial(Section):
     """One trial of ``kecae tune``: its settings and its validation objective."""
@@ -94,7 +116,7 @@ class TuneTrial(Section):
     number: int
     state: str  # COMPLETE, FAIL, RUNNING (Optuna's trial states)
     params: dict[str, Any]
-    objective: float | None  # the validation objective (kecae.studies.tune.OBJECTIVE)
+    objective: float | None  # the validation objective (kecae.studies.tune_objective.OBJECTIVE)
     terms: dict[str, float | None]  # its terms, each in [0, 1]
     folder: str | None  # the trial's run folder, relative to the run
 

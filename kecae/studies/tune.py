@@ -26,26 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from kecae.config import setting
 from kecae.errors import KecaeError
 from kecae.metrics_file import jsonable, read_metrics, write_section, write_sections
 from kecae.paths import store_path, store_paths
-from kecae.registry import TUNE_PARAMS
+from kecae.registry import SEARCH_SPACE, TUNE_PARAMS
 from kecae.results import (
-    KL0_TO_KL2,
-    KL2_TO_KL0,
-    ClassifierRates,
-    ExchangeSuccess,
-    Fidelity,
-    FidelityDirection,
-    Plausibility,
-    Separability,
     Tune,
     TuneFinal,
     TuneTrial,
-    lookup,
     read_targets,
 )
 from kecae.reuse import check_same, differences
@@ -56,117 +45,19 @@ from kecae.studies.subruns import (
     resolve_data,
     train_kecae_or_reuse,
 )
+from kecae.studies.tune_objective import OBJECTIVE, objective_terms, tune_objective
+from kecae.studies.tune_table import params_text
 from kecae.training.config import KECAE_MAY_CHANGE, KECAETrainConfig
 
 if TYPE_CHECKING:
     import optuna
 
+
 log = logging.getLogger(__name__)
+
 
 #: The paper's loss weights (λ1, λ2).
 PAPER_LAMBDA = {"lambda_sup": 1e-2, "lambda_lda": 1e-3}
-
-
-@dataclass(frozen=True)
-class Param:
-    """One searched setting: a log-uniform range or a list of choices, a field of the model
-    (``KECAEConfig``) or of training (``KECAETrainConfig``), and whether it needs a warp model."""
-
-    where: str  # "model" or "train"
-    log_range: tuple[float, float] | None = None
-    choices: tuple[Any, ...] = ()
-    warp_only: bool = False
-
-    def suggest(self, trial: optuna.Trial, name: str) -> Any:
-        if self.log_range is not None:
-            return trial.suggest_float(name, *self.log_range, log=True)
-        return trial.suggest_categorical(name, list(self.choices))
-
-    def contains(self, value: Any) -> bool:
-        """Whether ``value`` lies in this setting's range or choices."""
-        if self.log_range is not None:
-            return (
-                isinstance(value, (int, float))
-                and not isinstance(value, bool)
-                and self.log_range[0] <= value <= self.log_range[1]
-            )
-        return value in self.choices
-
-    def describe(self) -> str:
-        if self.log_range is not None:
-            return f"log-uniform {self.log_range[0]:g} … {self.log_range[1]:g}"
-        return "one of " + ", ".join(map(str, self.choices))
-
-
-#: The search space; names and descriptions are registered in :data:`kecae.registry.TUNE_PARAMS`.
-SEARCH_SPACE: dict[str, Param] = {
-    "lambda_sup": Param("train", log_range=(1e-3, 1.0)),
-    # 0 is a choice (the warp rows of the ablation train without J_LDA): a list, not a range
-    "lambda_lda": Param("train", choices=(0.0, 1e-5, 1e-4, 1e-3, 1e-2)),
-    "lr": Param("train", log_range=(1e-4, 3e-3)),
-    "width": Param("model", choices=(0.125, 0.25)),
-    "warp_grid": Param("model", choices=(8, 16, 32), warp_only=True),
-    "lambda_disp": Param("train", log_range=(1e-3, 1e-1), warp_only=True),
-    "lambda_cycle": Param("train", choices=(0.0, 0.3, 1.0)),
-    "sup_target": Param("train", choices=("label", "donor")),
-}
-
-
-def _judge(name: str, direction: str) -> str:
-    return ExchangeSuccess.path(ClassifierRates.key(name, "judge", direction))
-
-
-def _transfer(direction: str) -> str:
-    return Fidelity.path(FidelityDirection.key("key_transfer_median", direction))
-
-
-#: The objective's terms: name -> the metrics.json entry it reads.
-OBJECTIVE_TERMS: dict[str, str] = {
-    "agreement KL-0→KL-2": _judge("agreement", KL0_TO_KL2),
-    "agreement KL-2→KL-0": _judge("agreement", KL2_TO_KL0),
-    "key transfer KL-0→KL-2": _transfer(KL0_TO_KL2),
-    "key transfer KL-2→KL-0": _transfer(KL2_TO_KL0),
-    "non-key SSIM": Fidelity.path("nonkey_ssim_median"),
-    "plausible X′ / real": Plausibility.path("ratio_to_real"),
-    "separability": Separability.path("svm_hk_accuracy"),
-}
-_SVM_HN = Separability.path("svm_hn_accuracy")
-
-#: The objective in words (metrics.json and the report quote it).
-OBJECTIVE = (
-    "mean of 7 terms, each clipped to [0, 1], on validation pairs: the judge's agreement with "
-    "its call on the donor (KL-0→KL-2, KL-2→KL-0); the median key transfer (both directions; "
-    "refused measurements fail); the median non-key SSIM; plausible X′ / plausible real "
-    "images; and separability = SVM accuracy on hK − max(0, SVM accuracy on hN − 0.5). On data "
-    "without ground truth (no fidelity section) the three fidelity terms are left out; a term "
-    "that could not be computed counts 0."
-)
-
-
-def objective_terms(metrics: dict[str, Any]) -> dict[str, float]:
-    """Each term of :data:`OBJECTIVE` from a metrics.json object, in [0, 1]."""
-    has_fidelity = isinstance(metrics.get(Fidelity.NAME), dict)
-    terms: dict[str, float] = {}
-    for name, path in OBJECTIVE_TERMS.items():
-        if path.startswith(Fidelity.NAME + ".") and not has_fidelity:
-            continue
-        value = _finite(lookup(metrics, path))
-        if name == "separability" and value is not None:
-            value -= max(0.0, (_finite(lookup(metrics, _SVM_HN)) or 1.0) - 0.5)
-        terms[name] = 0.0 if value is None else float(np.clip(value, 0.0, 1.0))
-    return terms
-
-
-def tune_objective(metrics: dict[str, Any]) -> float:
-    """:data:`OBJECTIVE` of one evaluation: the mean of :func:`objective_terms`."""
-    terms = objective_terms(metrics)
-    return float(np.mean(list(terms.values()))) if terms else math.nan
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 @dataclass
@@ -397,11 +288,6 @@ def _requeue_cut_short(study: optuna.Study) -> None:
         log.info("[tune] trial %d was cut short: queued again", t.number)
 
 
-# ---------------------------------------------------------------------------------------------
-# One trial
-# ---------------------------------------------------------------------------------------------
-
-
 def trial_key(params: dict[str, Any]) -> str:
     """The folder name of a trial: a short hash of its settings (a repeated trial resumes)."""
     text = json.dumps({k: params[k] for k in sorted(params)}, sort_keys=True)
@@ -513,11 +399,6 @@ def _trial_row(t: optuna.trial.FrozenTrial, run: Path) -> TuneTrial:
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# The final comparison on the test split
-# ---------------------------------------------------------------------------------------------
-
-
 def _final(
     cfg: TuneConfig, inputs: _Inputs, layout: RunLayout, best: optuna.trial.FrozenTrial
 ) -> list[TuneFinal]:
@@ -585,61 +466,3 @@ def _own_kecae(kcfg: KECAETrainConfig, layout: RunLayout) -> Path | None:
     if differences(dataclasses.asdict(base), dataclasses.asdict(kcfg), ignore=KECAE_MAY_CHANGE):
         return None
     return last if int(load_checkpoint(last, kind="kecae")["step"]) == kcfg.max_steps else None
-
-
-# ---------------------------------------------------------------------------------------------
-# The console table
-# ---------------------------------------------------------------------------------------------
-
-
-def _num(value: Any, fmt: str = "{:.3f}") -> str:
-    return "—" if value is None else fmt.format(value)
-
-
-def format_tune(section: dict[str, Any]) -> str:
-    """The trials (best first) and the final comparison as text."""
-    tune = Tune.from_dict(section)
-    names = list(tune.search_space or {})
-    lines = [
-        f"{len(tune.trials)} trials, {tune.steps} steps × {tune.batch_size} pairs each; "
-        f"objective on {tune.eval_pairs} validation pairs (higher is better)",
-        f"{'trial':>6}{'objective':>11}  " + "".join(f"{n[:12]:>13}" for n in names),
-    ]
-    ranked = sorted(
-        tune.trials, key=lambda t: -math.inf if t.objective is None else t.objective, reverse=True
-    )
-    for t in ranked:
-        cells = "".join(f"{_param(t.params.get(n)):>13}" for n in names)
-        mark = " *" if t.number == tune.best_trial else ""
-        state = "" if t.state == "COMPLETE" else f"  ({t.state.lower()})"
-        lines.append(f"{t.number:>6}{_num(t.objective):>11}  {cells}{mark}{state}")
-    if tune.final:
-        terms = list(OBJECTIVE_TERMS)
-        lines += [
-            "",
-            "best trial vs the paper's λ and the run's settings, same steps; objective on "
-            "validation and on test pairs, then the test terms",
-            f"{'row':<7}{'val':>7}{'test':>7}"
-            + "".join(f"{t[:13]:>15}" for t in terms)
-            + f"{'targets':>9}",
-        ]
-        for row in tune.final:
-            cells = "".join(f"{_num(row.test_terms.get(t)):>15}" for t in terms)
-            lines.append(
-                f"{row.name:<7}{_num(row.val_objective):>7}{_num(row.test_objective):>7}{cells}"
-                f"{row.targets_met}/{row.targets_total}".rjust(9)
-            )
-        lines += [f"  {row.name}: {row.description} {row.params or ''}" for row in tune.final]
-    lines.append(f"objective: {tune.objective}")
-    return "\n".join(lines)
-
-
-def params_text(params: dict[str, Any]) -> str:
-    """A trial's settings on one line: floats to 3 significant digits, choices as they are."""
-    return ", ".join(f"{k} {_param(v)}" for k, v in params.items())
-
-
-def _param(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return "—" if value is None else str(value)

@@ -11,8 +11,10 @@ import pytest
 import yaml
 
 from kecae.cli import main
-from kecae.registry import TUNE_PARAMS
+from kecae.registry import SEARCH_SPACE, TUNE_PARAMS
 from kecae.studies import tune
+from kecae.studies.tune_objective import objective_terms, tune_objective
+from kecae.studies.tune_table import params_text
 
 TINY = ["--device", "cpu", "--no-progress"]
 
@@ -71,7 +73,7 @@ def test_objective_by_hand():
         "plausibility": {"ratio_to_real": None},  # not computed: 0
         "separability": {"svm_hk_accuracy": 0.9, "svm_hn_accuracy": 0.7},  # 0.9 - 0.2
     }
-    terms = tune.objective_terms(metrics)
+    terms = objective_terms(metrics)
     assert terms == pytest.approx(
         {
             "agreement KL-0→KL-2": 0.8,
@@ -83,16 +85,19 @@ def test_objective_by_hand():
             "separability": 0.7,
         }
     )
-    assert tune.tune_objective(metrics) == pytest.approx(4.0 / 7)
+    assert tune_objective(metrics) == pytest.approx(4.0 / 7)
     # without ground truth (real data) the three fidelity terms are left out
     del metrics["fidelity"]
-    assert tune.tune_objective(metrics) == pytest.approx((0.8 + 0.6 + 0.0 + 0.7) / 4)
-    assert set(tune.SEARCH_SPACE) == set(TUNE_PARAMS)
+    assert tune_objective(metrics) == pytest.approx((0.8 + 0.6 + 0.0 + 0.7) / 4)
+    # the CLI's list is generated from the search space, so its ranges cannot drift
+    assert list(TUNE_PARAMS) == list(SEARCH_SPACE)
+    assert TUNE_PARAMS["lr"].description == "Adam learning rate: log-uniform 0.0001 … 0.003"
+    assert TUNE_PARAMS["width"].description.endswith("one of 0.125, 0.25")
 
 
 def test_params_text_takes_every_kind_of_setting():
     # a categorical setting (sup_target) and an integer (warp_grid) beside floats
-    text = tune.params_text({"lambda_sup": 0.044303752, "warp_grid": 16, "sup_target": "donor"})
+    text = params_text({"lambda_sup": 0.044303752, "warp_grid": 16, "sup_target": "donor"})
     assert text == "lambda_sup 0.0443, warp_grid 16, sup_target donor"
 
 
@@ -146,7 +151,7 @@ def test_tune_trials_resume_and_final_comparison(run, monkeypatch, capsys):
     assert load_checkpoint(folder / "kecae" / "checkpoints" / "last.pt")["step"] == 2
     trial_metrics = json.loads((folder / "metrics.json").read_text())
     assert trial_metrics["tune_evaluation"]["split"] == "val"
-    assert first["objective"] == pytest.approx(tune.tune_objective(trial_metrics))
+    assert first["objective"] == pytest.approx(tune_objective(trial_metrics))
     stamp = (folder / "kecae" / "checkpoints" / "last.pt").stat().st_mtime_ns
 
     # a trial cut short (left RUNNING by a killed run) is run again with the same settings
@@ -154,7 +159,7 @@ def test_tune_trials_resume_and_final_comparison(run, monkeypatch, capsys):
     study.enqueue_trial({"lambda_sup": 0.5, "lambda_lda": 1e-4})
     cut = study.ask()  # a killed run had drawn these settings and started training
     for name in ("lambda_sup", "lambda_lda"):
-        tune.SEARCH_SPACE[name].suggest(cut, name)
+        SEARCH_SPACE[name].suggest(cut, name)
     assert cut.params == {"lambda_sup": 0.5, "lambda_lda": 1e-4}
 
     # the rerun continues the study up to 2 finished trials, then compares on the test split
