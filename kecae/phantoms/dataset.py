@@ -37,17 +37,17 @@ from PIL import Image
 from kecae import __version__
 from kecae.errors import KecaeError
 from kecae.files import atomic_path, atomic_write_text
-from kecae.phantoms.site import draw_site
-from kecae.phantoms.synth import (
+from kecae.phantoms.params import (
     FOV_MM,
     GRADES,
     MARGINS,
     OSTEOPHYTE_DEFINITE_MM,
     PhantomParams,
-    render,
     sample_params,
     sample_patient_traits,
 )
+from kecae.phantoms.site import draw_site
+from kecae.phantoms.synth import render
 from kecae.reuse import check_same
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from kecae.phantoms.synth import medial_on_image_left
+from kecae.phantoms.params import medial_on_image_left
 
 _NAN = float("nan")
 
@@ -188,7 +188,7 @@ def measure_joint(image: np.ndarray, side: str | None = None) -> JointMeasuremen
 
     ``image``: (H, W) grey, uint8 / uint16 / float in [0, 1] or [-1, 1]. ``side`` ('L'/'R'), when
     given, maps the image-left/right compartments to medial/lateral (see
-    :func:`kecae.phantoms.synth.medial_on_image_left`). Values are pixels of this image.
+    :func:`kecae.phantoms.params.medial_on_image_left`). Values are pixels of this image.
     """
     if side is not None and side not in ("L", "R"):
         raise ValueError(f"side must be 'L', 'R' or None, got {side!r}")

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kecae.phantoms.synth import KEY_FIELDS, PhantomParams, render
+from kecae.phantoms.params import KEY_FIELDS, PhantomParams
+from kecae.phantoms.synth import render
 
 _FIELDS = {f.name: f.type for f in dataclasses.fields(PhantomParams)}
 #: Fields a ground-truth row may lack (a data set without sites has no ``site`` column).

@@ -16,7 +16,7 @@ from kecae.phantoms import (
     render,
     sample_params,
 )
-from kecae.phantoms.synth import _condyle_lift, _plateau, knee_geometry
+from kecae.phantoms.geometry import _condyle_lift, _plateau, knee_geometry
 
 
 def test_render_is_deterministic_uint8_and_noise_is_the_only_difference(phantom_params):
