@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kecae.data.catalog import Catalog, Problem, load_catalog, task_grades, write_catalog
+from kecae.data.catalog import load_catalog, task_grades, write_catalog
 from kecae.data.check import cached_check, fatal_problems_error
+from kecae.data.records import Catalog, Problem
 from kecae.data.splits import ensure_splits
 from kecae.errors import KecaeError
 from kecae.files import atomic_write_text

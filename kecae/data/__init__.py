@@ -16,9 +16,9 @@ from kecae.exports import lazy_exports
 _EXPORTS = {
     "ImageSet": "cache",
     "load_image_set": "cache",
-    "Catalog": "catalog",
-    "Problem": "catalog",
-    "Record": "catalog",
+    "Catalog": "records",
+    "Problem": "records",
+    "Record": "records",
     "load_catalog": "catalog",
     "CheckReport": "check",
     "check_dataset": "check",

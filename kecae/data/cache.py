@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from kecae import CLASS_GRADES
 from kecae.data import readers
-from kecae.data.catalog import Catalog, Record, load_catalog
+from kecae.data.catalog import load_catalog
+from kecae.data.records import Catalog, Record
 from kecae.data.splits import ensure_splits
 from kecae.errors import KecaeError
 from kecae.files import atomic_path, remove_stale_tmp

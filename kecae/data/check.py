@@ -28,8 +28,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from kecae import CLASS_GRADES
-from kecae.data.catalog import KL_GRADES, Catalog, Problem, load_catalog, task_grades
+from kecae.data.catalog import load_catalog, task_grades
 from kecae.data.readers import ImageReadError, colour_share, load_image, max_image_pixels
+from kecae.data.records import KL_GRADES, Catalog, Problem
 from kecae.data.splits import ensure_splits, find_split_leaks
 from kecae.errors import KecaeError
 from kecae.files import atomic_write_text, file_sha256

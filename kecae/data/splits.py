@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from kecae.data.catalog import Catalog, Record
+from kecae.data.records import Catalog, Record
 
 #: Split names in the order of ``fractions``.
 SPLIT_NAMES = ("train", "val", "test")
