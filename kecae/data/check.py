@@ -29,11 +29,26 @@ from tqdm.auto import tqdm
 
 from kecae import CLASS_GRADES
 from kecae.data.catalog import load_catalog, task_grades
-from kecae.data.readers import ImageReadError, colour_share, load_image, max_image_pixels
+from kecae.data.findings import (
+    MIN_IMAGE_SIDE,
+    colour_problem,
+    duplicate_problems,
+    empty_class_problems,
+    grade_notes,
+    leak_problems,
+    patients_per_split,
+    size_note,
+    small_image_problems,
+    split_order,
+    split_problems,
+)
+from kecae.data.readers import ImageReadError, load_image, max_image_pixels
 from kecae.data.records import KL_GRADES, Catalog, Problem
-from kecae.data.splits import ensure_splits, find_split_leaks
 from kecae.errors import KecaeError
 from kecae.files import atomic_write_text, file_sha256
+
+log = logging.getLogger(__name__)
+
 
 __all__ = [
     "CheckReport",
@@ -44,19 +59,9 @@ __all__ = [
     "require_clean_data",
 ]
 
-log = logging.getLogger(__name__)
 
 #: Bump when the check finds new kinds of problems, so cached results are computed again.
 CHECK_VERSION = 4
-
-#: The split names kecae knows (``valid``, ``validation``, ``testing`` are read as these).
-KNOWN_SPLITS = ("train", "val", "test", "auto_test")
-#: The splits every training command needs.
-NEEDED_SPLITS = ("train", "val", "test")
-
-#: Below this side (px, the short side) an image is too small to show a knee joint: the check
-#: warns even when it does not know the model's input size.
-MIN_IMAGE_SIDE = 32
 
 
 @dataclass
@@ -134,7 +139,7 @@ class CheckReport:
             "",
             "images per split and KL grade:",
         ]
-        splits = sorted({s for s, _ in self.counts}, key=_split_order)
+        splits = sorted({s for s, _ in self.counts}, key=split_order)
         header = f"  {'split':<10}" + "".join(f"{'KL-' + str(g):>7}" for g in KL_GRADES)
         lines.append(header + f"{'total':>8}")
         for s in splits:
@@ -167,10 +172,6 @@ class CheckReport:
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def _split_order(s: str | None) -> tuple[int, str]:
-    return ({"train": 0, "val": 1, "test": 2, "auto_test": 3}.get(s or "", 9), s or "")
 
 
 def check_dataset(
@@ -231,18 +232,18 @@ def check_catalog(
         if min(h, w) < floor and r.path in used:
             small.append((min(h, w), max(h, w), str(r.path)))
         if image.colour:
-            problems.append(_colour_problem(r.path))
+            problems.append(colour_problem(r.path))
         by_hash[file_hashes.get(r.path, f"unreadable:{r.path}")].append(r)
 
-    problems += _small_image_problems(small, size)
-    problems += _duplicate_problems(by_hash)
-    problems += _leak_problems(catalog)
-    problems += _split_problems(catalog)
-    problems += _empty_class_problems(catalog, grades)
+    problems += small_image_problems(small, size)
+    problems += duplicate_problems(by_hash)
+    problems += leak_problems(catalog)
+    problems += split_problems(catalog)
+    problems += empty_class_problems(catalog, grades)
     problems.sort(key=lambda p: p.severity != "error")  # stable: errors first, order kept
-    notes = [*catalog.notes, *_grade_notes(catalog, grades)]
+    notes = [*catalog.notes, *grade_notes(catalog, grades)]
     if size is not None and sizes:
-        notes.append(_size_note(sizes, size))
+        notes.append(size_note(sizes, size))
     return CheckReport(
         root=catalog.root,
         layout=catalog.layout,
@@ -254,7 +255,7 @@ def check_catalog(
         problems=problems,
         notes=notes,
         grades=grades,
-        patients=_patients_per_split(catalog, grades),
+        patients=patients_per_split(catalog, grades),
         version=data_version(catalog, file_hashes),
     )
 
@@ -281,69 +282,6 @@ def _labels_key(catalog: Catalog) -> str:
         f"{r.image_id}\t{r.grade}\t{r.split}\t{r.patient_id}\t{r.side}" for r in catalog.records
     )
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
-
-
-def _colour_problem(path: Path) -> Problem:
-    """A colour image: how much of it is coloured says whether it is a burned-in mark."""
-    try:
-        share = colour_share(path)
-    except (OSError, ValueError):
-        share = float("nan")
-    marks = (
-        f"{100 * share:.1f} % of its pixels are coloured (a burned-in annotation, ruler or marker?)"
-        if share == share and share < 0.5
-        else "a colour photograph or scan?"
-    )
-    return Problem(
-        "warning",
-        str(path),
-        f"colour image, converted to grey: {marks}; the marks stay in the grey image",
-        "check it is a radiograph; crop or remove burned-in annotations, or drop the image",
-    )
-
-
-def _grade_notes(catalog: Catalog, grades: tuple[int, int]) -> list[str]:
-    """Grades of the data set that the task does not use, with their counts, once."""
-    other = Counter(r.grade for r in catalog.records if r.grade not in grades)
-    if not other:
-        return []
-    names = sorted(other)
-    word = "grades" if len(names) > 1 else "grade"
-    counts = ", ".join(f"KL-{g}: {other[g]}" for g in names)
-    return [
-        f"{sum(other.values())} images of {word} {', '.join(map(str, names))} are not used "
-        f"({counts}; {len(catalog.records)} images in all): this task compares KL-{grades[0]} "
-        f"and KL-{grades[1]} (--grades picks the pair)"
-    ]
-
-
-def _size_note(sizes: Counter[tuple[int, int]] | dict, size: int) -> str:
-    """The images' short side against the model's input side."""
-    sides = sorted(min(w, h) for (w, h), n in sizes.items() for _ in range(n))
-    median = sides[len(sides) // 2]
-    verb = "downscaled" if median > size else "upscaled" if median < size else "kept"
-    found = (
-        f"{sides[0]} px"
-        if sides[0] == sides[-1]
-        else f"{sides[0]}-{sides[-1]} px (median {median})"
-    )
-    return (
-        f"images are {found} on their short side: centre-cropped to a square and {verb} to "
-        f"the model's {size} px"
-    )
-
-
-def _patients_per_split(catalog: Catalog, grades: tuple[int, int]) -> dict[str, int]:
-    """Patients with an image of the two grades, per split (as training will assign them)."""
-    if not catalog.records or (
-        not catalog.has_splits and any(r.split is not None for r in catalog.records)
-    ):
-        return {}
-    seen: dict[str, set[str]] = defaultdict(set)
-    for r in ensure_splits(catalog).records:
-        if r.grade in grades:
-            seen[str(r.split)].add(r.patient_id)
-    return {s: len(p) for s, p in sorted(seen.items(), key=lambda kv: _split_order(kv[0]))}
 
 
 def cached_check(
@@ -491,150 +429,3 @@ def fatal_problems_error(
         f"kecae data check finds {len(report.errors)} fatal problem(s) in {report.root}; "
         f"{where}. Fix the data (`kecae data check {data}` lists them all){way_out}"
     )
-
-
-def _small_image_problems(small: list[tuple[int, int, str]], size: int | None) -> list[Problem]:
-    """One warning for the images under the model's input side (or :data:`MIN_IMAGE_SIDE`)."""
-    if not small:
-        return []
-    short, long, first = min(small)
-    more = f" and {len(small) - 1} more" if len(small) > 1 else ""
-    if size is not None:
-        message = (
-            f"{len(small)} image(s) smaller than the model input of {size} px on their short "
-            f"side (the smallest {short} x {long} px): they are upscaled (blurred)"
-        )
-        fix = "use a smaller --image-size, or larger images"
-    else:
-        message = (
-            f"{len(small)} image(s) under {MIN_IMAGE_SIDE} px on their short side (the "
-            f"smallest {short} x {long} px): too small to show a knee joint; they are upscaled"
-        )
-        fix = "check that these are radiographs (not thumbnails or icons), or remove them"
-    return [Problem("warning", first + more, message, fix)]
-
-
-def _split_problems(catalog: Catalog) -> list[Problem]:
-    """Split names kecae does not know, and a split column (or split folders) without one of
-    train, val and test: training would stop later on the missing split."""
-    if not catalog.has_splits:
-        return []  # none (kecae assigns them) or half-filled (reported by the catalog)
-    where = str(catalog.manifest or catalog.root)
-    counts = Counter(r.split for r in catalog.records)
-    problems = [
-        Problem(
-            "error",
-            where,
-            f"unknown split {name!r} ({n} image(s)): kecae's splits are train, val and test "
-            "(also auto_test, a second test set)",
-            "rename it to train, val or test (valid, validation and testing are read as val "
-            "and test), or leave the whole split column empty to let kecae assign them",
-        )
-        for name, n in sorted(counts.items(), key=lambda kv: str(kv[0]))
-        if name not in KNOWN_SPLITS
-    ]
-    for name in NEEDED_SPLITS:
-        if name not in counts:
-            how = (
-                ", or leave the whole split column empty (kecae then assigns 70/15/15 by patient)"
-                if catalog.manifest
-                else f" (a {name}/ folder)"
-            )
-            problems.append(
-                Problem(
-                    "error",
-                    where,
-                    f"no {name!r} split: kecae trains on train, selects on val and tests on "
-                    f"test, and the splits given are {sorted(map(str, counts))}",
-                    f"give some patients the split {name!r}{how}",
-                )
-            )
-    return problems
-
-
-def _duplicate_problems(by_hash: dict[str, list]) -> list[Problem]:
-    problems = []
-    for group in by_hash.values():
-        if len(group) < 2:
-            continue
-        files = ", ".join(str(r.path) for r in group)
-        splits = {r.split for r in group}
-        grades = {r.grade for r in group}
-        if len(grades) > 1:
-            problems.append(
-                Problem(
-                    "error",
-                    files,
-                    f"identical images with different KL grades {sorted(grades)}",
-                    "keep one copy with the right grade",
-                    can_accept=True,
-                )
-            )
-        elif len(splits) > 1:
-            problems.append(
-                Problem(
-                    "error",
-                    files,
-                    f"identical images in splits "
-                    f"{sorted(map(str, splits))}: the test set leaks into training",
-                    "keep one copy and delete the others",
-                    can_accept=True,
-                )
-            )
-        else:
-            problems.append(
-                Problem(
-                    "warning",
-                    files,
-                    f"{len(group)} identical images",
-                    "keep one copy, or the image counts several times",
-                )
-            )
-    return problems
-
-
-def _leak_problems(catalog: Catalog) -> list[Problem]:
-    files_of = defaultdict(list)
-    for r in catalog.records:
-        files_of[r.patient_id].append(r)
-    problems = []
-    for patient, splits in find_split_leaks(catalog.records).items():
-        where = ", ".join(f"{r.path} ({r.split})" for r in files_of[patient][:4])
-        problems.append(
-            Problem(
-                "error",
-                where,
-                f"patient {patient!r} is in splits {sorted(splits)}",
-                "move all of this patient's images into one split (train, val or test)",
-                can_accept=True,
-            )
-        )
-    return problems
-
-
-def _empty_class_problems(catalog: Catalog, grades: tuple[int, ...]) -> list[Problem]:
-    if not catalog.records:
-        return []
-    auto = not catalog.has_splits
-    if auto:
-        if any(r.split is not None for r in catalog.records):
-            return []  # a half-filled split column: already reported by the catalog
-        catalog = ensure_splits(catalog)  # what training will do: patient-level 70/15/15, seed 0
-    counts = catalog.counts()
-    problems = []
-    for split in catalog.splits:
-        for g in grades:
-            if counts.get((split, g), 0) == 0:
-                where = (
-                    f"split {split!r} as kecae would assign it (70/15/15 by patient)"
-                    if auto
-                    else f"split {split!r}"
-                )
-                file = catalog.manifest or (catalog.root if auto else catalog.root / split)
-                fix = (
-                    f"add KL-{g} images (at least a few patients), or give splits explicitly"
-                    if auto
-                    else f"add KL-{g} images to that split"
-                )
-                problems.append(Problem("error", str(file), f"no KL-{g} images in {where}", fix))
-    return problems
