@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kecae.evaluation import grade_match as grade_match_metrics
+from kecae.evaluation import image_quality, metrics
 from kecae.evaluation.config import EvaluateConfig
 from kecae.evaluation.inputs import DIRECTION_IMAGES, Measured, Models, RealImages
+from kecae.evaluation.metrics import rate
 from kecae.results import (
     DIRECTIONS,
     ClassifierRates,
@@ -28,7 +30,6 @@ from kecae.results import (
     KeyTransfer,
     Plausibility,
     Quality,
-    Rate,
     Separability,
     SupervisorSummary,
 )
@@ -47,7 +48,6 @@ def separability_of(
     """The paper's Fig. 3 metric: SVM-RBF accuracy on hK and on hN of test images, beside the same
     SVM on the judge's penultimate features of the same images (what a vector made to tell the
     grades reaches on these images: the phantom grades overlap, so no key can reach 100 %)."""
-    from kecae.evaluation import metrics
     from kecae.inference import classifier_features, encode
 
     rng = np.random.default_rng(cfg.seed)
@@ -96,7 +96,6 @@ def separability_of(
 
 def judge_summary_of(models: Models, real: RealImages, device: torch.device) -> JudgeSummary:
     """The judge's accuracy, confusion and per-grade recall on every real test image."""
-    from kecae.evaluation import metrics
     from kecae.inference import classify
 
     y = np.r_[np.zeros(len(real.test_kl0.images), int), np.ones(len(real.test_kl2.images), int)]
@@ -135,14 +134,13 @@ def plausibility_of(
 
     Plausible = the joint measurement finds a joint AND the judge's features pass the calibrated
     Mahalanobis rule. Returns the section and the per-image verdict of each set."""
-    from kecae.evaluation import metrics
 
     rule = metrics.fit_plausibility(features["real_train"], features["real_val"], quantile)
     sets = ("real_test", "x1_ex", "x2_ex", "x1_hat", "x2_hat", "x1_self", "x2_self")
     plausible = {name: rule.accept(features[name]) & found[name] for name in sets}
     x_ex = np.r_[plausible["x1_ex"], plausible["x2_ex"]]
-    real_test = Rate.of(plausible["real_test"])
-    x_ex_rate = Rate.of(x_ex)
+    real_test = rate(plausible["real_test"])
+    x_ex_rate = rate(x_ex)
     train = features["real_train"]
     section = Plausibility(
         quantile=quantile,
@@ -150,19 +148,17 @@ def plausibility_of(
         n_calibration=rule.n_calibration,
         real_test=real_test,
         x_ex=x_ex_rate,
-        x_ex_kl0_to_kl2=Rate.of(plausible["x1_ex"]),
-        x_ex_kl2_to_kl0=Rate.of(plausible["x2_ex"]),
-        recon=Rate.of(np.r_[plausible["x1_hat"], plausible["x2_hat"]]),
-        control=Rate.of(np.r_[plausible["x1_self"], plausible["x2_self"]]),
-        features_only_real_test=Rate.of(rule.accept(features["real_test"])),
-        features_only_x_ex=Rate.of(rule.accept(np.r_[features["x1_ex"], features["x2_ex"]])),
+        x_ex_kl0_to_kl2=rate(plausible["x1_ex"]),
+        x_ex_kl2_to_kl0=rate(plausible["x2_ex"]),
+        recon=rate(np.r_[plausible["x1_hat"], plausible["x2_hat"]]),
+        control=rate(np.r_[plausible["x1_self"], plausible["x2_self"]]),
+        features_only_real_test=rate(rule.accept(features["real_test"])),
+        features_only_x_ex=rate(rule.accept(np.r_[features["x1_ex"], features["x2_ex"]])),
         ratio_to_real=(x_ex_rate.value / real_test.value if real_test.value > 0 else math.nan),
         # k-NN manifold precision against the training images, a second, assumption-free view
-        knn_real_test=Rate.of(metrics.knn_precision(train, features["real_test"])),
-        knn_x_ex=Rate.of(metrics.knn_precision(train, np.r_[features["x1_ex"], features["x2_ex"]])),
-        knn_recon=Rate.of(
-            metrics.knn_precision(train, np.r_[features["x1_hat"], features["x2_hat"]])
-        ),
+        knn_real_test=rate(metrics.knn_precision(train, features["real_test"])),
+        knn_x_ex=rate(metrics.knn_precision(train, np.r_[features["x1_ex"], features["x2_ex"]])),
+        knn_recon=rate(metrics.knn_precision(train, np.r_[features["x1_hat"], features["x2_hat"]])),
         rule=(
             f"plausible = the joint measurement finds a joint AND the judge's penultimate "
             f"features lie within the Mahalanobis distance (Ledoit-Wolf fit on {rule.n_fit} "
@@ -191,17 +187,17 @@ def exchange_success_of(
             raw = call[exchanged] == donor_class
             control = call[unexchanged] == donor_class
             rates[who] = ClassifierRates(
-                raw=Rate.of(raw),
-                control=Rate.of(control),
-                recon=Rate.of(call[reconstructed] == donor_class),
+                raw=rate(raw),
+                control=rate(control),
+                recon=rate(call[reconstructed] == donor_class),
                 lift=float(raw.mean() - control.mean()),
             )
         raw = calls["judge"][exchanged] == donor_class
         judge[direction] = JudgeRates(
             **vars(rates["judge"]),
-            success=Rate.of(raw & plausible[exchanged]),
-            agreement=Rate.of(calls["judge"][exchanged] == calls["judge"][donor]),
-            agreement_control=Rate.of(calls["judge"][unexchanged] == calls["judge"][donor]),
+            success=rate(raw & plausible[exchanged]),
+            agreement=rate(calls["judge"][exchanged] == calls["judge"][donor]),
+            agreement_control=rate(calls["judge"][unexchanged] == calls["judge"][donor]),
             relative=(
                 float(raw.mean() / recall[donor_class]) if recall[donor_class] > 0 else math.nan
             ),
@@ -231,7 +227,6 @@ def fidelity_of(
     """Ground truth on phantoms: did X' take the donor's joint space and osteophytes, and keep
     the recipient's anatomy elsewhere? Refused measurements of X' count as failures. Returns the
     section and the per-pair arrays of the report's histograms."""
-    from kecae.evaluation import metrics
 
     directions: dict[str, FidelityDirection] = {}
     arrays: dict[str, np.ndarray] = {}
@@ -252,7 +247,7 @@ def fidelity_of(
         band = band_fraction * size
         ssim = np.array(
             [
-                metrics.masked_ssim(a, b, metrics.joint_band_mask(a.shape, row, band))
+                image_quality.masked_ssim(a, b, image_quality.joint_band_mask(a.shape, row, band))
                 if np.isfinite(row)
                 else np.nan
                 for a, b, row in zip(
@@ -288,10 +283,10 @@ def fidelity_of(
     gains = osteo["x2"]
     losses = osteo["x2"] & measured["x1"].ok & ~osteo["x1"]
     rates = {
-        "real_kl0": Rate.of(osteo_real["kl0"]),
-        "real_kl2": Rate.of(osteo_real["kl2"]),
-        "x1_ex": Rate.of(osteo["x1_ex"]),
-        "x2_ex": Rate.of(osteo["x2_ex"]),
+        "real_kl0": rate(osteo_real["kl0"]),
+        "real_kl2": rate(osteo_real["kl2"]),
+        "x1_ex": rate(osteo["x1_ex"]),
+        "x2_ex": rate(osteo["x2_ex"]),
     }
     section = Fidelity(
         n=len(measured["x1"].ok),
@@ -306,12 +301,12 @@ def fidelity_of(
         osteophyte_rate_real_kl2=rates["real_kl2"],
         osteophyte_rate_x1_ex=rates["x1_ex"],
         osteophyte_rate_x2_ex=rates["x2_ex"],
-        osteophyte_rate_x1_self=Rate.of(osteo["x1_self"]),
-        osteophyte_rate_x2_self=Rate.of(osteo["x2_self"]),
+        osteophyte_rate_x1_self=rate(osteo["x1_self"]),
+        osteophyte_rate_x2_self=rate(osteo["x2_self"]),
         osteophyte_gap_kl0_to_kl2=abs(rates["x1_ex"].value - rates["real_kl2"].value),
         osteophyte_gap_kl2_to_kl0=abs(rates["x2_ex"].value - rates["real_kl0"].value),
-        osteophyte_transfer_rate=Rate.of(osteo["x1_ex"][gains]),
-        osteophyte_removal_rate=Rate.of(~osteo["x2_ex"][losses]),
+        osteophyte_transfer_rate=rate(osteo["x1_ex"][gains]),
+        osteophyte_removal_rate=rate(~osteo["x2_ex"][losses]),
     )
     return section, arrays
 
@@ -349,7 +344,6 @@ def grade_match_of(
 
 
 def key_transfer_of(ratios: np.ndarray) -> KeyTransfer:
-    from kecae.evaluation import metrics
 
     s = metrics.failure_aware_summary(ratios)
     return KeyTransfer(
@@ -370,11 +364,10 @@ def quality_of(
     images: dict[str, np.ndarray], features: dict[str, np.ndarray], judge_arch: str, seed: int
 ) -> Quality:
     """PSNR / SSIM of the reconstructions, and Fréchet distances in the judge's feature space."""
-    from kecae.evaluation import metrics
 
     x = np.r_[images["x1"], images["x2"]]
     x_hat = np.r_[images["x1_hat"], images["x2_hat"]]
-    psnr, ssim = metrics.psnr_batch(x, x_hat), metrics.ssim_batch(x, x_hat)
+    psnr, ssim = image_quality.psnr_batch(x, x_hat), image_quality.ssim_batch(x, x_hat)
     generated = np.r_[features["x1_ex"], features["x2_ex"]]
     return Quality(
         recon_psnr=psnr["mean"],
@@ -382,11 +375,11 @@ def quality_of(
         recon_ssim=ssim["mean"],
         recon_ssim_std=ssim["std"],
         n=psnr["n"],
-        frechet=metrics.frechet_distance(features["real_test"], generated),
-        frechet_recon=metrics.frechet_distance(
+        frechet=image_quality.frechet_distance(features["real_test"], generated),
+        frechet_recon=image_quality.frechet_distance(
             features["real_test"], np.r_[features["x1_hat"], features["x2_hat"]]
         ),
-        frechet_real_floor=metrics.frechet_real_floor(features["real_train"], seed=seed),
+        frechet_real_floor=image_quality.frechet_real_floor(features["real_train"], seed=seed),
         frechet_feature=f"{judge_arch} penultimate features",
         frechet_n_real=len(features["real_test"]),
         frechet_n_generated=len(generated),

@@ -8,7 +8,7 @@ share of comparisons called a match, and of sham comparisons (a real image besid
 since the readers' calls on one image are not independent. Agreement: Cohen's kappa for each pair
 of readers and Fleiss' kappa for three or more, on the images every reader in the group has
 called, with seeded bootstrap 95 % intervals over images. One kappa implementation:
-:func:`kecae.evaluation.metrics.cohen_kappa` / :func:`~kecae.evaluation.metrics.fleiss_kappa`.
+:func:`kecae.evaluation.agreement.cohen_kappa` / :func:`~kecae.evaluation.agreement.fleiss_kappa`.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def bootstrap_ci(
 
 def kappa(calls: np.ndarray) -> float:
     """Cohen's kappa for two rows of calls (readers x items), Fleiss' kappa for three or more."""
-    from kecae.evaluation.metrics import cohen_kappa, fleiss_kappa
+    from kecae.evaluation.agreement import cohen_kappa, fleiss_kappa
 
     c = np.asarray(calls)
     if c.shape[0] == 2:

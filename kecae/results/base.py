@@ -42,16 +42,6 @@ class Rate:
 
     SUFFIXES: ClassVar[tuple[str, ...]] = ("", "_ci_low", "_ci_high", "_n")
 
-    @classmethod
-    def of(cls, mask: Any) -> Rate:
-        """The share of True in a boolean array (:func:`kecae.evaluation.metrics.fraction`)."""
-        import numpy as np
-
-        from kecae.evaluation.metrics import fraction
-
-        f = fraction(np.asarray(mask, dtype=bool))
-        return cls(f["value"], f["ci_low"], f["ci_high"], f["n"])
-
     def items(self, key: str) -> dict[str, Any]:
         """The four entries of this rate under ``key``."""
         values = (self.value, self.ci_low, self.ci_high, self.n)

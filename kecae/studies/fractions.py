@@ -367,6 +367,8 @@ def _write_subsets(
 ) -> tuple[dict[str, tuple[str, int]], Rate | None]:
     """Each part's manifest and image count, and the share of X' the supervisor confirms
     (None when no part filters). ``counts``: the fraction's real (KL-0, KL-2) images."""
+    from kecae.evaluation.metrics import rate  # SciPy and scikit-learn: not at `kecae` start-up
+
     rows = generated_rows(generated)
     x1 = [r for r in rows if r["direction"] == "kl0_to_kl2"]  # pair order
     x2 = [r for r in rows if r["direction"] == "kl2_to_kl0"]
@@ -376,7 +378,7 @@ def _write_subsets(
         if name.startswith("confirmed_"):
             p = supervisor_confidence(cfg, supervisor, generated)
             ok = {i for i, q in p.items() if q >= cfg.filter_confidence}
-            confirms = Rate.of(np.array([i in ok for i in p]))
+            confirms = rate(np.array([i in ok for i in p]))
             keep = [r for r in rows if r["image_id"] in ok][: 2 * pairs]
         elif name == "x1":
             keep = x1[: counts[1]]
@@ -423,6 +425,7 @@ def site_check(
     """Whether X' kept its recipient's site, and how often each label carries the marker in
     the real training images and in X' (the correlation the exchange should break)."""
     from kecae.data import load_image_set
+    from kecae.evaluation.metrics import rate  # SciPy and scikit-learn: not at `kecae` start-up
     from kecae.phantoms.dataset import CSV_NAME
     from kecae.phantoms.oracle import read_ground_truth
     from kecae.phantoms.site import has_marker
@@ -446,11 +449,11 @@ def site_check(
     real_kl2 = np.asarray(real.grades) == CLASS_GRADES[1]
     x1 = np.asarray(gen.grades) == CLASS_GRADES[1]
     return SiteCheck(
-        x1_site_kept=Rate.of((gen_marked == recipient_b)[x1]),
-        x2_site_kept=Rate.of((gen_marked == recipient_b)[~x1]),
-        real_kl2_marked=Rate.of(real_marked[real_kl2]),
-        x1_marked=Rate.of(gen_marked[x1]),
-        real_kl0_marked=Rate.of(real_marked[~real_kl2]),
-        x2_marked=Rate.of(gen_marked[~x1]),
-        detector_accuracy=Rate.of(real_marked == real_site),
+        x1_site_kept=rate((gen_marked == recipient_b)[x1]),
+        x2_site_kept=rate((gen_marked == recipient_b)[~x1]),
+        real_kl2_marked=rate(real_marked[real_kl2]),
+        x1_marked=rate(gen_marked[x1]),
+        real_kl0_marked=rate(real_marked[~real_kl2]),
+        x2_marked=rate(gen_marked[~x1]),
+        detector_accuracy=rate(real_marked == real_site),
     )

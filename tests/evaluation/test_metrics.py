@@ -10,6 +10,8 @@ import pytest
 import scipy.linalg
 from skimage.metrics import structural_similarity
 
+from kecae.evaluation import agreement as A
+from kecae.evaluation import image_quality as Q
 from kecae.evaluation import metrics as M
 
 
@@ -97,41 +99,41 @@ def test_psnr_batch_by_hand():
     test[0] += 0.2  # MSE 0.04 -> 10 log10(4 / 0.04) = 20 dB
     test[1] += 0.02  # MSE 4e-4 -> 40 dB
     test[2, :4] += 0.2  # MSE 0.02 -> 10 log10(200) dB
-    out = M.psnr_batch(ref, test)
+    out = Q.psnr_batch(ref, test)
     expected = [20.0, 40.0, 10 * math.log10(200)]
     assert out["mean"] == pytest.approx(np.mean(expected))
     assert out["median"] == pytest.approx(10 * math.log10(200))
     assert out["std"] == pytest.approx(np.std(expected, ddof=1))
     assert out["n"] == 3
-    assert M.psnr_batch(ref[0], ref[0])["mean"] == math.inf  # identical single image
+    assert Q.psnr_batch(ref[0], ref[0])["mean"] == math.inf  # identical single image
     with pytest.raises(ValueError, match="same shape"):
-        M.psnr_batch(ref, test[:2])
+        Q.psnr_batch(ref, test[:2])
 
 
 def test_ssim_batch_matches_skimage():
     rng = np.random.default_rng(0)
     ref = rng.uniform(-1, 1, size=(2, 16, 16))
     test = np.clip(ref + rng.normal(0, 0.1, size=ref.shape), -1, 1)
-    out = M.ssim_batch(ref, test)
+    out = Q.ssim_batch(ref, test)
     each = [structural_similarity(a, b, data_range=2.0) for a, b in zip(ref, test)]
     assert out["mean"] == pytest.approx(np.mean(each))
-    assert M.ssim_batch(ref, ref)["mean"] == pytest.approx(1.0)
+    assert Q.ssim_batch(ref, ref)["mean"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="7x7"):
-        M.ssim_batch(np.zeros((1, 5, 5)), np.zeros((1, 5, 5)))
+        Q.ssim_batch(np.zeros((1, 5, 5)), np.zeros((1, 5, 5)))
     with pytest.raises(ValueError, match="grey images"):
-        M.ssim_batch(np.zeros((1, 1, 8, 8)), np.zeros((1, 1, 8, 8)))
+        Q.ssim_batch(np.zeros((1, 1, 8, 8)), np.zeros((1, 1, 8, 8)))
 
 
 def test_joint_band_mask_by_hand():
-    mask = M.joint_band_mask((8, 3), joint_row=3.0, half_height=1)
+    mask = Q.joint_band_mask((8, 3), joint_row=3.0, half_height=1)
     # rows 2, 3, 4 are within 1 px of row 3 -> False; the rest True
     assert mask.shape == (8, 3) and mask.dtype == bool
     assert mask[:, 0].tolist() == [True, True, False, False, False, True, True, True]
     assert (mask == mask[:, :1]).all()
     with pytest.raises(ValueError, match="joint line was not found"):
-        M.joint_band_mask((8, 3), math.nan, 1)
+        Q.joint_band_mask((8, 3), math.nan, 1)
     with pytest.raises(ValueError, match="half_height"):
-        M.joint_band_mask((8, 3), 3, -1)
+        Q.joint_band_mask((8, 3), 3, -1)
 
 
 def test_masked_ssim():
@@ -141,17 +143,17 @@ def test_masked_ssim():
     test[12:20] = rng.uniform(-1, 1, size=(8, 32))  # damage only a band of rows
     full = np.ones_like(ref, dtype=bool)
     # An all-True mask is skimage's mean SSIM (same 3-px border crop).
-    assert M.masked_ssim(ref, test, full) == pytest.approx(
+    assert Q.masked_ssim(ref, test, full) == pytest.approx(
         structural_similarity(ref, test, data_range=2.0)
     )
     # Outside the damaged band (and the 7x7 window's reach) the images are identical.
-    outside = M.joint_band_mask(ref.shape, joint_row=15.5, half_height=7)
-    assert M.masked_ssim(ref, test, outside) == pytest.approx(1.0)
-    assert M.masked_ssim(ref, test, ~outside) < 0.5
+    outside = Q.joint_band_mask(ref.shape, joint_row=15.5, half_height=7)
+    assert Q.masked_ssim(ref, test, outside) == pytest.approx(1.0)
+    assert Q.masked_ssim(ref, test, ~outside) < 0.5
     with pytest.raises(ValueError, match="boolean"):
-        M.masked_ssim(ref, test, full.astype(int))
+        Q.masked_ssim(ref, test, full.astype(int))
     with pytest.raises(ValueError, match="no pixel"):
-        M.masked_ssim(ref, test, np.pad(np.ones((3, 32), bool), ((0, 29), (0, 0))))
+        Q.masked_ssim(ref, test, np.pad(np.ones((3, 32), bool), ((0, 29), (0, 0))))
 
 
 def _diagonal_sample(mu: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -169,31 +171,31 @@ def test_frechet_distance_closed_form_for_diagonal_gaussians():
     a, b = _diagonal_sample(mu_a, s_a), _diagonal_sample(mu_b, s_b)
     # For diagonal covariances: |µa−µb|² + Σ (σa − σb)², with σ² = 8/7 s².
     expected = np.sum((mu_a - mu_b) ** 2) + np.sum((8 / 7) * (s_a - s_b) ** 2)
-    assert M.frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
-    assert M.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+    assert Q.frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+    assert Q.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_frechet_distance_rotation_invariant_and_errors():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(40, 3)), rng.normal(1.0, 2.0, size=(50, 3))
     q, _ = np.linalg.qr(rng.normal(size=(3, 3)))  # a random rotation keeps the distance
-    assert M.frechet_distance(a @ q, b @ q) == pytest.approx(M.frechet_distance(a, b), rel=1e-6)
+    assert Q.frechet_distance(a @ q, b @ q) == pytest.approx(Q.frechet_distance(a, b), rel=1e-6)
     with pytest.raises(ValueError, match="same model"):
-        M.frechet_distance(a, b[:, :2])
+        Q.frechet_distance(a, b[:, :2])
     with pytest.raises(ValueError, match="at least 2"):
-        M.frechet_distance(a[:1], b)
+        Q.frechet_distance(a[:1], b)
 
 
 def test_frechet_real_floor():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 2))
     perm = np.random.default_rng(3).permutation(200)
-    assert M.frechet_real_floor(x, seed=3) == pytest.approx(
-        M.frechet_distance(x[perm[:100]], x[perm[100:]])
+    assert Q.frechet_real_floor(x, seed=3) == pytest.approx(
+        Q.frechet_distance(x[perm[:100]], x[perm[100:]])
     )
-    assert M.frechet_real_floor(x) < M.frechet_distance(x, x + 1.0)  # shift by 1 -> d² = 2
+    assert Q.frechet_real_floor(x) < Q.frechet_distance(x, x + 1.0)  # shift by 1 -> d² = 2
     with pytest.raises(ValueError, match="at least 4"):
-        M.frechet_real_floor(x[:3])
+        Q.frechet_real_floor(x[:3])
 
 
 def test_key_transfer_ratio_by_hand():
@@ -297,10 +299,10 @@ def test_cohen_kappa_by_hand():
     a = [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]
     b = [0, 0, 0, 1, 1, 1, 1, 1, 0, 0]
     # po = 0.7; a calls 0 on 40 %, b on 50 %: pe = 0.4*0.5 + 0.6*0.5 = 0.5 -> kappa = 0.2 / 0.5
-    assert M.cohen_kappa(a, b) == pytest.approx(0.4)
-    assert M.cohen_kappa(a, a) == 1.0
+    assert A.cohen_kappa(a, b) == pytest.approx(0.4)
+    assert A.cohen_kappa(a, a) == 1.0
     with pytest.raises(ValueError, match="10 were expected"):
-        M.cohen_kappa(a, b[:5])
+        A.cohen_kappa(a, b[:5])
 
 
 # Fleiss (1971) worked example as tabulated on Wikipedia: 10 items, 14 raters, 5 categories.
@@ -323,19 +325,19 @@ FLEISS_TABLE = np.array(
 def test_fleiss_kappa_worked_example():
     ratings = np.array([np.repeat(np.arange(1, 6), row) for row in FLEISS_TABLE])  # (10, 14)
     assert ratings.shape == (10, 14)
-    assert M.fleiss_kappa(ratings) == pytest.approx(0.210, abs=5e-4)
+    assert A.fleiss_kappa(ratings) == pytest.approx(0.210, abs=5e-4)
     # Raters' order within an item does not matter.
     shuffled = np.random.default_rng(0).permuted(ratings, axis=1)
-    assert M.fleiss_kappa(shuffled) == pytest.approx(M.fleiss_kappa(ratings))
+    assert A.fleiss_kappa(shuffled) == pytest.approx(A.fleiss_kappa(ratings))
 
 
 def test_fleiss_kappa_edges():
-    assert M.fleiss_kappa([[0, 0, 0], [2, 2, 2], [0, 0, 0]]) == pytest.approx(1.0)
-    assert math.isnan(M.fleiss_kappa([[1, 1], [1, 1]]))
+    assert A.fleiss_kappa([[0, 0, 0], [2, 2, 2], [0, 0, 0]]) == pytest.approx(1.0)
+    assert math.isnan(A.fleiss_kappa([[1, 1], [1, 1]]))
     # Two raters: Fleiss' kappa equals Scott's pi, (po - pe) / (1 - pe) with pooled marginals.
     a, b = np.array([0, 0, 1, 1, 1]), np.array([0, 1, 1, 1, 0])
     pooled = np.concatenate([a, b]).mean()
     pe = pooled**2 + (1 - pooled) ** 2
-    assert M.fleiss_kappa(np.stack([a, b], 1)) == pytest.approx((0.6 - pe) / (1 - pe))
+    assert A.fleiss_kappa(np.stack([a, b], 1)) == pytest.approx((0.6 - pe) / (1 - pe))
     with pytest.raises(ValueError, match=">= 2 raters"):
-        M.fleiss_kappa([[1], [0]])
+        A.fleiss_kappa([[1], [0]])

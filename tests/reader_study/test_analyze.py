@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from kecae.evaluation import metrics as M
+from kecae.evaluation import agreement
 from kecae.reader_study import analyze as A
 
 
@@ -107,14 +107,15 @@ def test_fleiss_kappa_matches_statsmodels(seed):
         [0, 2, 3], size=(rng.integers(5, 40), rng.integers(2, 7)), p=[0.5, 0.3, 0.2]
     )
     table, _ = aggregate_raters(ratings)
-    assert M.fleiss_kappa(ratings) == pytest.approx(sm_fleiss(table, method="fleiss"))
+    assert agreement.fleiss_kappa(ratings) == pytest.approx(sm_fleiss(table, method="fleiss"))
 
 
 def test_kappa_edges():
-    assert np.isnan(M.cohen_kappa([0, 0, 0], [0, 0, 0]))  # one category throughout: undefined
-    assert M.cohen_kappa([0, 0, 2], [0, 0, 2]) == 1.0
+    # one category throughout: undefined
+    assert np.isnan(agreement.cohen_kappa([0, 0, 0], [0, 0, 0]))
+    assert agreement.cohen_kappa([0, 0, 2], [0, 0, 2]) == 1.0
     assert A.kappa(np.array([[0, 2, 2, 0], [0, 2, 0, 0]])) == pytest.approx(
-        M.cohen_kappa([0, 2, 2, 0], [0, 2, 0, 0])
+        agreement.cohen_kappa([0, 2, 2, 0], [0, 2, 0, 0])
     )
     k, _, _, n = A.agreement(np.array([[0, 2, np.nan, 0], [0, 2, 2, np.nan]]), n_boot=50)
     assert n == 2 and k == 1.0  # only the items both readers called
