@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,230 +32,19 @@ from kecae.files import atomic_write_text
 from kecae.metrics_file import read_metrics, write_section, write_sections
 from kecae.paths import store_path
 from kecae.results import (
-    KL0_TO_KL2,
-    KL2_TO_KL0,
     Ablation,
     AblationCell,
-    AblationColumn,
     AblationRowResult,
-    ClassifierRates,
-    ExchangeSuccess,
-    Fidelity,
-    FidelityDirection,
-    Plausibility,
-    Quality,
-    Separability,
     Target,
     lookup,
     read_targets,
 )
 from kecae.reuse import differences
 from kecae.runfolder import AblationRun, RunLayout
+from kecae.studies.ablation_rows import BASE_MODEL, COLUMNS, ROWS, TIMING, AblationRow
 from kecae.studies.subruns import kecae_run_config
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AblationRow:
-    """One row: model fields and training fields changed from the CPU-size paper baseline."""
-
-    name: str
-    description: str
-    model: dict[str, Any] = field(default_factory=dict)  # KECAEConfig fields
-    train: dict[str, Any] = field(default_factory=dict)  # KECAETrainConfig fields
-
-
-#: The paper's architecture at the CPU size: what every row starts from.
-BASE_MODEL: dict[str, Any] = {"image_size": 64, "width": 0.125}
-
-_SPATIAL = {"depth": 4}
-_POOLED = {"depth": 4, "key_pool": "mean"}
-_WARP = {"depth": 4, "key_pool": "mean", "exchange": "warp"}
-_NO_LDA = {"lambda_sup": 0.1, "lambda_lda": 0.0}
-_WARP_LOSS = {**_NO_LDA, "lambda_disp": 0.01}
-
-#: Every row the ablation knows, in table order.
-ROWS: dict[str, AblationRow] = {
-    r.name: r
-    for r in [
-        AblationRow(
-            "paper",
-            "the paper's model and loss at 64 px: 1×1 latent, decoded exchange, "
-            "λ1 = 1e-2, λ2 = 1e-3",
-        ),
-        AblationRow(
-            "paper_loglda",
-            "paper, J_LDA in its bounded form log(1 + ratio)",
-            train={"lda_mode": "log"},
-        ),
-        AblationRow("paper_l1", "paper, L1 reconstruction instead of MSE", train={"recon": "l1"}),
-        AblationRow("spatial", "4×4 spatial latent (depth 4), λ1 = 0.1, λ2 = 0", _SPATIAL, _NO_LDA),
-        AblationRow(
-            "spatial_pooled",
-            "+ position-free key (the key map averaged over the grid)",
-            _POOLED,
-            _NO_LDA,
-        ),
-        AblationRow(
-            "residual",
-            "+ residual exchange X′ = X + blur(D(h′) − D(h)), σ 1 px",
-            {**_POOLED, "exchange": "residual"},
-            _NO_LDA,
-        ),
-        AblationRow(
-            "warp_free",
-            "+ warp exchange (8×8 field, ≤ 3 px), no displacement penalty",
-            _WARP,
-            _NO_LDA,
-        ),
-        AblationRow("warp", "+ warp exchange, displacement penalty 0.01 px⁻²", _WARP, _WARP_LOSS),
-        AblationRow(
-            "warp_grid16",
-            "warp with a 16×16 displacement grid",
-            {**_WARP, "warp_grid": 16},
-            _WARP_LOSS,
-        ),
-        AblationRow(
-            "warp_fold",
-            "warp + fold penalty relu(0.5 − det J), weight 1",
-            _WARP,
-            {**_WARP_LOSS, "lambda_fold": 1.0},
-        ),
-        AblationRow(
-            "warp_perturb",
-            "warp, the supervisor sees X′ shifted / blurred by up to 1 px",
-            _WARP,
-            {**_WARP_LOSS, "sup_perturb": 1.0},
-        ),
-        AblationRow(
-            "warp_residual",
-            "warp + a blurred residual for new bone, L1 edit penalty 10",
-            {**_WARP, "warp_residual": True},
-            {**_WARP_LOSS, "lambda_edit": 10.0},
-        ),
-        AblationRow(
-            "warp_cycle",
-            "warp + re-encoding X′ gives back its latents (weight 1)",
-            _WARP,
-            {**_WARP_LOSS, "lambda_cycle": 1.0},
-        ),
-        AblationRow(
-            "warp_same",
-            "warp + a key exchanged within one grade changes little (weight 1)",
-            _WARP,
-            {**_WARP_LOSS, "lambda_same": 1.0},
-        ),
-        AblationRow(
-            "warp_probes",
-            "warp + linear grade probes: on hK (weight 0.1), adversarial on hN (0.1)",
-            _WARP,
-            {**_WARP_LOSS, "lambda_key_cls": 0.1, "lambda_nonkey_adv": 0.1},
-        ),
-        AblationRow("warp_sup03", "warp with λ1 = 0.3", _WARP, {**_WARP_LOSS, "lambda_sup": 0.3}),
-        AblationRow(
-            "warp_wide",
-            "warp, channel width 0.25 instead of 0.125",
-            {**_WARP, "width": 0.25},
-            _WARP_LOSS,
-        ),
-        AblationRow(
-            "combo_g16",
-            "warp_grid16 + width 0.25 + cycle",
-            {**_WARP, "warp_grid": 16, "width": 0.25},
-            {**_WARP_LOSS, "lambda_cycle": 1.0},
-        ),
-        AblationRow(
-            "combo_sup03",
-            "warp + λ1 = 0.3 + width 0.25 + cycle",
-            {**_WARP, "width": 0.25},
-            {**_WARP_LOSS, "lambda_sup": 0.3, "lambda_cycle": 1.0},
-        ),
-        AblationRow(
-            "combo_all",
-            "warp_grid16 + λ1 = 0.3 + width 0.25 + cycle + probes",
-            {**_WARP, "warp_grid": 16, "width": 0.25},
-            {
-                **_WARP_LOSS,
-                "lambda_sup": 0.3,
-                "lambda_cycle": 1.0,
-                "lambda_key_cls": 0.1,
-                "lambda_nonkey_adv": 0.1,
-            },
-        ),
-        AblationRow(
-            "warp_grid32",
-            "warp with a 32×32 displacement grid",
-            {**_WARP, "warp_grid": 32},
-            _WARP_LOSS,
-        ),
-        AblationRow(
-            "warp_donor",
-            "warp, J_SUP asks for the supervisor's call on the donor, not its grade label",
-            _WARP,
-            {**_WARP_LOSS, "sup_target": "donor"},
-        ),
-        AblationRow(
-            "combo_g32",
-            "warp_grid32 + λ1 = 0.3 + width 0.25 + cycle",
-            {**_WARP, "warp_grid": 32, "width": 0.25},
-            {**_WARP_LOSS, "lambda_sup": 0.3, "lambda_cycle": 1.0},
-        ),
-        AblationRow(
-            "combo_g32_donor",
-            "combo_g32 with J_SUP on the supervisor's call on the donor",
-            {**_WARP, "warp_grid": 32, "width": 0.25},
-            {**_WARP_LOSS, "lambda_sup": 0.3, "lambda_cycle": 1.0, "sup_target": "donor"},
-        ),
-    ]
-}
-
-
-def _judge(name: str, direction: str) -> str:
-    return ExchangeSuccess.path(ClassifierRates.key(name, "judge", direction))
-
-
-def _fidelity(name: str, direction: str) -> str:
-    return Fidelity.path(FidelityDirection.key(name, direction))
-
-
-#: The row's timing file, beside its metrics (see :class:`kecae.runfolder.AblationRun`).
-TIMING = "timing"
-
-#: Table columns: name -> what they show (``section.key`` of the row's metrics.json, kind, which
-#: side is better). kind "pct" shows percent.
-COLUMNS: dict[str, AblationColumn] = {
-    "agreement KL-0→KL-2": AblationColumn(_judge("agreement", KL0_TO_KL2), "pct", "high"),
-    "agreement KL-2→KL-0": AblationColumn(_judge("agreement", KL2_TO_KL0), "pct", "high"),
-    "label-only X′1": AblationColumn(_judge("raw", KL0_TO_KL2), "pct", "high"),
-    "control X′1": AblationColumn(_judge("control", KL0_TO_KL2), "pct", "info"),
-    "label-only X′2": AblationColumn(_judge("raw", KL2_TO_KL0), "pct", "high"),
-    "control X′2": AblationColumn(_judge("control", KL2_TO_KL0), "pct", "info"),
-    "plausible X′ / real": AblationColumn(Plausibility.path("ratio_to_real"), "num", "high"),
-    "key transfer KL-0→KL-2": AblationColumn(
-        _fidelity("key_transfer_median", KL0_TO_KL2), "num", "high"
-    ),
-    "key transfer KL-2→KL-0": AblationColumn(
-        _fidelity("key_transfer_median", KL2_TO_KL0), "num", "high"
-    ),
-    "key transfer vs X̂, KL-0→KL-2": AblationColumn(
-        _fidelity("recon_key_transfer_median", KL0_TO_KL2), "num", "info"
-    ),
-    "osteophytes X′1 (real KL-2)": AblationColumn(
-        Fidelity.path("osteophyte_rate_x1_ex"), "pct", "info"
-    ),
-    "osteophytes X′2 (real KL-0)": AblationColumn(
-        Fidelity.path("osteophyte_rate_x2_ex"), "pct", "info"
-    ),
-    "refused X′": AblationColumn(Fidelity.path("refusal_rate"), "pct", "low"),
-    "non-key SSIM": AblationColumn(Fidelity.path("nonkey_ssim_median"), "num", "high"),
-    "SVM hK": AblationColumn(Separability.path("svm_hk_accuracy"), "pct", "high"),
-    "SVM hN": AblationColumn(Separability.path("svm_hn_accuracy"), "pct", "low"),
-    "recon PSNR dB": AblationColumn(Quality.path("recon_psnr"), "db", "high"),
-    "recon SSIM": AblationColumn(Quality.path("recon_ssim"), "num", "high"),
-    "pairs/s": AblationColumn(f"{TIMING}.pairs_per_s", "int", "high"),
-    "train s": AblationColumn(f"{TIMING}.train_seconds", "int", "low"),
-}
 
 
 @dataclass

@@ -45,7 +45,7 @@ from kecae.results import (
 )
 from kecae.reuse import differences
 from kecae.runfolder import RunLayout
-from kecae.studies.ablation import COLUMNS, TIMING
+from kecae.studies.ablation_rows import COLUMNS, TIMING
 from kecae.studies.downstream import Ledger
 from kecae.studies.fractions import find_or_generate
 from kecae.studies.subruns import (

@@ -29,7 +29,7 @@ def test_cpu_preset_is_the_ablation_row_it_names():
     import torch
 
     from kecae.models import KECAE, preset_training
-    from kecae.studies.ablation import BASE_MODEL, ROWS
+    from kecae.studies.ablation_rows import BASE_MODEL, ROWS
 
     row = ROWS["warp_grid32"]
     assert kecae_config("cpu") == KECAEConfig(**{**BASE_MODEL, **row.model})

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from kecae.cli import main
-from kecae.studies.ablation import ROWS, AblationConfig, format_ablation_markdown
+from kecae.studies.ablation import AblationConfig, format_ablation_markdown
+from kecae.studies.ablation_rows import ROWS
 
 
 @pytest.fixture(scope="module")
