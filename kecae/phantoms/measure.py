@@ -183,6 +183,10 @@ def _refuse(reason: str, side: str | None) -> JointMeasurement:
 
 
 # --------------------------------------------------------------------------- measurement
+class _Refused(Exception):
+    """The measurement gives up on this image; the message says why (its ``reason``)."""
+
+
 def measure_joint(image: np.ndarray, side: str | None = None) -> JointMeasurement:
     """Measure the joint spaces and detect osteophytes in one AP knee image of any size.
 
@@ -201,95 +205,14 @@ def measure_joint(image: np.ndarray, side: str | None = None) -> JointMeasuremen
     contrast = float(hi - lo)
     if contrast < 0.04:
         return _refuse("blank or nearly uniform image (no contrast)", side)
-
-    # 1. vertical derivative at a scale tied to the image size
-    sigma = max(0.7, s / 180.0)
-    D = ndimage.gaussian_filter(img, sigma, order=(1, 0)) / contrast  # (H, W), d/dy
-    neg, pos = np.maximum(-D, 0.0), np.maximum(D, 0.0)
-    gmax = max(4, int(0.16 * s))
-    best = np.zeros((H, W), np.float32)
-    best_d = np.zeros((H, W), np.int32)
-    for d in range(1, gmax + 1):  # pair a bright->dark edge at y with a dark->bright edge at y+d
-        sc = np.minimum(neg[:-d], pos[d:])
-        better = sc > best[:-d]
-        best[:-d] = np.where(better, sc, best[:-d])
-        best_d[:-d] = np.where(better, d, best_d[:-d])
-    r0, r1 = int(0.18 * H), int(0.82 * H)
-    c0, c1 = int(0.03 * W), int(math.ceil(0.97 * W))
-    band = best[r0:r1, c0:c1]
-    a_row = np.argmax(band, axis=0) + r0  # femoral edge row per column
-    strength = band[a_row - r0, np.arange(band.shape[1])]
-    cols = np.arange(c0, c1)
-    delta = best_d[a_row, cols]
-    b_row = a_row + delta
-    # edge strength is relative to the image contrast; a real joint has crisp edges
-    keep = strength > max(0.35 * np.percentile(strength, 90), 0.02 / sigma)
-    if keep.sum() < 0.2 * W:
-        return _refuse("no joint space found (no pair of facing bone edges across the image)", side)
-
-    # 2. robust joint line through the pair midpoints
-    mid = 0.5 * (a_row + b_row).astype(np.float64)
-    tol = max(2.0, 0.045 * s)
-    inl = keep.copy()
-    coef = np.array([0.0, np.median(mid[keep])])
-    for _ in range(4):
-        if inl.sum() < 3:
-            break
-        coef = np.polyfit(cols[inl], mid[inl], 1)
-        res = np.abs(mid - np.polyval(coef, cols))
-        inl = keep & (res < tol)
-    if abs(coef[0]) > 0.2:
-        return _refuse("joint line too tilted (> 11 degrees) to be an AP knee view", side)
-    if inl.sum() < 0.25 * W:
-        return _refuse("no straight joint line found (edges do not line up across the knee)", side)
-
-    # 3. compartments: the notch is the widest run without inliers in the central part
-    xs = cols[inl]
-    x_lo, x_hi = np.percentile(xs, [3, 97])
-    span = x_hi - x_lo
-    if span < 0.3 * W:
-        return _refuse("joint line too short for a knee (bones do not span the image)", side)
-    centre_lo, centre_hi = x_lo + 0.25 * span, x_hi - 0.25 * span
-    inner = xs[(xs >= centre_lo) & (xs <= centre_hi)]
-    pts = np.concatenate([[centre_lo], inner, [centre_hi]])
-    gaps = np.diff(pts)
-    k = int(np.argmax(gaps))
-    notch = 0.5 * (pts[k] + pts[k + 1])
-    if gaps[k] < 0.04 * span:
-        return _refuse("no intercondylar notch between two compartments", side)
-
-    # subpixel edges: bright->dark maximum of -D at a, dark->bright maximum of D at b
-    a_sub = _subpixel_peak(-D[:, cols], a_row)
-    b_sub = _subpixel_peak(D[:, cols], b_row)
-    gap = b_sub - a_sub
-
-    out = {}
-    for name, lo_c, hi_c in (("left", x_lo, notch), ("right", notch, x_hi)):
-        sel = inl & (cols >= lo_c) & (cols <= hi_c)
-        if sel.sum() < max(3, 0.05 * W):
-            return _refuse(f"the image-{name} compartment has too few joint columns", side)
-        cx = cols[sel]
-        e_lo, e_hi = np.percentile(cx, [15, 85])  # central part: not the margin, not the spines
-        use = sel & (cols >= e_lo) & (cols <= e_hi)
-        g = ndimage.median_filter(np.where(use, gap, np.inf), size=3, mode="nearest")
-        j = int(np.argmin(np.where(use, g, np.inf)))
-        a_j, b_j = float(a_sub[j]), float(b_sub[j])
-        # edge blur: a Gaussian-blurred step of height h has a steepest slope h / (sqrt(2 pi) sd)
-        c_j, reach = int(cols[j]), int(math.ceil(3 * sigma)) + 2
-        prof = img[:, c_j]
-        gap_lvl = float(prof[int(round(0.5 * (a_j + b_j)))])
-        step = (
-            min(
-                prof[max(0, a_row[j] - reach) : a_row[j] + 1].max(),
-                prof[b_row[j] : b_row[j] + reach + 1].max(),
-            )
-            - gap_lvl
-        )
-        slope = min(-D[a_row[j], c_j], D[b_row[j], c_j]) * contrast
-        sd = step / (math.sqrt(2 * math.pi) * slope) if slope > 0 else math.inf
-        blur = math.sqrt(max(sd * sd - sigma * sigma, 0.0))
-        out[name] = (b_j - a_j, float(cols[j]), a_j, b_j, blur)
-
+    try:
+        # 1. facing bone edges per column; 2. the joint line through them; 3. two compartments
+        D, sigma, a_row, b_row, cols, keep = _facing_edges(img, contrast, s)
+        coef, inl = _joint_line(0.5 * (a_row + b_row).astype(np.float64), cols, keep, s, W)
+        xs = cols[inl]
+        out = _compartments(img, D, sigma, contrast, a_row, b_row, cols, inl, s, W)
+    except _Refused as refusal:
+        return _refuse(str(refusal), side)
     blur = max(out["left"][4], out["right"][4])
     if blur > max(1.6, _MAX_BLUR_MM * s / _FOV_MM):
         return _refuse(
@@ -333,6 +256,122 @@ def measure_joint(image: np.ndarray, side: str | None = None) -> JointMeasuremen
             m.jsw_medial_px, m.jsw_lateral_px = m.jsw_right_px, m.jsw_left_px
             m.osteophyte_lateral_px, m.osteophyte_medial_px = by_image_side
     return m
+
+
+def _facing_edges(
+    img: np.ndarray, contrast: float, s: int
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The vertical derivative D (at a scale tied to the image size, ``sigma``) and, per column of
+    the central band, the strongest pair of a bright->dark edge (femur, row ``a_row``) facing a
+    dark->bright edge (tibia, ``b_row``); ``keep``: the columns whose pair is crisp."""
+    H, W = img.shape
+    sigma = max(0.7, s / 180.0)
+    D = ndimage.gaussian_filter(img, sigma, order=(1, 0)) / contrast  # (H, W), d/dy
+    neg, pos = np.maximum(-D, 0.0), np.maximum(D, 0.0)
+    gmax = max(4, int(0.16 * s))
+    best = np.zeros((H, W), np.float32)
+    best_d = np.zeros((H, W), np.int32)
+    for d in range(1, gmax + 1):  # pair a bright->dark edge at y with a dark->bright edge at y+d
+        sc = np.minimum(neg[:-d], pos[d:])
+        better = sc > best[:-d]
+        best[:-d] = np.where(better, sc, best[:-d])
+        best_d[:-d] = np.where(better, d, best_d[:-d])
+    r0, r1 = int(0.18 * H), int(0.82 * H)
+    c0, c1 = int(0.03 * W), int(math.ceil(0.97 * W))
+    band = best[r0:r1, c0:c1]
+    a_row = np.argmax(band, axis=0) + r0  # femoral edge row per column
+    strength = band[a_row - r0, np.arange(band.shape[1])]
+    cols = np.arange(c0, c1)
+    delta = best_d[a_row, cols]
+    b_row = a_row + delta
+    # edge strength is relative to the image contrast; a real joint has crisp edges
+    keep = strength > max(0.35 * np.percentile(strength, 90), 0.02 / sigma)
+    if keep.sum() < 0.2 * W:
+        raise _Refused("no joint space found (no pair of facing bone edges across the image)")
+    return D, sigma, a_row, b_row, cols, keep
+
+
+def _joint_line(
+    mid: np.ndarray, cols: np.ndarray, keep: np.ndarray, s: int, W: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A robust straight line through the edge pairs' midpoints ``mid``, and its inlier columns."""
+    tol = max(2.0, 0.045 * s)
+    inl = keep.copy()
+    coef = np.array([0.0, np.median(mid[keep])])
+    for _ in range(4):
+        if inl.sum() < 3:
+            break
+        coef = np.polyfit(cols[inl], mid[inl], 1)
+        res = np.abs(mid - np.polyval(coef, cols))
+        inl = keep & (res < tol)
+    if abs(coef[0]) > 0.2:
+        raise _Refused("joint line too tilted (> 11 degrees) to be an AP knee view")
+    if inl.sum() < 0.25 * W:
+        raise _Refused("no straight joint line found (edges do not line up across the knee)")
+    return coef, inl
+
+
+def _compartments(
+    img: np.ndarray,
+    D: np.ndarray,
+    sigma: float,
+    contrast: float,
+    a_row: np.ndarray,
+    b_row: np.ndarray,
+    cols: np.ndarray,
+    inl: np.ndarray,
+    s: int,
+    W: int,
+) -> dict[str, tuple[float, float, float, float, float]]:
+    """The two compartments either side of the intercondylar notch (the widest run without
+    inliers in the central part): per image side, (joint-space width, its column, femoral and
+    tibial edge rows, edge blur), all in px."""
+    xs = cols[inl]
+    x_lo, x_hi = np.percentile(xs, [3, 97])
+    span = x_hi - x_lo
+    if span < 0.3 * W:
+        raise _Refused("joint line too short for a knee (bones do not span the image)")
+    centre_lo, centre_hi = x_lo + 0.25 * span, x_hi - 0.25 * span
+    inner = xs[(xs >= centre_lo) & (xs <= centre_hi)]
+    pts = np.concatenate([[centre_lo], inner, [centre_hi]])
+    gaps = np.diff(pts)
+    k = int(np.argmax(gaps))
+    notch = 0.5 * (pts[k] + pts[k + 1])
+    if gaps[k] < 0.04 * span:
+        raise _Refused("no intercondylar notch between two compartments")
+
+    # subpixel edges: bright->dark maximum of -D at a, dark->bright maximum of D at b
+    a_sub = _subpixel_peak(-D[:, cols], a_row)
+    b_sub = _subpixel_peak(D[:, cols], b_row)
+    gap = b_sub - a_sub
+
+    out = {}
+    for name, lo_c, hi_c in (("left", x_lo, notch), ("right", notch, x_hi)):
+        sel = inl & (cols >= lo_c) & (cols <= hi_c)
+        if sel.sum() < max(3, 0.05 * W):
+            raise _Refused(f"the image-{name} compartment has too few joint columns")
+        cx = cols[sel]
+        e_lo, e_hi = np.percentile(cx, [15, 85])  # central part: not the margin, not the spines
+        use = sel & (cols >= e_lo) & (cols <= e_hi)
+        g = ndimage.median_filter(np.where(use, gap, np.inf), size=3, mode="nearest")
+        j = int(np.argmin(np.where(use, g, np.inf)))
+        a_j, b_j = float(a_sub[j]), float(b_sub[j])
+        # edge blur: a Gaussian-blurred step of height h has a steepest slope h / (sqrt(2 pi) sd)
+        c_j, reach = int(cols[j]), int(math.ceil(3 * sigma)) + 2
+        prof = img[:, c_j]
+        gap_lvl = float(prof[int(round(0.5 * (a_j + b_j)))])
+        step = (
+            min(
+                prof[max(0, a_row[j] - reach) : a_row[j] + 1].max(),
+                prof[b_row[j] : b_row[j] + reach + 1].max(),
+            )
+            - gap_lvl
+        )
+        slope = min(-D[a_row[j], c_j], D[b_row[j], c_j]) * contrast
+        sd = step / (math.sqrt(2 * math.pi) * slope) if slope > 0 else math.inf
+        blur = math.sqrt(max(sd * sd - sigma * sigma, 0.0))
+        out[name] = (b_j - a_j, float(cols[j]), a_j, b_j, blur)
+    return out
 
 
 def measure_many(images, sides=None) -> dict[str, np.ndarray]:
