@@ -53,8 +53,11 @@ from kecae.runfolder import GeneratedFolder
 from kecae.runlock import releases_locks
 
 if TYPE_CHECKING:
+    import torch
+
     from kecae.data.cache import ImageSet
     from kecae.data.pairs import PairSampler
+    from kecae.models.autoencoder import KECAE
 
 log = logging.getLogger(__name__)
 
@@ -295,13 +298,12 @@ def _with_training_data(cfg: GenerateConfig, trained: dict[str, Any]) -> Generat
 @releases_locks
 def generate(cfg: GenerateConfig) -> dict[str, Any]:
     """Write X'1 / X'2 for ``cfg.pairs`` pairs; returns a summary (also in generation.json)."""
-    from tqdm.auto import tqdm
 
     from kecae.config import check_values
     from kecae.data.cache import load_image_set
     from kecae.data.catalog import load_catalog
     from kecae.data.pairs import PairSampler
-    from kecae.inference import exchange, find_checkpoint, load_kecae
+    from kecae.inference import find_checkpoint, load_kecae
 
     # every check before anything is written
     check_values(cfg)
@@ -365,6 +367,31 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
     prepare_output(out)
     # a folder begun by a kecae older than the marks keeps accepting its unmarked images
     legacy = old is not None and int(old.get("format", 1)) < FORMAT
+    _write_meta(folder, meta, legacy, grades)
+    pairs = _PairImages(GeneratedFolder(out), kl0, kl2, ckpt_hash, size, legacy, grades)
+    t0 = time.perf_counter()
+    written, skipped = _write_pairs(model, sampler, pairs, cfg, device)
+    seconds = time.perf_counter() - t0
+    _write_manifest(folder, sampler, kl0, kl2, cfg.pairs, ckpt_hash, grades)
+    summary = {
+        **meta,
+        "written_pairs": written,
+        "skipped_pairs": skipped,
+        "images": 2 * cfg.pairs,
+        "seconds": seconds,
+        "images_per_s": 2 * written / seconds if written else None,
+    }
+    log.info(
+        "generated %d new pairs (%d already there) in %.1f s -> %s", written, skipped, seconds, out
+    )
+    return summary
+
+
+def _write_meta(
+    folder: GeneratedFolder, meta: dict[str, Any], legacy: bool, grades: tuple[int, int]
+) -> None:
+    """generation.json (paths inside the run folder stored relative to it) and labels.json."""
+    out = folder.folder
     atomic_write_text(
         folder.meta,
         json.dumps(
@@ -379,9 +406,22 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
     )
 
     atomic_write_text(folder.labels, json.dumps(labels_json(grades), indent=2))
-    pairs = _PairImages(GeneratedFolder(out), kl0, kl2, ckpt_hash, size, legacy, grades)
+
+
+def _write_pairs(
+    model: KECAE,
+    sampler: PairSampler,
+    pairs: _PairImages,
+    cfg: GenerateConfig,
+    device: torch.device,
+) -> tuple[int, int]:
+    """Exchange and write every pair not written yet, batch by batch; (written, skipped)."""
+    from tqdm.auto import tqdm
+
+    from kecae.inference import exchange
+
+    kl0, kl2 = pairs.kl0, pairs.kl2
     written = skipped = 0
-    t0 = time.perf_counter()
     bar = tqdm(total=cfg.pairs, desc="generate", unit="pair", disable=not cfg.progress)
     with ThreadPoolExecutor(max_workers=2) as pool:  # PNG encoding overlaps the next forward pass
         for start in range(0, cfg.pairs, cfg.batch_size):
@@ -408,20 +448,7 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
                     f.result()  # surfaces a full disk at once
             bar.update(len(ks))
     bar.close()
-    seconds = time.perf_counter() - t0
-    _write_manifest(folder, sampler, kl0, kl2, cfg.pairs, ckpt_hash, grades)
-    summary = {
-        **meta,
-        "written_pairs": written,
-        "skipped_pairs": skipped,
-        "images": 2 * cfg.pairs,
-        "seconds": seconds,
-        "images_per_s": 2 * written / seconds if written else None,
-    }
-    log.info(
-        "generated %d new pairs (%d already there) in %.1f s -> %s", written, skipped, seconds, out
-    )
-    return summary
+    return written, skipped
 
 
 def _write_manifest(
