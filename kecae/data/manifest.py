@@ -31,29 +31,7 @@ def _find_column(header: list[str], names: tuple[str, ...]) -> str | None:
 
 def load_manifest(csv_path: Path, strict: bool, sides: SideMap) -> Catalog:
     root = csv_path.parent
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = list(reader.fieldnames or [])
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise KecaeError(
-            f"{csv_path}: cannot read the manifest ({exc}); save it as a UTF-8 "
-            "CSV with a header row"
-        ) from exc
-    cols = {name: _find_column(header, names) for name, names in COLUMN_SYNONYMS.items()}
-    path_col, grade_col = cols.pop("path"), cols.pop("grade")
-    if path_col is None or grade_col is None:
-        raise KecaeError(
-            f"{csv_path}: the manifest needs a path column ({', '.join(COLUMN_SYNONYMS['path'])}) "
-            f"and a grade column ({', '.join(COLUMN_SYNONYMS['grade'])}); found {header}: "
-            "rename the columns"
-        )
-    renamed = [
-        f"{column} -> {name}"
-        for name, column in (("path", path_col), ("grade", grade_col), *cols.items())
-        if column is not None and column != name
-    ]
+    rows, header, path_col, grade_col, cols, renamed = _columns(csv_path)
 
     records: list[Record] = []
     problems: list[Problem] = []
@@ -123,6 +101,57 @@ def load_manifest(csv_path: Path, strict: bool, sides: SideMap) -> Catalog:
             )
         )
 
+    problems += _manifest_problems(csv_path, records, no_patient, strict)
+    if not records and not problems:
+        raise KecaeError(f"{csv_path}: the manifest lists no images; add rows (path, grade)")
+    return Catalog(
+        root=root,
+        records=records,
+        problems=problems,
+        layout="manifest",
+        manifest=csv_path,
+        notes=[f"manifest columns read as: {', '.join(renamed)}"] if renamed else [],
+        extra=extra,
+    )
+
+
+def _columns(
+    csv_path: Path,
+) -> tuple[list[dict[str, str]], list[str], str, str, dict[str, str | None], list[str]]:
+    """The manifest's rows and header, its path and grade columns, the other known columns
+    (``None`` when absent) and the columns read under another name (``"ID -> patient_id"``)."""
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = list(reader.fieldnames or [])
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise KecaeError(
+            f"{csv_path}: cannot read the manifest ({exc}); save it as a UTF-8 "
+            "CSV with a header row"
+        ) from exc
+    cols = {name: _find_column(header, names) for name, names in COLUMN_SYNONYMS.items()}
+    path_col, grade_col = cols.pop("path"), cols.pop("grade")
+    if path_col is None or grade_col is None:
+        raise KecaeError(
+            f"{csv_path}: the manifest needs a path column ({', '.join(COLUMN_SYNONYMS['path'])}) "
+            f"and a grade column ({', '.join(COLUMN_SYNONYMS['grade'])}); found {header}: "
+            "rename the columns"
+        )
+    renamed = [
+        f"{column} -> {name}"
+        for name, column in (("path", path_col), ("grade", grade_col), *cols.items())
+        if column is not None and column != name
+    ]
+    return rows, header, path_col, grade_col, cols, renamed
+
+
+def _manifest_problems(
+    csv_path: Path, records: list[Record], no_patient: int, strict: bool
+) -> list[Problem]:
+    """Problems of the manifest as a whole: a split column filled in part, rows without a
+    patient id."""
+    problems: list[Problem] = []
     with_split = sum(r.split is not None for r in records)
     if 0 < with_split < len(records):
         message = f"{len(records) - with_split} rows have no split while {with_split} do"
@@ -140,17 +169,7 @@ def load_manifest(csv_path: Path, strict: bool, sides: SideMap) -> Catalog:
                 "add a patient_id column (or ID, subject_id) so splits stay patient-level",
             )
         )
-    if not records and not problems:
-        raise KecaeError(f"{csv_path}: the manifest lists no images; add rows (path, grade)")
-    return Catalog(
-        root=root,
-        records=records,
-        problems=problems,
-        layout="manifest",
-        manifest=csv_path,
-        notes=[f"manifest columns read as: {', '.join(renamed)}"] if renamed else [],
-        extra=extra,
-    )
+    return problems
 
 
 def _parse_grade(value) -> int | None:
