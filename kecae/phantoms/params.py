@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -263,7 +264,19 @@ def sample_params(
     side_draw = "L" if rng.random() < 0.5 else "R"
     side = side or side_draw
 
-    # Key features: one latent severity, features with biological spread around it.
+    return PhantomParams(
+        grade=int(grade),
+        side=side,
+        **_key_features(grade, rng, t, model),
+        **_non_key_features(rng, t),
+    )
+
+
+def _key_features(
+    grade: int, rng: np.random.Generator, t: dict[str, float], model: SeverityModel
+) -> dict[str, Any]:
+    """The key features (one latent severity, features with biological spread around it), drawn
+    in a fixed order."""
     sev = clip(rng.normal(model.severity_mean[grade], model.severity_sd), 0.0, 4.0)
     healthy_m = t["healthy_jsw_medial_mm"] + rng.normal(0.0, 0.15)
     healthy_l = t["healthy_jsw_lateral_mm"] + rng.normal(0.0, 0.15)
@@ -284,7 +297,22 @@ def sample_params(
         length = 0.0 if length < model.osteophyte_min_mm else min(length, model.osteophyte_max_mm)
         ost.append(float(length))
 
-    # Non-key anatomy, pose and image formation: identical distributions in every grade.
+    return {
+        "severity": sev,
+        "jsw_medial_mm": float(jsw_m),
+        "jsw_lateral_mm": float(jsw_l),
+        "ost_femoral_medial_mm": ost[0],
+        "ost_femoral_lateral_mm": ost[1],
+        "ost_tibial_medial_mm": ost[2],
+        "ost_tibial_lateral_mm": ost[3],
+        "healthy_jsw_medial_mm": float(healthy_m),
+        "healthy_jsw_lateral_mm": float(healthy_l),
+    }
+
+
+def _non_key_features(rng: np.random.Generator, t: dict[str, float]) -> dict[str, Any]:
+    """Non-key anatomy, pose and image formation: identical distributions in every grade, drawn
+    in a fixed order."""
     n = rng.normal
     u = rng.uniform
     femur_w = t["femur_width_mm"] * float(rng.normal(1.0, 0.01))
@@ -301,62 +329,51 @@ def sample_params(
         else "right"
     )
     edge_depth = u(0.03, 0.10) if edge in ("top", "bottom") else u(0.01, 0.03)
-    return PhantomParams(
-        grade=int(grade),
-        side=side,
-        severity=sev,
-        jsw_medial_mm=float(jsw_m),
-        jsw_lateral_mm=float(jsw_l),
-        ost_femoral_medial_mm=ost[0],
-        ost_femoral_lateral_mm=ost[1],
-        ost_tibial_medial_mm=ost[2],
-        ost_tibial_lateral_mm=ost[3],
-        healthy_jsw_medial_mm=float(healthy_m),
-        healthy_jsw_lateral_mm=float(healthy_l),
-        femur_width_mm=femur_w,
-        tibia_width_ratio=clip(n(0.955, 0.015), 0.91, 1.0),
-        condyle_medial_ratio=clip(n(0.205, 0.008), 0.18, 0.23),
-        condyle_lateral_ratio=clip(n(0.195, 0.008), 0.17, 0.22),
-        condyle_height_mm=clip(n(17.0, 1.2), 14.0, 20.0),
-        condyle_exponent=float(u(2.3, 2.9)),
-        notch_height_mm=clip(n(15.0, 1.8), 11.0, 19.0),
-        femur_shaft_ratio=clip(n(0.45, 0.03), 0.38, 0.52),
-        tibia_shaft_ratio=clip(n(0.56, 0.03), 0.48, 0.64),
-        tibia_offset_mm=clip(n(0.0, 1.0), -2.5, 2.5),
-        plateau_lateral_offset_mm=clip(n(-0.5, 0.8), -2.5, 1.5),
-        plateau_medial_curv=float(n(-0.004, 0.002)),
-        plateau_lateral_curv=float(n(0.003, 0.002)),
-        spine_medial_mm=clip(n(6.5, 1.0), 4.0, 9.0),
-        spine_lateral_mm=clip(n(5.5, 1.0), 3.0, 8.0),
-        spine_gap_mm=clip(n(8.0, 1.0), 5.5, 10.5),
-        osteophyte_angle_deg=float(u(10.0, 35.0)),
-        fibula_radius_mm=clip(n(10.5, 1.0), 8.0, 13.0),
-        fibula_drop_mm=clip(n(21.0, 2.5), 16.0, 27.0),
-        fibula_inset_mm=clip(n(7.0, 1.5), 3.5, 10.5),
-        patella_dx_mm=float(n(2.0, 2.0)),
-        patella_dy_mm=clip(n(30.0, 3.0), 23.0, 38.0),
-        patella_width_mm=clip(n(21.0, 1.5), 17.0, 25.0),
-        patella_height_mm=clip(n(23.0, 1.8), 18.0, 28.0),
-        patella_density=float(u(0.08, 0.16)),
-        cortex_mm=clip(n(1.5, 0.2), 1.0, 2.1),
-        bone_density=float(t["bone_density"] * rng.normal(1.0, 0.02)),
-        trabecular_contrast=float(u(0.06, 0.14)),
-        texture_seed=int(rng.integers(0, 2**31 - 1)),
-        soft_tissue_margin_mm=float(t["soft_tissue_margin_mm"] + n(0.0, 0.8)),
-        soft_tissue_density=clip(n(1.0, 0.1), 0.7, 1.3),
-        scale=clip(n(1.0, 0.035), 0.92, 1.08),
-        shift_x_mm=clip(n(0.0, 1.8), -4.0, 4.0),
-        shift_y_mm=clip(n(0.0, 1.8), -4.0, 4.0),
-        rotation_deg=clip(n(0.0, 2.5), -6.0, 6.0),
-        black_level=float(u(0.0, 0.12)),
-        gain=float(u(0.52, 0.62)),
-        gamma=float(u(0.8, 1.25)),
-        heel_effect=float(n(0.0, 0.04)),
-        blur_mm=float(u(0.15, 0.45)),
-        noise_sigma=float(u(0.008, 0.03)),
-        noise_seed=int(rng.integers(0, 2**31 - 1)),
-        collimation_edge=edge,
-        collimation_mm=float(edge_depth * FOV_MM),
-        collimation_level=float(u(0.82, 0.97) if rng.random() < 0.5 else u(0.0, 0.06)),
-        collimation_angle_deg=float(n(0.0, 1.0)),
-    )
+    return {
+        "femur_width_mm": femur_w,
+        "tibia_width_ratio": clip(n(0.955, 0.015), 0.91, 1.0),
+        "condyle_medial_ratio": clip(n(0.205, 0.008), 0.18, 0.23),
+        "condyle_lateral_ratio": clip(n(0.195, 0.008), 0.17, 0.22),
+        "condyle_height_mm": clip(n(17.0, 1.2), 14.0, 20.0),
+        "condyle_exponent": float(u(2.3, 2.9)),
+        "notch_height_mm": clip(n(15.0, 1.8), 11.0, 19.0),
+        "femur_shaft_ratio": clip(n(0.45, 0.03), 0.38, 0.52),
+        "tibia_shaft_ratio": clip(n(0.56, 0.03), 0.48, 0.64),
+        "tibia_offset_mm": clip(n(0.0, 1.0), -2.5, 2.5),
+        "plateau_lateral_offset_mm": clip(n(-0.5, 0.8), -2.5, 1.5),
+        "plateau_medial_curv": float(n(-0.004, 0.002)),
+        "plateau_lateral_curv": float(n(0.003, 0.002)),
+        "spine_medial_mm": clip(n(6.5, 1.0), 4.0, 9.0),
+        "spine_lateral_mm": clip(n(5.5, 1.0), 3.0, 8.0),
+        "spine_gap_mm": clip(n(8.0, 1.0), 5.5, 10.5),
+        "osteophyte_angle_deg": float(u(10.0, 35.0)),
+        "fibula_radius_mm": clip(n(10.5, 1.0), 8.0, 13.0),
+        "fibula_drop_mm": clip(n(21.0, 2.5), 16.0, 27.0),
+        "fibula_inset_mm": clip(n(7.0, 1.5), 3.5, 10.5),
+        "patella_dx_mm": float(n(2.0, 2.0)),
+        "patella_dy_mm": clip(n(30.0, 3.0), 23.0, 38.0),
+        "patella_width_mm": clip(n(21.0, 1.5), 17.0, 25.0),
+        "patella_height_mm": clip(n(23.0, 1.8), 18.0, 28.0),
+        "patella_density": float(u(0.08, 0.16)),
+        "cortex_mm": clip(n(1.5, 0.2), 1.0, 2.1),
+        "bone_density": float(t["bone_density"] * rng.normal(1.0, 0.02)),
+        "trabecular_contrast": float(u(0.06, 0.14)),
+        "texture_seed": int(rng.integers(0, 2**31 - 1)),
+        "soft_tissue_margin_mm": float(t["soft_tissue_margin_mm"] + n(0.0, 0.8)),
+        "soft_tissue_density": clip(n(1.0, 0.1), 0.7, 1.3),
+        "scale": clip(n(1.0, 0.035), 0.92, 1.08),
+        "shift_x_mm": clip(n(0.0, 1.8), -4.0, 4.0),
+        "shift_y_mm": clip(n(0.0, 1.8), -4.0, 4.0),
+        "rotation_deg": clip(n(0.0, 2.5), -6.0, 6.0),
+        "black_level": float(u(0.0, 0.12)),
+        "gain": float(u(0.52, 0.62)),
+        "gamma": float(u(0.8, 1.25)),
+        "heel_effect": float(n(0.0, 0.04)),
+        "blur_mm": float(u(0.15, 0.45)),
+        "noise_sigma": float(u(0.008, 0.03)),
+        "noise_seed": int(rng.integers(0, 2**31 - 1)),
+        "collimation_edge": edge,
+        "collimation_mm": float(edge_depth * FOV_MM),
+        "collimation_level": float(u(0.82, 0.97) if rng.random() < 0.5 else u(0.0, 0.06)),
+        "collimation_angle_deg": float(n(0.0, 1.0)),
+    }
