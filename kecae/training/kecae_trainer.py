@@ -200,25 +200,7 @@ def train_kecae(
     fmt = memory_format(cfg.channels_last)
     parts = _build_trainable(cfg, model_config, device, fmt)
     joint = cfg.supervisor_mode == "joint"
-    ckpt = resume_from(
-        run.last,
-        "kecae",
-        parts.model,
-        parts.optimizer,
-        allowed=cfg.resume,
-        ckpt=old_ckpt,
-        supervisor=parts.supervisor,
-        **parts.modules,
-    )
-    if ckpt is not None:
-        for name, opt in parts.module_optimizers.items():
-            if f"{name}_optimizer" in ckpt:
-                opt.load_state_dict(ckpt[f"{name}_optimizer"])
-    start_step = int(ckpt["step"]) if ckpt is not None else 0
-    if dist_info.is_main:
-        if ckpt is not None:
-            log.info("resuming %s at step %d of %d", run.folder, start_step, total_steps)
-        save_yaml(cfg, run.config)
+    start_step = _resume(cfg, run, parts, old_ckpt, dist_info.is_main, total_steps)
 
     # the loop
     net = wrap_ddp(parts.model, dist_info, device)
@@ -278,6 +260,38 @@ def train_kecae(
     if dist_info.is_main and start_step < total_steps:
         _write_summary(run, pairs, total_steps, dist_info.world_size)
     return _read_summary(run)
+
+
+def _resume(
+    cfg: KECAETrainConfig,
+    run: KECAERun,
+    parts: _Trainable,
+    old_ckpt: dict[str, Any] | None,
+    is_main: bool,
+    total_steps: int,
+) -> int:
+    """Load the state of an interrupted run into ``parts`` (the model, its Adam, the supervisor,
+    the loss terms' modules and their optimisers); write config.yaml; the step to start at."""
+    ckpt = resume_from(
+        run.last,
+        "kecae",
+        parts.model,
+        parts.optimizer,
+        allowed=cfg.resume,
+        ckpt=old_ckpt,
+        supervisor=parts.supervisor,
+        **parts.modules,
+    )
+    if ckpt is not None:
+        for name, opt in parts.module_optimizers.items():
+            if f"{name}_optimizer" in ckpt:
+                opt.load_state_dict(ckpt[f"{name}_optimizer"])
+    start_step = int(ckpt["step"]) if ckpt is not None else 0
+    if is_main:
+        if ckpt is not None:
+            log.info("resuming %s at step %d of %d", run.folder, start_step, total_steps)
+        save_yaml(cfg, run.config)
+    return start_step
 
 
 def _open_run_folder(
