@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kecae.data.pairs import PairSampler
 from kecae.device import select_device
 from kecae.evaluation import grade_match as grade_match_metrics
 from kecae.evaluation.config import EvaluateConfig
@@ -41,10 +40,11 @@ from kecae.evaluation.inputs import (
     Measured,
     calls_of,
     is_phantom_data,
+    judge_features,
     load_models,
     measure_joints,
-    pair_outputs,
     real_images,
+    test_pairs,
 )
 from kecae.evaluation.oracle import oracle_of
 from kecae.evaluation.sections import (
@@ -61,15 +61,10 @@ from kecae.evaluation.summary import check_targets
 from kecae.files import atomic_path
 from kecae.metrics_file import write_sections
 from kecae.results import (
-    ExchangeSuccess,
     Fidelity,
     GradeMatch,
-    JudgeSummary,
     Oracle,
-    Plausibility,
-    Quality,
-    Separability,
-    SupervisorSummary,
+    Section,
 )
 from kecae.runfolder import RunLayout
 
@@ -114,8 +109,6 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
 def _evaluate(
     cfg: EvaluateConfig, layout: RunLayout, device: torch.device, stage: Callable[[str], None]
 ) -> dict[str, Any]:
-    from kecae.inference import classifier_features
-
     # the models, and the real images of the data set they were trained on
     models = load_models(cfg, layout, device)
     real = real_images(cfg, models)
@@ -123,18 +116,8 @@ def _evaluate(
 
     # test pairs, and every image set the rules are applied to: inputs X1 (KL-0) and X2 (KL-2),
     # reconstructions, exchanges and the no-exchange controls
-    n_pairs = min(cfg.pairs, len(real.test_kl0) * len(real.test_kl2))
-    ij = PairSampler(len(real.test_kl0), len(real.test_kl2), n_pairs, seed=cfg.seed).pairs()
-    images = {
-        "x1": np.asarray(real.test_kl0.images[ij[:, 0]], np.float32),
-        "x2": np.asarray(real.test_kl2.images[ij[:, 1]], np.float32),
-    }
-    images.update(pair_outputs(models.kecae, images["x1"], images["x2"], device))
-    masks = {name: images.pop(name) for name in ("mask1", "mask2") if name in images}
-    sides = {
-        "x1": [real.test_kl0.sides[i] for i in ij[:, 0]],
-        "x2": [real.test_kl2.sides[j] for j in ij[:, 1]],
-    }
+    ij, images, masks, sides = test_pairs(cfg, models, real, device)
+    n_pairs = len(ij)
     stage("exchanges")
 
     # the paper's separability of the latents (Fig. 3)
@@ -156,14 +139,7 @@ def _evaluate(
         "kl2": measure_joints(np.asarray(real.test_kl2.images), list(real.test_kl2.sides)),
     }
     stage("joint measurement")
-    features = {
-        name: classifier_features(models.judge, imgs, device=device)
-        for name, imgs in images.items()
-    }
-    for name in ("train", "val", "test"):
-        features[f"real_{name}"] = classifier_features(
-            models.judge, getattr(real, name), device=device
-        )
+    features = judge_features(models, real, images, device)
     found = {name: m.ok for name, m in measured.items()}
     found["real_test"] = np.r_[measured_real["kl0"].ok, measured_real["kl2"].ok]
     plausibility, plausible = plausibility_of(features, found, cfg.plausibility_quantile)
@@ -217,26 +193,30 @@ def _evaluate(
     stage("oracle and grade match")
 
     # the sections in the order metrics.json has them, then the targets they meet
-    sections: dict[str, Any] = {
-        Separability.NAME: separability.to_dict(),
-        Plausibility.NAME: plausibility.to_dict(),
-        ExchangeSuccess.NAME: exchange.to_dict(),
-        JudgeSummary.NAME: judge_summary.to_dict(),
-        SupervisorSummary.NAME: supervisor_summary_of(models).to_dict(),
-    }
-    if fidelity is not None:
-        sections[Fidelity.NAME] = fidelity.to_dict()
-    sections[Quality.NAME] = quality.to_dict()
-    if oracle is not None:
-        sections[Oracle.NAME] = oracle.to_dict()
-    if grade_match is not None:
-        sections[GradeMatch.NAME] = grade_match.to_dict()
-    targets = check_targets(sections, oracle=sections.get(Oracle.NAME))
-    sections["targets"] = {name: t.to_dict() for name, t in targets.items()}
+    sections = _in_order(
+        separability,
+        plausibility,
+        exchange,
+        judge_summary,
+        supervisor_summary_of(models),
+        fidelity,
+        quality,
+        oracle,
+        grade_match,
+    )
 
     # the arrays behind the report's figures, then metrics.json
     _save_report_arrays(layout, images, measured, min(cfg.examples, n_pairs), fidelity_arrays)
     return write_sections(layout.root, sections)
+
+
+def _in_order(*sections: Section | None) -> dict[str, Any]:
+    """The computed sections (``None``: not computed on this data) in the order metrics.json has
+    them, then the targets they meet."""
+    out: dict[str, Any] = {s.NAME: s.to_dict() for s in sections if s is not None}
+    targets = check_targets(out, oracle=out.get(Oracle.NAME))
+    out["targets"] = {name: t.to_dict() for name, t in targets.items()}
+    return out
 
 
 def _save_report_arrays(

@@ -14,6 +14,7 @@ import numpy as np
 
 from kecae.data.cache import ImageSet, load_image_set
 from kecae.data.catalog import grades_of
+from kecae.data.pairs import PairSampler
 from kecae.errors import KecaeError
 from kecae.evaluation.config import EvaluateConfig
 from kecae.results import (
@@ -218,3 +219,45 @@ def is_phantom_data(data: str) -> bool:
         return False
     with open(gt) as fh:
         return "jsw_medial_px" in fh.readline()
+
+
+def test_pairs(
+    cfg: EvaluateConfig, models: Models, real: RealImages, device: torch.device
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray], dict[str, list[str | None]]]:
+    """The test pairs (rows of (KL-0, KL-2) image indices) and every image set the rules are
+    applied to: inputs X1 (KL-0) and X2 (KL-2), reconstructions, exchanges and the no-exchange
+    controls; the edit masks when the model has them; the knees' sides."""
+    n_pairs = min(cfg.pairs, len(real.test_kl0) * len(real.test_kl2))
+    ij = PairSampler(len(real.test_kl0), len(real.test_kl2), n_pairs, seed=cfg.seed).pairs()
+    images = {
+        "x1": np.asarray(real.test_kl0.images[ij[:, 0]], np.float32),
+        "x2": np.asarray(real.test_kl2.images[ij[:, 1]], np.float32),
+    }
+    images.update(pair_outputs(models.kecae, images["x1"], images["x2"], device))
+    masks: dict[str, np.ndarray] = {
+        name: images.pop(name) for name in ("mask1", "mask2") if name in images
+    }
+    sides = {
+        "x1": [real.test_kl0.sides[i] for i in ij[:, 0]],
+        "x2": [real.test_kl2.sides[j] for j in ij[:, 1]],
+    }
+
+    return ij, images, masks, sides
+
+
+def judge_features(
+    models: Models, real: RealImages, images: dict[str, np.ndarray], device: torch.device
+) -> dict[str, np.ndarray]:
+    """The judge's features of every image set and of the real train, validation and test
+    images (``real_train``, ...)."""
+    from kecae.inference import classifier_features
+
+    features = {
+        name: classifier_features(models.judge, imgs, device=device)
+        for name, imgs in images.items()
+    }
+    for name in ("train", "val", "test"):
+        features[f"real_{name}"] = classifier_features(
+            models.judge, getattr(real, name), device=device
+        )
+    return features
