@@ -105,19 +105,7 @@ def preflight(
     accept = bool(cfg.accept_data_problems)
 
     # 1-2. the data set as the run sees it
-    if demo:
-        source = load_catalog(layout.data)
-        view, data = ensure_splits(source), str(layout.data)
-    else:
-        source = load_catalog(
-            cfg.data, strict=False, patient_regex=cfg.patient_regex, side_map=cfg.side_map
-        )
-        stop = [p for p in source.problems if p.severity == "error"]
-        if stop and not accept:
-            raise _first_problem_error(stop, cfg.data)
-        view = ensure_splits(source)
-        _fix_data_view(view, layout)
-        data = str(layout.data_view)
+    source, view, data = _data_view(cfg, layout, demo, accept)
 
     # 3. the data check, on the data every step reads
     report = cached_check(data, grades=grades, cache_dir=cache)
@@ -188,6 +176,28 @@ def preflight(
     layout.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(layout.data_check, json.dumps(plan.to_dict(), indent=2))
     return plan
+
+
+def _data_view(
+    cfg: Any, layout: RunLayout, demo: bool, accept: bool
+) -> tuple[Catalog, Catalog, str]:
+    """The data set as read (its own problems stop the run unless accepted), with splits, fixed in
+    RUN/data.csv; and the path every step reads it from."""
+    if demo:
+        source = load_catalog(layout.data)
+        view, data = ensure_splits(source), str(layout.data)
+    else:
+        source = load_catalog(
+            cfg.data, strict=False, patient_regex=cfg.patient_regex, side_map=cfg.side_map
+        )
+        stop = [p for p in source.problems if p.severity == "error"]
+        if stop and not accept:
+            raise _first_problem_error(stop, cfg.data)
+        view = ensure_splits(source)
+        _fix_data_view(view, layout)
+        data = str(layout.data_view)
+
+    return source, view, data
 
 
 def _first_problem_error(errors: list[Problem], data: str) -> KecaeError:
