@@ -23,8 +23,9 @@ from typing import Any
 from kecae.config import read_yaml_mapping
 from kecae.evaluation.evaluate import EvaluateConfig, evaluate
 from kecae.files import file_sha256
+from kecae.metrics_file import read_metrics, write_sections
 from kecae.results import EVALUATION_SECTION
-from kecae.runfolder import RunLayout, read_metrics, write_sections
+from kecae.runfolder import RunLayout
 
 #: Where evaluations with settings other than the run's own go: RUN/evaluations/<name>/.
 BESIDE = "evaluations"
