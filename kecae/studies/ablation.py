@@ -79,6 +79,9 @@ _POOLED = {"depth": 4, "key_pool": "mean"}
 _WARP = {"depth": 4, "key_pool": "mean", "exchange": "warp"}
 _NO_LDA = {"lambda_sup": 0.1, "lambda_lda": 0.0}
 _WARP_LOSS = {**_NO_LDA, "lambda_disp": 0.01}
+_G32 = {**_WARP, "warp_grid": 32}
+_G32_EDIT = {**_G32, "edit": True}
+_EDIT_LOSS = {**_WARP_LOSS, "lambda_mask_area": 0.1, "lambda_mask_tv": 0.01}
 
 #: Every row the ablation knows, in table order.
 ROWS: dict[str, AblationRow] = {
@@ -211,6 +214,37 @@ ROWS: dict[str, AblationRow] = {
             "combo_g32 with J_SUP on the supervisor's call on the donor",
             {**_WARP, "warp_grid": 32, "width": 0.25},
             {**_WARP_LOSS, "lambda_sup": 0.3, "lambda_cycle": 1.0, "sup_target": "donor"},
+        ),
+        AblationRow(
+            "g32_patch",
+            "warp_grid32 + a grade-conditional patch discriminator on crops around the change "
+            "(weight 0.1, ramped over 500 steps)",
+            _G32,
+            {**_WARP_LOSS, "lambda_patch_adv": 0.1},
+        ),
+        AblationRow(
+            "g32_edit",
+            "warp_grid32 + the masked appearance edit, mask area above 5 % weight 0.1, TV 0.01",
+            _G32_EDIT,
+            _EDIT_LOSS,
+        ),
+        AblationRow(
+            "g32_edit_m1",
+            "g32_edit with the mask area priced 1.0 (ten times)",
+            _G32_EDIT,
+            {**_EDIT_LOSS, "lambda_mask_area": 1.0},
+        ),
+        AblationRow(
+            "g32_edit_patch",
+            "g32_edit + the patch discriminator (weight 0.1, ramped over 500 steps)",
+            _G32_EDIT,
+            {**_EDIT_LOSS, "lambda_patch_adv": 0.1},
+        ),
+        AblationRow(
+            "g32_edit_probes",
+            "g32_edit + grade probes: positive on hK (0.1), adversarial on hN (0.1)",
+            _G32_EDIT,
+            {**_EDIT_LOSS, "lambda_key_cls": 0.1, "lambda_nonkey_adv": 0.1},
         ),
     ]
 }
