@@ -38,7 +38,13 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from kecae.models.edit import EditHead, compose, gaussian_blur, warp_images
+from kecae.models.edit import (
+    EDIT_APPEARANCES,
+    EditHead,
+    compose,
+    gaussian_blur,
+    warp_images,
+)
 
 #: How the key map enters the exchange (see the module docstring).
 KEY_POOLS = ("none", "mean")
@@ -83,6 +89,7 @@ class KECAEConfig:
     residual_blur_px: float = 1.0  # residual edits: Gaussian blur sd, px (0: none)
     edit: bool = False  # warp: also X' = (1 − m)·warp(X) + m·G, a masked appearance edit
     edit_channels: int = 8  # edit: features of the edit head's full-resolution convolutions
+    edit_appearance: str = "free"  # edit: G = warp(X) + δ ("free") or + D(h') − warp(D(h))
 
     def __post_init__(self) -> None:
         # Checkpoints and YAML give lists; the config must stay hashable and comparable.
@@ -99,6 +106,10 @@ class KECAEConfig:
             raise ValueError(f"residual_blur_px={self.residual_blur_px!r} must be >= 0 px")
         if not isinstance(self.edit, bool):
             raise ValueError(f"edit={self.edit!r} must be true or false")
+        if self.edit_appearance not in EDIT_APPEARANCES:
+            raise ValueError(
+                f"edit_appearance={self.edit_appearance!r} must be one of {list(EDIT_APPEARANCES)}"
+            )
         if self.edit and self.exchange != "warp":
             raise ValueError(
                 f"edit=True needs exchange='warp' (got {self.exchange!r}): the edit composes "
@@ -407,7 +418,9 @@ class KECAE(nn.Module):
             moved = moved + edit
         if self.edit_head is None:
             return moved.clamp(-1, 1), disp, None
-        appearance, mask = self.edit_head(moved, dec_ex, warp_images(hat, disp))  # (B, 1, S, S)
+        appearance, mask = self.edit_head(
+            moved, dec_ex, warp_images(hat, disp), cfg.edit_appearance
+        )  # (B, 1, S, S) each
         return compose(moved, appearance, mask), disp, mask
 
     def exchange(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -61,6 +61,8 @@ def warp_images(x: torch.Tensor, disp_px: torch.Tensor) -> torch.Tensor:
 #: Initial mask logit: sigmoid(-2) ≈ 0.12, small but with a gradient (a mask at 0 would never
 #: learn: the trap of a residual priced so heavily that it is never used).
 EDIT_MASK_BIAS = -2.0
+#: Where the edit's appearance G comes from (see :meth:`EditHead.forward`).
+EDIT_APPEARANCES = ("free", "decoded")
 #: Bound of the appearance change δ in image units ([-1, 1] images): 2 can turn white to black.
 EDIT_MAX_DELTA = 2.0
 
@@ -97,9 +99,19 @@ class EditHead(nn.Module):
             self.out.bias.copy_(torch.tensor([0.0, EDIT_MASK_BIAS]))
 
     def forward(
-        self, moved: torch.Tensor, dec_ex: torch.Tensor, dec_moved: torch.Tensor
+        self,
+        moved: torch.Tensor,
+        dec_ex: torch.Tensor,
+        dec_moved: torch.Tensor,
+        appearance: str = "free",
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Appearance G and mask m, each (B, 1, S, S); inputs (B, 1, S, S) each."""
+        """Appearance G and mask m, each (B, 1, S, S); inputs (B, 1, S, S) each.
+
+        ``appearance="free"``: G = warp(X) + δ with δ from the head. ``"decoded"``: G = warp(X) +
+        D(h') − warp(D(h)), the change the decoder itself makes when the key is exchanged (kept
+        sharp: no blur), so the edit can only place, by its mask, what the auto-encoder learned
+        from real images; the head then predicts the mask alone.
+        """
         x = torch.cat([moved, dec_ex, dec_moved], dim=1)  # (B, 3, S, S)
         if self.out.weight.is_contiguous(memory_format=torch.channels_last):
             # the model runs NHWC (KECAETrainConfig.channels_last); grid_sample returns NCHW,
@@ -107,9 +119,10 @@ class EditHead(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         f = self.features(x)  # (B, c, S, S)
         raw = self.out(f)  # (B, 2, S, S)
-        appearance = moved + EDIT_MAX_DELTA * torch.tanh(raw[:, :1])  # G = warp(X) + δ
         mask = torch.sigmoid(raw[:, 1:])  # (B, 1, S, S) in (0, 1)
-        return appearance, mask
+        if appearance == "decoded":
+            return moved + dec_ex - dec_moved, mask
+        return moved + EDIT_MAX_DELTA * torch.tanh(raw[:, :1]), mask  # G = warp(X) + δ
 
 
 def compose(moved: torch.Tensor, appearance: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -40,6 +40,7 @@ from kecae.results import (
     ExchangeSuccess,
     Fidelity,
     FidelityDirection,
+    GradeMatch,
     Plausibility,
     Quality,
     Separability,
@@ -246,6 +247,19 @@ ROWS: dict[str, AblationRow] = {
             _G32_EDIT,
             {**_EDIT_LOSS, "lambda_key_cls": 0.1, "lambda_nonkey_adv": 0.1},
         ),
+        AblationRow(
+            "g32_decoded_patch",
+            "g32_edit_patch with G = warp(X) + D(h′) − warp(D(h)): the mask places the "
+            "decoder's own change (sharp), the head predicts the mask alone",
+            {**_G32_EDIT, "edit_appearance": "decoded"},
+            {**_EDIT_LOSS, "lambda_patch_adv": 0.1},
+        ),
+        AblationRow(
+            "g32_decoded",
+            "g32_edit with G = warp(X) + D(h′) − warp(D(h)) (no discriminator)",
+            {**_G32_EDIT, "edit_appearance": "decoded"},
+            _EDIT_LOSS,
+        ),
     ]
 }
 
@@ -286,6 +300,29 @@ COLUMNS: dict[str, AblationColumn] = {
     "osteophytes X′2 (real KL-0)": AblationColumn(
         Fidelity.path("osteophyte_rate_x2_ex"), "pct", "info"
     ),
+    "osteophyte removal X′2": AblationColumn(
+        Fidelity.path("osteophyte_removal_rate"), "pct", "high"
+    ),
+    "caricature excess X′1": AblationColumn(
+        GradeMatch.key(KL0_TO_KL2, "caricature_excess"), "pct", "low"
+    ),
+    "caricature excess X′2": AblationColumn(
+        GradeMatch.key(KL2_TO_KL0, "caricature_excess"), "pct", "low"
+    ),
+    "JSW Wasserstein X′2 px": AblationColumn(
+        GradeMatch.key(KL2_TO_KL0, "jsw.wasserstein"), "num", "low"
+    ),
+    "overshoot X′2": AblationColumn(GradeMatch.key(KL2_TO_KL0, "overshoot_rate"), "pct", "low"),
+    "X′2 disagreed: osteophyte kept": AblationColumn(
+        GradeMatch.key(KL2_TO_KL0, "failures.osteophyte_extra"), "int", "low"
+    ),
+    "X′2 disagreed: joint too narrow": AblationColumn(
+        GradeMatch.key(KL2_TO_KL0, "failures.joint_narrow"), "int", "low"
+    ),
+    "X′2 disagreed: artefact / other": AblationColumn(
+        GradeMatch.key(KL2_TO_KL0, "failures.other"), "int", "low"
+    ),
+    "mask area X′2": AblationColumn(Quality.path("edit_mask_area_kl2_to_kl0"), "pct", "info"),
     "refused X′": AblationColumn(Fidelity.path("refusal_rate"), "pct", "low"),
     "non-key SSIM": AblationColumn(Fidelity.path("nonkey_ssim_median"), "num", "high"),
     "SVM hK": AblationColumn(Separability.path("svm_hk_accuracy"), "pct", "high"),

@@ -98,3 +98,20 @@ def test_the_cpu_preset_takes_the_edit_as_an_override():
     config = kecae_config("cpu", edit=True)
     assert config.edit and config.exchange == "warp"
     assert KECAE(config).edit_head is not None
+
+
+def test_decoded_appearance_places_the_decoders_own_change_and_leaves_the_control_alone():
+    head = EditHead(4)
+    head.reset_output()
+    g = torch.Generator().manual_seed(0)
+    moved, dec_ex, dec_moved = (torch.rand(2, 1, 8, 8, generator=g) for _ in range(3))
+    appearance, mask = head(moved, dec_ex, dec_moved, "decoded")
+    torch.testing.assert_close(appearance, moved + dec_ex - dec_moved)  # by hand, no blur
+    # the no-exchange control (D(h') = D(h), no displacement) is the recipient whatever the mask
+    same, _ = head(moved, dec_moved, dec_moved, "decoded")
+    torch.testing.assert_close(compose(moved, same, mask), moved.clamp(-1, 1))
+    with pytest.raises(ValueError, match="edit_appearance='blend' must be one of"):
+        KECAEConfig(**{**EDIT, "edit_appearance": "blend"})
+    model = KECAE(KECAEConfig(**{**EDIT, "edit_appearance": "decoded"}))
+    out = model(*_pair(2))
+    assert out.mask1 is not None and out.x1_ex.shape == (2, 1, 32, 32)
