@@ -387,6 +387,8 @@ def _masks(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
     out = inp.out
     if out.mask1 is None or out.mask2 is None:
         raise ValueError("the mask terms need a model with the edit (model option edit=true)")
+    if out.mask_self is None and s.lambda_mask_self > 0:
+        raise ValueError("the control's mask is computed in training mode only")
     return edit_losses.mask_terms(
         torch.cat([out.mask1, out.mask2]).float(), out.mask_self, s.mask_free_area
     )
@@ -445,7 +447,7 @@ TERMS: tuple[Term, ...] = (
         {
             "mask_area": "lambda_mask_area",
             "mask_tv": "lambda_mask_tv",
-            "mask_self": "lambda_mask_area",
+            "mask_self": "lambda_mask_self",
         },
         _masks,
         optional=True,

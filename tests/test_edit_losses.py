@@ -119,6 +119,7 @@ def test_the_edit_terms_are_weighted_ramped_and_logged():
         lambda_lda=0.0,
         lambda_mask_area=2.0,
         lambda_mask_tv=3.0,
+        lambda_mask_self=5.0,
         mask_free_area=0.0,
         lambda_patch_adv=4.0,
         adv_ramp=10,
@@ -133,7 +134,8 @@ def test_the_edit_terms_are_weighted_ramped_and_logged():
         assert {"mask_area", "mask_tv", "mask_self", "patch_adv"} <= set(terms)
         want = (
             terms["mse"]
-            + 2.0 * (terms["mask_area"] + terms["mask_self"])
+            + 2.0 * terms["mask_area"]
+            + 5.0 * terms["mask_self"]
             + 3.0 * terms["mask_tv"]
             + 4.0 * ramp * terms["patch_adv"]
         )
@@ -170,6 +172,7 @@ def test_the_mask_terms_need_the_edit():
         (dict(lambda_patch_adv=-1.0), "--lambda-patch-adv -1.0"),
         (dict(lambda_mask_area=float("nan")), "--lambda-mask-area nan"),
         (dict(lambda_mask_tv=float("inf")), "--lambda-mask-tv inf"),
+        (dict(lambda_mask_self=-2.0), "--lambda-mask-self -2.0"),
     ],
 )
 def test_edit_loss_settings_are_checked_when_built(settings, words):

@@ -82,7 +82,12 @@ _NO_LDA = {"lambda_sup": 0.1, "lambda_lda": 0.0}
 _WARP_LOSS = {**_NO_LDA, "lambda_disp": 0.01}
 _G32 = {**_WARP, "warp_grid": 32}
 _G32_EDIT = {**_G32, "edit": True}
-_EDIT_LOSS = {**_WARP_LOSS, "lambda_mask_area": 0.1, "lambda_mask_tv": 0.01}
+_EDIT_LOSS = {
+    **_WARP_LOSS,
+    "lambda_mask_area": 0.1,
+    "lambda_mask_tv": 0.01,
+    "lambda_mask_self": 0.1,
+}
 
 #: Every row the ablation knows, in table order.
 ROWS: dict[str, AblationRow] = {
@@ -225,15 +230,16 @@ ROWS: dict[str, AblationRow] = {
         ),
         AblationRow(
             "g32_edit",
-            "warp_grid32 + the masked appearance edit, mask area above 5 % weight 0.1, TV 0.01",
+            "warp_grid32 + the masked appearance edit; mask area above 5 % and the control's mask "
+            "weight 0.1, TV 0.01",
             _G32_EDIT,
             _EDIT_LOSS,
         ),
         AblationRow(
             "g32_edit_m1",
-            "g32_edit with the mask area priced 1.0 (ten times)",
+            "g32_edit with the mask area (and the control's) priced 1.0 (ten times)",
             _G32_EDIT,
-            {**_EDIT_LOSS, "lambda_mask_area": 1.0},
+            {**_EDIT_LOSS, "lambda_mask_area": 1.0, "lambda_mask_self": 1.0},
         ),
         AblationRow(
             "g32_edit_patch",
@@ -253,6 +259,14 @@ ROWS: dict[str, AblationRow] = {
             "decoder's own change (sharp), the head predicts the mask alone",
             {**_G32_EDIT, "edit_appearance": "decoded"},
             {**_EDIT_LOSS, "lambda_patch_adv": 0.1},
+        ),
+        AblationRow(
+            "g32_decoded_free",
+            "g32_decoded_patch without the control's mask price: with G = warp(X) + D(h′) − "
+            "warp(D(h)) the control is the recipient whatever its mask, and that price drives "
+            "the shared head's mask to 0 everywhere",
+            {**_G32_EDIT, "edit_appearance": "decoded"},
+            {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_mask_self": 0.0},
         ),
         AblationRow(
             "g32_decoded",

@@ -95,7 +95,8 @@ class LossSettings:
     sup_perturb: float = 0.0  # random shift / blur (px) of X' before the supervisor (0: none)
     lambda_key_cls: float = 0.0  # linear probe: the key vector must tell the grade
     lambda_nonkey_adv: float = 0.0  # adversarial probe (gradient reversal): hN must not
-    lambda_mask_area: float = 0.0  # edit: the mask's area above mask_free_area, and the control's
+    lambda_mask_area: float = 0.0  # edit: the mask's area above mask_free_area
+    lambda_mask_self: float = 0.0  # edit: the mask of the no-exchange control (own key)
     lambda_mask_tv: float = 0.0  # edit: the mask's total variation (one region, not speckle)
     mask_free_area: float = setting(
         0.05, range=(0, 1, True, "a share of the image in [0, 1]")

@@ -182,10 +182,12 @@ def train_kecae(
             f"processes ({dist_info.world_size})"
         )
     model_config = kecae_model_config(cfg)
-    if (cfg.lambda_mask_area > 0 or cfg.lambda_mask_tv > 0) and not model_config.edit:
+    if (cfg.lambda_mask_area, cfg.lambda_mask_tv, cfg.lambda_mask_self) != (0, 0, 0) and not (
+        model_config.edit
+    ):
         raise KecaeError(
-            "--lambda-mask-area / --lambda-mask-tv price the edit's mask: add --model edit=true "
-            "(with exchange=warp), or set them to 0"
+            "--lambda-mask-area / --lambda-mask-tv / --lambda-mask-self price the edit's mask: "
+            "add --model edit=true (with exchange=warp), or set them to 0"
         )
 
     # the run folder: this one (unused, or a run of the same settings to continue), or with

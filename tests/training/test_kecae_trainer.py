@@ -242,6 +242,8 @@ def test_the_edit_trains_with_its_mask_terms_and_patch_adversary_and_resumes(
         "0.1",
         "--lambda-mask-tv",
         "0.01",
+        "--lambda-mask-self",
+        "0.1",
         "--lambda-patch-adv",
         "0.1",
         "--adv-ramp",
@@ -323,7 +325,8 @@ def test_an_exploding_adversary_stops_the_run(
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["--lambda-mask-area", "0.1"], "--lambda-mask-area / --lambda-mask-tv price the edit"),
+        (["--lambda-mask-area", "0.1"], "--lambda-mask-tv / --lambda-mask-self price the edit"),
+        (["--lambda-mask-self", "0.1"], "price the edit's mask: add --model edit=true"),
         (["--lambda-mask-tv", "0.1", "--model", "exchange=warp"], "add --model edit=true"),
         (["--mask-free-area", "2"], "--mask-free-area 2.0: must be a share of the image"),
         (["--patch-crop", "0"], "--patch-crop 0.0: must be a share of the image side"),
