@@ -29,8 +29,9 @@ import torch
 
 from kecae.files import atomic_write_text
 from kecae.losses import LossInputs, kecae_loss
-from kecae.models.autoencoder import KECAE, flops_per_pair
+from kecae.models.autoencoder import KECAE
 from kecae.models.classifiers import build_classifier
+from kecae.models.cost import flops_per_pair
 from kecae.models.presets import kecae_config, preset_training
 from kecae.training.config import LossSettings
 

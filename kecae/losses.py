@@ -32,7 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kecae.models.autoencoder import KECAE, KECAEConfig, KECAEOutput, gaussian_blur, warp_images
+from kecae import edit_losses
+from kecae.edit_losses import PatchDiscriminator, intensity_edit_term, perturb_for_supervisor
+from kecae.models.autoencoder import KECAE, KECAEConfig, KECAEOutput
 from kecae.registry import LDA_MODES, RECON_LOSSES
 from kecae.training.config import LossSettings
 
@@ -137,30 +139,6 @@ def displacement_terms(disp: torch.Tensor, image_size: int) -> dict[str, torch.T
         "smooth": (dx_x**2 + dx_y**2 + dy_x**2 + dy_y**2).mean(),
         "fold": F.relu(0.5 - det).mean(),
     }
-
-
-def intensity_edit_term(out: KECAEOutput, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-    """Mean absolute intensity change of X' that moving pixels does not explain: |X' − warp(X, d)|
-    for a warp exchange (its residual part), |X' − X| otherwise. An L1 penalty keeps such edits
-    sparse: pixels change only where the geometry cannot do it (new or removed bone)."""
-    base1, base2 = x1, x2
-    if out.disp1 is not None and out.disp2 is not None:
-        base1, base2 = warp_images(x1, out.disp1), warp_images(x2, out.disp2)
-    return 0.5 * ((out.x1_ex - base1).abs().mean() + (out.x2_ex - base2).abs().mean())
-
-
-def perturb_for_supervisor(
-    x: torch.Tensor, strength: float, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Random sub-pixel shift (up to ``strength`` px each way, per image) and a Gaussian blur of
-    sd drawn in [0, ``strength``] px (per batch): a change the supervisor should not care about,
-    which destroys pixel-period patterns that fool a fixed classifier. 0: identity."""
-    if strength <= 0:
-        return x
-    b = x.shape[0]
-    shift = (torch.rand(b, 2, 1, 1, generator=generator) * 2 - 1).to(x) * strength
-    sigma = float(torch.rand(1, generator=generator)) * strength
-    return gaussian_blur(warp_images(x, shift), sigma)
 
 
 def cycle_term(model: KECAE, out: KECAEOutput) -> torch.Tensor:
@@ -405,6 +383,43 @@ def _supervisor_on_real(inp: LossInputs, s: LossSettings) -> dict[str, torch.Ten
     return {"sup_real": F.cross_entropy(logits.float(), torch.cat([inp.y1, inp.y2]))}
 
 
+def _masks(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
+    out = inp.out
+    if out.mask1 is None or out.mask2 is None:
+        raise ValueError("the mask terms need a model with the edit (model option edit=true)")
+    if out.mask_self is None and s.lambda_mask_self > 0:
+        raise ValueError("the control's mask is computed in training mode only")
+    return edit_losses.mask_terms(
+        torch.cat([out.mask1, out.mask2]).float(), out.mask_self, s.mask_free_area
+    )
+
+
+def _patch_adversary(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
+    disc = inp.modules[PATCH.name]
+    assert isinstance(disc, PatchDiscriminator)
+    fake1, fake2, _, _ = edit_losses.patch_crops(
+        inp.out.x1_ex, inp.out.x2_ex, inp.x1, inp.x2, s.patch_crop
+    )
+    return {"patch_adv": edit_losses.generator_term(disc, fake1, fake2)}
+
+
+def _patch_update(disc: nn.Module, inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
+    assert isinstance(disc, PatchDiscriminator)
+    crops = edit_losses.patch_crops(
+        inp.out.x1_ex.detach(), inp.out.x2_ex.detach(), inp.x1, inp.x2, s.patch_crop
+    )
+    return {"patch_d": edit_losses.discriminator_term(disc, *crops)}
+
+
+#: The patch discriminator: its own Adam (GAN settings), one update after each model step.
+PATCH = TrainedModule(
+    "patch_disc",
+    lambda config: PatchDiscriminator(),
+    optimizer=lambda params: torch.optim.Adam(params, lr=5e-4, betas=(0.5, 0.999)),
+    update=_patch_update,
+    logs=("patch_d",),
+)
+
 #: The grade probes: two linear classifiers trained in the model's Adam.
 PROBES = TrainedModule(
     "probes", lambda config: GradeProbes(math.prod(config.key_shape), config.latent_dim)
@@ -428,6 +443,22 @@ TERMS: tuple[Term, ...] = (
         module=PROBES,
     ),
     Term({"sup_real": "lambda_sup"}, _supervisor_on_real),  # joint supervisor only
+    Term(  # the edit's soft masks: area above a free share, smoothness, the control's mask
+        {
+            "mask_area": "lambda_mask_area",
+            "mask_tv": "lambda_mask_tv",
+            "mask_self": "lambda_mask_self",
+        },
+        _masks,
+        optional=True,
+    ),
+    Term(  # crops of X' must look like real crops of the intended grade; ramped up from 0
+        {"patch_adv": "lambda_patch_adv"},
+        _patch_adversary,
+        optional=True,
+        module=PATCH,
+        ramp="adv_ramp",
+    ),
 )
 
 

@@ -277,7 +277,7 @@ def _model_size(
         ]
     lines = [f"model input: {preset} px, the {cfg.preset} preset's size on the CPU; {found}"]
     if median > preset:
-        from kecae.models.autoencoder import flops_per_pair
+        from kecae.models.cost import flops_per_pair
 
         larger = min(2 * preset, median, PAPER_SIZE)
         here, there = (flops_per_pair(model_size(s), backward=True) / 1e9 for s in (preset, larger))

@@ -23,18 +23,28 @@ Beyond the paper (options of :class:`KECAEConfig`, all off in the ``paper`` pres
   ``warp_max_px``, upsampled bilinearly) and X'1 = warp(X1, u(h'1) − u(h1)): joint-space narrowing
   is bones moving closer, and sharp edges move instead of blurring. With ``warp_residual`` a
   blurred residual D(h'1) − warp(D(h1)) adds what a warp cannot make (new bone: osteophytes).
+- ``edit`` (warp exchange): an appearance edit that can also remove, X' = (1 − m)·warp(X) + m·G
+  with a soft mask m and a sharp full-resolution appearance G predicted by a small head
+  (:mod:`kecae.models.edit`); the mask's price is a set of loss terms.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import nn
+
+from kecae.models.edit import (
+    EDIT_APPEARANCES,
+    EditHead,
+    compose,
+    gaussian_blur,
+    warp_images,
+)
 
 #: How the key map enters the exchange (see the module docstring).
 KEY_POOLS = ("none", "mean")
@@ -77,6 +87,9 @@ class KECAEConfig:
     warp_max_px: float = 3.0  # warp: bound of each predicted displacement component, px
     warp_residual: bool = False  # warp: also add the blurred residual for what a warp cannot make
     residual_blur_px: float = 1.0  # residual edits: Gaussian blur sd, px (0: none)
+    edit: bool = False  # warp: also X' = (1 − m)·warp(X) + m·G, a masked appearance edit
+    edit_channels: int = 8  # edit: features of the edit head's full-resolution convolutions
+    edit_appearance: str = "free"  # edit: G = warp(X) + δ ("free") or + D(h') − warp(D(h))
 
     def __post_init__(self) -> None:
         # Checkpoints and YAML give lists; the config must stay hashable and comparable.
@@ -91,6 +104,23 @@ class KECAEConfig:
             raise ValueError(f"warp_max_px={self.warp_max_px!r} must be a positive number of px")
         if not (math.isfinite(self.residual_blur_px) and self.residual_blur_px >= 0):
             raise ValueError(f"residual_blur_px={self.residual_blur_px!r} must be >= 0 px")
+        if not isinstance(self.edit, bool):
+            raise ValueError(f"edit={self.edit!r} must be true or false")
+        if self.edit_appearance not in EDIT_APPEARANCES:
+            raise ValueError(
+                f"edit_appearance={self.edit_appearance!r} must be one of {list(EDIT_APPEARANCES)}"
+            )
+        if self.edit and self.exchange != "warp":
+            raise ValueError(
+                f"edit=True needs exchange='warp' (got {self.exchange!r}): the edit composes "
+                "over the moved recipient"
+            )
+        if (
+            not isinstance(self.edit_channels, int)
+            or isinstance(self.edit_channels, bool)
+            or self.edit_channels < 1
+        ):
+            raise ValueError(f"edit_channels={self.edit_channels!r} must be an int >= 1 (e.g. 8)")
         if self.exchange == "warp" and self.depth < 2:
             raise ValueError(
                 "exchange='warp' needs depth >= 2: the displacement head reads an "
@@ -228,6 +258,11 @@ class KECAEOutput(NamedTuple):
         None  # (B, 2, g, g) u(hN1 + hK1), the field of the recipient's own key
     )
     flow2: torch.Tensor | None = None  # (B, 2, g, g) u(hN2 + hK2)
+    mask1: torch.Tensor | None = None  # (B, 1, S, S) edit mask of X'1 in [0, 1]; edit only
+    mask2: torch.Tensor | None = None  # (B, 1, S, S) edit mask of X'2
+    mask_self: torch.Tensor | None = (
+        None  # (2·ceil(B/2), 1, S, S) masks of the no-exchange control of every other pair
+    )
 
 
 def _encoder_branch(config: KECAEConfig) -> nn.Sequential:
@@ -265,35 +300,6 @@ def _decoder(config: KECAEConfig) -> nn.Sequential:
     return nn.Sequential(*blocks)
 
 
-def gaussian_blur(x: torch.Tensor, sigma_px: float) -> torch.Tensor:
-    """Separable Gaussian blur of (B, C, H, W) with sd ``sigma_px`` (reflect padding); 0 leaves
-    the images as they are."""
-    if sigma_px <= 0:
-        return x
-    r = max(1, math.ceil(3 * sigma_px))
-    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t / sigma_px) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    x = nn.functional.pad(x, (r, r, r, r), mode="reflect")
-    x = nn.functional.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return nn.functional.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
-def warp_images(x: torch.Tensor, disp_px: torch.Tensor) -> torch.Tensor:
-    """Sample images (B, C, S, S) at p + d(p): ``disp_px`` (B, 2, g, g) holds (dx, dy) in pixels
-    on a coarse grid, upsampled bilinearly to S × S. Border values extend outside the image."""
-    b, _, h, w = x.shape
-    d = nn.functional.interpolate(disp_px, size=(h, w), mode="bilinear", align_corners=False)
-    scale = torch.tensor([2.0 / w, 2.0 / h], dtype=d.dtype, device=d.device).view(1, 2, 1, 1)
-    theta = torch.eye(2, 3, dtype=x.dtype, device=x.device).expand(b, 2, 3)
-    base = nn.functional.affine_grid(theta, [b, 1, h, w], align_corners=False)  # (B, S, S, 2)
-    grid = base + (d * scale).permute(0, 2, 3, 1)
-    return nn.functional.grid_sample(
-        x, grid, mode="bilinear", padding_mode="border", align_corners=False
-    )
-
-
 class KECAE(nn.Module):
     """Key-exchange auto-encoder: ``encode``, ``decode``, ``exchange``, the training ``forward``."""
 
@@ -307,6 +313,9 @@ class KECAE(nn.Module):
         if self.config.exchange == "warp":
             tap_channels = list(reversed(self.config.channels))[self.config.warp_tap + 1]
             self.warp_head = nn.Conv2d(tap_channels, 2, 3, padding=1)  # → (dx, dy) before tanh
+        self.edit_head: EditHead | None = None
+        if self.config.edit:
+            self.edit_head = EditHead(self.config.edit_channels, self.config.negative_slope)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -326,6 +335,8 @@ class KECAE(nn.Module):
             assert self.warp_head.bias is not None  # built with one
             nn.init.zeros_(self.warp_head.weight)
             nn.init.zeros_(self.warp_head.bias)
+        if self.edit_head is not None:
+            self.edit_head.reset_output()
 
     def _check_images(self, x: torch.Tensor, name: str) -> None:
         c, s = self.config.in_channels, self.config.image_size
@@ -381,19 +392,36 @@ class KECAE(nn.Module):
         u_ex: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """X' of recipients ``x`` from their decodes D(h) = ``hat`` and D(h') = ``dec_ex``."""
+        x_ex, disp, _ = self.exchanged_with_mask(x, hat, dec_ex, u_hat, u_ex)
+        return x_ex, disp
+
+    def exchanged_with_mask(
+        self,
+        x: torch.Tensor,
+        hat: torch.Tensor,
+        dec_ex: torch.Tensor,
+        u_hat: torch.Tensor | None,
+        u_ex: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(X', its displacement (B, 2, g, g) or None, its edit mask (B, 1, S, S) or None)."""
         cfg = self.config
         if cfg.exchange == "decode":
-            return dec_ex, None
+            return dec_ex, None, None
         if cfg.exchange == "residual":
             edit = gaussian_blur(dec_ex - hat, cfg.residual_blur_px)
-            return (x + edit).clamp(-1, 1), None
+            return (x + edit).clamp(-1, 1), None, None
         assert u_hat is not None and u_ex is not None
         disp = u_ex - u_hat  # (B, 2, g, g): what the donor's key changes in the recipient's field
         moved = warp_images(x, disp)
         if cfg.warp_residual:
             edit = gaussian_blur(dec_ex - warp_images(hat, disp), cfg.residual_blur_px)
             moved = moved + edit
-        return moved.clamp(-1, 1), disp
+        if self.edit_head is None:
+            return moved.clamp(-1, 1), disp, None
+        appearance, mask = self.edit_head(
+            moved, dec_ex, warp_images(hat, disp), cfg.edit_appearance
+        )  # (B, 1, S, S) each
+        return compose(moved, appearance, mask), disp, mask
 
     def exchange(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Key-exchanged images (X'1, X'2), each (B, 1, S, S): X1 given X2's key and the reverse.
@@ -418,9 +446,18 @@ class KECAE(nn.Module):
         dec, u = self.decode_with_displacement(h)
         x1_hat, x2_hat, d1_ex, d2_ex = dec.split(b)  # (B, 1, S, S) each
         u1, u2, u1_ex, u2_ex = u.split(b) if u is not None else (None,) * 4
-        x1_ex, disp1 = self.exchanged(x1, x1_hat, d1_ex, u1, u1_ex)
-        x2_ex, disp2 = self.exchanged(x2, x2_hat, d2_ex, u2, u2_ex)
-        return KECAEOutput(x1_hat, x2_hat, x1_ex, x2_ex, hk1, hn1, hk2, hn2, disp1, disp2, u1, u2)
+        x1_ex, disp1, m1 = self.exchanged_with_mask(x1, x1_hat, d1_ex, u1, u1_ex)
+        x2_ex, disp2, m2 = self.exchanged_with_mask(x2, x2_hat, d2_ex, u2, u2_ex)
+        m_self = None
+        if self.edit_head is not None and self.training:
+            # the no-exchange control (own key: no displacement, D(h') = D(h)), whose mask the
+            # loss prices so that exchange(X, X) stays the recipient; every other pair's images
+            # are enough for that price and halve its cost
+            x, hat = torch.cat([x1[::2], x2[::2]]), torch.cat([x1_hat[::2], x2_hat[::2]])
+            m_self = self.edit_head(x, hat, hat)[1]  # (2·ceil(B/2), 1, S, S)
+        return KECAEOutput(
+            x1_hat, x2_hat, x1_ex, x2_ex, hk1, hn1, hk2, hn2, disp1, disp2, u1, u2, m1, m2, m_self
+        )
 
     def _check_pair(self, x1: torch.Tensor, x2: torch.Tensor) -> None:
         self._check_images(x1, "x1")
@@ -435,48 +472,6 @@ class KECAE(nn.Module):
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameter elements of ``model`` (optionally only those with requires_grad)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def _count_flops(fn: Callable[[], None]) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter:
-        fn()
-    return int(counter.get_total_flops())
-
-
-def flops_per_pair(config: KECAEConfig, backward: bool = False) -> int:
-    """FLOPs (2 per multiply-add) of one training pair: forward, or forward + backward.
-
-    Counted by ``torch.utils.flop_counter.FlopCounterMode`` on the meta device (no memory, no
-    compute), batch 1 pair: two branches on two images plus four decodes. Only convolutions and
-    matrix products are counted (not BatchNorm, activations, the loss or the optimiser).
-    """
-    with torch.device("meta"):
-        model = KECAE(config).eval()  # eval: batch 1 is fine for BN, which is not counted anyway
-        x1 = torch.zeros(1, config.in_channels, config.image_size, config.image_size)
-        x2 = torch.zeros_like(x1)
-
-    def run() -> None:
-        out = model(x1, x2)
-        if backward:
-            sum(t.sum() for t in out[:4]).backward()
-
-    return _count_flops(run)
-
-
-def flops_per_image(config: KECAEConfig) -> int:
-    """Forward FLOPs of auto-encoding one image: both encoder branches plus one decode."""
-    with torch.device("meta"):
-        model = KECAE(config).eval()
-        x = torch.zeros(1, config.in_channels, config.image_size, config.image_size)
-
-    def run() -> None:
-        hk, hn = model.encode(x)
-        model.decode(hk + hn)
-
-    return _count_flops(run)
 
 
 def replace_config(config: KECAEConfig, **overrides) -> KECAEConfig:

@@ -16,6 +16,7 @@ from kecae.results import (
     ExchangeSuccess,
     Fidelity,
     FidelityDirection,
+    GradeMatch,
     Plausibility,
     Quality,
     Separability,
@@ -49,6 +50,14 @@ _NO_LDA = {"lambda_sup": 0.1, "lambda_lda": 0.0}
 
 
 _WARP_LOSS = {**_NO_LDA, "lambda_disp": 0.01}
+_G32 = {**_WARP, "warp_grid": 32}
+_G32_EDIT = {**_G32, "edit": True}
+_EDIT_LOSS = {
+    **_WARP_LOSS,
+    "lambda_mask_area": 0.1,
+    "lambda_mask_tv": 0.01,
+    "lambda_mask_self": 0.1,
+}
 
 
 #: Every row the ablation knows, in table order.
@@ -183,6 +192,59 @@ ROWS: dict[str, AblationRow] = {
             {**_WARP, "warp_grid": 32, "width": 0.25},
             {**_WARP_LOSS, "lambda_sup": 0.3, "lambda_cycle": 1.0, "sup_target": "donor"},
         ),
+        AblationRow(
+            "g32_patch",
+            "warp_grid32 + a grade-conditional patch discriminator on crops around the change "
+            "(weight 0.1, ramped over 500 steps)",
+            _G32,
+            {**_WARP_LOSS, "lambda_patch_adv": 0.1},
+        ),
+        AblationRow(
+            "g32_edit",
+            "warp_grid32 + the masked appearance edit; mask area above 5 % and the control's mask "
+            "weight 0.1, TV 0.01",
+            _G32_EDIT,
+            _EDIT_LOSS,
+        ),
+        AblationRow(
+            "g32_edit_m1",
+            "g32_edit with the mask area (and the control's) priced 1.0 (ten times)",
+            _G32_EDIT,
+            {**_EDIT_LOSS, "lambda_mask_area": 1.0, "lambda_mask_self": 1.0},
+        ),
+        AblationRow(
+            "g32_edit_patch",
+            "g32_edit + the patch discriminator (weight 0.1, ramped over 500 steps)",
+            _G32_EDIT,
+            {**_EDIT_LOSS, "lambda_patch_adv": 0.1},
+        ),
+        AblationRow(
+            "g32_edit_probes",
+            "g32_edit + grade probes: positive on hK (0.1), adversarial on hN (0.1)",
+            _G32_EDIT,
+            {**_EDIT_LOSS, "lambda_key_cls": 0.1, "lambda_nonkey_adv": 0.1},
+        ),
+        AblationRow(
+            "g32_decoded_patch",
+            "g32_edit_patch with G = warp(X) + D(h′) − warp(D(h)): the mask places the "
+            "decoder's own change (sharp), the head predicts the mask alone",
+            {**_G32_EDIT, "edit_appearance": "decoded"},
+            {**_EDIT_LOSS, "lambda_patch_adv": 0.1},
+        ),
+        AblationRow(
+            "g32_decoded_free",
+            "g32_decoded_patch without the control's mask price: with G = warp(X) + D(h′) − "
+            "warp(D(h)) the control is the recipient whatever its mask, and that price drives "
+            "the shared head's mask to 0 everywhere",
+            {**_G32_EDIT, "edit_appearance": "decoded"},
+            {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_mask_self": 0.0},
+        ),
+        AblationRow(
+            "g32_decoded",
+            "g32_edit with G = warp(X) + D(h′) − warp(D(h)) (no discriminator)",
+            {**_G32_EDIT, "edit_appearance": "decoded"},
+            _EDIT_LOSS,
+        ),
     ]
 }
 
@@ -224,6 +286,29 @@ COLUMNS: dict[str, AblationColumn] = {
     "osteophytes X′2 (real KL-0)": AblationColumn(
         Fidelity.path("osteophyte_rate_x2_ex"), "pct", "info"
     ),
+    "osteophyte removal X′2": AblationColumn(
+        Fidelity.path("osteophyte_removal_rate"), "pct", "high"
+    ),
+    "caricature excess X′1": AblationColumn(
+        GradeMatch.key(KL0_TO_KL2, "caricature_excess"), "pct", "low"
+    ),
+    "caricature excess X′2": AblationColumn(
+        GradeMatch.key(KL2_TO_KL0, "caricature_excess"), "pct", "low"
+    ),
+    "JSW Wasserstein X′2 px": AblationColumn(
+        GradeMatch.key(KL2_TO_KL0, "jsw.wasserstein"), "num", "low"
+    ),
+    "overshoot X′2": AblationColumn(GradeMatch.key(KL2_TO_KL0, "overshoot_rate"), "pct", "low"),
+    "X′2 disagreed: osteophyte kept": AblationColumn(
+        GradeMatch.key(KL2_TO_KL0, "failures.osteophyte_extra"), "int", "low"
+    ),
+    "X′2 disagreed: joint too narrow": AblationColumn(
+        GradeMatch.key(KL2_TO_KL0, "failures.joint_narrow"), "int", "low"
+    ),
+    "X′2 disagreed: artefact / other": AblationColumn(
+        GradeMatch.key(KL2_TO_KL0, "failures.other"), "int", "low"
+    ),
+    "mask area X′2": AblationColumn(Quality.path("edit_mask_area_kl2_to_kl0"), "pct", "info"),
     "refused X′": AblationColumn(Fidelity.path("refusal_rate"), "pct", "low"),
     "non-key SSIM": AblationColumn(Fidelity.path("nonkey_ssim_median"), "num", "high"),
     "SVM hK": AblationColumn(Separability.path("svm_hk_accuracy"), "pct", "high"),

@@ -95,6 +95,19 @@ class LossSettings:
     sup_perturb: float = 0.0  # random shift / blur (px) of X' before the supervisor (0: none)
     lambda_key_cls: float = 0.0  # linear probe: the key vector must tell the grade
     lambda_nonkey_adv: float = 0.0  # adversarial probe (gradient reversal): hN must not
+    lambda_mask_area: float = 0.0  # edit: the mask's area above mask_free_area
+    lambda_mask_self: float = 0.0  # edit: the mask of the no-exchange control (own key)
+    lambda_mask_tv: float = 0.0  # edit: the mask's total variation (one region, not speckle)
+    mask_free_area: float = setting(
+        0.05, range=(0, 1, True, "a share of the image in [0, 1]")
+    )  # edit: share of the image a mask covers free of charge
+    lambda_patch_adv: float = 0.0  # grade-conditional patch discriminator on crops of X'
+    patch_crop: float = setting(
+        0.5, range=(0, 1, False, "a share of the image side in (0, 1]")
+    )  # patch discriminator: crop side as a share of the image side
+    adv_ramp: int = setting(
+        500, range=(0, float("inf"), True, "a whole number of steps >= 0")
+    )  # steps over which the patch adversary's weight rises from 0
 
     def __post_init__(self) -> None:
         check_values(self)

@@ -44,7 +44,6 @@ from kecae.training.distributed import (
     DistInfo,
     all_reduce_mean,
     barrier,
-    broadcast_flag,
     init_distributed,
     wrap_ddp,
 )
@@ -55,7 +54,7 @@ from kecae.training.loss_modules import (
     shared_parameters,
     update_modules,
 )
-from kecae.training.step import autocast, check_finite, memory_format
+from kecae.training.step import autocast, memory_format, stop_unless_finite
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +176,13 @@ def train_kecae(
             f"processes ({dist_info.world_size})"
         )
     model_config = kecae_model_config(cfg)
+    if (cfg.lambda_mask_area, cfg.lambda_mask_tv, cfg.lambda_mask_self) != (0, 0, 0) and not (
+        model_config.edit
+    ):
+        raise KecaeError(
+            "--lambda-mask-area / --lambda-mask-tv / --lambda-mask-self price the edit's mask: "
+            "add --model edit=true (with exchange=warp), or set them to 0"
+        )
 
     # the run folder: this one (unused, or a run of the same settings to continue), or with
     # --fresh a new one; then the data check
@@ -232,10 +238,12 @@ def train_kecae(
             total, terms = kecae_loss(inputs, cfg)
         parts.optimizer.zero_grad(set_to_none=True)
         total.backward()
-        _stop_unless_finite(float(total.detach()), step, run, dist_info)
+        stop_unless_finite(terms, step, _last(run), dist_info, parts.optimizer)
         parts.optimizer.step()
         with autocast(device, cfg.amp):
-            terms |= update_modules(parts.module_optimizers, inputs, cfg)
+            updates = update_modules(parts.module_optimizers, inputs, cfg)
+        stop_unless_finite(updates, step, _last(run), dist_info)  # an exploding adversary
+        terms |= updates
         meter.add(terms, cfg.batch_size)
         done = step + 1
         if done % cfg.log_every == 0 or done == total_steps:
@@ -390,15 +398,8 @@ def _build_trainable(
     )
 
 
-def _stop_unless_finite(value: float, step: int, run: KECAERun, dist_info: DistInfo) -> None:
-    """Every rank stops when any rank's loss is NaN or infinite (the last checkpoint is kept)."""
-    if broadcast_flag(not np.isfinite(value), dist_info):
-        check_finite(
-            float("nan") if np.isfinite(value) else value,
-            step,
-            "the hybrid loss",
-            str(run.last) if run.last.exists() else None,
-        )
+def _last(run: KECAERun) -> str | None:
+    return str(run.last) if run.last.exists() else None
 
 
 class _TermMeter:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 import torch
@@ -222,3 +223,126 @@ def test_a_new_term_with_its_own_module_and_optimiser_needs_no_trainer_change(
     for r in rows:  # the new term is in the total with its weight
         by_hand = sum(float(r[k]) * w for k, w in weights)
         assert float(r["total"]) == pytest.approx(by_hand + 0.5 * float(r["fool"]), rel=1e-4)
+
+
+_EDIT_MODEL = [
+    *("--model", "depth=3"),
+    *("--model", "exchange=warp"),
+    *("--model", "warp_grid=8"),
+    *("--model", "edit=true"),
+]
+
+
+def test_the_edit_trains_with_its_mask_terms_and_patch_adversary_and_resumes(
+    tree, supervisor, tmp_path, kecae_args
+):
+    extra = [
+        *_EDIT_MODEL,
+        "--lambda-mask-area",
+        "0.1",
+        "--lambda-mask-tv",
+        "0.01",
+        "--lambda-mask-self",
+        "0.1",
+        "--lambda-patch-adv",
+        "0.1",
+        "--adv-ramp",
+        "2",
+        "--log-every",
+        "1",
+    ]
+    assert main([*kecae_args(tree, supervisor, tmp_path / "straight", 4), *extra]) == 0
+    assert main([*kecae_args(tree, supervisor, tmp_path / "split", 2), *extra]) == 0
+    assert main([*kecae_args(tree, supervisor, tmp_path / "split", 4), *extra]) == 0
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
+    assert any(k.startswith("edit_head.") for k in a["model"])
+    for key in ("model", "patch_disc"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), (key, name)
+    rows = list(csv.DictReader((tmp_path / "straight" / "log.csv").read_text().splitlines()))
+    for name in ("mask_area", "mask_tv", "mask_self", "patch_adv", "patch_d"):
+        assert all(math.isfinite(float(r[name])) for r in rows), name
+    # the adversary's weight ramps up from 0 over --adv-ramp steps: 0 at step 0, 0.05 at step 1
+    for r, ramp in zip(rows[:2], (0.0, 0.05), strict=True):
+        rest = float(r["total"]) - ramp * float(r["patch_adv"])
+        other = (
+            float(r["mse"])
+            + 1e-2 * float(r["sup"])
+            + 1e-3 * float(r["lda"])
+            + 0.1 * (float(r["mask_area"]) + float(r["mask_self"]))
+            + 0.01 * float(r["mask_tv"])
+        )
+        assert rest == pytest.approx(other, rel=1e-4)
+
+
+def test_a_diverging_term_stops_naming_the_step_and_the_term(
+    tree, supervisor, tmp_path, monkeypatch, capsys, kecae_args
+):
+    out = tmp_path / "nan"
+    extra = [*_EDIT_MODEL, "--lambda-patch-adv", "0.1", "--adv-ramp", "0"]
+    assert main([*kecae_args(tree, supervisor, out, 2), *extra]) == 0
+    before = load_checkpoint(out / "checkpoints" / "last.pt")
+    import kecae.training.kecae_trainer as trainer
+
+    real = trainer.kecae_loss
+
+    def poisoned(inputs, settings):
+        total, terms = real(inputs, settings)
+        if inputs.step == 3:
+            terms["patch_adv"] = terms["patch_adv"] * float("inf")
+        return total, terms
+
+    monkeypatch.setattr(trainer, "kecae_loss", poisoned)
+    assert main([*kecae_args(tree, supervisor, out, 5), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "the loss term 'patch_adv' became inf at step 3" in err[0]
+    assert "last.pt" in err[0]
+    after = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert after["step"] == before["step"] == 2  # the step-3 state was never saved
+    for name, tensor in before["patch_disc"].items():
+        assert torch.equal(tensor, after["patch_disc"][name])
+
+
+def test_an_exploding_adversary_stops_the_run(
+    tree, supervisor, tmp_path, monkeypatch, capsys, kecae_args
+):
+    import kecae.training.kecae_trainer as trainer
+
+    real = trainer.update_modules
+
+    def exploding(*args, **kwargs):
+        logged = real(*args, **kwargs)
+        return {name: value * float("nan") for name, value in logged.items()}
+
+    monkeypatch.setattr(trainer, "update_modules", exploding)
+    extra = [*_EDIT_MODEL, "--lambda-patch-adv", "0.1"]
+    assert main([*kecae_args(tree, supervisor, tmp_path / "x", 3), *extra]) == 2
+    assert "the loss term 'patch_d' became nan at step 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--lambda-mask-area", "0.1"], "--lambda-mask-tv / --lambda-mask-self price the edit"),
+        (["--lambda-mask-self", "0.1"], "price the edit's mask: add --model edit=true"),
+        (["--lambda-mask-tv", "0.1", "--model", "exchange=warp"], "add --model edit=true"),
+        (["--mask-free-area", "2"], "--mask-free-area 2.0: must be a share of the image"),
+        (["--patch-crop", "0"], "--patch-crop 0.0: must be a share of the image side"),
+        (["--adv-ramp", "-5"], "--adv-ramp -5: must be a whole number of steps"),
+        (["--model", "edit=true"], "edit=True needs exchange='warp'"),
+        (
+            ["--model", "exchange=warp", "--model", "edit=true", "--model", "edit_channels=0"],
+            "edit_channels=0",
+        ),
+    ],
+)
+def test_edit_options_are_refused_in_one_line_before_training(
+    tree, supervisor, tmp_path, capsys, kecae_args, args, words
+):
+    out = tmp_path / "refused"
+    assert main([*kecae_args(tree, supervisor, out, 2), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+    assert not (out / "checkpoints").exists()

@@ -1,0 +1,130 @@
+"""The appearance edit of the warp exchange: what moving pixels cannot do (remove or add bone).
+
+A warp moves the recipient's pixels, so it narrows or widens a joint space, but it cannot delete
+a bony spur. The edit composes, per pixel,
+
+    X' = (1 − m) · warp(X) + m · G
+
+with a soft mask m ∈ [0, 1] and an appearance G = warp(X) + δ, both predicted at full resolution
+by a small convolutional network (:class:`EditHead`) from three images: the moved recipient
+warp(X), the decode of the exchanged latent D(h') and the moved decode of the recipient's own
+latent warp(D(h)). The difference of the last two says where the donor's key changes the look;
+warp(X) gives the sharp detail G starts from (no blur anywhere: inside the mask G is a full
+resolution image, outside it X' is the moved recipient).
+
+At initialisation δ = 0 (G is the moved recipient, so the edit changes nothing and a new model's
+exchange is still the warp) and m = sigmoid(``EDIT_MASK_BIAS``) ≈ 0.12 everywhere, so the
+supervisor's gradient reaches δ from the first step and the mask learns where δ helps. The
+mask's price (its area above a free share of the image, its total variation, and its area on the
+no-exchange control) is a set of loss terms (:func:`kecae.losses.mask_terms`), not part of the
+model. The image operations of the warp exchange (:func:`warp_images`, :func:`gaussian_blur`)
+live here too.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def gaussian_blur(x: torch.Tensor, sigma_px: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B, C, H, W) with sd ``sigma_px`` (reflect padding); 0 leaves
+    the images as they are."""
+    if sigma_px <= 0:
+        return x
+    r = max(1, math.ceil(3 * sigma_px))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma_px) ** 2)
+    k = k / k.sum()
+    c = x.shape[1]
+    x = nn.functional.pad(x, (r, r, r, r), mode="reflect")
+    x = nn.functional.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return nn.functional.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def warp_images(x: torch.Tensor, disp_px: torch.Tensor) -> torch.Tensor:
+    """Sample images (B, C, S, S) at p + d(p): ``disp_px`` (B, 2, g, g) holds (dx, dy) in pixels
+    on a coarse grid, upsampled bilinearly to S × S. Border values extend outside the image."""
+    b, _, h, w = x.shape
+    d = nn.functional.interpolate(disp_px, size=(h, w), mode="bilinear", align_corners=False)
+    scale = torch.tensor([2.0 / w, 2.0 / h], dtype=d.dtype, device=d.device).view(1, 2, 1, 1)
+    theta = torch.eye(2, 3, dtype=x.dtype, device=x.device).expand(b, 2, 3)
+    base = nn.functional.affine_grid(theta, [b, 1, h, w], align_corners=False)  # (B, S, S, 2)
+    grid = base + (d * scale).permute(0, 2, 3, 1)
+    return nn.functional.grid_sample(
+        x, grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
+
+
+#: Initial mask logit: sigmoid(-2) ≈ 0.12, small but with a gradient (a mask at 0 would never
+#: learn: the trap of a residual priced so heavily that it is never used).
+EDIT_MASK_BIAS = -2.0
+#: Where the edit's appearance G comes from (see :meth:`EditHead.forward`).
+EDIT_APPEARANCES = ("free", "decoded")
+#: Bound of the appearance change δ in image units ([-1, 1] images): 2 can turn white to black.
+EDIT_MAX_DELTA = 2.0
+
+
+class EditHead(nn.Module):
+    """(warp(X), D(h'), warp(D(h))) (B, 3, S, S) → (appearance G, mask m), each (B, 1, S, S).
+
+    Four 3×3 convolutions at full resolution, dilations 1, 2, 4, 1 (receptive field 17 px), with
+    ``channels`` features and LeakyReLU; the last one gives δ and the mask logit. Its output layer
+    starts at zero weight (δ = 0, m = sigmoid(EDIT_MASK_BIAS)) so a new model's edit is the
+    identity.
+    """
+
+    def __init__(self, channels: int, negative_slope: float = 0.2) -> None:
+        super().__init__()
+        if not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"edit_channels={channels!r} must be an int >= 1 (e.g. 8)")
+        layers: list[nn.Module] = []
+        c_in = 3
+        for dilation in (1, 2, 4):
+            layers += [
+                nn.Conv2d(c_in, channels, 3, padding=dilation, dilation=dilation),
+                nn.LeakyReLU(negative_slope),
+            ]
+            c_in = channels
+        self.features = nn.Sequential(*layers)
+        self.out = nn.Conv2d(channels, 2, 3, padding=1)  # → (δ before tanh, mask logit)
+
+    def reset_output(self) -> None:
+        """The identity edit: δ = 0 and a uniform small mask (called after the model's init)."""
+        assert self.out.bias is not None  # built with one
+        nn.init.zeros_(self.out.weight)
+        with torch.no_grad():
+            self.out.bias.copy_(torch.tensor([0.0, EDIT_MASK_BIAS]))
+
+    def forward(
+        self,
+        moved: torch.Tensor,
+        dec_ex: torch.Tensor,
+        dec_moved: torch.Tensor,
+        appearance: str = "free",
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Appearance G and mask m, each (B, 1, S, S); inputs (B, 1, S, S) each.
+
+        ``appearance="free"``: G = warp(X) + δ with δ from the head. ``"decoded"``: G = warp(X) +
+        D(h') − warp(D(h)), the change the decoder itself makes when the key is exchanged (kept
+        sharp: no blur), so the edit can only place, by its mask, what the auto-encoder learned
+        from real images; the head then predicts the mask alone.
+        """
+        x = torch.cat([moved, dec_ex, dec_moved], dim=1)  # (B, 3, S, S)
+        if self.out.weight.is_contiguous(memory_format=torch.channels_last):
+            # the model runs NHWC (KECAETrainConfig.channels_last); grid_sample returns NCHW,
+            # and NCHW convolutions at full resolution are ~3x slower on a CPU
+            x = x.contiguous(memory_format=torch.channels_last)
+        f = self.features(x)  # (B, c, S, S)
+        raw = self.out(f)  # (B, 2, S, S)
+        mask = torch.sigmoid(raw[:, 1:])  # (B, 1, S, S) in (0, 1)
+        if appearance == "decoded":
+            return moved + dec_ex - dec_moved, mask
+        return moved + EDIT_MAX_DELTA * torch.tanh(raw[:, :1]), mask  # G = warp(X) + δ
+
+
+def compose(moved: torch.Tensor, appearance: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """X' = (1 − m)·warp(X) + m·G, clamped to the image range [-1, 1]. Shapes (B, 1, S, S)."""
+    return ((1 - mask) * moved + mask * appearance).clamp(-1, 1)

@@ -1,0 +1,117 @@
+"""The exchange's appearance edit (kecae.models.edit): X' = (1 − m)·warp(X) + m·G by hand, output
+shapes and ranges, a new model's edit is the identity, the control's mask in training only, the
+configuration checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kecae.models import KECAE, KECAEConfig, kecae_config
+from kecae.models.edit import EDIT_MASK_BIAS, EditHead, compose, warp_images
+
+EDIT = dict(image_size=32, width=1 / 8, depth=3, exchange="warp", warp_grid=8, edit=True)
+
+
+def _pair(b: int, s: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 1, s, s, generator=g) * 2 - 1, torch.rand(b, 1, s, s, generator=g) * 2 - 1
+
+
+def test_compose_by_hand():
+    moved = torch.tensor([[[[0.5, -0.5], [1.0, 0.0]]]])
+    appearance = torch.tensor([[[[-1.0, 1.0], [0.0, 0.8]]]])
+    mask = torch.tensor([[[[0.0, 1.0], [0.25, 0.5]]]])
+    want = torch.tensor([[[[0.5, 1.0], [0.75, 0.4]]]])  # (1 − m)·moved + m·G per pixel
+    torch.testing.assert_close(compose(moved, appearance, mask), want)
+    # the composed image stays in the image range
+    assert compose(moved, appearance + 5, torch.ones_like(mask)).max() == 1
+
+
+def test_edit_model_shapes_masks_and_the_control_mask_in_training_only():
+    torch.manual_seed(0)
+    model = KECAE(KECAEConfig(**EDIT))
+    x1, x2 = _pair(5)
+    out = model(x1, x2)
+    for m in (out.mask1, out.mask2):
+        assert m is not None and m.shape == (5, 1, 32, 32)
+        assert float(m.detach().min()) >= 0 and float(m.detach().max()) <= 1
+    assert out.mask_self is not None and out.mask_self.shape == (6, 1, 32, 32)  # pairs 0, 2, 4
+    for img in out[:4]:
+        assert img.shape == (5, 1, 32, 32) and torch.isfinite(img).all()
+    model.eval()
+    with torch.no_grad():
+        out = model(x1, x2)
+    assert out.mask1 is not None and out.mask_self is None
+    # without the edit there is no mask
+    plain = KECAE(KECAEConfig(**{**EDIT, "edit": False}))(x1, x2)
+    assert plain.mask1 is None and plain.mask2 is None and plain.mask_self is None
+
+
+def test_a_new_edit_is_the_identity_and_its_mask_starts_small_but_alive():
+    torch.manual_seed(0)
+    model = KECAE(KECAEConfig(**EDIT)).eval()
+    x1, x2 = _pair(3)
+    with torch.no_grad():
+        out = model(x1, x2)
+    assert out.disp1 is not None and out.mask1 is not None
+    # δ = 0: G is the moved recipient, so X' is the warp exchange's image
+    torch.testing.assert_close(out.x1_ex, warp_images(x1, out.disp1).clamp(-1, 1))
+    m0 = torch.sigmoid(torch.tensor(EDIT_MASK_BIAS))
+    torch.testing.assert_close(out.mask1, torch.full_like(out.mask1, float(m0)))
+    # the mask gets a gradient from the first step (a mask at exactly 0 would never learn)
+    model.train()
+    loss = model(x1, x2).x2_ex.sum()
+    loss.backward()
+    assert model.edit_head is not None and model.edit_head.out.weight.grad is not None
+    assert model.edit_head.out.weight.grad.abs().sum() > 0
+
+
+def test_the_edit_can_remove_what_the_warp_cannot():
+    # a head whose δ is -2 inside a square and whose mask is 1 there, 0 elsewhere, paints the
+    # square black: the composition replaces pixels, it does not only move them
+    head = EditHead(4)
+    head.reset_output()
+    moved = torch.ones(1, 1, 8, 8)
+    with torch.no_grad():
+        head.out.bias.copy_(torch.tensor([-50.0, 50.0]))  # δ = -2, m = 1 everywhere
+    g, m = head(moved, moved, moved)
+    torch.testing.assert_close(compose(moved, g, m), -torch.ones(1, 1, 8, 8))
+
+
+@pytest.mark.parametrize(
+    "fields, words",
+    [
+        (dict(exchange="decode"), "edit=True needs exchange='warp'"),
+        (dict(exchange="residual"), "edit=True needs exchange='warp'"),
+        (dict(edit_channels=0), "edit_channels=0 must be an int >= 1"),
+        (dict(edit_channels=2.5), "edit_channels=2.5 must be an int >= 1"),
+        (dict(edit="yes"), "edit='yes' must be true or false"),
+    ],
+)
+def test_edit_options_are_checked(fields, words):
+    with pytest.raises(ValueError, match=words):
+        KECAEConfig(**{**EDIT, **fields})
+
+
+def test_the_cpu_preset_takes_the_edit_as_an_override():
+    config = kecae_config("cpu", edit=True)
+    assert config.edit and config.exchange == "warp"
+    assert KECAE(config).edit_head is not None
+
+
+def test_decoded_appearance_places_the_decoders_own_change_and_leaves_the_control_alone():
+    head = EditHead(4)
+    head.reset_output()
+    g = torch.Generator().manual_seed(0)
+    moved, dec_ex, dec_moved = (torch.rand(2, 1, 8, 8, generator=g) for _ in range(3))
+    appearance, mask = head(moved, dec_ex, dec_moved, "decoded")
+    torch.testing.assert_close(appearance, moved + dec_ex - dec_moved)  # by hand, no blur
+    # the no-exchange control (D(h') = D(h), no displacement) is the recipient whatever the mask
+    same, _ = head(moved, dec_moved, dec_moved, "decoded")
+    torch.testing.assert_close(compose(moved, same, mask), moved.clamp(-1, 1))
+    with pytest.raises(ValueError, match="edit_appearance='blend' must be one of"):
+        KECAEConfig(**{**EDIT, "edit_appearance": "blend"})
+    model = KECAE(KECAEConfig(**{**EDIT, "edit_appearance": "decoded"}))
+    out = model(*_pair(2))
+    assert out.mask1 is not None and out.x1_ex.shape == (2, 1, 32, 32)
