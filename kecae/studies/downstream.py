@@ -258,6 +258,7 @@ def run_downstream(cfg: DownstreamConfig) -> dict[str, Any] | None:
     for seed, arch, f, name in jobs:
         if late():
             log.info("[downstream] stopped after %.0f min: rerun to continue", cfg.max_minutes)
+            _write_whole_seeds(cfg, layout, regime, fractions, results, size, ledger.seconds)
             return None
         result = train_or_reuse(_row_config(cfg, fractions[f], arch, name, seed, size, options))
         results.setdefault((arch, f, name), []).append(result)
@@ -278,6 +279,34 @@ def run_downstream(cfg: DownstreamConfig) -> dict[str, Any] | None:
     written = jsonable(section.to_dict())
     write_section(layout.root, section.NAME, written)
     return written
+
+
+def _write_whole_seeds(
+    cfg: DownstreamConfig,
+    layout: RunLayout,
+    regime: Any,
+    fractions: dict[float, Fraction],
+    results: dict[tuple[str, float, str], list[dict[str, Any]]],
+    size: int,
+    seconds: float,
+) -> None:
+    """A study stopped by ``max_minutes``: the section from the seeds every row has finished
+    (at least 2, for the paired statistics), saying so in its note; a rerun continues and
+    replaces it."""
+    cells = [(a, f, n) for a in cfg.archs for f in cfg.fraction_list for n in cfg.rows_at(f)]
+    whole = min(len(results.get(c, [])) for c in cells)
+    if whole < 2:
+        return
+    part = dataclasses.replace(cfg, seeds=whole, budget_check=False)
+    section = _section(
+        part, layout, regime, fractions, {c: results[c][:whole] for c in cells}, size, seconds
+    )
+    section.note += (
+        f" Stopped by --max-minutes after {whole} of {cfg.seeds} seeds (every row has those "
+        "seeds); the same command continues the study and replaces this section."
+    )
+    write_section(layout.root, section.NAME, jsonable(section.to_dict()))
+    log.info("[downstream] wrote the section from the %d seeds every row has finished", whole)
 
 
 def _row_config(

@@ -6,9 +6,11 @@ validation curves and the budget check, resume, a study cut by --max-minutes, an
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from kecae.cli import main
 from kecae.data.catalog import load_catalog
 from kecae.errors import KecaeError
 from kecae.evaluation.paired import minimal_detectable_effect
+from kecae.runfolder import write_section
 from kecae.studies import downstream, fractions
 from kecae.training.logs import read_log
 
@@ -166,6 +169,41 @@ def test_resume_and_a_study_cut_short(run_dir, study, monkeypatch, capsys, kit):
     # other settings on the same sub-runs are refused, not mixed in
     with pytest.raises(KecaeError, match="other settings"):
         downstream.run_downstream(kit.downstream_cfg(run_dir, lr=2e-3))
+
+
+def test_a_stopped_study_writes_the_seeds_every_row_finished(run_dir, study, monkeypatch, kit):
+    cfg, sec = study
+    clock = {"t": 0.0}
+    monkeypatch.setattr(downstream, "time", SimpleNamespace(perf_counter=lambda: clock["t"]))
+    train = downstream.train_or_reuse
+
+    def third_seed_runs_out(c):
+        if c.seed == 2:
+            clock["t"] = 1e9  # the time runs out during seed 2's first sub-run
+        return train(c)
+
+    monkeypatch.setattr(downstream, "train_or_reuse", third_seed_runs_out)
+    assert downstream.run_downstream(dataclasses.replace(cfg, seeds=3, max_minutes=5)) is None
+    part = json.loads((run_dir / "metrics.json").read_text())["downstream"]
+    # seeds 0 and 1 are whole: their rows, paired statistics and answer, not seed 2's one row
+    assert part["seeds"] == [0, 1] and part["rows"] == sec["rows"]
+    assert part["answer"] == sec["answer"]
+    assert "Stopped by --max-minutes after 2 of 3 seeds" in part["note"]
+    assert all("budget_checks" not in fr or not fr["budget_checks"] for fr in part["fractions"])
+    # one whole seed is not enough for a paired statistic: nothing is written
+    write_section(run_dir, "downstream", sec)
+    clock["t"] = 0.0
+    one = dataclasses.replace(cfg, first_seed=1, seeds=2, max_minutes=5)
+    monkeypatch.setattr(
+        downstream,
+        "train_or_reuse",
+        lambda c: (clock.update(t=1e9) if c.seed == 2 else None) or train(c),
+    )
+    assert downstream.run_downstream(one) is None
+    assert json.loads((run_dir / "metrics.json").read_text())["downstream"] == sec
+    monkeypatch.undo()
+    kit.forbid(monkeypatch, "train_classifier", "train_kecae", "generate")
+    downstream.run_downstream(cfg)  # the 2-seed section back for the tests that follow
 
 
 def test_config_checks_and_missing_inputs(tmp_path, run_dir, kit):
