@@ -22,7 +22,7 @@ from kecae.results import (
     PairedDifference,
     SamplingSize,
 )
-from kecae.studies.answer import generator_warning, label_check
+from kecae.studies.answer import generator_warning, label_check, p_text
 
 #: draw, alt text, caption -> the figure's HTML (the report's guarded drawing).
 Drawn = Callable[[Callable[[], str | None], str, str], str]
@@ -76,7 +76,7 @@ def _paired_cell(
     small = []
     p = number(diff.p_value)
     if p is not None:
-        small.append(f"p = {p:.3f}")
+        small.append(p_text(p))
     m = number(diff.mde)
     if mde and m is not None:
         small.append(f"mde {100 * m:.2f}")

@@ -35,6 +35,13 @@ def _p(diff: PairedDifference | None) -> float:
     return math.nan if v is None else float(v)
 
 
+def p_text(p: float) -> str:
+    """A p-value in words: 'p = 0.041', 'p < 0.001', 'p = —' (undefined)."""
+    if not math.isfinite(p):
+        return "p = —"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
 def regime_words(table: Downstream) -> str:
     if table.site_bias is None:
         return "In the i.i.d. regime"
@@ -44,7 +51,7 @@ def regime_words(table: Downstream) -> str:
 def _diff_words(diff: PairedDifference, against: str) -> str:
     return (
         f"{_pp(diff.mean)} ± {100 * (diff.std or 0):.2f} points over {against} (95 % CI "
-        f"{_pp(diff.ci_low)} to {_pp(diff.ci_high)}, p = {_p(diff):.3f})"
+        f"{_pp(diff.ci_low)} to {_pp(diff.ci_high)}, {p_text(_p(diff))})"
     )
 
 
@@ -126,7 +133,7 @@ def label_check(table: Downstream) -> list[str]:
             parts.append(
                 f"{what}: {_pct(c.accuracy_mean, c.accuracy_std)} % "
                 f"(real − generated gap {_pp(-d.mean)} points, 95 % CI "
-                f"{_pp(-_num(d.ci_high))} to {_pp(-_num(d.ci_low))}, p = {_p(d):.3f})"
+                f"{_pp(-_num(d.ci_high))} to {_pp(-_num(d.ci_low))}, {p_text(_p(d))})"
             )
         out.append(
             f"Label check ({model}, fraction {fraction:g}, {t.n_seeds} seeds; T, as many real "

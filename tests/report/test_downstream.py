@@ -24,7 +24,8 @@ from kecae.results import (
     SiteCheck,
     ValidationCurve,
 )
-from kecae.studies.answer import answer, format_downstream, label_check
+from kecae.metrics_file import jsonable
+from kecae.studies.answer import answer, format_downstream, label_check, p_text
 
 SEEDS = [0, 1, 2, 3, 4]
 #: Test accuracy per seed of each row at fraction 0.1 (the label check there too).
@@ -145,7 +146,7 @@ def test_answer_names_the_winner_with_its_interval():
     d = paired_difference(ACC["T'"], ACC["T+classic"])
     assert d["p_value"] < 0.05 and d["ci_low"] > 0
     assert text.startswith("In the i.i.d. regime, T′ beat both T and T + classic at training")
-    assert "fraction 0.1: +2.60 ±" in text and f"p = {d['p_value']:.3f}" in text
+    assert "fraction 0.1: +2.60 ±" in text and p_text(d["p_value"]) in text
     assert "(small, 5 seeds)" in text
 
 
@@ -185,7 +186,7 @@ def test_report_section_iid(tmp_path):
     assert "77.00 ± 3.10" in html and "66.00 ± 4.20" in html  # precision and recall ± std
     d = paired_difference(ACC["T'"], ACC["T+classic"])
     cell = f"+2.60 [{100 * d['ci_low']:+.2f}, {100 * d['ci_high']:+.2f}]"
-    assert cell in html and f"p = {d['p_value']:.3f}, mde {100 * d['mde']:.2f}" in html
+    assert cell in html and f"{p_text(d['p_value'])}, mde {100 * d['mde']:.2f}" in html
     assert "0:20:34 on one core" in html  # the study's time
     assert "X′1 kept its recipient's site" not in html  # no site check in the i.i.d. regime
 
@@ -207,6 +208,11 @@ def test_figure_intervals_are_the_t_interval_of_the_mean(tmp_path):
     assert means == pytest.approx([0.81, 0.86])
     d = paired_difference(ACC["T"], [0.0] * 5)  # the same interval as the mean of T itself
     assert half[0] == pytest.approx(d["ci_high"] - 0.81)
+
+
+def test_p_values_in_words():
+    assert p_text(0.0412) == "p = 0.041" and p_text(0.0004) == "p < 0.001"
+    assert p_text(float("nan")) == "p = —"
 
 
 def test_no_study_no_section(tmp_path):
