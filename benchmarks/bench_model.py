@@ -1,14 +1,20 @@
-"""Model benchmark: size, FLOPs and CPU training throughput of the KECAE presets and classifiers.
+"""Model benchmark: size, FLOPs, CPU training throughput and MFU of the KECAE presets and
+classifiers.
 
-    python benchmarks/bench_model.py --out benchmarks/results [--quick]
+    python benchmarks/bench_model.py --out benchmarks/results [--threads 1 2] [--quick]
 
 Writes ``<out>/model.json`` with, per preset (tiny, cpu, paper): parameters (K and N branches,
-decoder, total), forward GFLOP per image and per training pair (``FlopCounterMode``), training
-throughput (forward + backward + Adam with the hybrid loss and a frozen siamese supervisor;
-median pairs/s over several steps after warm-up) and peak RSS; the table that chose the ``cpu``
-preset (image 64/96/128 × width 0.125/0.25/0.5); parameters and GFLOP of every classifier at 64
-and 128 px. Each measurement runs in a fresh process so its peak RSS is its own. Throughput on a
-shared machine depends on its load, so the load average is recorded before and after.
+decoder, total), forward GFLOP per image and per training pair (``FlopCounterMode``), and rows of
+training throughput (forward + backward + Adam with the preset's loss and a frozen siamese
+supervisor, as ``kecae train`` runs it: benchmarks/train_step.py; median pairs/s over several
+steps after warm-up) per thread count, memory layout and precision (fp32, bf16 autocast), each
+with the FLOPs of the whole step counted, the achieved TFLOP/s over this CPU's measured peak (a
+large matrix product in the row's precision and thread count: benchmarks/mfu.py), the projected
+hours of the paper's full run (10^8 pairs) on one such device and on 8 with DDP, and the peak RSS
+of the measuring process; the table that chose the ``cpu`` preset (image 64/96/128 × width
+0.125/0.25/0.5); parameters and GFLOP of every classifier at 64 and 128 px. Each preset is
+measured in a fresh process so its peak RSS is its own. Throughput on a shared machine depends on
+its load, so the load average is recorded before and after.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import json
+import math
 import multiprocessing as mp
 import os
 import platform
@@ -27,11 +34,11 @@ from pathlib import Path
 
 # Runs as a script from the repository root or from benchmarks/.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
 
 from kecae.files import atomic_write_text
-from kecae.losses import LossInputs, kecae_loss
 from kecae.models.autoencoder import (
     KECAE,
     KECAEConfig,
@@ -42,6 +49,8 @@ from kecae.models.autoencoder import (
 from kecae.models.classifiers import CLASSIFIERS, build_classifier
 from kecae.models.presets import PRESETS, kecae_config, preset_training
 from kecae.training.config import LossSettings
+from mfu import cpu_peak_tflops, mfu_fields, projections, step_flops
+from train_step import TrainStep
 
 #: The demo's budget for KECAE training on 2 cores (the rest goes to install, phantoms, two
 #: classifier trainings and evaluation within ~15 min).
@@ -55,57 +64,62 @@ def _peak_rss_mib() -> float:
 
 
 def train_throughput(
-    config: KECAEConfig,
+    preset: str,
     batch: int,
     warmup: int,
     steps: int,
     threads: int = 1,
     channels_last: bool = False,
-    seed: int = 0,
-    loss: LossSettings | None = None,
+    bf16: bool = False,
+    config: KECAEConfig | None = None,
+    settings: LossSettings | None = None,
 ) -> dict:
-    """Median pairs/s of full training steps (forward, hybrid loss, backward, Adam) on CPU;
-    ``loss``: the loss settings (a preset's training settings; default: the paper's)."""
+    """Median pairs/s of full training steps as ``kecae train`` runs them (forward, the preset's
+    loss with a frozen siamese supervisor, backward, Adam; benchmarks/train_step.py) on CPU, in
+    fp32 or bf16 autocast, with the FLOPs of one step counted and its share of this CPU's
+    measured peak (MFU); ``config`` and ``settings`` replace the preset's model and loss (the
+    selection table)."""
     torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    model = KECAE(config).train()
-    supervisor = build_classifier("siamese", config.image_size).eval()
-    for p in supervisor.parameters():
-        p.requires_grad_(False)
-    s = config.image_size
-    x1 = torch.rand(batch, 1, s, s) * 2 - 1
-    x2 = torch.rand(batch, 1, s, s) * 2 - 1
-    if channels_last:  # NHWC lets oneDNN skip layout conversions around each convolution
-        model = model.to(memory_format=torch.channels_last)
-        supervisor = supervisor.to(memory_format=torch.channels_last)
-        x1 = x1.contiguous(memory_format=torch.channels_last)
-        x2 = x2.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    y1 = torch.zeros(batch, dtype=torch.long)
-    y2 = torch.ones(batch, dtype=torch.long)
-    settings = loss or LossSettings()
+    step = TrainStep(
+        preset, batch, channels_last=channels_last, bf16=bf16, config=config, settings=settings
+    )
     times = []
-    total = torch.zeros(())
+    loss = float("nan")
     for i in range(warmup + steps):
         t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        total, _ = kecae_loss(LossInputs(model(x1, x2), x1, x2, y1, y2, supervisor), settings)
-        total.backward()
-        opt.step()
+        loss = step()
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     step_s = statistics.median(times)
+    pairs_per_s = batch / step_s
+    gflop_step = step_flops(step) / batch / 1e9
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    peak = _cpu_peak(threads, dtype)
     return {
         "batch": batch,
         "threads": threads,
         "channels_last": channels_last,
+        "precision": "bf16-autocast" if bf16 else "fp32",
         "warmup_steps": warmup,
         "timed_steps": steps,
         "step_s_median": round(step_s, 4),
         "step_s_all": [round(t, 4) for t in times],
-        "pairs_per_s": round(batch / step_s, 2),
-        "loss_finite": bool(torch.isfinite(total)),
+        "pairs_per_s": round(pairs_per_s, 2),
+        "gflop_step_per_pair": round(gflop_step, 4),
+        **mfu_fields(pairs_per_s, gflop_step, peak),
+        **projections(pairs_per_s, count_parameters(step.model), batch),
+        "loss_finite": math.isfinite(loss),
     }
+
+
+_PEAKS: dict[tuple[int, torch.dtype], float] = {}
+
+
+def _cpu_peak(threads: int, dtype: torch.dtype) -> float:
+    """This CPU's matrix-product peak at ``threads`` (measured once per process)."""
+    if (threads, dtype) not in _PEAKS:
+        _PEAKS[threads, dtype] = cpu_peak_tflops(dtype)
+    return _PEAKS[threads, dtype]
 
 
 def kecae_sizes(config: KECAEConfig) -> dict:
@@ -126,10 +140,10 @@ def kecae_sizes(config: KECAEConfig) -> dict:
 
 
 def measure_preset(
-    name: str, batch: int, warmup: int, steps: int, variants: tuple[tuple[int, bool], ...]
+    name: str, batch: int, warmup: int, steps: int, variants: tuple[tuple[int, bool, bool], ...]
 ) -> dict:
-    """One preset: config, sizes, FLOPs, throughput per (threads, channels_last) variant (the
-    first is the headline ``train``) and this process's peak RSS."""
+    """One preset: config, sizes, FLOPs, throughput per (threads, channels_last, bf16) variant
+    (the first is the headline ``train``) and this process's peak RSS."""
     config = kecae_config(name)
     result = {
         "config": {**vars(config), "encoder_channels": list(config.encoder_channels)},
@@ -141,8 +155,8 @@ def measure_preset(
     runs = []
     loss = LossSettings.pick(preset_training(name))
     result["loss"] = {k: v for k, v in preset_training(name).items() if hasattr(loss, k)}
-    for threads, channels_last in variants:
-        run = train_throughput(config, batch, warmup, steps, threads, channels_last, loss=loss)
+    for threads, channels_last, bf16 in variants:
+        run = train_throughput(name, batch, warmup, steps, threads, channels_last, bf16)
         run["gflop_per_s"] = round(run["pairs_per_s"] * result["gflop_train_per_pair"], 2)
         run["loadavg_1min"] = round(os.getloadavg()[0], 2)
         runs.append(run)
@@ -157,7 +171,9 @@ def measure_candidate(
     """One row of the cpu-preset selection table."""
     config = KECAEConfig(image_size=image_size, width=width)
     sizes = kecae_sizes(config)
-    train = train_throughput(config, batch, warmup, steps, threads)
+    train = train_throughput(
+        "cpu", batch, warmup, steps, threads, config=config, settings=LossSettings()
+    )
     return {
         "image_size": image_size,
         "width": width,
@@ -227,10 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="torch threads in the measuring processes (default 1: on a machine "
-        "that other jobs load, 2 OpenMP threads on 2 cores stall each other "
-        "and run several times slower than 1)",
+        nargs="+",
+        default=[1],
+        help="torch thread counts measured (default 1; e.g. 1 2: each preset's rows at "
+        "both, the first is the headline and the selection table's)",
     )
     args = parser.parse_args(argv)
 
@@ -248,14 +264,21 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_before": [round(v, 2) for v in os.getloadavg()],
         },
         "method": (
-            "CPU float32. Training step = KECAE forward on a batch of pairs + hybrid "
+            "CPU, fp32 unless a row says bf16-autocast. Training step = KECAE forward on a "
+            "batch of pairs + hybrid "
             "loss (frozen siamese supervisor; each preset's loss settings, see 'loss'; "
             "the selection rows: lambda 1e-2 / 1e-3, LDA per image) + "
             "backward + Adam. pairs/s = batch / median step time after warm-up. GFLOP "
             "by torch.utils.flop_counter.FlopCounterMode (2 FLOP per multiply-add; "
             "convolutions and matmuls only; gflop_train_per_pair is KECAE forward + "
             "backward without the supervisor, whose cost is under 'classifiers'). Each "
-            "measurement in a fresh process; loadavg_1min records the machine's load."
+            "measurement in a fresh process; loadavg_1min records the machine's load. "
+            "gflop_step_per_pair: every convolution and matrix product of the whole step "
+            "(supervisor and backward included) by FlopCounterMode; mfu = pairs/s x "
+            "gflop_step_per_pair over peak_tflop_per_s, the best rate of a 2048^3 matrix "
+            "product on this CPU at the row's threads and precision. paper_run_hours: 10^8 "
+            "pairs at the row's pairs/s; on 8 DDP devices at the same per-device batch, plus "
+            "a ring all-reduce of the fp32 gradients at 450 GB/s, not overlapped."
         ),
         "presets": {},
         "cpu_preset_selection": {},
@@ -267,18 +290,21 @@ def main(argv: list[str] | None = None) -> int:
             if name == "paper":
                 if args.skip_paper:
                     continue
-                report["presets"][name] = _run(
-                    pool, measure_preset, name, 2, 1, 2, ((args.threads, False),)
+                variants = tuple((t, True, bf16) for t in args.threads for bf16 in (False, True))
+                report["presets"][name] = _run(pool, measure_preset, name, 2, 1, 2, variants)
+            else:  # channels-last fp32 as `kecae train` runs it, then contiguous, then bf16
+                variants = tuple(
+                    (t, cl, bf16)
+                    for t in args.threads
+                    for cl, bf16 in ((True, False), (False, False), (True, True))
                 )
-            else:  # also 2 threads, and channels-last memory format
-                variants = ((args.threads, False), (2, False), (args.threads, True))
                 report["presets"][name] = _run(
                     pool, measure_preset, name, 32, warmup, steps, variants
                 )
         if not args.skip_selection:
             print("cpu preset selection", flush=True)
             rows = [
-                _run(pool, measure_candidate, size, width, 32, warmup, steps, args.threads)
+                _run(pool, measure_candidate, size, width, 32, warmup, steps, args.threads[0])
                 for size in (64, 96, 128)
                 for width in (0.125, 0.25, 0.5)
             ]

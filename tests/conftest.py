@@ -12,12 +12,18 @@ generation's, the studies' and the API's tests train on it).
 from __future__ import annotations
 
 import csv
+import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+# One fixed torch thread unless the caller set a count: otherwise kecae follows the machine's load
+# (kecae.threads), and a thread count that changes within a run changes the last bits of its
+# numbers, which the resume-equals-uninterrupted tests compare exactly.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def random_image(shape=(32, 40), seed: int | str = 0, dtype=np.uint8) -> np.ndarray:

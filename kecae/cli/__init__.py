@@ -16,7 +16,7 @@ import importlib
 import logging
 import sys
 
-from kecae import __version__
+from kecae import __version__, threads
 from kecae.errors import KecaeError
 from kecae.files import output_error
 from kecae.runlock import lock_scope
@@ -48,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kecae {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--threads",
+        dest="cpu_threads",
+        type=int,
+        metavar="N",
+        help="CPU threads of torch (default: OMP_NUM_THREADS, else the idle cores, looked at "
+        "again every second while training)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parser(sub)
@@ -66,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
+        threads.configure(args.cpu_threads)  # before torch loads: OpenMP reads it once
         with lock_scope():  # the run folders the command locks are released when it ends
             result = args.func(args)
     except KecaeError as exc:

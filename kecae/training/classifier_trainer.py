@@ -38,6 +38,7 @@ from kecae.models.classifiers import Classifier
 from kecae.reuse import check_resumable, fresh_folder, prepare_output, record_data_problems
 from kecae.runfolder import ClassifierRun
 from kecae.runlock import lock_run_folder, releases_locks
+from kecae.threads import ThreadGovernor
 from kecae.training.augment import classic_augment, mix_batch, mixed_cross_entropy
 from kecae.training.batches import ArrayBatcher
 from kecae.training.config import CLASSIFIER_MAY_CHANGE, ClassifierTrainConfig
@@ -327,7 +328,9 @@ class _Loop:
             disable=not (cfg.progress and main),
         )
         loss_sum, n_losses, t0 = torch.zeros(()), 0, time.perf_counter()
+        governor = ThreadGovernor.from_environment()  # CPU threads: the idle cores, or fixed
         for step in bar:
+            governor.tick(step)
             self.model.train()
             seed = schedule.augment_seed(step)
             if seed is not None:

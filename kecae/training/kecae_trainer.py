@@ -33,11 +33,13 @@ from kecae.errors import KecaeError
 from kecae.files import atomic_path, atomic_write_text
 from kecae.losses import LossInputs, kecae_loss, logged_names
 from kecae.models.autoencoder import KECAE, KECAEConfig
+from kecae.models.fold import fold_batchnorm
 from kecae.paths import load_path, store_path
 from kecae.registry import SUPERVISOR_MODES
 from kecae.reuse import check_resumable, fresh_folder, prepare_output, record_data_problems
 from kecae.runfolder import KECAERun
 from kecae.runlock import lock_run_folder, releases_locks
+from kecae.threads import ThreadGovernor
 from kecae.training.batches import PairBatches, gather
 from kecae.training.config import KECAE_MAY_CHANGE, KECAETrainConfig, kecae_model_config
 from kecae.training.distributed import (
@@ -107,6 +109,7 @@ def load_supervisor(
         # eval mode: BN running statistics and dropout are fixed; the generator's images cannot
         # shift them. Gradients still flow *through* the network to the generator.
         sup.eval().requires_grad_(False)
+        sup = fold_batchnorm(sup)  # same function, no batch-norm work at every step
     else:
         sup.train()
     return sup, model_config
@@ -226,7 +229,9 @@ def train_kecae(
     meter = _TermMeter(dist_info)
     y1 = torch.zeros(cfg.batch_size // dist_info.world_size, dtype=torch.long, device=device)
     y2 = torch.ones_like(y1)
+    governor = ThreadGovernor.from_environment()  # CPU threads: the idle cores, or fixed
     for step in range(start_step, total_steps):
+        governor.tick(step)
         x1, x2, _ = batches.batch(step)
         x1 = x1.to(device, memory_format=fmt, non_blocking=True)
         x2 = x2.to(device, memory_format=fmt, non_blocking=True)
