@@ -1,16 +1,28 @@
-"""GPU benchmark: KECAE training throughput and memory of the presets on one CUDA device.
+"""GPU benchmark: KECAE training throughput, MFU and memory of the presets on one CUDA device, the
+fast path measured one step at a time.
 
-    python benchmarks/bench_gpu.py --out benchmarks/results [--quick]
+    python benchmarks/bench_gpu.py --out benchmarks/results [--quick] [--peak-tflops T]
+    python benchmarks/bench_gpu.py --device cpu --quick --out /tmp/x   # the same rows on CPU
 
-Writes ``<out>/gpu.json``: the device, torch and CUDA versions, then per preset (paper, cpu) and
-batch size, in fp32 (TF32 matrix products) and in bf16 autocast, one full training step as
-``kecae train`` runs it (forward on a batch of pairs, the hybrid loss with the preset's training
-settings and a frozen siamese supervisor, backward, Adam): median step time over timed steps
-after warm-up (each step ends with a device synchronisation), pairs/s, achieved TFLOP/s from the
-counted training FLOPs, and the peak CUDA memory allocated in the timed steps (cudnn's algorithm
-search in the warm-up allocates large workspaces and is left out). A batch that does not fit is
-recorded as ``"oom"``. The hours per million training pairs are projected from the fastest row
-of each precision.
+Writes ``<out>/gpu.json`` (``cpu.json`` with ``--device cpu``): the device, torch and CUDA
+versions, then per preset (paper, cpu):
+
+- ``ladder``: one training step as ``kecae train`` runs it (benchmarks/train_step.py: forward on
+  a batch of pairs, the preset's loss with a frozen siamese supervisor, backward, Adam) at one
+  batch, the fast-path options switched on one after the other, each row measured: fp32
+  contiguous with the loss read back every step (the old trainer) → channels-last → bf16
+  autocast (losses and grid_sample in fp32) → the frozen supervisor's batch norms folded → fused
+  Adam → no host synchronisation in the step → torch.compile (default) → torch.compile
+  (max-autotune). Compile time is reported apart from the step time.
+- ``batches``: the last eager row's options at several batch sizes, fp32 and bf16 (the bf16 /
+  fp32 ratio per batch).
+
+Every row: median step time over timed steps after warm-up (each timed step ends with a device
+synchronisation), pairs/s, the FLOPs of the whole step counted (FlopCounterMode), achieved
+TFLOP/s and MFU over the device's dense peak for the row's precision (by device name, or
+``--peak-tflops``; on CPU a measured matrix product), peak memory (CUDA: allocated in the timed
+steps; CPU: the process's peak RSS), and the paper's full run (10^8 pairs) projected on one
+device and on 8 with DDP. A batch that does not fit is recorded as ``"oom"``.
 """
 
 from __future__ import annotations
@@ -18,127 +30,219 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import statistics
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
 from kecae.files import atomic_write_text
-from kecae.losses import LossInputs, kecae_loss
-from kecae.models.autoencoder import KECAE
-from kecae.models.classifiers import build_classifier
-from kecae.models.cost import flops_per_pair
-from kecae.models.presets import kecae_config, preset_training
-from kecae.training.config import LossSettings
+from kecae.models.autoencoder import count_parameters
+from mfu import cpu_peak_tflops, gpu_peak_tflops, mfu_fields, projections, step_flops
+from train_step import TrainStep
+
+#: The fast path, one option more per row: (name, TrainStep keyword arguments).
+LADDER: tuple[tuple[str, dict], ...] = (
+    ("fp32 baseline", {"fold": False}),
+    ("+channels-last", {"fold": False, "channels_last": True}),
+    ("+bf16 autocast", {"fold": False, "channels_last": True, "bf16": True}),
+    ("+folded supervisor BN", {"channels_last": True, "bf16": True}),
+    ("+fused Adam", {"channels_last": True, "bf16": True, "fused_adam": True}),
+    (
+        "+no host sync",
+        {"channels_last": True, "bf16": True, "fused_adam": True, "read_loss": False},
+    ),
+    (
+        "+compile default",
+        {
+            "channels_last": True,
+            "bf16": True,
+            "fused_adam": True,
+            "read_loss": False,
+            "compile_mode": "default",
+        },
+    ),
+    (
+        "+compile max-autotune",
+        {
+            "channels_last": True,
+            "bf16": True,
+            "fused_adam": True,
+            "read_loss": False,
+            "compile_mode": "max-autotune",
+        },
+    ),
+)
+#: Batches per preset (CUDA; CPU uses the first two) for the batch sweep and the ladder's batch.
+PLAN = {"paper": ((16, 32, 64, 128), 64), "cpu": ((32, 256, 1024, 4096), 1024)}
 
 
-def step_time(preset: str, batch: int, bf16: bool, warmup: int, steps: int) -> dict:
-    """Median seconds of one training step of ``preset`` at ``batch`` on the GPU."""
-    device = torch.device("cuda")
-    torch.manual_seed(0)
-    config = kecae_config(preset)
-    settings = LossSettings.pick(preset_training(preset))
-    model = KECAE(config).to(device).train()
-    supervisor = build_classifier("siamese", config.image_size).to(device).eval()
-    for p in supervisor.parameters():
-        p.requires_grad_(False)
-    s = config.image_size
-    x1 = torch.rand(batch, 1, s, s, device=device) * 2 - 1
-    x2 = torch.rand(batch, 1, s, s, device=device) * 2 - 1
-    y1 = torch.zeros(batch, dtype=torch.long, device=device)
-    y2 = torch.ones(batch, dtype=torch.long, device=device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    times = []
-    loss = torch.zeros(())
-    for i in range(warmup + steps):
-        if i == warmup:  # cudnn's algorithm search (benchmark mode) allocates large workspaces
+class Device:
+    """Synchronisation, peak memory and peak FLOP rate of the device measured on."""
+
+    def __init__(self, name: str, peak_override: float | None) -> None:
+        self.name = name
+        self.cuda = name.startswith("cuda")
+        self.peak_override = peak_override
+        self.label = torch.cuda.get_device_name(0) if self.cuda else platform.processor()
+        self._cpu_peaks: dict[bool, float] = {}
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def reset_memory(self) -> None:
+        if self.cuda:
             torch.cuda.reset_peak_memory_stats()
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-            loss, _ = kecae_loss(LossInputs(model(x1, x2), x1, x2, y1, y2, supervisor), settings)
-        loss.backward()
-        opt.step()
-        torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
+
+    def peak_memory_gib(self) -> float:
+        if self.cuda:
+            return torch.cuda.max_memory_allocated() / 2**30
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+
+    def peak_tflops(self, bf16: bool) -> float | None:
+        if self.peak_override:
+            return self.peak_override
+        if self.cuda:
+            return gpu_peak_tflops(self.label, "bf16" if bf16 else "fp32")
+        if bf16 not in self._cpu_peaks:
+            self._cpu_peaks[bf16] = cpu_peak_tflops(torch.bfloat16 if bf16 else torch.float32)
+        return self._cpu_peaks[bf16]
+
+
+def measure(dev: Device, preset: str, batch: int, warmup: int, steps: int, **options) -> dict:
+    """One row: ``preset`` at ``batch`` with TrainStep ``options``."""
+    t0 = time.perf_counter()
+    step = TrainStep(preset, batch, device=dev.name, **options)
+    step()  # the first step: compilation, cudnn's algorithm search
+    dev.sync()
+    first_s = time.perf_counter() - t0
+    for _ in range(warmup - 1):
+        step()
+    dev.sync()
+    dev.reset_memory()  # the search in the warm-up allocates large workspaces: left out
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        step()
+        dev.sync()
+        times.append(time.perf_counter() - t)
     step_s = statistics.median(times)
-    gflop = flops_per_pair(config, backward=True) / 1e9
-    return {
+    pairs_per_s = batch / step_s
+    eager = TrainStep(preset, batch, device=dev.name, **{**options, "compile_mode": None})
+    gflop = step_flops(eager) / batch / 1e9  # counted on the eager step (same arithmetic)
+    row = {
         "batch": batch,
-        "precision": "bf16-autocast" if bf16 else "fp32",
+        "precision": "bf16-autocast" if options.get("bf16") else "fp32",
+        "options": dict(options),
         "step_s_median": round(step_s, 5),
         "step_s_min": round(min(times), 5),
-        "pairs_per_s": round(batch / step_s, 1),
-        "tflop_per_s": round(batch / step_s * gflop / 1e3, 2),
-        "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-        "loss_finite": bool(torch.isfinite(loss.detach().float())),
+        "pairs_per_s": round(pairs_per_s, 1),
+        "gflop_step_per_pair": round(gflop, 3),
+        **mfu_fields(pairs_per_s, gflop, dev.peak_tflops(bool(options.get("bf16")))),
+        "peak_mem_gib": round(dev.peak_memory_gib(), 3),
+        **projections(pairs_per_s, count_parameters(step.model), batch),
     }
+    if options.get("compile_mode"):
+        row["compile_s"] = round(max(0.0, first_s - step_s), 1)  # first step less a steady one
+    return row
+
+
+def _safe(dev: Device, preset: str, batch: int, warmup: int, steps: int, **options) -> dict:
+    try:
+        row = measure(dev, preset, batch, warmup, steps, **options)
+    except torch.OutOfMemoryError:
+        row = {"batch": batch, "options": options, "oom": True}
+    except Exception as exc:  # noqa: BLE001 - a compile mode this machine cannot run is a row
+        row = {"batch": batch, "options": options, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    if dev.cuda:
+        torch.cuda.empty_cache()
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="benchmarks/results", help="folder for gpu.json")
+    parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     parser.add_argument("--quick", action="store_true", help="fewer timed steps (a smoke run)")
+    parser.add_argument("--no-autotune", action="store_true", help="skip max-autotune")
+    parser.add_argument("--no-compile", action="store_true", help="skip both compile rows")
+    parser.add_argument("--presets", nargs="+", default=list(PLAN), choices=list(PLAN))
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="the device's dense peak TFLOP/s for MFU (default: by device name; CPU: measured)",
+    )
     args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("bench_gpu: no CUDA device here; run it on a machine with a GPU", file=sys.stderr)
         return 2
-    torch.backends.cudnn.benchmark = True
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
+    dev = Device(args.device, args.peak_tflops)
+    if dev.cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     warmup, steps = (2, 3) if args.quick else (5, 20)
-    plan = {"paper": (8, 16, 32, 64), "cpu": (32, 256, 1024)}
-    props = torch.cuda.get_device_properties(0)
     result: dict = {
-        "device": props.name,
-        "gpu_memory_gib": round(props.total_memory / 2**30, 1),
+        "device": dev.label,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "python": platform.python_version(),
-        "tf32": True,
-        "cudnn_benchmark": True,
+        "tf32": dev.cuda,
+        "cudnn_benchmark": dev.cuda,
         "warmup_steps": warmup,
         "timed_steps": steps,
         "presets": {},
     }
-    for preset, batches in plan.items():
-        config = kecae_config(preset)
-        rows = []
+    if dev.cuda:
+        result["gpu_memory_gib"] = round(
+            torch.cuda.get_device_properties(0).total_memory / 2**30, 1
+        )
+    for preset in args.presets:
+        batches, ladder_batch = PLAN[preset]
+        if not dev.cuda:  # the same rows at sizes a CPU finishes
+            batches, ladder_batch = ((2,), 2) if preset == "paper" else ((32, 256), 32)
+        ladder = []
+        for name, options in LADDER:
+            if "compile_mode" in options and (
+                args.no_compile or (args.no_autotune and options["compile_mode"] != "default")
+            ):
+                continue
+            row = {"step": name, **_safe(dev, preset, ladder_batch, warmup, steps, **options)}
+            print(f"{preset} {json.dumps(row)}", flush=True)
+            ladder.append(row)
+        eager = {k: v for k, v in LADDER[5][1].items() if k != "bf16"}
+        sweep = []
         for batch in batches:
             for bf16 in (False, True):
-                try:
-                    row = step_time(preset, batch, bf16, warmup, steps)
-                except torch.OutOfMemoryError:
-                    precision = "bf16-autocast" if bf16 else "fp32"
-                    row = {"batch": batch, "precision": precision, "oom": True}
-                torch.cuda.empty_cache()
+                row = _safe(dev, preset, batch, warmup, steps, **eager, bf16=bf16)
                 print(f"{preset} {json.dumps(row)}", flush=True)
-                rows.append(row)
-        entry: dict = {
-            "image_size": config.image_size,
-            "width": config.width,
-            "exchange": config.exchange,
-            "gflop_train_per_pair": round(flops_per_pair(config, backward=True) / 1e9, 3),
-            "rows": rows,
+                sweep.append(row)
+        ratios = {}
+        for batch in batches:
+            pair = [r for r in sweep if r["batch"] == batch and "pairs_per_s" in r]
+            if len(pair) == 2:
+                fp32, bf16 = sorted(pair, key=lambda r: r["precision"] != "fp32")
+                ratios[str(batch)] = round(bf16["pairs_per_s"] / fp32["pairs_per_s"], 3)
+        done = [r for r in ladder + sweep if "pairs_per_s" in r]
+        best = max(done, key=lambda r: r["pairs_per_s"]) if done else None
+        result["presets"][preset] = {
+            "ladder_batch": ladder_batch,
+            "ladder": ladder,
+            "batches": sweep,
+            "bf16_over_fp32_by_batch": ratios,
+            "best": best,
         }
-        for precision in ("fp32", "bf16-autocast"):
-            done = [r for r in rows if r.get("precision") == precision and not r.get("oom")]
-            if done:
-                best = max(done, key=lambda r: r["pairs_per_s"])
-                entry[f"hours_per_million_pairs_{precision}"] = round(
-                    1e6 / best["pairs_per_s"] / 3600, 3
-                )
-        result["presets"][preset] = entry
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "gpu.json", json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out / 'gpu.json'}")
+    name = "gpu.json" if dev.cuda else "cpu.json"
+    atomic_write_text(out / name, json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out / name}")
     return 0
 
 

@@ -1,7 +1,7 @@
 """Profile of KECAE training steps on CPU: where one step of a preset spends its time.
 
     flock /work/locks/core0.lock taskset -c 0 env OMP_NUM_THREADS=1 \\
-        python benchmarks/profile_cpu_step.py --out benchmarks/results [--channels-last]
+        python benchmarks/profile_cpu_step.py --out benchmarks/results --channels-last
 
 Runs ``--warmup`` steps, then profiles ``--steps`` steps of the preset (default ``cpu``, batch
 32: what ``make demo`` trains) with ``torch.profiler`` and writes ``<out>/cpu_profile<tag>.txt``
@@ -29,10 +29,10 @@ from train_step import TrainStep
 
 
 def profile_steps(
-    preset: str, batch: int, warmup: int, steps: int, channels_last: bool
+    preset: str, batch: int, warmup: int, steps: int, channels_last: bool, fold: bool = True
 ) -> tuple[str, dict]:
     """The profiler table and the top operators of ``steps`` training steps."""
-    step = TrainStep(preset, batch, channels_last=channels_last)
+    step = TrainStep(preset, batch, channels_last=channels_last, fold=fold)
     for _ in range(warmup):
         step()
     t0 = time.perf_counter()
@@ -59,6 +59,7 @@ def profile_steps(
         "preset": preset,
         "batch": batch,
         "channels_last": channels_last,
+        "supervisor_batchnorm_folded": fold,
         "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
         "profiled_steps": steps,
@@ -76,10 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5, help="steps before profiling")
     parser.add_argument("--steps", type=int, default=10, help="steps profiled")
     parser.add_argument("--channels-last", action="store_true", help="NHWC model and images")
+    parser.add_argument(
+        "--no-fold", action="store_true", help="keep the frozen supervisor's batch norms"
+    )
     parser.add_argument("--tag", default="", help="suffix of the file names")
     args = parser.parse_args(argv)
     table, summary = profile_steps(
-        args.preset, args.batch, args.warmup, args.steps, args.channels_last
+        args.preset, args.batch, args.warmup, args.steps, args.channels_last, not args.no_fold
     )
     summary["machine"] = {
         "platform": platform.platform(),

@@ -28,7 +28,8 @@ from kecae.training.config import LossSettings
 class TrainStep:
     """A callable training step of ``preset`` at ``batch`` pairs on ``device`` (``config`` and
     ``settings`` replace the preset's model and loss settings; ``fold=False``: the supervisor's
-    batch norms kept as they are, as before kecae folded them)."""
+    batch norms kept as they are, as before kecae folded them; ``compile_mode``: torch.compile
+    the model and the supervisor in that mode; ``fused_adam``: Adam's fused implementation)."""
 
     def __init__(
         self,
@@ -42,6 +43,8 @@ class TrainStep:
         config: KECAEConfig | None = None,
         settings: LossSettings | None = None,
         fold: bool = True,
+        compile_mode: str | None = None,
+        fused_adam: bool = False,
     ) -> None:
         torch.manual_seed(seed)
         self.config = config or kecae_config(preset)
@@ -62,7 +65,15 @@ class TrainStep:
         )
         self.y1 = torch.zeros(batch, dtype=torch.long, device=self.device)
         self.y2 = torch.ones_like(self.y1)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4)
+        # fused: one kernel for the whole update (CUDA and CPU); else torch's default
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=1e-4, **({"fused": True} if fused_adam else {})
+        )
+        # torch.compile of the model and the supervisor ("default", "max-autotune", ...)
+        self.net = torch.compile(self.model, mode=compile_mode) if compile_mode else self.model
+        self.sup_net = (
+            torch.compile(self.supervisor, mode=compile_mode) if compile_mode else self.supervisor
+        )
         self.step = 0
         self.batch = batch
         self.bf16 = bf16  # autocast of the forward and the loss (the loss terms keep fp32 stats)
@@ -72,12 +83,12 @@ class TrainStep:
         gen = torch.Generator().manual_seed(self.step)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             inputs = LossInputs(
-                self.model(self.x1, self.x2),
+                self.net(self.x1, self.x2),
                 self.x1,
                 self.x2,
                 self.y1,
                 self.y2,
-                self.supervisor,
+                self.sup_net,
                 self.model,
                 gen,
                 self.step,
@@ -89,14 +100,3 @@ class TrainStep:
         self.optimizer.step()
         self.step += 1
         return value
-
-    def loss_value(self) -> float:
-        """The loss of the current parameters on the step's batch (no update)."""
-        with (
-            torch.no_grad(),
-            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16),
-        ):
-            out = self.model(self.x1, self.x2)
-            inputs = LossInputs(out, self.x1, self.x2, self.y1, self.y2, self.supervisor)
-            total, _ = kecae_loss(inputs, self.settings)
-        return float(total)

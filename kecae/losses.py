@@ -128,6 +128,7 @@ def displacement_terms(disp: torch.Tensor, image_size: int) -> dict[str, torch.T
       (det ≤ 0, a tear or overlap).
     Grid spacing is ``image_size / g`` pixels. Returns scalars.
     """
+    disp = disp.float()  # fp32 under bf16 autocast: fold's determinant is a small difference
     spacing = image_size / disp.shape[-1]
     dx_x = (disp[:, 0, :, 1:] - disp[:, 0, :, :-1])[:, :-1] / spacing  # ∂dx/∂x (B, g-1, g-1)
     dx_y = (disp[:, 0, 1:, :] - disp[:, 0, :-1, :])[:, :, :-1] / spacing  # ∂dx/∂y

@@ -48,14 +48,18 @@ def warp_images(x: torch.Tensor, disp_px: torch.Tensor) -> torch.Tensor:
     """Sample images (B, C, S, S) at p + d(p): ``disp_px`` (B, 2, g, g) holds (dx, dy) in pixels
     on a coarse grid, upsampled bilinearly to S × S. Border values extend outside the image."""
     b, _, h, w = x.shape
-    d = nn.functional.interpolate(disp_px, size=(h, w), mode="bilinear", align_corners=False)
-    scale = torch.tensor([2.0 / w, 2.0 / h], dtype=d.dtype, device=d.device).view(1, 2, 1, 1)
-    theta = torch.eye(2, 3, dtype=x.dtype, device=x.device).expand(b, 2, 3)
-    base = nn.functional.affine_grid(theta, [b, 1, h, w], align_corners=False)  # (B, S, S, 2)
-    grid = base + (d * scale).permute(0, 2, 3, 1)
-    return nn.functional.grid_sample(
-        x, grid, mode="bilinear", padding_mode="border", align_corners=False
-    )
+    # fp32 even under bf16 autocast: bf16 sampling coordinates (8 significant bits) would be off
+    # by up to ~1 px at 299 px, more than the warp's whole few-pixel edit
+    with torch.autocast(x.device.type, enabled=False):
+        x, disp_px = x.float(), disp_px.float()
+        d = nn.functional.interpolate(disp_px, size=(h, w), mode="bilinear", align_corners=False)
+        scale = torch.tensor([2.0 / w, 2.0 / h], dtype=d.dtype, device=d.device).view(1, 2, 1, 1)
+        theta = torch.eye(2, 3, dtype=x.dtype, device=x.device).expand(b, 2, 3)
+        base = nn.functional.affine_grid(theta, [b, 1, h, w], align_corners=False)  # (B, S, S, 2)
+        grid = base + (d * scale).permute(0, 2, 3, 1)
+        return nn.functional.grid_sample(
+            x, grid, mode="bilinear", padding_mode="border", align_corners=False
+        )
 
 
 #: Initial mask logit: sigmoid(-2) ≈ 0.12, small but with a gradient (a mask at 0 would never

@@ -11,6 +11,7 @@ work and leaves the outputs and the gradients to the input equal up to float rou
 from __future__ import annotations
 
 import copy
+import itertools
 
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -27,7 +28,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         if not isinstance(module, nn.Sequential):
             continue
         names = list(module._modules)
-        for first, second in zip(names, names[1:], strict=False):
+        for first, second in itertools.pairwise(names):
             conv, bn = module._modules[first], module._modules[second]
             if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
                 grad = conv.weight.requires_grad
