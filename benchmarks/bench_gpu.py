@@ -16,6 +16,8 @@ versions, then per preset (paper, cpu):
   (max-autotune). Compile time is reported apart from the step time.
 - ``batches``: the last eager row's options at several batch sizes, fp32 and bf16 (the bf16 /
   fp32 ratio per batch).
+- ``stacked_cpu_preset``: 8 ``cpu``-preset KECAEs trained one at a time against stacked in one
+  vmapped step (kecae.training.stacked): how many more study rows an hour.
 
 Every row: median step time over timed steps after warm-up (each timed step ends with a device
 synchronisation), pairs/s, the FLOPs of the whole step counted (FlopCounterMode), achieved
@@ -153,6 +155,42 @@ def measure(dev: Device, preset: str, batch: int, warmup: int, steps: int, **opt
     return row
 
 
+def stacked_speed(dev: Device, k: int, batch: int, warmup: int, steps: int) -> dict:
+    """K ``cpu``-preset KECAEs at ``batch`` pairs each: K one-at-a-time steps (each model its own
+    step, as the studies train their rows today) against one stacked step of all K
+    (kecae.training.stacked), fp32; the ratio is how many more study rows an hour."""
+    from kecae.models.autoencoder import KECAE
+    from kecae.training.stacked import StackedKECAE
+
+    alone = [TrainStep("cpu", batch, device=dev.name, seed=i) for i in range(k)]
+    models = [KECAE(alone[0].config).to(dev.name) for _ in range(k)]
+    stacked = StackedKECAE(models, alone[0].supervisor, alone[0].settings, lr=1e-4)
+    x1 = torch.stack([a.x1 for a in alone])  # (K, B, 1, S, S)
+    x2 = torch.stack([a.x2 for a in alone])
+
+    def timed(fn) -> float:
+        for _ in range(warmup):
+            fn()
+        dev.sync()
+        times = []
+        for _ in range(steps):
+            t = time.perf_counter()
+            fn()
+            dev.sync()
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+
+    one_at_a_time = timed(lambda: [a() for a in alone])
+    together = timed(lambda: stacked.step(x1, x2))
+    return {
+        "models": k,
+        "batch_each": batch,
+        "one_at_a_time_s_per_round": round(one_at_a_time, 5),
+        "stacked_s_per_round": round(together, 5),
+        "rows_per_hour_ratio": round(one_at_a_time / together, 2),
+    }
+
+
 def _safe(dev: Device, preset: str, batch: int, warmup: int, steps: int, **options) -> dict:
     try:
         row = measure(dev, preset, batch, warmup, steps, **options)
@@ -239,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
             "bf16_over_fp32_by_batch": ratios,
             "best": best,
         }
+    k = 8
+    result["stacked_cpu_preset"] = stacked_speed(dev, k, 32, warmup, steps)
+    print(f"stacked {json.dumps(result['stacked_cpu_preset'])}", flush=True)
     out = Path(args.out)
     name = "gpu.json" if dev.cuda else "cpu.json"
     atomic_write_text(out / name, json.dumps(result, indent=2) + "\n")
