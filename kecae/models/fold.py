@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import copy
 import itertools
+from typing import TypeVar
 
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+_M = TypeVar("_M", bound=nn.Module)
 
-def fold_batchnorm(model: nn.Module) -> nn.Module:
+
+def fold_batchnorm(model: _M) -> _M:
     """A copy of ``model`` (which must be in eval mode) where every ``Conv2d`` directly followed
     by a ``BatchNorm2d`` inside an ``nn.Sequential`` is replaced by one convolution and the batch
     norm by an identity. Parameters keep ``requires_grad`` as they were; ``model`` is unchanged."""

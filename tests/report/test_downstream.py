@@ -24,7 +24,6 @@ from kecae.results import (
     SiteCheck,
     ValidationCurve,
 )
-from kecae.metrics_file import jsonable
 from kecae.studies.answer import answer, format_downstream, label_check, p_text
 
 SEEDS = [0, 1, 2, 3, 4]
