@@ -20,7 +20,7 @@ from kecae.cli import main
 from kecae.data.catalog import load_catalog
 from kecae.errors import KecaeError
 from kecae.evaluation.paired import minimal_detectable_effect
-from kecae.runfolder import write_section
+from kecae.metrics_file import write_section
 from kecae.studies import downstream, fractions
 from kecae.training.logs import read_log
 
