@@ -35,6 +35,11 @@ FITS = ("crop", "pad", "pad-edge")
 # stays well below both.
 _COLOUR_SPREAD = 16 / 255
 _COLOUR_FRACTION = 0.01
+# Saturated ink (channels apart by more than INK_SPREAD: a red or green annotation, a coloured
+# ruler) counts at a far smaller share: a thin burned-in mark covers ~0.1-0.5 % of a 224 px image,
+# and JPEG chroma noise on a grey image never spreads the channels that far.
+_INK_SPREAD = 96 / 255
+_INK_FRACTION = 0.0005
 
 _DICOM_FIX = (
     "check that the file is a complete, uncompressed DICOM image (e.g. `gdcmconv --raw "
@@ -222,7 +227,7 @@ def _pillow_to_grey(img: Image.Image) -> tuple[np.ndarray, bool, int]:
 
 def _rgb_to_grey(rgb: np.ndarray) -> tuple[np.ndarray, bool, int]:
     """ITU-R BT.601 luma of an (H, W, 3) array in [0, 1], and whether it is really colour."""
-    colour = colour_fraction(rgb) > _COLOUR_FRACTION
+    colour = colour_fraction(rgb) > _COLOUR_FRACTION or ink_fraction(rgb) > _INK_FRACTION
     grey = rgb @ np.array([0.299, 0.587, 0.114])
     return grey, colour, 8
 
@@ -232,6 +237,13 @@ def colour_fraction(rgb: np.ndarray) -> float:
     a burned-in annotation, a ruler, a coloured marker), JPEG chroma noise left out."""
     spread = rgb.max(axis=-1) - rgb.min(axis=-1)
     return float(np.mean(spread > _COLOUR_SPREAD))
+
+
+def ink_fraction(rgb: np.ndarray) -> float:
+    """Share of the pixels of an (H, W, 3) array in [0, 1] in saturated colour (channels more
+    than ``_INK_SPREAD`` apart): burned-in coloured ink, however small its area."""
+    spread = rgb.max(axis=-1) - rgb.min(axis=-1)
+    return float(np.mean(spread > _INK_SPREAD))
 
 
 def colour_share(path: str | os.PathLike) -> float:

@@ -179,6 +179,40 @@ def test_a_red_burned_in_annotation_is_named(tmp_path, image_tree):
     assert "% of its pixels are coloured (a burned-in annotation" in warning.message
 
 
+def test_a_small_red_annotation_on_a_224_px_image_is_named(tmp_path, image_tree):
+    """A thin red mark covering ~0.2 % of a 224 px knee (under the 1 % share that lets JPEG
+    chroma noise through) is saturated ink: it is still named."""
+    from PIL import Image, ImageDraw
+
+    from kecae.data.readers import colour_fraction, ink_fraction
+
+    root = image_tree(tmp_path / "d", {("train", 0): 2, ("train", 2): 2}, shape=(224, 224))
+    victim = next((root / "train" / "0").iterdir())
+    img = Image.open(victim).convert("RGB")
+    ImageDraw.Draw(img).line([(10, 12), (60, 12)], fill=(255, 0, 0), width=2)
+    img.save(victim)
+    rgb = np.asarray(Image.open(victim).convert("RGB"), np.float64) / 255.0
+    assert 0.001 < colour_fraction(rgb) < 0.01  # below the share that alone makes an image colour
+    assert ink_fraction(rgb) > 0.001
+    report = check_dataset(root)
+    (warning,) = [p for p in report.warnings if "colour" in p.message]
+    assert warning.file == str(victim)
+    assert "0.2 % of its pixels are coloured (a burned-in annotation" in warning.message
+
+
+def test_a_grey_224_px_jpeg_is_not_called_colour(tmp_path):
+    """JPEG chroma noise of a grey image saved as RGB reaches neither the colour share nor the
+    saturated-ink share."""
+    from PIL import Image
+
+    from kecae.data.readers import load_image
+
+    rng = np.random.default_rng(0)
+    grey = (rng.random((224, 224)) * 255).astype(np.uint8)
+    Image.fromarray(grey).convert("RGB").save(tmp_path / "g.jpg", quality=75)
+    assert not load_image(tmp_path / "g.jpg").colour
+
+
 def test_cached_check_reads_back_the_whole_report(tmp_path, image_tree):
     from kecae.data.check import cached_check
 
