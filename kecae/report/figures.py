@@ -13,6 +13,7 @@ from typing import Any, Literal
 import numpy as np
 
 from kecae.report.format import number
+from kecae.report.words import label as grade_label
 
 MAX_EXAMPLES = 6  # rows of the Fig. 4-style grid; more images make the figure unreadably small
 PAPER_LAMBDA = (1e-2, 1e-3)  # the paper's chosen (λ1, λ2), marked on the grid
@@ -86,7 +87,10 @@ def examples_figure(ex: dict[str, np.ndarray]) -> tuple[str, int]:
             "hspace": 0.08,
         },
     )
-    titles = ["X1 (KL-0)", "X′1 (→ KL-2)", "X′1 − X1", "X2 (KL-2)", "X′2 (→ KL-0)", "X′2 − X2"]
+    titles = [
+        grade_label(t)
+        for t in ("X1 (KL-0)", "X′1 (→ KL-2)", "X′1 − X1", "X2 (KL-2)", "X′2 (→ KL-0)", "X′2 − X2")
+    ]
     diff_im = None
     for i in range(k):
         for j, (name, diff) in enumerate((("x1", d1), ("x2", d2))):
@@ -234,7 +238,7 @@ def fidelity_figure(arrays: dict[str, np.ndarray], targets: dict) -> str | None:
         target = _target_number(targets, target_name)
         if target is not None:
             ax.axvline(target, color="#d62728", lw=1.5, label=f"target {target:g}")
-        ax.set_title(title, fontsize=10)
+        ax.set_title(grade_label(title), fontsize=10)
         excluded = int(np.isnan(v).sum())
         ax.set_xlabel(f"n = {len(finite) + refused} ({excluded} uninformative){extra}", fontsize=8)
         ax.set_ylabel("pairs")

@@ -22,6 +22,7 @@ from kecae.report.load import RunData, load_run
 from kecae.report.parts import environment, escape, note
 from kecae.report.reader import reader_study
 from kecae.report.sections import SECTIONS
+from kecae.report.words import grade_pair, swap_grades
 from kecae.results import READER_STUDY_SECTION
 from kecae.runfolder import RunLayout
 
@@ -55,7 +56,8 @@ def render_report(run: RunData) -> str:
     rendered = []
     for anchor, heading, build in sections:
         try:
-            content = build(run)
+            with grade_pair(grades):  # the figures' labels follow the run's pair too
+                content = build(run)
         except Exception as exc:  # noqa: BLE001 (one malformed entry must not cost the page)
             log.warning("report: section %r failed: %s", heading, exc)
             content = note(
@@ -142,21 +144,9 @@ def pair_words(html: str, grades: tuple[int, int]) -> str:
     which names every grade as it is, is left alone."""
     if tuple(grades) == (0, 2):
         return html
-    low, high = grades
-    swaps = (
-        ("KL-0", f"KL-{low}"),
-        ("KL-2", f"KL-{high}"),
-        ("kl0", f"kl{low}"),
-        ("kl2", f"kl{high}"),
-    )
     parts = _DATA_URI.split(html)
     for k in range(0, len(parts), 2):  # the odd parts are embedded images: left as they are
-        text = parts[k]
-        for j, (old, _new) in enumerate(swaps):
-            text = text.replace(old, f"\0{j}\0")
-        for j, (_old, new) in enumerate(swaps):
-            text = text.replace(f"\0{j}\0", new)
-        parts[k] = text
+        parts[k] = swap_grades(parts[k], grades)
     return "".join(parts)
 
 

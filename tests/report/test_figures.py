@@ -47,3 +47,32 @@ def test_fidelity_figure_draws_the_target_line(monkeypatch):
     drawn.clear()
     assert fidelity_figure(arrays, {})
     assert not any(d.startswith("target") for d in drawn)
+
+
+def test_figure_labels_follow_the_runs_grade_pair(monkeypatch):
+    """Panel titles are drawn into the PNG, out of the page text's reach: they follow the pair
+    the page is rendered for (--grades 0 1: "X′1 (→ KL-1)"), and the default pair is unchanged."""
+    import numpy as np
+
+    from kecae.report import figures
+    from kecae.report.words import grade_pair, swap_grades
+
+    seen: list[str] = []
+    real_show = figures._show_image
+
+    def show(ax, img, title=None):
+        if title:
+            seen.append(title)
+        real_show(ax, img, title)
+
+    monkeypatch.setattr(figures, "_show_image", show)
+    rng = np.random.default_rng(0)
+    ex = {n: rng.random((2, 16, 16)) for n in ("x1", "x1_ex", "x2", "x2_ex")}
+    with grade_pair((0, 1)):
+        figures.examples_figure(ex)
+    assert seen == ["X1 (KL-0)", "X′1 (→ KL-1)", "X2 (KL-1)", "X′2 (→ KL-0)"]
+    seen.clear()
+    figures.examples_figure(ex)  # outside any page: the default pair
+    assert seen == ["X1 (KL-0)", "X′1 (→ KL-2)", "X2 (KL-2)", "X′2 (→ KL-0)"]
+    # a pair whose grades overlap the default's words does not chain (KL-0 -> KL-2 -> KL-4)
+    assert swap_grades("KL-0 → KL-2, kl0_to_kl2", (2, 4)) == "KL-2 → KL-4, kl2_to_kl4"
