@@ -22,7 +22,7 @@ from typing import Any
 
 from kecae.config import read_yaml_mapping
 from kecae.evaluation.evaluate import EvaluateConfig, evaluate
-from kecae.files import file_sha256
+from kecae.files import atomic_write_text, file_sha256
 from kecae.metrics_file import read_metrics, write_sections
 from kecae.results import EVALUATION_SECTION
 from kecae.runfolder import RunLayout
@@ -147,6 +147,33 @@ def evaluate_run(cfg: EvaluateConfig, own: bool = False) -> tuple[dict[str, Any]
                 str(layout.supervisor.best.resolve()) if layout.supervisor.best.is_file() else None
             ),
         )
+    if target == layout.root:
+        keep_unrecorded(layout.root)
     evaluate(cfg)
     metrics = write_sections(target, {EVALUATION_SECTION: {"settings": settings, "inputs": inputs}})
     return metrics, target, False
+
+
+#: Where an evaluation that recorded no settings (written by an earlier kecae) is kept.
+UNRECORDED = "unrecorded"
+
+
+def keep_unrecorded(run: Path) -> Path | None:
+    """Before a run's metrics.json is evaluated again in place: when it holds an evaluation
+    (targets) but no record of its settings, as an earlier kecae wrote it, a copy goes to
+    ``RUN/evaluations/unrecorded/metrics.json`` (once; the first copy is never replaced), so the
+    numbers it had stay readable. Returns the copy's path when one was written."""
+    metrics = read_metrics(run)
+    if not metrics.get("targets") or isinstance(metrics.get(EVALUATION_SECTION), dict):
+        return None
+    copy = run / BESIDE / UNRECORDED / "metrics.json"
+    if copy.exists():
+        return None
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(copy, (run / "metrics.json").read_text(encoding="utf-8"))
+    print(
+        f"metrics.json held an evaluation without a record of its settings (an earlier kecae): "
+        f"kept as {copy} before evaluating again",
+        flush=True,
+    )
+    return copy

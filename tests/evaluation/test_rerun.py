@@ -37,3 +37,30 @@ def test_beside_names_say_what_differs(tmp_path):
     assert beside_name(judge, own) == "judge_best"
     quantile = settings_of(EvaluateConfig(run=str(tmp_path), pairs=400, plausibility_quantile=0.95))
     assert beside_name(quantile, own) == "quantile0.95"
+
+
+def test_an_unrecorded_evaluation_is_kept_before_it_is_replaced(tmp_path, capsys):
+    """metrics.json written by an earlier kecae (targets, no settings record) is copied to
+    RUN/evaluations/unrecorded/ once; a recorded one, or one without an evaluation, is not."""
+    from kecae.evaluation.rerun import keep_unrecorded
+
+    old = {"separability": {"svm_hk": 0.8}, "targets": {"t": {"met": True}}}
+    (tmp_path / "metrics.json").write_text(json.dumps(old))
+    copy = keep_unrecorded(tmp_path)
+    assert copy == tmp_path / "evaluations" / "unrecorded" / "metrics.json"
+    assert json.loads(copy.read_text()) == old
+    assert "kept as" in capsys.readouterr().out
+    # the first copy is never replaced by a later one
+    (tmp_path / "metrics.json").write_text(json.dumps({**old, "targets": {"t": {"met": False}}}))
+    assert keep_unrecorded(tmp_path) is None
+    assert json.loads(copy.read_text()) == old
+
+    recorded = tmp_path / "recorded"
+    recorded.mkdir()
+    (recorded / "metrics.json").write_text(json.dumps({**old, "evaluation": {"settings": {}}}))
+    assert keep_unrecorded(recorded) is None
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "metrics.json").write_text(json.dumps({"run": {"seed": 0}}))
+    assert keep_unrecorded(fresh) is None
+    assert not (recorded / "evaluations").exists() and not (fresh / "evaluations").exists()
