@@ -39,8 +39,9 @@ from kecae.preflight import preflight, trained_anything
 from kecae.registry import CLASSIFIERS, PRESETS
 from kecae.results import JudgeSummary, SupervisorSummary
 from kecae.reuse import check_out_of_data, check_same, fresh_folder, prepare_output
-from kecae.runfolder import RunLayout
+from kecae.runfolder import ClassifierRun, RunLayout
 from kecae.runlock import releases_locks
+from kecae.training.config import ClassifierTrainConfig, KECAETrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -193,15 +194,10 @@ def run_pipeline(cfg: RunConfig, make_data: Callable[[Path], Any] | None = None)
 def _run_steps(
     cfg: RunConfig, layout: RunLayout, make_data: Callable[[Path], Any] | None
 ) -> dict[str, Any]:
-    from kecae.device import check_device
-    from kecae.evaluation.evaluate import EvaluateConfig
-    from kecae.evaluation.rerun import evaluate_run
     from kecae.evaluation.summary import format_headline
     from kecae.generation import GenerateConfig, generate
-    from kecae.models.presets import kecae_config, preset_training
     from kecae.report import write_report
     from kecae.training.classifier_trainer import train_classifier
-    from kecae.training.config import ClassifierTrainConfig, KECAETrainConfig
     from kecae.training.kecae_trainer import train_kecae
 
     label = _label(cfg)
@@ -211,24 +207,7 @@ def _run_steps(
     # the demo's phantoms, then everything checked before anything trains
     if make_data is not None:
         step("phantoms", lambda: make_data(layout.data))
-
-    def say(line: str) -> None:
-        print(f"[{label}] {line}", flush=True)
-
-    def model_config(side: int | None) -> Any:
-        return kecae_config(cfg.preset, **({"image_size": side} if side else {}))
-
-    plan = step(
-        "data check",
-        lambda: preflight(
-            cfg,
-            layout,
-            demo=make_data is not None,
-            say=say,
-            device=check_device(cfg.device),
-            model_size=model_config,
-        ),
-    )
+    plan = step("data check", lambda: _check_data(cfg, layout, make_data is not None, label))
     _mark_run_folder(cfg, layout)
     data, size, cache = plan.data, plan.image_size, str(out / ".kecae_cache")
     shared: dict[str, Any] = dict(
@@ -238,58 +217,21 @@ def _run_steps(
         cache_dir=cache,
         accept_data_problems=cfg.accept_data_problems,
     )
+
+    # the two classifiers, KECAE, its images and their evaluation
     sup = step(
         "supervisor",
         lambda: train_classifier(
-            ClassifierTrainConfig(
-                out=str(layout.supervisor.folder),
-                arch=cfg.supervisor_arch,
-                seed=cfg.seed,
-                image_size=size,
-                epochs=cfg.classifier_epochs,
-                **shared,
-            )
+            _classifier_config(layout.supervisor, cfg.supervisor_arch, cfg.seed, cfg, size, shared)
         ),
     )
     judge = step(
         "judge",
         lambda: train_classifier(
-            ClassifierTrainConfig(
-                out=str(layout.judge.folder),
-                arch=cfg.judge_arch,
-                seed=cfg.seed + 1,
-                image_size=size,
-                epochs=cfg.classifier_epochs,
-                **shared,
-            )
+            _classifier_config(layout.judge, cfg.judge_arch, cfg.seed + 1, cfg, size, shared)
         ),
     )
-    preset_size = model_config(None).image_size
-    model = {
-        **preset_training(cfg.preset).get("model", {}),
-        **({"image_size": size} if size != preset_size else {}),
-    }
-    step(
-        "kecae",
-        lambda: train_kecae(
-            KECAETrainConfig(
-                **{
-                    **preset_training(cfg.preset),
-                    **shared,
-                    "out": str(layout.kecae.folder),
-                    "supervisor": str(layout.supervisor.best),
-                    "preset": cfg.preset,
-                    "model": model,
-                    "max_steps": cfg.kecae_steps,
-                    "lr": cfg.kecae_lr,
-                    "num_pairs": 100_000,
-                    "seed": cfg.seed,
-                    "sample_every": max(50, cfg.kecae_steps // 10),
-                    "ckpt_every": max(50, cfg.kecae_steps // 10),
-                }
-            )
-        ),
-    )
+    step("kecae", lambda: train_kecae(_kecae_config(cfg, layout, size, shared)))
     _drop_stale_generation(layout, label)
     step(
         "generate",
@@ -305,23 +247,112 @@ def _run_steps(
             )
         ),
     )
+    metrics = step("evaluate", lambda: _evaluation(cfg, out, plan.eval_pairs, cache, label))
 
-    def evaluation() -> dict[str, Any]:
-        metrics, _, reused = evaluate_run(
-            EvaluateConfig(
-                run=str(out),
-                pairs=plan.eval_pairs,
-                seed=cfg.seed,
-                device=cfg.device,
-                cache_dir=cache,
-            ),
-            own=True,
-        )
-        if reused:
-            say("the evaluation of these checkpoints and settings is in metrics.json: re-used")
-        return metrics
+    # the run's settings and timings beside its numbers, then the report
+    metrics = _record_run(cfg, label, layout, step.timings, metrics, sup, judge)
+    report = step("report", lambda: write_report(out))
+    print(f"\n[{label}] headline numbers (test pairs, see the report for sample sizes):")
+    print(format_headline(metrics, supervisor=sup))
+    print(f"\n[{label}] report: {report}\n[{label}] metrics: {layout.metrics}")
+    return metrics
 
-    metrics = step("evaluate", evaluation)
+
+def _say(label: str, line: str) -> None:
+    print(f"[{label}] {line}", flush=True)
+
+
+def _check_data(cfg: RunConfig, layout: RunLayout, demo: bool, label: str) -> Any:
+    """The pre-flight (:func:`kecae.preflight.preflight`): the data read and checked, the pair
+    counts and the model's input size chosen, before anything trains."""
+    from kecae.device import check_device
+    from kecae.models.presets import kecae_config
+
+    def model_config(side: int | None) -> Any:
+        return kecae_config(cfg.preset, **({"image_size": side} if side else {}))
+
+    return preflight(
+        cfg,
+        layout,
+        demo=demo,
+        say=lambda line: _say(label, line),
+        device=check_device(cfg.device),
+        model_size=model_config,
+    )
+
+
+def _classifier_config(
+    run: ClassifierRun, arch: str, seed: int, cfg: RunConfig, size: int, shared: dict[str, Any]
+) -> ClassifierTrainConfig:
+    """The settings of the supervisor or the judge."""
+    return ClassifierTrainConfig(
+        out=str(run.folder),
+        arch=arch,
+        seed=seed,
+        image_size=size,
+        epochs=cfg.classifier_epochs,
+        **shared,
+    )
+
+
+def _kecae_config(
+    cfg: RunConfig, layout: RunLayout, size: int, shared: dict[str, Any]
+) -> KECAETrainConfig:
+    """KECAE's settings: the preset's training recipe, the run's budget and data, its input size
+    when the pre-flight chose another than the preset's."""
+    from kecae.models.presets import kecae_config, preset_training
+
+    preset_size = kecae_config(cfg.preset).image_size
+    model = {
+        **preset_training(cfg.preset).get("model", {}),
+        **({"image_size": size} if size != preset_size else {}),
+    }
+    return KECAETrainConfig(
+        **{
+            **preset_training(cfg.preset),
+            **shared,
+            "out": str(layout.kecae.folder),
+            "supervisor": str(layout.supervisor.best),
+            "preset": cfg.preset,
+            "model": model,
+            "max_steps": cfg.kecae_steps,
+            "lr": cfg.kecae_lr,
+            "num_pairs": 100_000,
+            "seed": cfg.seed,
+            "sample_every": max(50, cfg.kecae_steps // 10),
+            "ckpt_every": max(50, cfg.kecae_steps // 10),
+        }
+    )
+
+
+def _evaluation(cfg: RunConfig, out: Path, pairs: int, cache: str, label: str) -> dict[str, Any]:
+    """The run's evaluation (re-used when its checkpoints and settings are unchanged)."""
+    from kecae.evaluation.evaluate import EvaluateConfig
+    from kecae.evaluation.rerun import evaluate_run
+
+    metrics, _, reused = evaluate_run(
+        EvaluateConfig(
+            run=str(out), pairs=pairs, seed=cfg.seed, device=cfg.device, cache_dir=cache
+        ),
+        own=True,
+    )
+    if reused:
+        _say(label, "the evaluation of these checkpoints and settings is in metrics.json: re-used")
+    return metrics
+
+
+def _record_run(
+    cfg: RunConfig,
+    label: str,
+    layout: RunLayout,
+    timings: dict[str, float],
+    metrics: dict[str, Any],
+    sup: dict[str, Any],
+    judge: dict[str, Any],
+) -> dict[str, Any]:
+    """metrics.json with the run's settings, step times and the classifiers' accuracies at
+    training."""
+    out = layout.root
     settings = {
         k: v
         for k, v in dataclasses.asdict(cfg).items()
@@ -332,20 +363,15 @@ def _run_steps(
     supervisor.test_accuracy = sup["test_accuracy"]
     judge_summary = JudgeSummary.from_dict(metrics[JudgeSummary.NAME])
     judge_summary.test_accuracy_at_training = judge["test_accuracy"]
-    metrics = write_sections(
+    return write_sections(
         out,
         {
-            "timings": step.timings,
+            "timings": timings,
             "config": {label: settings},
             SupervisorSummary.NAME: supervisor.to_dict(),
             JudgeSummary.NAME: judge_summary.to_dict(),
         },
     )
-    report = step("report", lambda: write_report(out))
-    print(f"\n[{label}] headline numbers (test pairs, see the report for sample sizes):")
-    print(format_headline(metrics, supervisor=sup))
-    print(f"\n[{label}] report: {report}\n[{label}] metrics: {layout.metrics}")
-    return metrics
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
