@@ -29,15 +29,14 @@ from kecae import CLASS_GRADES
 from kecae.checkpoint import load_checkpoint, load_weights, resume_from, rng_state, save_checkpoint
 from kecae.config import check_values, load_yaml, save_yaml, to_dict
 from kecae.data.catalog import task_grades
-from kecae.data.check import checked_data
 from kecae.device import seed_everything
 from kecae.errors import KecaeError
 from kecae.files import atomic_write_text
 from kecae.inference import classify
 from kecae.models.classifiers import Classifier
-from kecae.reuse import check_resumable, fresh_folder, prepare_output, record_data_problems
+from kecae.reuse import check_resumable, prepare_output, record_data_problems
 from kecae.runfolder import ClassifierRun
-from kecae.runlock import lock_run_folder, releases_locks
+from kecae.runlock import releases_locks
 from kecae.threads import ThreadGovernor
 from kecae.training.augment import classic_augment, mix_batch, mixed_cross_entropy
 from kecae.training.batches import ArrayBatcher
@@ -51,6 +50,7 @@ from kecae.training.distributed import (
     wrap_ddp,
 )
 from kecae.training.logs import RunLogger
+from kecae.training.opening import check_training_data, take_run_folder
 from kecae.training.schedule import Schedule
 from kecae.training.step import autocast, check_finite, memory_format
 
@@ -244,24 +244,9 @@ def _open_run(
     --fresh, the data version filled in), the folder, the metrics of a finished run (None
     otherwise) and the checkpoint to resume from (None: start)."""
     run = ClassifierRun(Path(cfg.out))
-    if cfg.fresh and any(p.exists() for p in (run.config, run.last, run.best)):
-        cfg = dataclasses.replace(cfg, out=str(fresh_folder(run.folder)))
-        barrier(dist_info)  # every rank has chosen the same folder before rank 0 creates it
-        if dist_info.is_main:
-            log.info("%s is used: training afresh in %s", run.folder, cfg.out)
-        run = ClassifierRun(Path(cfg.out))
-    if dist_info.is_main:
-        lock_run_folder(run.folder)  # before its state is read: one process per run folder
-    checked = checked_data(
-        cfg.data,
-        patient_regex=cfg.patient_regex,
-        grades=task_grades(cfg.grades),
-        accept=cfg.accept_data_problems,
-        cache_dir=cfg.cache_dir,
-        progress=cfg.progress and dist_info.is_main,
-        size=cfg.image_size,
-    )
-    cfg = dataclasses.replace(cfg, data_version=checked.version)  # a setting like the others
+    used = any(p.exists() for p in (run.config, run.last, run.best))
+    cfg, run = take_run_folder(cfg, run, used, dist_info)
+    cfg, checked = check_training_data(cfg, dist_info, cfg.image_size)
     if dist_info.is_main and checked.accepted:
         prepare_output(run.folder)
         record_data_problems(run.folder, checked.accepted)

@@ -8,7 +8,6 @@ and lets torchrun ranks take disjoint slices of the same global batch.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -22,23 +21,20 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from kecae.checkpoint import load_checkpoint, load_weights, resume_from, rng_state, save_checkpoint
+from kecae.checkpoint import load_checkpoint, resume_from, rng_state, save_checkpoint
 from kecae.config import check_values, save_yaml, to_dict
 from kecae.data.cache import ImageSet, load_image_set
-from kecae.data.catalog import grades_of, task_grades
-from kecae.data.check import checked_data
+from kecae.data.catalog import task_grades
 from kecae.data.pairs import PairSampler
 from kecae.device import seed_everything
 from kecae.errors import KecaeError
 from kecae.files import atomic_path, atomic_write_text
 from kecae.losses import LossInputs, kecae_loss, logged_names
 from kecae.models.autoencoder import KECAE, KECAEConfig
-from kecae.models.fold import fold_batchnorm
 from kecae.paths import load_path, store_path
-from kecae.registry import SUPERVISOR_MODES
-from kecae.reuse import check_resumable, fresh_folder, prepare_output, record_data_problems
+from kecae.reuse import check_resumable, prepare_output, record_data_problems
 from kecae.runfolder import KECAERun
-from kecae.runlock import lock_run_folder, releases_locks
+from kecae.runlock import releases_locks
 from kecae.threads import ThreadGovernor
 from kecae.training.batches import PairBatches, gather
 from kecae.training.config import KECAE_MAY_CHANGE, KECAETrainConfig, kecae_model_config
@@ -56,7 +52,9 @@ from kecae.training.loss_modules import (
     shared_parameters,
     update_modules,
 )
+from kecae.training.opening import check_training_data, take_run_folder
 from kecae.training.step import autocast, memory_format, stop_unless_finite
+from kecae.training.supervisor import load_supervisor
 
 log = logging.getLogger(__name__)
 
@@ -64,55 +62,6 @@ log = logging.getLogger(__name__)
 def log_fields() -> list[str]:
     """The columns of log.csv: every value the loss logs (kecae.losses.TERMS), then throughput."""
     return ["step", "epoch", "total", *logged_names(), "pairs_per_s", "lr"]
-
-
-def load_supervisor(
-    cfg: KECAETrainConfig, image_size: int, device: torch.device
-) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The supervisor: frozen (eval mode, no weight gradients) or trainable in joint mode."""
-    from kecae.inference import build_from_config
-    from kecae.models.classifiers import build_classifier
-
-    if cfg.supervisor_mode not in SUPERVISOR_MODES:
-        raise KecaeError(
-            f"--supervisor-mode must be 'frozen' or 'joint', not {cfg.supervisor_mode!r}"
-        )
-    if cfg.supervisor:
-        ckpt = load_checkpoint(cfg.supervisor, kind="classifier")
-        model_config = dict(ckpt["model_config"])
-        if (told := grades_of(ckpt.get("train_config"))) != task_grades(cfg.grades):
-            low, high = task_grades(cfg.grades)
-            raise KecaeError(
-                f"the supervisor {cfg.supervisor} tells KL-{told[0]} from KL-{told[1]} but KECAE "
-                f"exchanges KL-{low} and KL-{high}: train the supervisor with --grades {low} {high}"
-            )
-        if (trained_at := model_config.get("image_size")) != image_size:
-            raise KecaeError(
-                f"the supervisor {cfg.supervisor} was trained at {trained_at} px "
-                f"but the KECAE preset uses {image_size} px: train the supervisor "
-                f"with --image-size {image_size}"
-            )
-        sup = build_from_config(
-            cfg.supervisor, lambda: build_classifier(**model_config), "classifier"
-        )
-        load_weights(sup, ckpt["model"], cfg.supervisor)
-    elif cfg.supervisor_mode == "joint":
-        model_config = {"arch": cfg.joint_arch, "image_size": image_size, "num_classes": 2}
-        sup = build_classifier(**model_config)
-    else:
-        raise KecaeError(
-            "a frozen supervisor needs --supervisor CKPT (train one with "
-            "`kecae train-classifier`), or use --supervisor-mode joint"
-        )
-    sup = sup.to(device)
-    if cfg.supervisor_mode == "frozen":
-        # eval mode: BN running statistics and dropout are fixed; the generator's images cannot
-        # shift them. Gradients still flow *through* the network to the generator.
-        sup.eval().requires_grad_(False)
-        sup = fold_batchnorm(sup)  # same function, no batch-norm work at every step
-    else:
-        sup.train()
-    return sup, model_config
 
 
 def sample_grid(model: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor) -> np.ndarray:
@@ -173,19 +122,7 @@ def train_kecae(
     # settings: checked before any data is read
     check_values(cfg)
     dist_info, device = init_distributed(cfg.device)
-    if cfg.batch_size % dist_info.world_size:
-        raise KecaeError(
-            f"--batch-size {cfg.batch_size} must be divisible by the number of "
-            f"processes ({dist_info.world_size})"
-        )
-    model_config = kecae_model_config(cfg)
-    if (cfg.lambda_mask_area, cfg.lambda_mask_tv, cfg.lambda_mask_self) != (0, 0, 0) and not (
-        model_config.edit
-    ):
-        raise KecaeError(
-            "--lambda-mask-area / --lambda-mask-tv / --lambda-mask-self price the edit's mask: "
-            "add --model edit=true (with exchange=warp), or set them to 0"
-        )
+    model_config = _checked_model_config(cfg, dist_info)
 
     # the run folder: this one (unused, or a run of the same settings to continue), or with
     # --fresh a new one; then the data check
@@ -240,15 +177,7 @@ def train_kecae(
             inputs = LossInputs(
                 net(x1, x2), x1, x2, y1, y2, sup_net, parts.model, gen, step, joint, parts.modules
             )
-            total, terms = kecae_loss(inputs, cfg)
-        parts.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        stop_unless_finite(terms, step, _last(run), dist_info, parts.optimizer)
-        parts.optimizer.step()
-        with autocast(device, cfg.amp):
-            updates = update_modules(parts.module_optimizers, inputs, cfg)
-        stop_unless_finite(updates, step, _last(run), dist_info)  # an exploding adversary
-        terms |= updates
+        terms = _optimise(cfg, parts, inputs, device, step, _last(run), dist_info)
         meter.add(terms, cfg.batch_size)
         done = step + 1
         if done % cfg.log_every == 0 or done == total_steps:
@@ -273,6 +202,49 @@ def train_kecae(
     if dist_info.is_main and start_step < total_steps:
         _write_summary(run, pairs, total_steps, dist_info.world_size)
     return _read_summary(run)
+
+
+def _checked_model_config(cfg: KECAETrainConfig, dist_info: DistInfo) -> KECAEConfig:
+    """The model's configuration, once the settings that depend on the processes and on the
+    model are checked."""
+    if cfg.batch_size % dist_info.world_size:
+        raise KecaeError(
+            f"--batch-size {cfg.batch_size} must be divisible by the number of "
+            f"processes ({dist_info.world_size})"
+        )
+    model_config = kecae_model_config(cfg)
+    if (cfg.lambda_mask_area, cfg.lambda_mask_tv, cfg.lambda_mask_self) != (0, 0, 0) and not (
+        model_config.edit
+    ):
+        raise KecaeError(
+            "--lambda-mask-area / --lambda-mask-tv / --lambda-mask-self price the edit's mask: "
+            "add --model edit=true (with exchange=warp), or set them to 0"
+        )
+    return model_config
+
+
+def _optimise(
+    cfg: KECAETrainConfig,
+    parts: _Trainable,
+    inputs: LossInputs,
+    device: torch.device,
+    step: int,
+    last: str | None,
+    dist_info: DistInfo,
+) -> dict[str, torch.Tensor]:
+    """One optimiser step on the KECAE loss of ``inputs``, then the updates of the loss terms'
+    modules that have an optimiser of their own; the logged terms. A non-finite loss stops the
+    run with the last checkpoint named."""
+    with autocast(device, cfg.amp):
+        total, terms = kecae_loss(inputs, cfg)
+    parts.optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    stop_unless_finite(terms, step, last, dist_info, parts.optimizer)
+    parts.optimizer.step()
+    with autocast(device, cfg.amp):
+        updates = update_modules(parts.module_optimizers, inputs, cfg)
+    stop_unless_finite(updates, step, last, dist_info)  # an exploding adversary
+    return terms | updates
 
 
 def _resume(
@@ -314,25 +286,9 @@ def _open_run_folder(
     checked against the settings of the checkpoint it holds, the data version included; the
     data checked (accepted problems recorded, images under ``size`` px reported)."""
     run = KECAERun(Path(cfg.out))
-    if cfg.fresh and (run.last.exists() or run.config.exists()):
-        cfg = dataclasses.replace(cfg, out=str(fresh_folder(run.folder)))
-        barrier(dist_info)  # every rank has chosen the same folder before rank 0 creates it
-        if dist_info.is_main:
-            log.info("%s is used: training afresh in %s", run.folder, cfg.out)
-        run = KECAERun(Path(cfg.out))
-    if dist_info.is_main:
-        lock_run_folder(run.folder)  # before its state is read: one process per run folder
+    cfg, run = take_run_folder(cfg, run, run.last.exists() or run.config.exists(), dist_info)
     old_ckpt = load_checkpoint(run.last, kind="kecae") if run.last.is_file() else None
-    checked = checked_data(
-        cfg.data,
-        patient_regex=cfg.patient_regex,
-        grades=task_grades(cfg.grades),
-        accept=cfg.accept_data_problems,
-        cache_dir=cfg.cache_dir,
-        progress=cfg.progress and dist_info.is_main,
-        size=size,
-    )
-    cfg = dataclasses.replace(cfg, data_version=checked.version)
+    cfg, checked = check_training_data(cfg, dist_info, size)
     if old_ckpt is not None and cfg.resume:
         check_resumable(run.folder, old_ckpt.get("train_config", {}), cfg, KECAE_MAY_CHANGE)
     if dist_info.is_main:

@@ -27,7 +27,7 @@ def emulate_ranks(tree: Path, supervisor: Path, init: dict, world_size: int, ste
     from kecae.models.autoencoder import KECAE
     from kecae.models.presets import kecae_config
     from kecae.training.batches import PairBatches
-    from kecae.training.kecae_trainer import load_supervisor
+    from kecae.training.supervisor import load_supervisor
 
     cfg = KECAETrainConfig(
         data=str(tree),

@@ -122,7 +122,7 @@ def test_nan_stops_with_message_and_keeps_checkpoint(
 
 
 def test_frozen_supervisor_is_eval_and_gradient_free(supervisor, tree):
-    from kecae.training.kecae_trainer import load_supervisor
+    from kecae.training.supervisor import load_supervisor
 
     cfg = KECAETrainConfig(data=str(tree), supervisor=str(supervisor), preset="tiny")
     sup, _ = load_supervisor(cfg, 32, torch.device("cpu"))
