@@ -38,6 +38,8 @@ from kecae.evaluation import grade_match as grade_match_metrics
 from kecae.evaluation.config import EvaluateConfig
 from kecae.evaluation.inputs import (
     Measured,
+    Models,
+    RealImages,
     calls_of,
     is_phantom_data,
     judge_features,
@@ -163,12 +165,11 @@ def _evaluate(
     quality.edit_mask_area_kl2_to_kl0 = grade_match_metrics.mask_area(masks.get("mask2"))
     stage("fidelity and quality")
 
-    # on phantoms, every rule again on perfect exchanges rendered from the ground truth: the
-    # ceiling a generator can reach with this judge and this measurement
-    oracle: Oracle | None = None
-    oracle_sets: tuple[dict[str, Measured], dict[str, np.ndarray]] | None = None
+    # on phantoms, every rule again on perfect exchanges rendered from the ground truth (the
+    # ceiling), and X' against real knees of its grade
+    oracle, grade_match = None, None
     if fidelity is not None:
-        oracle, oracle_sets = oracle_of(
+        oracle, grade_match = _against_ground_truth(
             models,
             real,
             ij,
@@ -182,13 +183,7 @@ def _evaluate(
             features,
             found,
             recall,
-        )
-
-    # on phantoms: X' against real knees of its grade, the judge against the oracle's X'
-    grade_match: GradeMatch | None = None
-    if fidelity is not None:
-        grade_match = grade_match_of(
-            measured, measured_real, calls["judge"], fidelity_arrays, oracle_sets, cfg.seed
+            fidelity_arrays,
         )
     stage("oracle and grade match")
 
@@ -208,6 +203,46 @@ def _evaluate(
     # the arrays behind the report's figures, then metrics.json
     _save_report_arrays(layout, images, measured, min(cfg.examples, n_pairs), fidelity_arrays)
     return write_sections(layout.root, sections)
+
+
+def _against_ground_truth(
+    models: Models,
+    real: RealImages,
+    ij: np.ndarray,
+    cfg: EvaluateConfig,
+    device: torch.device,
+    images: dict[str, np.ndarray],
+    sides: dict[str, list[str | None]],
+    calls: dict[str, dict[str, np.ndarray]],
+    measured: dict[str, Measured],
+    measured_real: dict[str, Measured],
+    features: dict[str, np.ndarray],
+    found: dict[str, np.ndarray],
+    recall: dict[int, float],
+    fidelity_arrays: dict[str, np.ndarray],
+) -> tuple[Oracle, GradeMatch]:
+    """On phantoms: every rule again on perfect exchanges rendered from the ground truth (the
+    ceiling a generator can reach with this judge and this measurement), then X' against real
+    knees of its grade and the judge against the oracle's X'."""
+    oracle, oracle_sets = oracle_of(
+        models,
+        real,
+        ij,
+        cfg,
+        device,
+        images,
+        sides,
+        calls,
+        measured,
+        measured_real,
+        features,
+        found,
+        recall,
+    )
+    grade_match = grade_match_of(
+        measured, measured_real, calls["judge"], fidelity_arrays, oracle_sets, cfg.seed
+    )
+    return oracle, grade_match
 
 
 def _in_order(*sections: Section | None) -> dict[str, Any]:
