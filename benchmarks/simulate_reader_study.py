@@ -48,7 +48,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kecae.generation import MANIFEST_FIELDS
+from kecae.generated_files import MANIFEST_FIELDS
 from kecae.phantoms import KEY_FIELDS, render, sample_params
 
 READERS = {"r1": 0.97, "r2": 0.93, "r3": 0.88}  # P(report what the image conveys)

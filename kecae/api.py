@@ -44,7 +44,7 @@ from kecae.data.readers import image_to_grey, preprocess, read_image
 from kecae.device import select_device
 from kecae.errors import KecaeError
 from kecae.files import file_sha256
-from kecae.generation import directions, png_marks
+from kecae.generated_files import directions, png_marks
 from kecae.inference import find_checkpoint, load_kecae
 from kecae.models.autoencoder import KECAE
 

@@ -399,7 +399,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 def _drop_stale_generation(layout: RunLayout, label: str) -> None:
     """The pipeline owns RUN/generated: after KECAE trained further (more --kecae-steps), images
     from the old checkpoint are removed so the folder is rebuilt from the new one."""
-    from kecae.generation import read_meta
+    from kecae.generated_files import read_meta
 
     folder = layout.generated
     meta = read_meta(folder)

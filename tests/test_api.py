@@ -206,7 +206,7 @@ def test_saved_images_carry_generates_marks(trained, tmp_path):
         assert img.text["kecae:direction"] == "kl2_to_kl0"
         assert img.text["kecae:recipient"] == early_oa.name
     # the same keys as an image kecae generate writes
-    from kecae.generation import png_marks
+    from kecae.generated_files import png_marks
 
     assert set(text) == set(png_marks(0, "kl0_to_kl2", "a", "b", "h"))
     # a tensor result, saved through the API, carries them too

@@ -141,7 +141,7 @@ def test_resume_after_interruption(trained, tmp_path, monkeypatch):
         batch_size=3,
         progress=False,
     )
-    import kecae.generation as g
+    import kecae.generated_files as g
 
     real, calls = g._write_png, {"n": 0}
 

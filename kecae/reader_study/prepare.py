@@ -363,7 +363,8 @@ def _write_images(
 ) -> None:
     """Re-encode every image from its pixels (real ones preprocessed as KECAE saw them), in a
     random order: file times say nothing."""
-    from kecae.generation import to_uint8  # generation loads torch: only when images are written
+    from kecae.generated_files import to_uint8
+    # generation loads torch: only when images are written
 
     (folder / db.IMAGES_DIR).mkdir()
     for n in rng.permutation(len(images)):

@@ -399,7 +399,7 @@ def subset_manifest(folder: str | Path, rows: list[dict[str, str]], dest: str | 
 def reusable_generation(folder: GeneratedFolder, want: dict[str, Any], n_pairs: int) -> bool:
     """Whether ``folder`` is a finished generation of the same checkpoint, data and pair seed
     with at least ``n_pairs`` pairs (its first N pairs are then exactly a generation of N)."""
-    from kecae.generation import read_meta
+    from kecae.generated_files import read_meta
 
     if not folder.manifest.is_file():
         return False

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from kecae.generation import MANIFEST_FIELDS
+from kecae.generated_files import MANIFEST_FIELDS
 from kecae.reader_study.prepare import prepare_study
 
 ROOT = Path(__file__).resolve().parents[2]
