@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from kecae.report.load import RunData
 from kecae.report.parts import escape, note, table
-from kecae.results import Robustness, RobustnessMetric
-from kecae.studies.robustness import format_value, mean_pm
+from kecae.results import Robustness, RobustnessMetric, format_value, mean_pm
 
 
 def _cell(m: RobustnessMetric, i: int) -> str:

@@ -80,6 +80,8 @@ from kecae.results.studies import (
     Tune,
     TuneFinal,
     TuneTrial,
+    format_value,
+    mean_pm,
 )
 
 __all__ = [
@@ -131,8 +133,10 @@ __all__ = [
     "TuneFinal",
     "TuneTrial",
     "ValidationCurve",
+    "format_value",
     "is_finite",
     "lookup",
+    "mean_pm",
     "optional",
     "read_targets",
     "sections_of",

@@ -177,6 +177,22 @@ class RobustnessMetric(Section):
     met: list[bool | None] | None = None  # per seed, for a target
 
 
+def format_value(v: float | None, kind: str) -> str:
+    """One value of a :class:`RobustnessMetric` as shown: percent for rates, whole numbers for
+    counts, ``—`` where none was computed."""
+    if v is None:
+        return "—"  # not computed, or a −inf median (most measurements refused)
+    return {"pct": f"{100 * v:.1f}", "int": f"{v:.0f}"}.get(kind, f"{v:.3f}")
+
+
+def mean_pm(m: RobustnessMetric) -> str:
+    """``mean ± std`` of one metric (percent for rates)."""
+    if m.mean is None:
+        return "—"
+    text = format_value(m.mean, m.kind)
+    return text + (f" ± {format_value(m.std, m.kind)}" if m.std is not None else "")
+
+
 @dataclass
 class Robustness(Section):
     """``robustness`` (``kecae study robustness``): the run's recipe trained afresh per seed."""

@@ -40,7 +40,9 @@ from kecae.results import (
     Quality,
     Robustness,
     RobustnessMetric,
+    format_value,
     lookup,
+    mean_pm,
     read_targets,
 )
 from kecae.reuse import differences
@@ -462,20 +464,6 @@ def summarise(
 # ---------------------------------------------------------------------------------------------
 # Tables
 # ---------------------------------------------------------------------------------------------
-
-
-def format_value(v: float | None, kind: str) -> str:
-    if v is None:
-        return "—"  # not computed, or a −inf median (most measurements refused)
-    return {"pct": f"{100 * v:.1f}", "int": f"{v:.0f}"}.get(kind, f"{v:.3f}")
-
-
-def mean_pm(m: RobustnessMetric) -> str:
-    """``mean ± std`` of one metric (percent for rates)."""
-    if m.mean is None:
-        return "—"
-    text = format_value(m.mean, m.kind)
-    return text + (f" ± {format_value(m.std, m.kind)}" if m.std is not None else "")
 
 
 def format_robustness(section: dict[str, Any]) -> str:

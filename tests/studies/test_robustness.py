@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from kecae.cli import main
-from kecae.results import Robustness, is_finite, lookup
-from kecae.studies.robustness import format_robustness, format_value, metric_over_seeds
+from kecae.results import Robustness, format_value, is_finite, lookup
+from kecae.studies.robustness import format_robustness, metric_over_seeds
 
 
 def test_metric_over_seeds_mean_std_and_worst_by_hand():
