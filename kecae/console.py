@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from kecae.errors import KecaeError
+from kecae.runfolder import RunLayout
 
 #: The command line of the ``kecae`` command running (set by :func:`kecae.cli.main`; the
 #: process's own arguments when unset).
@@ -99,7 +100,6 @@ def run_console(folder: str | Path | None) -> contextlib.AbstractContextManager[
     """:func:`console_log` into ``FOLDER/console.log`` when ``folder`` is a pipeline run folder
     (it holds run.yaml): ``kecae evaluate``, ``generate`` and ``report`` on a run keep their
     output in the run's one console log. Elsewhere, nothing is copied."""
-    from kecae.runfolder import RunLayout
 
     layout = RunLayout(folder) if folder else None
     if layout is not None and layout.root.is_dir() and layout.marker.is_file():

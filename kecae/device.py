@@ -1,5 +1,6 @@
 """Where a command runs: device names checked against this machine (never a silent CPU fallback),
-and seeding of every random generator."""
+seeding of every random generator, mixed precision and the memory layout. torch is imported
+inside the functions: the settings modules import this one and stay light."""
 
 from __future__ import annotations
 
@@ -73,3 +74,19 @@ def check_device(name: str) -> str:
             "use --device cpu"
         )
     return text
+
+
+def autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    """bf16 autocast on CUDA; a no-op on CPU so CPU runs stay deterministic."""
+    import torch
+
+    return torch.autocast(
+        device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda"
+    )
+
+
+def memory_format(enabled: bool) -> torch.memory_format:
+    """NHWC (channels_last) when enabled: faster convolutions on CPU and on tensor-core GPUs."""
+    import torch
+
+    return torch.channels_last if enabled else torch.contiguous_format

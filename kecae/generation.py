@@ -40,7 +40,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kecae.data.catalog import grades_of
+from kecae.config import check_values
+from kecae.data.cache import load_image_set
+from kecae.data.catalog import grades_of, load_catalog
+from kecae.data.pairs import PairSampler
 from kecae.device import select_device
 from kecae.errors import KecaeError
 from kecae.files import file_sha256
@@ -52,8 +55,10 @@ from kecae.runlock import releases_locks
 if TYPE_CHECKING:
     import torch
 
-    from kecae.data.pairs import PairSampler
     from kecae.models.autoencoder import KECAE
+
+# kecae.inference (torch) is imported when images are generated: the command line imports this
+# module for GenerateConfig and stays light.
 
 
 log = logging.getLogger(__name__)
@@ -121,10 +126,6 @@ def _with_training_data(cfg: GenerateConfig, trained: dict[str, Any]) -> Generat
 def generate(cfg: GenerateConfig) -> dict[str, Any]:
     """Write X'1 / X'2 for ``cfg.pairs`` pairs; returns a summary (also in generation.json)."""
 
-    from kecae.config import check_values
-    from kecae.data.cache import load_image_set
-    from kecae.data.catalog import load_catalog
-    from kecae.data.pairs import PairSampler
     from kecae.inference import find_checkpoint, load_kecae
 
     # every check before anything is written

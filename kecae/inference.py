@@ -17,13 +17,17 @@ import torch
 from torch import nn
 
 from kecae.checkpoint import load_checkpoint, load_weights
+from kecae.device import autocast
 from kecae.errors import KecaeError
+from kecae.models.autoencoder import KECAE, KECAEConfig
 from kecae.runfolder import KECAERun, RunLayout
-from kecae.training.step import autocast
 
 if TYPE_CHECKING:
     from kecae.models.autoencoder import KECAE
     from kecae.models.classifiers import Classifier
+
+# The classifiers (torchvision) are imported when a classifier is loaded: loading a KECAE alone
+# (kecae.load) does without them.
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -73,7 +77,6 @@ def load_classifier(
 
 def load_kecae(path: str, device: str | torch.device = "cpu") -> tuple[KECAE, dict[str, Any]]:
     """A KECAE model in eval mode, and its checkpoint, from the checkpoint alone."""
-    from kecae.models.autoencoder import KECAE, KECAEConfig
 
     ckpt = load_checkpoint(path, kind="kecae")
     model = build_from_config(path, lambda: KECAE(KECAEConfig(**ckpt["model_config"])), "KECAE")

@@ -31,17 +31,25 @@ import yaml
 from kecae.config import check_values, read_yaml_mapping, setting
 from kecae.console import console_log
 from kecae.data.catalog import load_catalog, task_grades
+from kecae.device import check_device
 from kecae.errors import KecaeError
+from kecae.evaluation.summary import format_headline
 from kecae.files import atomic_write_text, file_sha256
+from kecae.generated_files import read_meta
+from kecae.generation import GenerateConfig, generate
 from kecae.metrics_file import write_sections
 from kecae.paths import store_paths
 from kecae.preflight import preflight, trained_anything
 from kecae.registry import CLASSIFIERS, PRESETS
+from kecae.report import write_report
 from kecae.results import JudgeSummary, SupervisorSummary
 from kecae.reuse import check_out_of_data, check_same, fresh_folder, prepare_output
 from kecae.runfolder import ClassifierRun, RunLayout
 from kecae.runlock import releases_locks
 from kecae.training.config import ClassifierTrainConfig, KECAETrainConfig
+
+# The trainers, presets and evaluation (torch, SciPy, scikit-learn) and the phantom renderer are
+# imported by the steps that use them: the command line imports this module for RunConfig.
 
 log = logging.getLogger(__name__)
 
@@ -194,9 +202,6 @@ def run_pipeline(cfg: RunConfig, make_data: Callable[[Path], Any] | None = None)
 def _run_steps(
     cfg: RunConfig, layout: RunLayout, make_data: Callable[[Path], Any] | None
 ) -> dict[str, Any]:
-    from kecae.evaluation.summary import format_headline
-    from kecae.generation import GenerateConfig, generate
-    from kecae.report import write_report
     from kecae.training.classifier_trainer import train_classifier
     from kecae.training.kecae_trainer import train_kecae
 
@@ -265,7 +270,6 @@ def _say(label: str, line: str) -> None:
 def _check_data(cfg: RunConfig, layout: RunLayout, demo: bool, label: str) -> Any:
     """The pre-flight (:func:`kecae.preflight.preflight`): the data read and checked, the pair
     counts and the model's input size chosen, before anything trains."""
-    from kecae.device import check_device
     from kecae.models.presets import kecae_config
 
     def model_config(side: int | None) -> Any:
@@ -399,7 +403,6 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 def _drop_stale_generation(layout: RunLayout, label: str) -> None:
     """The pipeline owns RUN/generated: after KECAE trained further (more --kecae-steps), images
     from the old checkpoint are removed so the folder is rebuilt from the new one."""
-    from kecae.generated_files import read_meta
 
     folder = layout.generated
     meta = read_meta(folder)

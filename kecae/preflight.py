@@ -32,11 +32,15 @@ from typing import Any
 
 from kecae.data.catalog import load_catalog, task_grades, write_catalog
 from kecae.data.check import cached_check, fatal_problems_error
+from kecae.data.readers import image_size
 from kecae.data.records import Catalog, Problem
 from kecae.data.splits import ensure_splits
 from kecae.errors import KecaeError
 from kecae.files import atomic_write_text
 from kecae.runfolder import RunLayout
+
+# The model's cost (torch) is imported when it is reported: the pre-flight's data checks run
+# without torch.
 
 #: The pipeline's numbers of pairs when the user gives none (fewer when the data have fewer).
 DEFAULT_GEN_PAIRS, DEFAULT_EVAL_PAIRS = 2000, 400
@@ -255,7 +259,6 @@ def _pairs(
 
 def _short_sides(view: Catalog, grades: tuple[int, int]) -> list[int]:
     """The short side of every image of the two grades, sorted (read from the file headers)."""
-    from kecae.data.readers import image_size
 
     return sorted(min(image_size(r.path)) for r in view.records if r.grade in grades)
 

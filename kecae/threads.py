@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from kecae.errors import KecaeError  # the command line's error type
+
 #: Set by :func:`configure`: the thread count the user fixed, or ``auto``; child processes
 #: (torchrun workers, studies' sub-processes) inherit it.
 ENV = "KECAE_THREADS"
@@ -68,8 +70,6 @@ def fixed_threads(environ: Mapping[str, str] | None = None) -> int | None:
 
 def _count(name: str, value: str) -> int:
     if not value.isdigit() or int(value) < 1:
-        from kecae.errors import KecaeError  # the command line's error type
-
         raise KecaeError(
             f"{name}={value!r} is not a number of threads: set a whole number >= 1, "
             "or unset it and kecae uses the idle cores"

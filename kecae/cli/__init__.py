@@ -16,7 +16,7 @@ import importlib
 import logging
 import sys
 
-from kecae import __version__, threads
+from kecae import __version__, console, threads
 from kecae.errors import KecaeError
 from kecae.files import output_error
 from kecae.runlock import lock_scope
@@ -64,7 +64,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one ``kecae`` command line; returns the exit status."""
-    from kecae import console
 
     parser = build_parser()
     args = parser.parse_args(argv)

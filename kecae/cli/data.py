@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from kecae.cli.options import add_options, from_args
 from kecae.config import setting
+from kecae.data.cache import load_image_set
+from kecae.data.check import check_dataset
 from kecae.errors import KecaeError
 from kecae.files import atomic_write_text, writable_file
 
@@ -60,7 +62,6 @@ class DataCacheConfig:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from kecae.data.check import check_dataset
 
     cfg = from_args(DataCheckConfig, args)
     if cfg.json:
@@ -87,7 +88,6 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_cache(args: argparse.Namespace) -> int:
-    from kecae.data.cache import load_image_set
 
     cfg = from_args(DataCacheConfig, args)
     images = load_image_set(

@@ -10,14 +10,18 @@ import json
 from pathlib import Path
 
 from kecae.cli.options import add_options, from_args
+from kecae.console import run_console
 from kecae.errors import KecaeError
 from kecae.evaluation.config import EvaluateConfig
+from kecae.evaluation.summary import format_headline
+from kecae.runfolder import RunLayout
+
+# The evaluation (SciPy, scikit-learn, scikit-image) is imported when the command runs: kept out of
+# `kecae --help`, which imports this module for its options.
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from kecae.console import run_console
     from kecae.evaluation.rerun import run_defaults
-    from kecae.runfolder import RunLayout
 
     if not args.run:
         raise KecaeError("--run DIR is required")
@@ -34,8 +38,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate(cfg: EvaluateConfig) -> int:
     from kecae.evaluation.rerun import evaluate_run
-    from kecae.evaluation.summary import format_headline
-    from kecae.runfolder import RunLayout
 
     metrics, where, reused = evaluate_run(cfg)
     path = Path(where) / "metrics.json"

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 
 from kecae.cli.options import add_options, from_args
-from kecae.generation import GenerateConfig
+from kecae.console import run_console
+from kecae.generation import GenerateConfig, generate
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from kecae.console import run_console
-    from kecae.generation import generate
 
     cfg = from_args(GenerateConfig, args)
     with run_console(cfg.checkpoint):

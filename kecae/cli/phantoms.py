@@ -12,6 +12,9 @@ from kecae.config import Range, setting
 from kecae.errors import KecaeError
 from kecae.files import writable_folder
 
+# The phantom renderer (SciPy) is imported when the command runs: kept out of
+# `kecae --help`, which imports this module for its options.
+
 
 def parse_splits(text: str) -> list[float]:
     """``0.7,0.15,0.15`` -> three finite fractions >= 0 that sum to 1 (an argparse error else)."""

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 
 from kecae.cli.options import add_options, from_args
+from kecae.metrics_file import write_section
+from kecae.reader_study.analyze import analyze_study
 from kecae.reader_study.config import AnalyzeConfig, PrepareConfig, ServeConfig
+from kecae.reader_study.prepare import prepare_study
+from kecae.reader_study.server import serve
+from kecae.reader_study.table import format_table, write_outputs
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from kecae.reader_study.prepare import prepare_study
 
     cfg = from_args(PrepareConfig, args)
     s = prepare_study(
@@ -34,7 +38,6 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from kecae.reader_study.server import serve
 
     cfg = from_args(ServeConfig, args)
     serve(cfg.study, host=cfg.host, port=cfg.port, threads=cfg.threads)
@@ -42,8 +45,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from kecae.reader_study.analyze import analyze_study
-    from kecae.reader_study.table import format_table, write_outputs
 
     cfg = from_args(AnalyzeConfig, args)
     res = analyze_study(cfg.study, n_boot=cfg.bootstrap, seed=cfg.seed)
@@ -51,8 +52,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     json_path, csv_path = write_outputs(res, cfg.study)
     print(f"\nwritten {json_path} and {csv_path}")
     if cfg.run:
-        from kecae.metrics_file import write_section
-
         path = write_section(cfg.run, "reader_study", res.to_dict())
         print(f"written {path} (section 'reader_study'); HTML: kecae report --run {cfg.run}")
     return 0

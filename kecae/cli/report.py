@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from kecae.cli.options import add_options, from_args
 from kecae.config import setting
+from kecae.console import run_console
+from kecae.report import write_report
 
 
 @dataclass
@@ -19,8 +21,6 @@ class ReportConfig:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from kecae.console import run_console
-    from kecae.report import write_report
 
     cfg = from_args(ReportConfig, args)
     with run_console(cfg.run):

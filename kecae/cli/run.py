@@ -5,18 +5,16 @@ from __future__ import annotations
 import argparse
 
 from kecae.cli.options import add_options, from_args
-from kecae.pipeline import DEMO_HIDES, DemoConfig, RunConfig
+from kecae.pipeline import DEMO_HIDES, DemoConfig, RunConfig, run_demo, run_pipeline
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from kecae.pipeline import run_pipeline
 
     run_pipeline(from_args(RunConfig, args))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from kecae.pipeline import run_demo
 
     run_demo(from_args(DemoConfig, args))
     return 0

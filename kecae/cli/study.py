@@ -9,11 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 from kecae.cli.options import add_options, from_args
-from kecae.studies.ablation import AblationConfig
-from kecae.studies.downstream import DownstreamConfig
-from kecae.studies.lambda_grid import LambdaGridConfig
-from kecae.studies.robustness import RobustnessConfig
-from kecae.studies.sampling import SamplingConfig
+from kecae.results import Downstream, DownstreamShortcut, Robustness
+from kecae.studies.ablation import AblationConfig, format_ablation, run_ablation
+from kecae.studies.downstream import DownstreamConfig, format_downstream, run_downstream
+from kecae.studies.lambda_grid import LambdaGridConfig, format_lambda_grid, run_lambda_grid
+from kecae.studies.robustness import RobustnessConfig, format_robustness, run_robustness
+from kecae.studies.sampling import SamplingConfig, format_sampling, run_sampling
 
 
 def _done(run: str, name: str, table: str) -> int:
@@ -30,8 +31,6 @@ STOPPED = 75
 
 
 def cmd_downstream(args: argparse.Namespace) -> int:
-    from kecae.results import Downstream, DownstreamShortcut
-    from kecae.studies.downstream import format_downstream, run_downstream
 
     cfg = from_args(DownstreamConfig, args)
     section = run_downstream(cfg)
@@ -46,21 +45,18 @@ def cmd_downstream(args: argparse.Namespace) -> int:
 
 
 def cmd_sampling(args: argparse.Namespace) -> int:
-    from kecae.studies.sampling import format_sampling, run_sampling
 
     cfg = from_args(SamplingConfig, args)
     return _done(cfg.run, "sampling_size", format_sampling(run_sampling(cfg)))
 
 
 def cmd_lambda_grid(args: argparse.Namespace) -> int:
-    from kecae.studies.lambda_grid import format_lambda_grid, run_lambda_grid
 
     cfg = from_args(LambdaGridConfig, args)
     return _done(cfg.run, "lambda_grid", format_lambda_grid(run_lambda_grid(cfg)))
 
 
 def cmd_ablation(args: argparse.Namespace) -> int:
-    from kecae.studies.ablation import format_ablation, run_ablation
 
     cfg = from_args(AblationConfig, args)
     section = run_ablation(cfg)
@@ -73,8 +69,6 @@ def cmd_ablation(args: argparse.Namespace) -> int:
 
 
 def cmd_robustness(args: argparse.Namespace) -> int:
-    from kecae.results import Robustness
-    from kecae.studies.robustness import format_robustness, run_robustness
 
     cfg = from_args(RobustnessConfig, args)
     section = run_robustness(cfg)

@@ -9,6 +9,9 @@ from kecae.cli.options import add_options, from_args
 from kecae.errors import KecaeError
 from kecae.training.config import ClassifierTrainConfig, KECAETrainConfig
 
+# The trainers and presets (torch) are imported when the command runs: kept out of
+# `kecae --help`, which imports this module for its options.
+
 
 def _require(cfg: Any, *names: str) -> None:
     for name in names:

@@ -7,12 +7,11 @@ import argparse
 from typing import Any
 
 from kecae.cli.options import add_options, from_args
-from kecae.studies.tune import TuneConfig
+from kecae.studies.tune import TuneConfig, run_tune
+from kecae.studies.tune_table import format_tune
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from kecae.studies.tune import run_tune
-    from kecae.studies.tune_table import format_tune
 
     cfg = from_args(TuneConfig, args)
     print(format_tune(run_tune(cfg)))

@@ -28,6 +28,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from kecae import CLASS_GRADES
+from kecae.data.cache import cache_key, default_cache_dir
 from kecae.data.catalog import load_catalog, task_grades
 from kecae.data.findings import (
     MIN_IMAGE_SIDE,
@@ -296,7 +297,6 @@ def cached_check(
 ) -> CheckReport:
     """:func:`check_dataset`, cached under the data set's cache folder (``cache_dir``), keyed by
     its files and the check's settings: one pass over the images per version of the data."""
-    from kecae.data.cache import cache_key, default_cache_dir
 
     catalog = load_catalog(data, strict=False, patient_regex=patient_regex, side_map=side_map)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir(catalog.root)

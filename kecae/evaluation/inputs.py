@@ -17,6 +17,9 @@ from kecae.data.catalog import grades_of
 from kecae.data.pairs import PairSampler
 from kecae.errors import KecaeError
 from kecae.evaluation.config import EvaluateConfig
+from kecae.inference import batched, classifier_features, classify, load_classifier, load_kecae
+from kecae.phantoms.dataset import CSV_NAME
+from kecae.phantoms.measure import measure_many
 from kecae.results import (
     KL0_TO_KL2,
     KL2_TO_KL0,
@@ -89,7 +92,6 @@ class Measured:
 
 def load_models(cfg: EvaluateConfig, layout: RunLayout, device: torch.device) -> Models:
     """The KECAE model, judge and supervisor with their checkpoints, checked for one image size."""
-    from kecae.inference import load_classifier, load_kecae
 
     model, kecae_ckpt = load_kecae(cfg.kecae_checkpoint or str(layout.kecae.last), device)
     train_config = kecae_ckpt["train_config"]
@@ -165,7 +167,6 @@ def pair_outputs(
     """Eval-mode outputs of aligned pairs, each (n, S, S): reconstructions, exchanges and the
     no-exchange controls ``x1_self`` = exchange(X1, X1)'s X'1 and ``x2_self`` likewise; and
     ``mask1`` / ``mask2``, the edit masks of X'1 / X'2, from a model that has them."""
-    from kecae.inference import batched
 
     def outputs(a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
         out = model(a, b)
@@ -189,7 +190,6 @@ def calls_of(
     classifier: Classifier, images: dict[str, np.ndarray], device: torch.device
 ) -> dict[str, np.ndarray]:
     """The classifier's class index (1 = KL-2) for every image of every set."""
-    from kecae.inference import classify
 
     return {
         name: (classify(classifier, imgs, device=device)[:, 1] >= 0.5).astype(int)
@@ -199,7 +199,6 @@ def calls_of(
 
 def measure_joints(images: np.ndarray, sides: list[str | None]) -> Measured:
     """The joint measurement of each image; a refused one counts as 'no osteophyte'."""
-    from kecae.phantoms.measure import measure_many
 
     m = measure_many(images, sides)
     return Measured(
@@ -211,7 +210,6 @@ def measure_joints(images: np.ndarray, sides: list[str | None]) -> Measured:
 
 
 def is_phantom_data(data: str) -> bool:
-    from kecae.phantoms.dataset import CSV_NAME
 
     p = Path(data)
     gt = p / CSV_NAME if p.is_dir() else p
@@ -250,7 +248,6 @@ def judge_features(
 ) -> dict[str, np.ndarray]:
     """The judge's features of every image set and of the real train, validation and test
     images (``real_train``, ...)."""
-    from kecae.inference import classifier_features
 
     features = {
         name: classifier_features(models.judge, imgs, device=device)

@@ -12,6 +12,9 @@ import numpy as np
 from kecae.evaluation.config import EvaluateConfig
 from kecae.evaluation.inputs import Measured, Models, RealImages, calls_of, measure_joints
 from kecae.evaluation.sections import exchange_success_of, fidelity_of, plausibility_of
+from kecae.inference import classifier_features
+from kecae.phantoms.dataset import CSV_NAME
+from kecae.phantoms.oracle import oracle_images, read_ground_truth
 from kecae.results import (
     Oracle,
 )
@@ -38,9 +41,6 @@ def oracle_of(
     """The plausibility, exchange-success and fidelity sections computed with perfect exchanges
     in place of X'1 and X'2 (everything else, controls included, unchanged); and the joint
     measurements and judge's calls of every set with the perfect exchanges in."""
-    from kecae.inference import classifier_features
-    from kecae.phantoms.dataset import CSV_NAME
-    from kecae.phantoms.oracle import oracle_images, read_ground_truth
 
     data = Path(models.data)
     rows = read_ground_truth(data / CSV_NAME if data.is_dir() else data)

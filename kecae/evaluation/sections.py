@@ -18,6 +18,7 @@ from kecae.evaluation import image_quality, metrics
 from kecae.evaluation.config import EvaluateConfig
 from kecae.evaluation.inputs import DIRECTION_IMAGES, Measured, Models, RealImages
 from kecae.evaluation.metrics import rate
+from kecae.inference import classifier_features, classify, encode
 from kecae.results import (
     DIRECTIONS,
     ClassifierRates,
@@ -48,7 +49,6 @@ def separability_of(
     """The paper's Fig. 3 metric: SVM-RBF accuracy on hK and on hN of test images, beside the same
     SVM on the judge's penultimate features of the same images (what a vector made to tell the
     grades reaches on these images: the phantom grades overlap, so no key can reach 100 %)."""
-    from kecae.inference import classifier_features, encode
 
     rng = np.random.default_rng(cfg.seed)
     half = cfg.separability_images // 2
@@ -96,7 +96,6 @@ def separability_of(
 
 def judge_summary_of(models: Models, real: RealImages, device: torch.device) -> JudgeSummary:
     """The judge's accuracy, confusion and per-grade recall on every real test image."""
-    from kecae.inference import classify
 
     y = np.r_[np.zeros(len(real.test_kl0.images), int), np.ones(len(real.test_kl2.images), int)]
     p = classify(models.judge, real.test, device=device)[:, 1]

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from kecae.evaluation.validity import classifier_validity
 from kecae.results import (
     KL0_TO_KL2,
     KL2_TO_KL0,
@@ -204,7 +205,6 @@ def classifier_checks(
     image) and the supervisor (its run's metrics.json, when given: its test confusion) are
     degenerate (:func:`kecae.evaluation.validity.classifier_validity`); who -> verdict, for
     those whose confusion is known."""
-    from kecae.evaluation.validity import classifier_validity
 
     grades = grades_in(metrics)
     confusions = {

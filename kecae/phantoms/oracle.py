@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kecae.data.readers import preprocess
 from kecae.phantoms.params import KEY_FIELDS, PhantomParams
 from kecae.phantoms.synth import render
 
@@ -60,7 +61,6 @@ def oracle_images(
     images at ``size`` px: rendered at the size the data set was written (as the PNG's uint8
     levels), then squared and resized as the image cache does. Returns (N, size, size) float32
     in [-1, 1]."""
-    from kecae.data.readers import preprocess
 
     if len(recipients) != len(donors):
         raise ValueError(f"{len(recipients)} recipients but {len(donors)} donors: pass pairs")

@@ -26,6 +26,9 @@ from kecae.config import check_values
 from kecae.reader_study import db
 from kecae.reader_study.config import AnalyzeConfig
 
+# The measures (SciPy, scikit-learn) are imported by the analysis: the command line imports
+# this module and stays light.
+
 LABELS = ("all", "KL-0", "KL-2")  # "KL-0": X'2 (kl2_to_kl0) or real KL-0; "KL-2": X'1 or real KL-2
 _GRADE = {"KL-0": 0, "KL-2": 2}
 N_BOOT = 2000

@@ -49,7 +49,7 @@ ID_RE = re.compile(r"^[A-Za-z0-9_-]{16}$")
 MAX_ELAPSED_MS = 24 * 3600 * 1000
 
 #: Keyboard shortcuts, shown on the buttons: key -> (form field, value).
-KEYS = {
+SHORTCUTS = {
     1: {
         "ArrowLeft": ("kl", "0"),
         "ArrowRight": ("kl", "2"),
@@ -66,7 +66,8 @@ REALISM_LABELS = {
     5: "indistinguishable from a real radiograph",
 }
 
-EXCHANGES = {
+#: Each exchange direction as the reader is told it: direction -> (title, what was changed).
+DIRECTION_WORDS = {
     "kl0_to_kl2": (
         "KL-0 → KL-2",
         "the healthy knee given early-OA features (narrower joint "
@@ -258,7 +259,7 @@ def _reader_page(access: _StudyAccess, token: str):
         phase=nxt["phase"],
         image_url=url_for("image", token=token, image_id=nxt["image_id"]),
         action=url_for("answer", token=token),
-        keys=KEYS[nxt["phase"]],
+        keys=SHORTCUTS[nxt["phase"]],
         position=done[nxt["phase"]] + 1,
         phase_total=total[nxt["phase"]],
         phases=2 if total[2] else 1,
@@ -266,7 +267,7 @@ def _reader_page(access: _StudyAccess, token: str):
     )
     if nxt["phase"] == 1:
         return render_template("phase1.html", realism_labels=REALISM_LABELS, **page)
-    exchange, meaning = EXCHANGES[nxt["direction"]]
+    exchange, meaning = DIRECTION_WORDS[nxt["direction"]]
     return render_template(
         "phase2.html",
         exchange=exchange,

@@ -28,6 +28,7 @@ from kecae.config import check_values
 from kecae.data.readers import preprocess, read_image
 from kecae.errors import KecaeError
 from kecae.files import output_error, writable_folder
+from kecae.generated_files import to_uint8
 from kecae.reader_study import db
 from kecae.reader_study.config import PrepareConfig
 from kecae.runfolder import GeneratedFolder
@@ -363,7 +364,6 @@ def _write_images(
 ) -> None:
     """Re-encode every image from its pixels (real ones preprocessed as KECAE saw them), in a
     random order: file times say nothing."""
-    from kecae.generated_files import to_uint8
     # generation loads torch: only when images are written
 
     (folder / db.IMAGES_DIR).mkdir()

@@ -7,7 +7,8 @@
   :mod:`kecae.results` by its own module (:mod:`.summary`, :mod:`.exchange`, :mod:`.measures`,
   :mod:`.grade_match`, :mod:`.downstream`, :mod:`.ablation`, :mod:`.robustness`, :mod:`.tune`,
   :mod:`.recipe`, :mod:`.reader`), with the metric tables' keys in :mod:`.rows` and the notes for
-  missing parts in :mod:`.missing`;
+  missing parts in :mod:`.missing`, and the downstream study's answer in words in :mod:`.answer`
+  (the study prints the same sentences);
 - :mod:`.page` renders ``templates/report.html`` with ``static/report.css`` inlined, so the page
   has no external URL and can be mailed or archived as one file.
 """

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kecae.report import figures
+from kecae.report.answer import generator_warning, label_check, p_text
 from kecae.report.format import fmt, number
 from kecae.report.load import RunData
 from kecae.report.parts import escape, note, table
@@ -22,7 +23,6 @@ from kecae.results import (
     PairedDifference,
     SamplingSize,
 )
-from kecae.studies.answer import generator_warning, label_check, p_text
 
 #: draw, alt text, caption -> the figure's HTML (the report's guarded drawing).
 Drawn = Callable[[Callable[[], str | None], str, str], str]

@@ -7,13 +7,13 @@ from __future__ import annotations
 import base64
 import io
 import math
-import re
 from typing import Any, Literal
 
 import numpy as np
 
 from kecae.report.format import number
 from kecae.report.words import label as grade_label
+from kecae.results import KL0_TO_KL2, KL2_TO_KL0, Fidelity, FidelityDirection, read_targets
 
 MAX_EXAMPLES = 6  # rows of the Fig. 4-style grid; more images make the figure unreadably small
 PAPER_LAMBDA = (1e-2, 1e-3)  # the paper's chosen (λ1, λ2), marked on the grid
@@ -152,52 +152,51 @@ def _grid_margins(height: float) -> dict[str, float]:
     }
 
 
-def _target_number(targets: dict, name: str) -> float | None:
-    """The numeric target of ``targets[name]``, or of the target on metric ``…<name>`` (targets
-    are keyed by their description); a text target such as '>= 0.8' gives 0.8."""
-    t = targets.get(name)
-    if t is None:
-        on_metric = (
-            v
-            for v in targets.values()
-            if isinstance(v, dict) and str(v.get("metric", "")).split(".")[-1] == name
-        )
-        t = next(on_metric, None)
-    t = t.get("target") if isinstance(t, dict) else None
-    if (value := number(t)) is not None:
-        return value
-    m = re.search(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", str(t)) if isinstance(t, str) else None
-    return float(m.group()) if m else None
+def _target_on(targets: dict, metric: str) -> float | None:
+    """The threshold of the target on ``metric`` (``section.key``), None when there is none."""
+    for t in read_targets(targets).values():
+        if t.metric == metric and t.target is not None:
+            value = number(t.target)  # an older metrics.json: a bare number
+            return value if value is not None else t.threshold
+    return None
 
 
-# array name in fidelity.npz -> (panel title, target name in metrics.json, fixed reference lines)
+def _transfer(name: str, direction: str) -> str:
+    return Fidelity.path(FidelityDirection.key(name, direction))
+
+
+# array name in fidelity.npz -> (panel title, the metric whose target is drawn, a ratio panel)
 _FIDELITY_ARRAYS = {
     "key_transfer_kl0_to_kl2": (
         "Key transfer ratio, X′1 (KL-0 → KL-2)",
-        "key_transfer_median",
+        _transfer("key_transfer_median", KL0_TO_KL2),
         True,
     ),
     "key_transfer_kl2_to_kl0": (
         "Key transfer ratio, X′2 (KL-2 → KL-0)",
-        "key_transfer_median_kl2_to_kl0",
+        _transfer("key_transfer_median", KL2_TO_KL0),
         True,
     ),
     "recon_key_transfer_kl0_to_kl2": (
         "Ratio against the reconstructions, X′1",
-        "recon_key_transfer_median",
+        _transfer("recon_key_transfer_median", KL0_TO_KL2),
         True,
     ),
     "nonkey_ssim_kl0_to_kl2": (
         "SSIM outside the joint band, X′1 vs X1",
-        "nonkey_ssim_median",
+        Fidelity.path("nonkey_ssim_median"),
         False,
     ),
     "nonkey_ssim_kl2_to_kl0": (
         "SSIM outside the joint band, X′2 vs X2",
-        "nonkey_ssim_median",
+        Fidelity.path("nonkey_ssim_median"),
         False,
     ),
-    "nonkey_ssim": ("SSIM outside the joint band, X′ vs recipient", "nonkey_ssim_median", False),
+    "nonkey_ssim": (
+        "SSIM outside the joint band, X′ vs recipient",
+        Fidelity.path("nonkey_ssim_median"),
+        False,
+    ),
 }
 
 
@@ -213,7 +212,7 @@ def fidelity_figure(arrays: dict[str, np.ndarray], targets: dict) -> str | None:
     )  # fixed margins: a layout solver costs seconds
     axes = fig.subplots(rows, cols, squeeze=False, gridspec_kw=_grid_margins(height)).ravel()
     for ax, name in zip(axes, names):
-        title, target_name, is_ratio = _FIDELITY_ARRAYS[name]
+        title, target_metric, is_ratio = _FIDELITY_ARRAYS[name]
         v = np.asarray(arrays[name], dtype=np.float64).ravel()
         finite = v[np.isfinite(v)]
         refused = int(np.isneginf(v).sum())  # a refused measurement of X′: a failure
@@ -235,7 +234,7 @@ def fidelity_figure(arrays: dict[str, np.ndarray], targets: dict) -> str | None:
             med = float(np.quantile(kept, 0.5, method="inverted_cdf"))
             if np.isfinite(med):
                 ax.axvline(med, color="#222", lw=1.2, label=f"median {med:.2f}")
-        target = _target_number(targets, target_name)
+        target = _target_on(targets, target_metric)
         if target is not None:
             ax.axvline(target, color="#d62728", lw=1.5, label=f"target {target:g}")
         ax.set_title(grade_label(title), fontsize=10)

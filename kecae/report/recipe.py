@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from kecae.config import load_yaml
+from kecae.errors import KecaeError
 from kecae.report import figures
 from kecae.report.format import fmt, number, words
 from kecae.report.load import RunData
@@ -32,6 +34,10 @@ from kecae.results import (
     SupervisorSummary,
     Tune,
 )
+from kecae.training.config import KECAETrainConfig
+
+# The model presets (torch) are imported when a run's KECAE configuration is shown: the report
+# renders without torch otherwise.
 
 #: Loss weights of KECAETrainConfig shown when they are switched on: field -> what it weighs.
 _EXTRA_TERMS = {
@@ -65,10 +71,7 @@ def _exchange_text(model: Any) -> str:
 
 def generator_section(run: RunData) -> str:
     """The KECAE options this run trained: preset, model and loss, as its config.yaml gives them."""
-    from kecae.config import load_yaml
-    from kecae.errors import KecaeError
     from kecae.models.presets import kecae_config
-    from kecae.training.config import KECAETrainConfig
 
     path = run.layout.kecae.config
     rel = run.rel(path)

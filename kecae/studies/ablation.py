@@ -43,6 +43,11 @@ from kecae.reuse import differences
 from kecae.runfolder import AblationRun, RunLayout
 from kecae.studies.ablation_rows import BASE_MODEL, COLUMNS, ROWS, TIMING, AblationRow
 from kecae.studies.subruns import kecae_run_config
+from kecae.training.config import KECAETrainConfig
+from kecae.training.logs import read_log
+
+# The trainers, checkpoints and evaluation (torch, SciPy, scikit-learn) are imported when a row
+# trains: the command line imports this module for its settings and stays light.
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +107,6 @@ def row_train_config(
     row: AblationRow, cfg: AblationConfig, *, inputs: SharedInputs, out: Path, seed: int
 ) -> Any:
     """The KECAE training configuration of one row and seed."""
-    from kecae.training.config import KECAETrainConfig
 
     return KECAETrainConfig(
         data=inputs.data,
@@ -135,7 +139,6 @@ def _run_row_seed(
     from kecae.checkpoint import load_checkpoint
     from kecae.evaluation.evaluate import EvaluateConfig, evaluate
     from kecae.training.kecae_trainer import train_kecae
-    from kecae.training.logs import read_log
 
     kcfg = row_train_config(row, cfg, inputs=inputs, out=folder.kecae.folder, seed=seed)
     # a row folder trained with other settings is refused by the trainer's strict resume

@@ -37,6 +37,7 @@ from kecae.evaluation.paired import paired_difference
 from kecae.files import atomic_write_text
 from kecae.metrics_file import jsonable, read_metrics, write_section
 from kecae.registry import CLASSIFIERS
+from kecae.report.answer import answer, format_downstream, generator_warning
 from kecae.results import (
     PAIRED_TEST,
     BudgetCheck,
@@ -46,7 +47,6 @@ from kecae.results import (
     read_targets,
 )
 from kecae.runfolder import RunLayout
-from kecae.studies.answer import answer, format_downstream, generator_warning
 from kecae.studies.fractions import Fraction, prepare_fraction, regime_of
 from kecae.studies.rows import (
     BASELINES,

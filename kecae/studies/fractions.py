@@ -28,11 +28,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from kecae import CLASS_GRADES
+from kecae import CLASS_GRADES, generation
 from kecae.config import load_yaml
-from kecae.data.catalog import task_grades
+from kecae.data import load_image_set
+from kecae.data.catalog import load_catalog, task_grades, write_catalog
+from kecae.data.splits import ensure_splits, subsample_train
 from kecae.errors import KecaeError
 from kecae.files import file_sha256
+from kecae.phantoms.site import has_marker
 from kecae.results import DownstreamFraction, Rate, SiteCheck
 from kecae.reuse import differences
 from kecae.runfolder import DownstreamFraction as FractionFolder
@@ -47,6 +50,9 @@ from kecae.studies.subruns import (
     train_or_reuse,
 )
 from kecae.training.config import KECAE_MAY_CHANGE, ClassifierTrainConfig
+
+# Checkpoints, classifiers, measures and the phantom renderer (torch, SciPy, scikit-learn) are
+# imported where a study uses them: the command line imports the studies for their settings.
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +84,6 @@ def find_or_generate(
     """A finished generation of at least ``pairs`` pairs by ``ckpt`` from ``data``'s training
     split with the study's pair seed: the first of ``candidates`` that holds one (its first N
     pairs are exactly a generation of N), else a new one in ``target``."""
-    from kecae import generation
 
     if not ckpt.is_file():
         raise KecaeError(
@@ -241,8 +246,6 @@ def _subsample(
 ) -> DownstreamFraction:
     """The fraction's data set: a manifest with the training split cut to the fraction's
     patients (the regime's data itself at 1.0), and its counts."""
-    from kecae.data.catalog import load_catalog, write_catalog
-    from kecae.data.splits import ensure_splits, subsample_train
 
     catalog = ensure_splits(load_catalog(regime.data, patient_regex=options.get("patient_regex")))
     fdata = regime.data
@@ -367,7 +370,7 @@ def _write_subsets(
 ) -> tuple[dict[str, tuple[str, int]], Rate | None]:
     """Each part's manifest and image count, and the share of X' the supervisor confirms
     (None when no part filters). ``counts``: the fraction's real (KL-0, KL-2) images."""
-    from kecae.evaluation.metrics import rate  # SciPy and scikit-learn: not at `kecae` start-up
+    from kecae.evaluation.metrics import rate
 
     rows = generated_rows(generated)
     x1 = [r for r in rows if r["direction"] == "kl0_to_kl2"]  # pair order
@@ -395,7 +398,6 @@ def _write_subsets(
 
 def _generated_images(cfg: Any, generated: Path, size: int) -> Any:
     """The generated folder's images at ``size`` px (an ImageSet, grade order)."""
-    from kecae.data import load_image_set
 
     return load_image_set(
         generated,
@@ -424,11 +426,9 @@ def site_check(
 ) -> SiteCheck:
     """Whether X' kept its recipient's site, and how often each label carries the marker in
     the real training images and in X' (the correlation the exchange should break)."""
-    from kecae.data import load_image_set
-    from kecae.evaluation.metrics import rate  # SciPy and scikit-learn: not at `kecae` start-up
+    from kecae.evaluation.metrics import rate
     from kecae.phantoms.dataset import CSV_NAME
     from kecae.phantoms.oracle import read_ground_truth
-    from kecae.phantoms.site import has_marker
 
     truth = read_ground_truth(Path(regime.data) / CSV_NAME)
     real = load_image_set(

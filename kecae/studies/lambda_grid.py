@@ -18,7 +18,9 @@ import numpy as np
 
 from kecae import CLASS_GRADES
 from kecae.config import setting
+from kecae.data.cache import load_image_set
 from kecae.data.catalog import task_grades
+from kecae.device import select_device
 from kecae.errors import KecaeError
 from kecae.files import atomic_write_text
 from kecae.metrics_file import jsonable, write_section
@@ -28,6 +30,9 @@ from kecae.reuse import differences
 from kecae.runfolder import KECAERun, RunLayout
 from kecae.studies.subruns import Progress, check_sub_run, kecae_run_config, resolve_data
 from kecae.training.config import KECAETrainConfig, kecae_model_config
+
+# The trainer, checkpoints and measures (torch, SciPy, scikit-learn) are imported when the grid
+# trains: the command line imports this module for its settings and stays light.
 
 #: KECAE settings that must match for a grid cell to be resumed (more steps may be added).
 KECAE_REUSE_FIELDS = (
@@ -204,7 +209,6 @@ def latent_sample(
     grades: tuple[int, int] = CLASS_GRADES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``n_images`` test images, half per class (seeded), and their labels (0/1)."""
-    from kecae.data.cache import load_image_set
 
     rng = np.random.default_rng(seed)
     picks, labels = [], []
@@ -258,7 +262,6 @@ def _train_and_measure(
     """Train (or resume) one cell's KECAE, then measure hK / hN separability."""
     from kecae import inference
     from kecae.checkpoint import load_checkpoint
-    from kecae.device import select_device
     from kecae.evaluation.metrics import svm_separability
     from kecae.training import kecae_trainer
 

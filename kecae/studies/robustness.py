@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 from kecae.config import Range, load_yaml
 from kecae.errors import KecaeError
+from kecae.evaluation.summary import TARGETS
 from kecae.files import file_sha256
 from kecae.metrics_file import jsonable, read_metrics, write_section, write_sections
 from kecae.results import (
@@ -41,6 +42,7 @@ from kecae.results import (
     Robustness,
     RobustnessMetric,
     format_value,
+    is_finite,
     lookup,
     mean_pm,
     read_targets,
@@ -59,6 +61,9 @@ from kecae.studies.subruns import (
     train_or_reuse,
 )
 from kecae.training.config import ClassifierTrainConfig, KECAETrainConfig
+
+# Checkpoints and the evaluation (torch, SciPy, scikit-learn) are imported when a seed runs: the
+# command line imports this module for its settings and stays light.
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +264,6 @@ def _evaluate(
 ) -> dict[str, Any]:
     """The seed's evaluation: reused when made with the same models, pairs and targets."""
     from kecae.evaluation.evaluate import EvaluateConfig, evaluate
-    from kecae.evaluation.summary import TARGETS
 
     want = {
         "kecae_sha256": file_sha256(models.kecae),
@@ -384,7 +388,6 @@ def metric_over_seeds(
     met: list[bool | None] | None = None,
 ) -> RobustnessMetric:
     """One metric's values over the seeds, summarised (non-numbers read as None)."""
-    from kecae.results import is_finite
 
     vals = [float(v) if is_finite(v) else None for v in values]
     finite = [v for v in vals if v is not None]

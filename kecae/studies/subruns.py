@@ -21,10 +21,20 @@ from typing import Any
 from kecae.config import load_yaml, setting
 from kecae.errors import KecaeError
 from kecae.files import atomic_path
+from kecae.generated_files import read_meta
 from kecae.paths import load_path, store_path
+from kecae.registry import CLASSIFIERS
 from kecae.reuse import check_config_file, differences
 from kecae.runfolder import ClassifierRun, GeneratedFolder, KECAERun, RunLayout
-from kecae.training.config import KECAE_MAY_CHANGE, ClassifierTrainConfig, KECAETrainConfig
+from kecae.training.config import (
+    KECAE_MAY_CHANGE,
+    ClassifierTrainConfig,
+    KECAETrainConfig,
+    kecae_model_config,
+)
+
+# The trainers, checkpoints and measures (torch, SciPy, scikit-learn) are imported when a sub-run
+# trains: the command line imports the studies for their settings and stays light.
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +102,6 @@ class ClassifierStudyConfig:
 
 def check_archs(archs: list[str]) -> None:
     """Refuse classifier names that are not in the zoo."""
-    from kecae.registry import CLASSIFIERS
 
     bad = [a for a in archs if a not in CLASSIFIERS]
     if not archs or bad:
@@ -180,7 +189,6 @@ def data_options(
 
 def resolve_image_size(size: int | None, run: Path, generated: Path | None = None) -> int:
     """Given, else the run's KECAE model size, else the generated folder's image size."""
-    from kecae.training.config import kecae_model_config
 
     if size:
         return int(size)
@@ -399,7 +407,6 @@ def subset_manifest(folder: str | Path, rows: list[dict[str, str]], dest: str | 
 def reusable_generation(folder: GeneratedFolder, want: dict[str, Any], n_pairs: int) -> bool:
     """Whether ``folder`` is a finished generation of the same checkpoint, data and pair seed
     with at least ``n_pairs`` pairs (its first N pairs are then exactly a generation of N)."""
-    from kecae.generated_files import read_meta
 
     if not folder.manifest.is_file():
         return False

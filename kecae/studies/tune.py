@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from kecae.config import setting
 from kecae.errors import KecaeError
+from kecae.files import file_sha256
 from kecae.metrics_file import jsonable, read_metrics, write_section, write_sections
 from kecae.paths import store_path, store_paths
 from kecae.registry import SEARCH_SPACE, TUNE_PARAMS
@@ -47,10 +48,13 @@ from kecae.studies.subruns import (
 )
 from kecae.studies.tune_objective import OBJECTIVE, objective_terms, tune_objective
 from kecae.studies.tune_table import params_text
-from kecae.training.config import KECAE_MAY_CHANGE, KECAETrainConfig
+from kecae.training.config import KECAE_MAY_CHANGE, KECAETrainConfig, kecae_model_config
 
 if TYPE_CHECKING:
     import optuna
+
+# KECAE, checkpoints and the evaluation (torch, SciPy, scikit-learn) are imported when a trial
+# runs: the command line imports this module for its settings and stays light.
 
 
 log = logging.getLogger(__name__)
@@ -187,7 +191,6 @@ def run_tune(cfg: TuneConfig) -> dict[str, Any]:
 
 def _inputs(cfg: TuneConfig, layout: RunLayout) -> _Inputs:
     """The run's KECAE recipe at the tuning budget, the judge, and the settings to search."""
-    from kecae.training.config import kecae_model_config
 
     base = kecae_run_config(layout.root)
     if base is None:
@@ -229,7 +232,6 @@ def run_settings(inputs: _Inputs) -> dict[str, Any]:
     """The run's own value of each searched setting that lies in the search space: the first
     trial of a new study, so the search starts where the run already is (a setting outside its
     range is drawn by the sampler)."""
-    from kecae.training.config import kecae_model_config
 
     model = kecae_model_config(inputs.base)
     values = {
@@ -333,7 +335,6 @@ def _objective(trial: optuna.Trial, cfg: TuneConfig, inputs: _Inputs, layout: Ru
 
 def _check_model(kcfg: KECAETrainConfig) -> None:
     from kecae.models.autoencoder import KECAE
-    from kecae.training.config import kecae_model_config
 
     try:
         KECAE(kecae_model_config(kcfg))
@@ -354,7 +355,6 @@ def _evaluated(
     cfg: TuneConfig, inputs: _Inputs, checkpoint: Path, folder: RunLayout, split: str
 ) -> dict[str, Any]:
     from kecae.evaluation.evaluate import EvaluateConfig, evaluate
-    from kecae.files import file_sha256
 
     want = {
         "split": split,

@@ -28,12 +28,14 @@ from tqdm.auto import tqdm
 from kecae import CLASS_GRADES
 from kecae.checkpoint import load_checkpoint, load_weights, resume_from, rng_state, save_checkpoint
 from kecae.config import check_values, load_yaml, save_yaml, to_dict
-from kecae.data.catalog import task_grades
-from kecae.device import seed_everything
+from kecae.data import load_image_set
+from kecae.data.catalog import load_catalog, task_grades
+from kecae.device import autocast, memory_format, seed_everything
 from kecae.errors import KecaeError
+from kecae.evaluation.metrics import classification_metrics
 from kecae.files import atomic_write_text
 from kecae.inference import classify
-from kecae.models.classifiers import Classifier
+from kecae.models.classifiers import Classifier, ClassifierConfig, build_classifier
 from kecae.reuse import check_resumable, prepare_output, record_data_problems
 from kecae.runfolder import ClassifierRun
 from kecae.runlock import releases_locks
@@ -52,7 +54,7 @@ from kecae.training.distributed import (
 from kecae.training.logs import RunLogger
 from kecae.training.opening import check_training_data, take_run_folder
 from kecae.training.schedule import Schedule
-from kecae.training.step import autocast, check_finite, memory_format
+from kecae.training.step import check_finite
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +95,6 @@ class TrainingData:
 def load_splits(cfg: ClassifierTrainConfig, progress: bool) -> TrainingData:
     """Train (the real grades kept, + ``augment_dirs``; then ``mix_dirs``), val and test image
     sets at the classifier's size."""
-    from kecae.data import load_image_set
-    from kecae.data.catalog import load_catalog
 
     pair = task_grades(cfg.grades)
 
@@ -160,7 +160,6 @@ def evaluate_split(
     grades: tuple[int, int] = CLASS_GRADES,
 ) -> dict[str, Any]:
     """Classification metrics and the cross-entropy of ``model`` on one split (of ``grades``)."""
-    from kecae.evaluation.metrics import classification_metrics
 
     y = _labels(image_set.grades, grades)
     model.eval()
@@ -202,7 +201,6 @@ def train_classifier(cfg: ClassifierTrainConfig) -> dict[str, Any]:
     resumes. A folder made with other settings (another --arch, lr, data, ...) is refused, or,
     with ``fresh``, left alone while the run starts in a new folder.
     """
-    from kecae.models.classifiers import ClassifierConfig, build_classifier
 
     check_values(cfg)
     dist_info, device = init_distributed(cfg.device)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kecae.config import Range, check_values, setting
+from kecae.errors import KecaeError
 from kecae.registry import (
     AUGMENTATIONS,
     CLASSIFIERS,
@@ -22,6 +23,9 @@ from kecae.registry import (
 
 if TYPE_CHECKING:
     from kecae.models.autoencoder import KECAEConfig
+
+# The model presets (torch) are imported when a preset is resolved: the command line imports
+# these settings and stays light.
 
 
 @dataclass
@@ -197,7 +201,6 @@ CLASSIFIER_MAY_CHANGE = (
 
 def kecae_model_config(cfg: KECAETrainConfig) -> KECAEConfig:
     """The KECAE model a training configuration describes: its preset with its overrides."""
-    from kecae.errors import KecaeError
     from kecae.models.presets import kecae_config
 
     try:

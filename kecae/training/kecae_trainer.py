@@ -26,7 +26,7 @@ from kecae.config import check_values, save_yaml, to_dict
 from kecae.data.cache import ImageSet, load_image_set
 from kecae.data.catalog import task_grades
 from kecae.data.pairs import PairSampler
-from kecae.device import seed_everything
+from kecae.device import autocast, memory_format, seed_everything
 from kecae.errors import KecaeError
 from kecae.files import atomic_path, atomic_write_text
 from kecae.losses import LossInputs, kecae_loss, logged_names
@@ -53,7 +53,7 @@ from kecae.training.loss_modules import (
     update_modules,
 )
 from kecae.training.opening import check_training_data, take_run_folder
-from kecae.training.step import autocast, memory_format, stop_unless_finite
+from kecae.training.step import stop_unless_finite
 from kecae.training.supervisor import load_supervisor
 
 log = logging.getLogger(__name__)

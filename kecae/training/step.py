@@ -1,5 +1,6 @@
-"""What one optimiser step needs besides the model: mixed precision, the memory layout, and the
-stop on a loss that is no longer finite. Both training loops use these; neither knows the model."""
+"""What one optimiser step needs besides the model: the stop on a loss that is no longer finite
+(mixed precision and the memory layout are device matters: :mod:`kecae.device`). Both training
+loops use these; neither knows the model."""
 
 from __future__ import annotations
 
@@ -10,18 +11,6 @@ import torch
 
 from kecae.errors import KecaeError
 from kecae.training.distributed import DistInfo, broadcast_flag
-
-
-def autocast(device: torch.device, enabled: bool) -> torch.autocast:
-    """bf16 autocast on CUDA; a no-op on CPU so CPU runs stay deterministic."""
-    return torch.autocast(
-        device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda"
-    )
-
-
-def memory_format(enabled: bool) -> torch.memory_format:
-    """NHWC (channels_last) when enabled: faster convolutions on CPU and on tensor-core GPUs."""
-    return torch.channels_last if enabled else torch.contiguous_format
 
 
 def check_finite(value: float, step: int, what: str, last_ckpt: str | None) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from kecae.evaluation.paired import paired_difference
 from kecae.metrics_file import jsonable
+from kecae.report.answer import answer, format_downstream, label_check, p_text
 from kecae.report.downstream import downstream_html, downstream_rows, fraction_curves
 from kecae.report.load import RunData
 from kecae.results import (
@@ -24,7 +25,6 @@ from kecae.results import (
     SiteCheck,
     ValidationCurve,
 )
-from kecae.studies.answer import answer, format_downstream, label_check, p_text
 
 SEEDS = [0, 1, 2, 3, 4]
 #: Test accuracy per seed of each row at fraction 0.1 (the label check there too).

@@ -4,23 +4,33 @@ from __future__ import annotations
 
 import numpy as np
 
-from kecae.report.figures import _target_number, fidelity_figure
+from kecae.report.figures import _target_on, fidelity_figure
+from kecae.results import KL0_TO_KL2, KL2_TO_KL0, Fidelity, FidelityDirection, Target
 
-#: Targets as evaluate writes them: keyed by description, each naming its metric.
+KEY_TRANSFER = Fidelity.path(FidelityDirection.key("key_transfer_median", KL0_TO_KL2))
+NONKEY_SSIM = Fidelity.path("nonkey_ssim_median")
+
+#: Targets as evaluate writes them: keyed by description, each naming its metric (an older
+#: metrics.json may hold a bare number as the threshold).
 TARGETS = {
-    "key transfer median, KL-0 -> KL-2 (refusals fail)": {
-        "metric": "fidelity.key_transfer_median",
-        "target": ">= 0.7",
-    },
-    "non-key SSIM (median)": {"metric": "fidelity.nonkey_ssim_median", "target": 0.9},
+    "key transfer median, KL-0 -> KL-2 (refusals fail)": Target(
+        metric=KEY_TRANSFER, target=">= 0.7", value=0.8, met=True
+    ).to_dict(),
+    "non-key SSIM (median)": Target(
+        metric=NONKEY_SSIM,
+        target=0.9,
+        value=0.95,
+        met=True,
+    ).to_dict(),
 }
 
 
-def test_target_found_by_its_metric_or_its_key():
-    assert _target_number(TARGETS, "key_transfer_median") == 0.7
-    assert _target_number(TARGETS, "nonkey_ssim_median") == 0.9
-    assert _target_number(TARGETS, "non-key SSIM (median)") == 0.9
-    assert _target_number(TARGETS, "key_transfer_median_kl2_to_kl0") is None
+def test_target_found_by_its_metric():
+    assert _target_on(TARGETS, KEY_TRANSFER) == 0.7
+    assert _target_on(TARGETS, NONKEY_SSIM) == 0.9
+    other = Fidelity.path(FidelityDirection.key("key_transfer_median", KL2_TO_KL0))
+    assert _target_on(TARGETS, other) is None
+    assert _target_on({}, KEY_TRANSFER) is None
 
 
 def test_fidelity_figure_draws_the_target_line(monkeypatch):

@@ -1,4 +1,5 @@
-"""The downstream study's answer: one sentence per regime, and Table II as console text.
+"""The downstream study's answer: one sentence per regime, and Table II as console text (the
+report and ``kecae study downstream`` both say it).
 
 The sentence compares the rows with generated images (T', T'+classic) with the better of the two
 things a user does today (T, T+classic), at the fraction where they came closest to a gain, with
