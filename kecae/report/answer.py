@@ -56,12 +56,12 @@ def _diff_words(diff: PairedDifference, against: str) -> str:
     )
 
 
-def answer(table: Downstream) -> str:
-    """The study's answer in one sentence (two in the shortcut regime)."""
-    rows = table.rows or []
-    if not rows:
-        return ""
-    model, n = rows[0].model, rows[0].n_seeds
+Closest = tuple[DownstreamRow, PairedDifference, str]
+
+
+def _closest(rows: list[DownstreamRow], model: str) -> Closest | None:
+    """``model``'s row with generated images that came closest to beating the better of T and
+    T+classic at its fraction: the row, its paired difference against that one, its name."""
     by = {(r.model, r.train_fraction, r.training_set): r for r in rows}
     best: tuple[float, DownstreamRow, PairedDifference, str] | None = None
     for r in rows:
@@ -80,17 +80,31 @@ def answer(table: Downstream) -> str:
         )
         if best is None or diff.mean > best[0]:
             best = (diff.mean, r, diff, name)
-    head = regime_words(table)
-    if best is None:
-        return f"{head}, no row with generated images was compared with T and T + classic."
-    _, row, diff, against = best
-    seeds = f"{model}, {n} seeds"
-    name = row.training_set.replace("'", "′")
-    wins = all(
+    return None if best is None else best[1:]
+
+
+def _wins(row: DownstreamRow) -> bool:
+    return all(
         d is not None and d.mean > 0 and _p(d) < LEVEL
         for d in (row.paired_vs_t, row.paired_vs_classic)
     )
-    if wins:
+
+
+def answer(table: Downstream) -> str:
+    """The study's answer in one sentence for the first classifier (a second in the shortcut
+    regime: T's validation and test accuracy), and one more for each other classifier."""
+    rows = table.rows or []
+    if not rows:
+        return ""
+    model, n = rows[0].model, rows[0].n_seeds
+    head = regime_words(table)
+    best = _closest(rows, model)
+    if best is None:
+        return f"{head}, no row with generated images was compared with T and T + classic."
+    row, diff, against = best
+    seeds = f"{model}, {n} seeds"
+    name = row.training_set.replace("'", "′")
+    if _wins(row):
         text = (
             f"{head}, {name} beat both T and T + classic at training fraction "
             f"{row.train_fraction:g}: {_diff_words(diff, against)} ({seeds})."
@@ -103,14 +117,42 @@ def answer(table: Downstream) -> str:
             f"{100 * (diff.mde or math.nan):.2f} points."
         )
     if table.site_bias is not None:
-        t = by.get((model, row.train_fraction, "T"))
+        t = next(
+            (
+                r
+                for r in rows
+                if (r.model, r.train_fraction, r.training_set) == (model, row.train_fraction, "T")
+            ),
+            None,
+        )
         if t is not None and t.val_accuracy_mean is not None:
             text += (
                 f" T scored {100 * t.val_accuracy_mean:.1f} % on the validation set, which "
                 f"shares the shortcut, and {100 * t.accuracy_mean:.1f} % on the unconfounded "
                 "test set."
             )
+    for other in dict.fromkeys(r.model for r in rows if r.model != model):
+        text += _other_model(rows, other)
     return text
+
+
+def _other_model(rows: list[DownstreamRow], model: str) -> str:
+    """The answer's sentence for a further classifier ('' when it has no compared rows)."""
+    best = _closest(rows, model)
+    if best is None:
+        return ""
+    row, diff, against = best
+    n = next(r.n_seeds for r in rows if r.model == model)
+    name = row.training_set.replace("'", "′")
+    verdict = (
+        "it beat both T and T + classic"
+        if _wins(row)
+        else f"these seeds could have detected {100 * (diff.mde or math.nan):.2f} points"
+    )
+    return (
+        f" With {model} ({n} seeds), {name} at fraction {row.train_fraction:g} was "
+        f"{_diff_words(diff, against)}; {verdict}."
+    )
 
 
 def label_check(table: Downstream) -> list[str]:
@@ -167,7 +209,7 @@ def _diff_text(diff: PairedDifference | None, mde: bool = False) -> str:
         return ""
     p = _p(diff)
     text = f"{_pp(diff.mean)} [{_pp(diff.ci_low)}, {_pp(diff.ci_high)}]"
-    text += "" if math.isnan(p) else f" p={p:.3f}"
+    text += "" if math.isnan(p) else " " + p_text(p).replace(" = ", "=").replace(" < ", "<")
     if mde and diff.mde is not None and math.isfinite(diff.mde):
         text += f" mde={100 * diff.mde:.2f}"
     return text

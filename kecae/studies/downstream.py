@@ -15,7 +15,8 @@ have detected (:mod:`kecae.evaluation.paired`).
 Rows (:data:`TRAINING_SETS`): the compared ones (T, T+classic, T+mixup, T+CutMix, T', T'+classic)
 at every fraction; at ``--check-fractions`` the label check (train on generated, test on real:
 X' alone, and each direction replacing one class of T image for image) and the options (X' the
-supervisor confirms, other generated-to-real ratios, pre-training on X' then fine-tuning on T).
+supervisor confirms, other generated-to-real ratios, pre-training on X' then fine-tuning on T),
+by every ``--arch`` classifier or only by the ``--check-arch`` ones.
 ``--site-bias B`` runs the same study in the shortcut regime. Sub-runs live under
 ``RUN/studies/downstream/<regime>/fraction_<f>/``; a rerun reuses finished ones, resumes a cut
 one, and ``--max-minutes`` stops the study between sub-runs so it runs in pieces.
@@ -100,6 +101,9 @@ class DownstreamConfig(ClassifierStudyConfig):
     check_sets: list[str] = setting(
         factory=lambda: list(CHECKS), flag="--check-sets", choices=TRAINING_SETS
     )  # rows trained at --check-fractions only (label check, options)
+    check_arch: list[str] = setting(
+        factory=list, flag="--check-arch", choices=CLASSIFIERS
+    )  # the --arch classifiers that train --check-sets (default: every one)
     train_fractions: list[float] = setting(
         factory=lambda: [0.05, 0.1, 0.25, 1.0], flag="--train-fraction"
     )  # shares of the real training patients
@@ -127,6 +131,12 @@ class DownstreamConfig(ClassifierStudyConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_archs(self.archs)
+        extra = [a for a in self.check_arch if a not in self.archs]
+        if extra:
+            raise ValueError(
+                f"--check-arch {extra} is not among --arch {self.archs}: name classifiers "
+                "that the study trains, or leave --check-arch out (every --arch)"
+            )
         for flag, names in (("--sets", self.training_sets), ("--check-sets", self.check_sets)):
             bad = [s for s in names if s not in TRAINING_SETS]
             if bad:
@@ -159,10 +169,12 @@ class DownstreamConfig(ClassifierStudyConfig):
         """The distinct fractions, smallest first."""
         return sorted(set(self.train_fractions) | set(self.check_fractions))
 
-    def rows_at(self, fraction: float) -> list[str]:
-        """The rows trained at ``fraction``, in table order."""
+    def rows_at(self, fraction: float, arch: str | None = None) -> list[str]:
+        """The rows ``arch`` trains at ``fraction`` (any classifier's when None), in table
+        order."""
         wanted = set(self.training_sets if fraction in self.train_fractions else [])
-        if fraction in self.check_fractions:
+        checks = arch is None or not self.check_arch or arch in self.check_arch
+        if fraction in self.check_fractions and checks:
             wanted |= set(self.check_sets)
             if set(self.check_sets) - set(BASELINES):  # what the checks are compared with
                 wanted |= set(BASELINES)
@@ -251,7 +263,7 @@ def run_downstream(cfg: DownstreamConfig) -> dict[str, Any] | None:
         for seed in cfg.seed_list  # seeds outermost: a study cut short has whole seeds
         for arch in cfg.archs
         for f in cfg.fraction_list
-        for name in cfg.rows_at(f)
+        for name in cfg.rows_at(f, arch)
     ]
     results: dict[tuple[str, float, str], list[dict[str, Any]]] = {}
     progress = Progress(f"downstream {regime.name}", len(jobs))
@@ -293,7 +305,7 @@ def _write_whole_seeds(
     """A study stopped by ``max_minutes``: the section from the seeds every row has finished
     (at least 2, for the paired statistics), saying so in its note; a rerun continues and
     replaces it."""
-    cells = [(a, f, n) for a in cfg.archs for f in cfg.fraction_list for n in cfg.rows_at(f)]
+    cells = [(a, f, n) for a in cfg.archs for f in cfg.fraction_list for n in cfg.rows_at(f, a)]
     whole = min(len(results.get(c, [])) for c in cells)
     if whole < 2:
         return

@@ -5,6 +5,7 @@ the paired intervals, the site check and the figures -- on hand-worked accuracie
 from __future__ import annotations
 
 import re
+from dataclasses import replace as dataclasses_replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ ACC = {
 }
 
 
-def _row(name: str, fraction: float, shift: float = 0.0) -> DownstreamRow:
+def _row(name: str, fraction: float, shift: float = 0.0, model: str = "small") -> DownstreamRow:
     acc = [a + shift for a in ACC[name]]
 
     def diff(base: str) -> PairedDifference | None:
@@ -48,7 +49,7 @@ def _row(name: str, fraction: float, shift: float = 0.0) -> DownstreamRow:
         return PairedDifference(**paired_difference(acc, b), baseline=base)
 
     return DownstreamRow(
-        model="small",
+        model=model,
         train_fraction=fraction,
         training_set=name,
         accuracy_mean=float(np.mean(acc)),
@@ -147,6 +148,46 @@ def test_answer_names_the_winner_with_its_interval():
     assert text.startswith("In the i.i.d. regime, T′ beat both T and T + classic at training")
     assert "fraction 0.1: +2.60 ±" in text and p_text(d["p_value"]) in text
     assert "(small, 5 seeds)" in text
+
+
+def test_answer_adds_a_sentence_per_further_classifier():
+    section = _section(Downstream, None)
+    # resnet18: T' equals T on four seeds and loses 5 points on the fifth; T+classic is 1 below
+    # T on every seed, so T is the better baseline
+    t = [0.80, 0.82, 0.81, 0.79, 0.83]
+    worse = {"T": t, "T+classic": [a - 0.01 for a in t], "T'": [*t[:4], t[4] - 0.05]}
+
+    def row(name: str) -> DownstreamRow:
+        r = _row(name, 1.0, model="resnet18")
+        acc = worse[name]
+        diffs = {
+            b: PairedDifference(**paired_difference(acc, worse[b]), baseline=b)
+            for b in ("T", "T+classic")
+            if b != name
+        }
+        return DownstreamRow(
+            **{
+                **r.__dict__,
+                "accuracy_mean": float(np.mean(acc)),
+                "accuracy_std": float(np.std(acc, ddof=1)),
+                "accuracy_values": acc,
+                "paired_vs_t": diffs.get("T"),
+                "paired_vs_classic": diffs.get("T+classic"),
+            }
+        )
+
+    section.rows = [*section.rows, *(row(n) for n in worse)]
+    first = answer(dataclasses_replace(section, rows=section.rows[:-3]))
+    text = answer(section)
+    d = paired_difference(worse["T'"], worse["T"])
+    assert text.startswith(first)  # the first classifier's sentence is unchanged
+    assert text[len(first) :] == (
+        f" With resnet18 (5 seeds), T′ at fraction 1 was {100 * d['mean']:+.2f} ± "
+        f"{100 * d['std']:.2f} points over T (95 % CI {100 * d['ci_low']:+.2f} to "
+        f"{100 * d['ci_high']:+.2f}, {p_text(d['p_value'])}); these seeds could have detected "
+        f"{100 * d['mde']:.2f} points."
+    )
+    assert "-1.00 ± 2.24 points over T" in text
 
 
 def test_label_check_gives_the_gap_per_direction():

@@ -206,6 +206,25 @@ def test_a_stopped_study_writes_the_seeds_every_row_finished(run_dir, study, mon
     downstream.run_downstream(cfg)  # the 2-seed section back for the tests that follow
 
 
+def test_check_sets_train_only_for_the_check_archs():
+    cfg = downstream.DownstreamConfig(
+        run="r",
+        archs=["small", "resnet18"],
+        check_arch=["small"],
+        train_fractions=[0.1, 1.0],
+        check_fractions=[1.0],
+        training_sets=["T", "T'"],
+        check_sets=["X'", "X'2+T2"],
+    )
+    # the label check is compared with T and T+classic, so the small CNN trains both baselines
+    assert cfg.rows_at(1.0, "small") == ["T", "T+classic", "T'", "X'", "X'2+T2"]
+    assert cfg.rows_at(1.0, "resnet18") == ["T", "T'"]
+    assert cfg.rows_at(0.1, "small") == cfg.rows_at(0.1, "resnet18") == ["T", "T'"]
+    assert cfg.rows_at(1.0) == cfg.rows_at(1.0, "small")  # every row some classifier trains
+    every = dataclasses.replace(cfg, check_arch=[])
+    assert every.rows_at(1.0, "resnet18") == every.rows_at(1.0, "small")
+
+
 def test_config_checks_and_missing_inputs(tmp_path, run_dir, kit):
     for bad, match in (
         ({"train_fractions": [0.0]}, "train-fraction"),
@@ -213,6 +232,7 @@ def test_config_checks_and_missing_inputs(tmp_path, run_dir, kit):
         ({"gen_ratio": 0.0}, "gen-ratio"),
         ({"steps": [1, 2, 3]}, "one per fraction"),
         ({"check_sets": ["Z"]}, "check-sets"),
+        ({"check_arch": ["resnet18"]}, "--check-arch .* is not among --arch"),
     ):
         with pytest.raises(ValueError, match=match):
             downstream.DownstreamConfig(run="r", archs=["small"], **bad)
