@@ -42,7 +42,7 @@ from kecae.results import (
 from kecae.reuse import differences
 from kecae.runfolder import AblationRun, RunLayout
 from kecae.studies.ablation_rows import BASE_MODEL, COLUMNS, ROWS, TIMING, AblationRow
-from kecae.studies.subruns import kecae_run_config
+from kecae.studies.subruns import KECAEStudyConfig, kecae_run_config
 from kecae.training.config import KECAETrainConfig
 from kecae.training.logs import read_log
 
@@ -53,12 +53,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class AblationConfig:
+class AblationConfig(KECAEStudyConfig):
     """The ablation: rows of KECAE options on one shared budget."""
 
-    run: str = setting(
-        "", required=True, metavar="DIR"
-    )  # run folder with the data, supervisor/, judge/
     rows: list[str] = setting(factory=lambda: list(ROWS), choices=ROWS)  # rows to train (all)
     steps: int = 2000  # optimiser steps per row (the demo's budget)
     batch_size: int = 32  # pairs per step (paper: 32)
@@ -68,16 +65,10 @@ class AblationConfig:
     seeds: int = 1  # seeds per row
     best_rows: int = 2  # rows that get best_seeds seeds
     best_seeds: int = 3  # seeds of the best rows
-    data: str | None = None  # default: the run's KECAE data set
-    supervisor: str | None = None  # default: DIR/supervisor/best.pt
     judge: str | None = None  # default: DIR/judge/best.pt
-    device: str = "auto"  # auto / cpu / cuda
-    cache_dir: str | None = None  # preprocessed-image cache
-    progress: bool = True  # the trainer's progress bar
 
     def __post_init__(self) -> None:
-        if not self.run:
-            raise ValueError("run is empty: pass the run folder (e.g. runs/demo)")
+        super().__post_init__()
         unknown = [r for r in self.rows if r not in ROWS]
         if not self.rows or unknown:
             raise ValueError(

@@ -28,7 +28,13 @@ from kecae.registry import PRESETS
 from kecae.results import LambdaGrid
 from kecae.reuse import differences
 from kecae.runfolder import KECAERun, RunLayout
-from kecae.studies.subruns import Progress, check_sub_run, kecae_run_config, resolve_data
+from kecae.studies.subruns import (
+    KECAEStudyConfig,
+    Progress,
+    check_sub_run,
+    kecae_run_config,
+    resolve_data,
+)
 from kecae.training.config import KECAETrainConfig, kecae_model_config
 
 # The trainer, checkpoints and measures (torch, SciPy, scikit-learn) are imported when the grid
@@ -54,27 +60,21 @@ KECAE_REUSE_FIELDS = (
 
 
 @dataclass
-class LambdaGridConfig:
+class LambdaGridConfig(KECAEStudyConfig):
     """Fig. 3: one KECAE per (λ1, λ2), SVM-RBF accuracy on the latents of test images."""
 
-    run: str = setting("", required=True, metavar="DIR")  # run folder (made by kecae run or demo)
     lambda1: list[float] = field(default_factory=lambda: [1e-5, 1e-3, 1e-1, 1.0])  # rows: J_SUP
     lambda2: list[float] = field(default_factory=lambda: [1e-5, 1e-3, 1e-1, 1.0])  # cols: J_LDA
     kecae_steps: int = 300  # optimiser steps per KECAE (scaled down from the paper's 1,000 epochs)
-    data: str | None = None  # default: the run's KECAE data set
     supervisor: str | None = None  # default RUN/supervisor/best.pt, else the run's supervisor
     preset: str | None = setting(None, choices=PRESETS)  # default: the run's KECAE preset
     batch_size: int | None = None  # default: the run's KECAE batch
     num_pairs: int | None = None  # default: the run's N pairs
     images: int = 1000  # most test images for the SVM (half per class, 5-fold)
     seed: int | None = None  # default: the run's KECAE seed (same init and batches in every cell)
-    device: str = "auto"  # auto / cpu / cuda
-    cache_dir: str | None = None  # preprocessed-image cache
-    progress: bool = True  # the trainer's progress bar
 
     def __post_init__(self) -> None:
-        if not self.run:
-            raise ValueError("run is empty: pass the run folder (e.g. runs/demo)")
+        super().__post_init__()
         for name in ("lambda1", "lambda2"):
             values = getattr(self, name)
             if not values or min(values) < 0 or len(set(values)) != len(values):

@@ -100,6 +100,23 @@ class ClassifierStudyConfig:
         return list(range(self.first_seed, self.first_seed + self.seeds))
 
 
+@dataclass
+class KECAEStudyConfig:
+    """Settings shared by the studies that train KECAEs on a run's data (the ablation, the λ grid,
+    the tuning)."""
+
+    run: str = setting("", required=True, metavar="DIR")  # run folder (made by kecae run or demo)
+    data: str | None = None  # default: the run's KECAE data set
+    supervisor: str | None = None  # default: DIR/supervisor/best.pt
+    device: str = "auto"  # auto / cpu / cuda
+    cache_dir: str | None = None  # preprocessed-image cache
+    progress: bool = True  # the trainer's progress bar
+
+    def __post_init__(self) -> None:
+        if not self.run:
+            raise ValueError("run is empty: pass the run folder (e.g. runs/demo)")
+
+
 def check_archs(archs: list[str]) -> None:
     """Refuse classifier names that are not in the zoo."""
 

@@ -41,6 +41,7 @@ from kecae.results import (
 from kecae.reuse import check_same, differences
 from kecae.runfolder import RunLayout
 from kecae.studies.subruns import (
+    KECAEStudyConfig,
     at_budget,
     kecae_run_config,
     resolve_data,
@@ -65,10 +66,9 @@ PAPER_LAMBDA = {"lambda_sup": 1e-2, "lambda_lda": 1e-3}
 
 
 @dataclass
-class TuneConfig:
+class TuneConfig(KECAEStudyConfig):
     """Optuna's TPE search of λ1, λ2, lr and the exchange options on a validation objective."""
 
-    run: str = setting("", required=True, metavar="DIR")  # run folder (made by kecae run or demo)
     trials: int = 10  # finished trials wanted in all (a rerun continues up to this many)
     params: list[str] = setting(
         factory=lambda: list(TUNE_PARAMS), flag="--param", choices=TUNE_PARAMS
@@ -80,16 +80,11 @@ class TuneConfig:
     eval_pairs: int = 200  # validation pairs per trial (and test pairs per final row)
     separability_images: int = 400  # most images per SVM (5-fold)
     compare: bool = True  # train and test the best trial against the paper's λ and the run's
-    data: str | None = None  # default: the run's KECAE data set
     supervisor: str | None = None  # default: the one the run's KECAE was trained with
     judge: str | None = None  # default: DIR/judge/best.pt
-    device: str = "auto"  # auto / cpu / cuda
-    cache_dir: str | None = None  # preprocessed-image cache
-    progress: bool = True  # the trainer's progress bar
 
     def __post_init__(self) -> None:
-        if not self.run:
-            raise ValueError("run is empty: pass the run folder (e.g. runs/demo)")
+        super().__post_init__()
         bad = [p for p in self.params if p not in SEARCH_SPACE]
         if not self.params or bad:
             raise ValueError(
