@@ -43,8 +43,8 @@ from kecae.runfolder import GeneratedFolder, RunLayout
 from kecae.studies.subruns import (
     at_budget,
     generated_rows,
-    kecae_run_config,
     reusable_generation,
+    run_recipe,
     subset_manifest,
     train_kecae_or_reuse,
     train_or_reuse,
@@ -323,18 +323,12 @@ def _kecae(
     (checkpoint, reused, steps)."""
     from kecae.checkpoint import load_checkpoint
 
-    base = kecae_run_config(layout.root)
-    if base is None:
-        raise KecaeError(
-            f"{layout.kecae.config} is missing: the study trains each fraction's KECAE with "
-            f"the run's recipe; train the run's KECAE first (`kecae demo --out {layout.root}`)"
-        )
-    steps = cfg.kecae_steps or base.max_steps
-    if not steps:
-        raise KecaeError(
-            f"{layout.kecae.config} sets no max_steps: pass --kecae-steps (the budget of each "
-            "fraction's KECAE)"
-        )
+    base, steps = run_recipe(
+        layout,
+        "the study trains each fraction's KECAE with the run's recipe",
+        cfg.kecae_steps,
+        "--kecae-steps (the budget of each fraction's KECAE)",
+    )
     want = at_budget(
         base,
         steps,

@@ -165,6 +165,24 @@ def kecae_run_config(run: Path) -> KECAETrainConfig | None:
     return load_yaml(KECAETrainConfig, path) if path.is_file() else None
 
 
+def run_recipe(
+    layout: RunLayout, why: str, steps: int | None, option: str
+) -> tuple[KECAETrainConfig, int]:
+    """The run's KECAE recipe and a study's step budget (``steps``, else the run's own), or a
+    :class:`KecaeError` naming the missing recipe (``why`` the study needs it) or budget
+    (``option`` the flag that sets it)."""
+    base = kecae_run_config(layout.root)
+    if base is None:
+        raise KecaeError(
+            f"{layout.kecae.config} is missing: {why}; train the run's KECAE first "
+            f"(`kecae demo --out {layout.root}`)"
+        )
+    budget = steps or base.max_steps
+    if not budget:
+        raise KecaeError(f"{layout.kecae.config} sets no max_steps: pass {option}")
+    return base, budget
+
+
 def resolve_data(data: str | None, run: Path) -> str:
     """The data set: given, or the one the run's KECAE was trained on (its config.yaml stores
     it relative to the run folder, so a moved run folder still finds it)."""

@@ -45,6 +45,7 @@ from kecae.studies.subruns import (
     at_budget,
     kecae_run_config,
     resolve_data,
+    run_recipe,
     train_kecae_or_reuse,
 )
 from kecae.studies.tune_objective import OBJECTIVE, objective_terms, tune_objective
@@ -187,15 +188,9 @@ def run_tune(cfg: TuneConfig) -> dict[str, Any]:
 def _inputs(cfg: TuneConfig, layout: RunLayout) -> _Inputs:
     """The run's KECAE recipe at the tuning budget, the judge, and the settings to search."""
 
-    base = kecae_run_config(layout.root)
-    if base is None:
-        raise KecaeError(
-            f"{layout.kecae.config} is missing: kecae tune starts from the run's KECAE recipe; "
-            f"train it first (`kecae demo --out {layout.root}`)"
-        )
-    steps = cfg.steps or base.max_steps
-    if not steps:
-        raise KecaeError(f"{layout.kecae.config} sets no max_steps: pass --steps")
+    base, steps = run_recipe(
+        layout, "kecae tune starts from the run's KECAE recipe", cfg.steps, "--steps"
+    )
     supervisor = cfg.supervisor or base.supervisor or str(layout.supervisor.best)
     judge = cfg.judge or str(layout.judge.best)
     for what, path in (("supervisor", supervisor), ("judge", judge)):
