@@ -23,6 +23,7 @@ live here too.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -44,13 +45,21 @@ def gaussian_blur(x: torch.Tensor, sigma_px: float) -> torch.Tensor:
     return nn.functional.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
+def _autocast_off(device_type: str) -> contextlib.AbstractContextManager[object]:
+    """Autocast switched off, on a device that has it (the meta device of the FLOP count has
+    none: ``torch.autocast("meta")`` is an error)."""
+    if not torch.amp.is_autocast_available(device_type):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, enabled=False)
+
+
 def warp_images(x: torch.Tensor, disp_px: torch.Tensor) -> torch.Tensor:
     """Sample images (B, C, S, S) at p + d(p): ``disp_px`` (B, 2, g, g) holds (dx, dy) in pixels
     on a coarse grid, upsampled bilinearly to S × S. Border values extend outside the image."""
     b, _, h, w = x.shape
     # fp32 even under bf16 autocast: bf16 sampling coordinates (8 significant bits) would be off
     # by up to ~1 px at 299 px, more than the warp's whole few-pixel edit
-    with torch.autocast(x.device.type, enabled=False):
+    with _autocast_off(x.device.type):
         x, disp_px = x.float(), disp_px.float()
         d = nn.functional.interpolate(disp_px, size=(h, w), mode="bilinear", align_corners=False)
         scale = torch.tensor([2.0 / w, 2.0 / h], dtype=d.dtype, device=d.device).view(1, 2, 1, 1)

@@ -211,6 +211,14 @@ def test_flops_per_pair_matches_hand_count():
     assert flops_per_pair(config, backward=True) > 2 * flops_per_pair(config)
 
 
+@pytest.mark.parametrize("preset", ["cpu", "tiny", "paper"])
+def test_flops_of_every_preset_count_on_the_meta_device(preset):
+    """The pre-flight of `kecae run` / `kecae demo` counts the preset's cost: a warp exchange
+    (fp32 sampling with autocast off) must count too."""
+    config = kecae_config(preset)
+    assert flops_per_pair(config, backward=True) > flops_per_pair(config) > 0
+
+
 def test_bad_images_raise():
     model = KECAE(kecae_config("tiny"))
     x = torch.zeros(2, 1, 32, 32)
