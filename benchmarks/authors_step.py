@@ -4,15 +4,15 @@
 
 The released code's step, rebuilt from what is known about it (docs: DESIGN §3), not from its
 text: the same two encoder branches as the paper (7 blocks of 3×3 stride-2 convolutions, 32 …
-2048 channels); a decoder that widens to 4,096 channels, nine 4×4 transposed convolutions
-2048 → 4096 → 2048 → 1024 → … → 32 → 1 (the widening layer upsamples 3 → 5 px, the next keeps
-5 px, the last keeps 299 px with a 3×3 kernel: a layout whose decoder has the released one's
-~313 M parameters); each image encoded twice (once for its reconstruction, once for the
-exchange); a small Siamese CNN with global average pooling trained jointly from scratch in train
-mode (dropout on, batch-norm statistics moved by the generated images), on two 128 px patches
-cut at fixed offsets of the 299 px image (one flipped) whose features are summed; images fed in
-[0, 1]; the LDA term over the whole batch without ε; one Adam over the auto-encoder and the
-supervisor, which also learns the real images' labels.
+2048 channels); a decoder that widens to 4,096 channels, nine transposed convolutions 2048 →
+4096 → 2048 → 1024 → … → 32 → 1 (4×4, the last 3×3; the widening layer upsamples 3 → 5 px, the
+next, at stride 1, 5 → 6 px: a layout whose decoder has the released one's 313 M parameters);
+each image encoded twice (once for its reconstruction, once for the exchange); a small Siamese
+CNN with global average pooling trained jointly from scratch in train mode (dropout on,
+batch-norm statistics moved by the generated images), on two 128 px patches cut at fixed offsets
+of the 299 px image (one flipped) whose features are summed; images fed in [0, 1]; the LDA term
+over the whole batch without ε; one Adam over the auto-encoder and the supervisor, which also
+learns the real images' labels.
 
 Ours is the ``paper`` preset as ``kecae train`` runs it (benchmarks/train_step.py). Both are timed
 in fp32 and in bf16 autocast at the same batch on the same device, alternating, with the FLOPs of
@@ -49,12 +49,13 @@ from train_step import TrainStep
 
 #: The released decoder's channels: the paper's ladder with a 4,096-channel layer inserted.
 DECODER_CHANNELS = (2048, 4096, 2048, 1024, 512, 256, 128, 64, 32, 1)
-#: (kernel, stride, padding, output_padding) per layer, mapping 3 → 5 → 5 → 10 → 19 → 38 → 75
-#: → 150 → 299 → 299 px.
+#: (kernel, stride, padding, output_padding) per layer, mapping 3 → 5 → 6 → 10 → 19 → 38 → 75
+#: → 150 → 299 → 299 px; with 4×4 kernels on both 2048 ↔ 4096 layers the decoder has 313.2 M
+#: parameters, the released decoder's count.
 DECODER_LAYOUT = (
     (4, 2, 2, 1),
-    (3, 1, 1, 0),
-    (4, 2, 1, 0),
+    (4, 1, 1, 0),
+    (4, 2, 2, 0),
     (4, 2, 2, 1),
     (4, 2, 1, 0),
     (4, 2, 2, 1),

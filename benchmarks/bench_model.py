@@ -3,19 +3,18 @@ classifiers.
 
     python benchmarks/bench_model.py --out benchmarks/results [--threads 1 2] [--quick]
 
-Writes ``<out>/model.json`` with, per preset (tiny, cpu, paper): parameters (K and N branches,
-decoder, total), forward GFLOP per image and per training pair (``FlopCounterMode``), and rows of
-training throughput (forward + backward + Adam with the preset's loss and a frozen siamese
-supervisor, as ``kecae train`` runs it: benchmarks/train_step.py; median pairs/s over several
-steps after warm-up) per thread count, memory layout and precision (fp32, bf16 autocast), each
-with the FLOPs of the whole step counted, the achieved TFLOP/s over this CPU's measured peak (a
-large matrix product in the row's precision and thread count: benchmarks/mfu.py), the projected
-hours of the paper's full run (10^8 pairs) on one such device and on 8 with DDP, and the peak RSS
-of the measuring process; the table that chose the ``cpu`` preset (image 64/96/128 × width
-0.125/0.25/0.5); parameters and GFLOP of every classifier at 64 and 128 px. Each preset is
+Writes ``<out>/model.json`` (``model<tag>.json`` with ``--tag``) with, per preset (tiny, cpu,
+paper): parameters (K and N branches, decoder, total), forward GFLOP per image and per training pair
+(``FlopCounterMode``), and rows of training throughput (forward + backward + Adam with the preset's
+loss and a frozen siamese supervisor, as ``kecae train`` runs it: benchmarks/train_step.py; median
+pairs/s over several steps after warm-up) per thread count, memory layout and precision (fp32, bf16
+autocast), each with the FLOPs of the whole step counted, the achieved TFLOP/s over this CPU's
+measured peak (a large matrix product in the row's precision and thread count: benchmarks/mfu.py),
+the projected hours of the paper's full run (10^8 pairs) on one such device and on 8 with DDP, and
+the peak RSS of the measuring process; the table that chose the ``cpu`` preset (image 64/96/128 ×
+width 0.125/0.25/0.5); parameters and GFLOP of every classifier at 64 and 128 px. Each preset is
 measured in a fresh process so its peak RSS is its own. Throughput on a shared machine depends on
-its load, so the load average is recorded before and after.
-"""
+its load, so the load average is recorded before and after."""
 
 from __future__ import annotations
 
@@ -39,14 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
 
 from kecae.files import atomic_write_text
-from kecae.models.autoencoder import (
-    KECAE,
-    KECAEConfig,
-    count_parameters,
-    flops_per_image,
-    flops_per_pair,
-)
+from kecae.models.autoencoder import KECAE, KECAEConfig, count_parameters
 from kecae.models.classifiers import CLASSIFIERS, build_classifier
+from kecae.models.cost import flops_per_image, flops_per_pair
 from kecae.models.presets import PRESETS, kecae_config, preset_training
 from kecae.training.config import LossSettings
 from mfu import cpu_peak_tflops, mfu_fields, projections, step_flops
@@ -241,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-paper", action="store_true", help="no paper-preset throughput")
     parser.add_argument("--skip-selection", action="store_true", help="no cpu-preset table")
     parser.add_argument(
+        "--tag", default="", help="suffix of the file name (model<tag>.json; default none)"
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         nargs="+",
@@ -323,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         report["classifiers"] = _run(pool, measure_classifiers)
     report["machine"]["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
     report["wall_s"] = round(time.time() - started, 1)
-    out = Path(args.out) / "model.json"
+    out = Path(args.out) / f"model{args.tag}.json"
     atomic_write_text(out, json.dumps(report, indent=2) + "\n")
     print(f"wrote {out} in {report['wall_s']} s")
     return 0
