@@ -277,14 +277,21 @@ def main(argv: list[str] | None = None) -> int:
             "bf16_over_fp32_by_batch": ratios,
             "best": best,
         }
+        _write(args.out, dev, result)  # after every preset: a run cut short keeps what it has
     k = 8
     result["stacked_cpu_preset"] = stacked_speed(dev, k, 32, warmup, steps)
     print(f"stacked {json.dumps(result['stacked_cpu_preset'])}", flush=True)
-    out = Path(args.out)
-    name = "gpu.json" if dev.cuda else "cpu.json"
-    atomic_write_text(out / name, json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out / name}")
+    result["complete"] = True
+    print(f"wrote {_write(args.out, dev, result)}")
     return 0
+
+
+def _write(folder: str, dev: Device, result: dict) -> Path:
+    """``gpu.json`` (``cpu.json`` on CPU) in ``folder``, written atomically; ``complete`` is
+    false until every part has run."""
+    out = Path(folder) / ("gpu.json" if dev.cuda else "cpu.json")
+    atomic_write_text(out, json.dumps({"complete": False, **result}, indent=2) + "\n")
+    return out
 
 
 if __name__ == "__main__":

@@ -1,0 +1,133 @@
+"""The benchmark scripts (benchmarks/): every one imports against the package as it is now (a moved
+function fails here, not in a GPU session), the MFU and projection arithmetic, the cpu-preset
+selection rule, one real training step of the benchmarks' step builder with its FLOPs counted,
+the CPU profile's shares, and the GPU session's stages."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPTS = sorted(p.stem for p in BENCHMARKS.glob("*.py"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _importable():
+    sys.path.insert(0, str(BENCHMARKS))
+    yield
+    sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_benchmark_imports(name):
+    module = importlib.import_module(name)
+    assert module.__doc__, f"benchmarks/{name}.py says what it measures"
+
+
+def test_gpu_peaks_by_device_name():
+    from mfu import gpu_peak_tflops
+
+    assert gpu_peak_tflops("NVIDIA H100 80GB HBM3", "bf16") == 989.4
+    assert gpu_peak_tflops("NVIDIA H100 PCIe", "bf16") == 756.0  # not the SXM number
+    assert gpu_peak_tflops("NVIDIA H200", "fp32") == 494.7
+    assert gpu_peak_tflops("Some other card", "bf16") is None
+
+
+def test_mfu_and_paper_run_projection():
+    from mfu import PAPER_RUN_PAIRS, mfu_fields, projections
+
+    row = mfu_fields(pairs_per_s=1000.0, gflop_per_pair=50.0, peak_tflops=100.0)
+    assert row == {"tflop_per_s": 50.0, "peak_tflop_per_s": 100.0, "mfu": 0.5}
+    assert mfu_fields(1000.0, 50.0, None)["mfu"] is None
+    hour_rate = PAPER_RUN_PAIRS / 3600  # pairs/s that finish the paper's run in one hour
+    no_params = projections(hour_rate, params=0, batch=32)
+    assert no_params["paper_run_hours_1_device"] == 1.0
+    assert no_params["paper_run_hours_8_ddp"] == 0.12  # 1/8 h, nothing to all-reduce
+    big = projections(hour_rate, params=100_000_000, batch=32)
+    # a ring all-reduce moves 2 (n-1)/n of the 400 MB of fp32 gradients per step (5 decimals)
+    allreduce = 2 * 7 / 8 * 4e8 / 450e9
+    assert big["ddp_allreduce_s_per_step"] == pytest.approx(allreduce, abs=1e-5)
+    assert big["paper_run_hours_8_ddp"] > no_params["paper_run_hours_8_ddp"]
+
+
+def test_cpu_preset_selection_rule():
+    from bench_model import select_cpu_preset
+
+    rows = [
+        {"image_size": 64, "width": 0.125, "pairs_per_s": 300.0},
+        {"image_size": 64, "width": 0.25, "pairs_per_s": 100.0},
+        {"image_size": 128, "width": 0.125, "pairs_per_s": 60.0},
+        {"image_size": 128, "width": 0.25, "pairs_per_s": 20.0},
+    ]
+    # 20,000 pairs in 300 s need 66.7 pairs/s: 128 px at width 0.125 misses it, so 64 px
+    assert select_cpu_preset(rows) == {"image_size": 64, "width": 0.25, "qualified": True}
+    assert select_cpu_preset(rows, budget_s=400) == {
+        "image_size": 128,
+        "width": 0.125,
+        "qualified": True,
+    }
+    slow = [{**r, "pairs_per_s": r["pairs_per_s"] / 100} for r in rows]
+    assert select_cpu_preset(slow) == {"image_size": 64, "width": 0.125, "qualified": False}
+
+
+def test_train_step_trains_and_its_flops_are_counted():
+    from mfu import step_flops
+    from train_step import TrainStep
+
+    step = TrainStep("tiny", batch=2, channels_last=True)
+    before = [p.detach().clone() for p in step.model.parameters()]
+    loss = step()
+    assert math.isfinite(loss)
+    assert any(
+        not (p.detach() == b).all() for p, b in zip(step.model.parameters(), before, strict=True)
+    )
+    # the supervisor stays frozen, its batch norms folded into its convolutions
+    assert not any(p.requires_grad for p in step.supervisor.parameters())
+    assert not any("BatchNorm" in type(m).__name__ for m in step.supervisor.modules())
+    flops = step_flops(step)
+    assert flops > 0
+    assert step_flops(TrainStep("tiny", batch=4)) == pytest.approx(2 * flops, rel=0.01)
+
+
+def test_cpu_profile_shares(tmp_path):
+    from profile_cpu_step import main
+
+    assert main(["--out", str(tmp_path), "--preset", "tiny", "--batch", "2", "--warmup", "1"]) == 0
+    import json
+
+    summary = json.loads((tmp_path / "cpu_profile.json").read_text())
+    rows = summary["top_ops_by_self_cpu"]
+    assert len(rows) == 15
+    shares = [r["share_of_step"] for r in rows]
+    assert shares == sorted(shares, reverse=True)
+    assert 0 < sum(shares) <= 1.0 + 1e-3
+    assert summary["supervisor_batchnorm_folded"] is True
+    assert "Self CPU" in (tmp_path / "cpu_profile.txt").read_text()
+
+
+def test_gpu_session_stages(tmp_path):
+    from gpu_session import stages
+
+    gpu = dict(stages("cuda", tmp_path, quick=False, autotune=False))
+    assert "--no-autotune" in gpu["bench_gpu"] and "--no-compile" not in gpu["bench_gpu"]
+    assert gpu["authors_step"][gpu["authors_step"].index("--batch") + 1] == "32"
+    assert "--no-autotune" not in dict(stages("cuda", tmp_path, False, autotune=True))["bench_gpu"]
+    cpu = dict(stages("cpu", tmp_path, quick=True, autotune=False))
+    assert {"--no-compile", "--quick"} <= set(cpu["bench_gpu"])
+    assert cpu["authors_step"][cpu["authors_step"].index("--batch") + 1] == "2"
+
+
+def test_gpu_session_without_a_gpu_says_so(capsys):
+    import torch
+
+    from gpu_session import main
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here")
+    assert main(["--out", "unused"]) == 2
+    assert "--device cpu" in capsys.readouterr().err
