@@ -42,8 +42,8 @@ def worker(warmup: int, steps: int, auto: bool, max_s: float = 30.0) -> dict:
     """Runs in the measuring process: the step times of the ``cpu`` preset at batch 32."""
     from kecae.threads import ThreadGovernor, configure
 
-    if auto:
-        configure()  # as the command line does, before torch loads
+    # as the command line does, before torch loads
+    configured = configure() if auto else None
     import torch
 
     from train_step import TrainStep
@@ -67,6 +67,14 @@ def worker(warmup: int, steps: int, auto: bool, max_s: float = 30.0) -> dict:
         "step_s_median": round(median, 4),
         "pairs_per_s": round(32 / median, 1),
         "torch_threads_used": sorted(set(threads_used)),
+        "timed_steps_at_threads": {
+            str(n): threads_used.count(n) for n in sorted(set(threads_used))
+        },
+        "step_s_median_at_threads": {
+            str(n): round(statistics.median(t for t, k in zip(times, threads_used) if k == n), 4)
+            for n in sorted(set(threads_used))
+        },
+        "threads_configured_at_start": configured,
         "timed_steps": len(times),
     }
 
@@ -133,6 +141,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="benchmarks/results", help="folder for cpu_threads.json")
     parser.add_argument("--warmup", type=int, default=5, help="steps before timing")
     parser.add_argument("--steps", type=int, default=40, help="timed steps per row")
+    parser.add_argument(
+        "--threads",
+        nargs="+",
+        default=["1", "2", "auto"],
+        choices=["1", "2", "auto"],
+        help="thread settings measured (default: 1 2 auto)",
+    )
+    parser.add_argument(
+        "--policies",
+        nargs="+",
+        default=["default", "PASSIVE"],
+        choices=["default", "PASSIVE"],
+        help="OpenMP wait policies measured (default: default PASSIVE)",
+    )
+    parser.add_argument("--tag", default="", help="suffix of the file name (cpu_threads<tag>.json)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--auto", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -142,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     rows = []
-    for threads in ("1", "2", "auto"):
-        for policy in ("default", "PASSIVE"):
+    for threads in args.threads:
+        for policy in args.policies:
             for busy in (False, True):
                 row = measure(threads, policy, busy, args.warmup, args.steps)
                 row["loadavg_1min"] = round(os.getloadavg()[0], 2)
@@ -165,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summarise(rows),
         "wall_s": round(time.time() - started, 1),
     }
-    out = Path(args.out) / "cpu_threads.json"
+    out = Path(args.out) / f"cpu_threads{args.tag}.json"
     atomic_write_text(out, json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["summary"], indent=2))
     print(f"wrote {out}")
