@@ -7,6 +7,8 @@ Runs ``--warmup`` steps, then profiles ``--steps`` steps of the preset (default 
 32: what ``make demo`` trains) with ``torch.profiler`` and writes ``<out>/cpu_profile<tag>.txt``
 (the operator table sorted by self CPU time) and ``<out>/cpu_profile<tag>.json`` (the top
 operators with their self CPU time per step and share of the step, the step time, the settings).
+``--ab N`` times the step with the supervisor's batch norms folded against kept instead
+(``<out>/cpu_fold_ab<tag>.json``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -69,6 +72,36 @@ def profile_steps(
     }
 
 
+def fold_ab(preset: str, batch: int, warmup: int, steps: int, channels_last: bool) -> dict:
+    """The supervisor's batch norms folded (kecae's step) against kept (before), without the
+    profiler: the two steps built from one seed take turns step by step, so a change of the
+    machine's load hits both alike; median step times and their ratio."""
+    steps_of = {
+        "folded": TrainStep(preset, batch, channels_last=channels_last, fold=True),
+        "unfolded": TrainStep(preset, batch, channels_last=channels_last, fold=False),
+    }
+    times: dict[str, list[float]] = {name: [] for name in steps_of}
+    for i in range(warmup + steps):
+        for name, step in steps_of.items():
+            t0 = time.perf_counter()
+            step()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    median = {name: statistics.median(t) for name, t in times.items()}
+    return {
+        "preset": preset,
+        "batch": batch,
+        "channels_last": channels_last,
+        "torch_threads": torch.get_num_threads(),
+        "timed_steps_each": steps,
+        "step_s_median_unfolded": round(median["unfolded"], 4),
+        "step_s_median_folded": round(median["folded"], 4),
+        "pairs_per_s_unfolded": round(batch / median["unfolded"], 1),
+        "pairs_per_s_folded": round(batch / median["folded"], 1),
+        "speedup_folded": round(median["unfolded"] / median["folded"], 3),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="benchmarks/results", help="folder for the profile")
@@ -81,17 +114,32 @@ def main(argv: list[str] | None = None) -> int:
         "--no-fold", action="store_true", help="keep the frozen supervisor's batch norms"
     )
     parser.add_argument("--tag", default="", help="suffix of the file names")
-    args = parser.parse_args(argv)
-    table, summary = profile_steps(
-        args.preset, args.batch, args.warmup, args.steps, args.channels_last, not args.no_fold
+    parser.add_argument(
+        "--ab",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of profiling: N unprofiled steps each of the folded and the unfolded "
+        "supervisor, taking turns (<out>/cpu_fold_ab<tag>.json)",
     )
-    summary["machine"] = {
+    args = parser.parse_args(argv)
+    machine = {
         "platform": platform.platform(),
         "torch": torch.__version__,
         "cpu_count": os.cpu_count(),
         "loadavg_1min": round(os.getloadavg()[0], 2),
     }
     out = Path(args.out)
+    if args.ab:
+        ab = fold_ab(args.preset, args.batch, args.warmup, args.ab, args.channels_last)
+        ab["machine"] = machine
+        atomic_write_text(out / f"cpu_fold_ab{args.tag}.json", json.dumps(ab, indent=2) + "\n")
+        print(json.dumps(ab))
+        return 0
+    table, summary = profile_steps(
+        args.preset, args.batch, args.warmup, args.steps, args.channels_last, not args.no_fold
+    )
+    summary["machine"] = machine
     atomic_write_text(out / f"cpu_profile{args.tag}.txt", table + "\n")
     atomic_write_text(out / f"cpu_profile{args.tag}.json", json.dumps(summary, indent=2) + "\n")
     print(table)

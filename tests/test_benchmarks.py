@@ -131,3 +131,18 @@ def test_gpu_session_without_a_gpu_says_so(capsys):
         pytest.skip("a GPU is here")
     assert main(["--out", "unused"]) == 2
     assert "--device cpu" in capsys.readouterr().err
+
+
+def test_fold_ab_times_both_steps(tmp_path):
+    import json
+
+    from profile_cpu_step import main
+
+    args = ["--out", str(tmp_path), "--preset", "tiny", "--batch", "2", "--warmup", "1"]
+    assert main([*args, "--ab", "3"]) == 0
+    ab = json.loads((tmp_path / "cpu_fold_ab.json").read_text())
+    assert ab["timed_steps_each"] == 3
+    assert ab["step_s_median_folded"] > 0 and ab["step_s_median_unfolded"] > 0
+    ratio = ab["step_s_median_unfolded"] / ab["step_s_median_folded"]
+    assert ab["speedup_folded"] == pytest.approx(ratio, abs=0.01)
+    assert not (tmp_path / "cpu_profile.json").exists()  # timed, not profiled
