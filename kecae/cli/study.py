@@ -34,6 +34,9 @@ def cmd_downstream(args: argparse.Namespace) -> int:
 
     cfg = from_args(DownstreamConfig, args)
     section = run_downstream(cfg)
+    if section is None and cfg.finished_only:
+        print("--finished-only: no classifier has 2 finished seeds of every row yet")
+        return STOPPED
     if section is None:
         print(
             f"stopped after --max-minutes {cfg.max_minutes:g}; finished sub-runs are kept: run "

@@ -215,7 +215,7 @@ def _diff_text(diff: PairedDifference | None, mde: bool = False) -> str:
     return text
 
 
-def _fraction_text(fr: DownstreamFraction) -> list[str]:
+def _fraction_text(fr: DownstreamFraction, model: str | None = None) -> list[str]:
     lines = [
         f"training fraction {fr.train_fraction:g}: {fr.n_train_real} real training images "
         f"({fr.n_kl0} KL-0, {fr.n_kl2} KL-2) of {fr.n_patients} patients; {fr.steps} steps "
@@ -230,6 +230,8 @@ def _fraction_text(fr: DownstreamFraction) -> list[str]:
             f"{fr.supervisor_confirms_n} generated images"
         )
     for b in fr.budget_checks or []:
+        if model is not None and b.model != model:
+            continue
         lines.append(
             f"  {b.model} T at twice the budget ({b.steps} steps, seed {b.seed}): validation "
             f"{100 * b.val_accuracy:.2f} % (at the budget {100 * b.budget_val_accuracy:.2f} %), "
@@ -263,24 +265,34 @@ def format_downstream(section: dict[str, Any], kind: type[Downstream] = Downstre
         if (r.model, r.train_fraction) != block:
             block = (r.model, r.train_fraction)
             fr = fractions.get(r.train_fraction)
-            lines += ["", f"{r.model}, " + ("\n".join(_fraction_text(fr)) if fr else ""), head]
+            text = "\n".join(_fraction_text(fr, r.model)) if fr else ""
+            lines += ["", f"{r.model}, {text}", head]
         lines.append(
             f"{r.training_set:<13}{_pm(r.accuracy_mean, r.accuracy_std):>16}"
             f"{_pm(r.val_accuracy_mean, r.val_accuracy_std):>16}"
             f"  {_diff_text(r.paired_vs_t):<32}{_diff_text(r.paired_vs_classic, True):<42}"
             f"{_pm(r.recall_mean, r.recall_std):>16}{_pm(r.precision_mean, r.precision_std):>16}"
         )
-    n = len(table.seeds or [])
     lines += [
         "",
         f"test n = {table.test_n}; Δ: paired per-seed difference, mean [95 % CI]; p: "
-        f"{table.test}; mde: the smallest true difference these {n} seeds find with 80 % power"
+        f"{table.test}; mde: the smallest true difference {seed_words(table)} find with 80 % "
+        "power"
         + (f"; the study's sub-runs took {table.seconds / 60:.1f} min" if table.seconds else ""),
     ]
     warning = generator_warning(table)
     if warning:
         lines.append(warning)
     return "\n".join(lines).strip("\n")
+
+
+def seed_words(table: Downstream) -> str:
+    """'these 5 seeds', or per classifier when their rows have different numbers of seeds
+    (a study written from the seeds each classifier finished)."""
+    per = {r.model: r.n_seeds for r in table.rows or []}
+    if len(set(per.values())) <= 1:
+        return f"these {next(iter(per.values()), len(table.seeds or []))} seeds"
+    return "each classifier's seeds (" + ", ".join(f"{m} {n}" for m, n in per.items()) + ")"
 
 
 def generator_warning(table: Downstream) -> str:

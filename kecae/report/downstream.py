@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kecae.report import figures
-from kecae.report.answer import generator_warning, label_check, p_text
+from kecae.report.answer import generator_warning, label_check, p_text, seed_words
 from kecae.report.format import fmt, number
 from kecae.report.load import RunData
 from kecae.report.parts import escape, note, table
@@ -116,7 +116,6 @@ HEADER = [
 
 
 def _method_note(t: Downstream) -> str:
-    n = len(t.seeds or [])
     return escape(
         "Mean ± sample standard deviation over training seeds, on the same fixed validation and "
         "test sets (as in the paper's Table II), at each share of the real training patients; "
@@ -129,8 +128,8 @@ def _method_note(t: Downstream) -> str:
         "real KL-2 images by X′1 and X′2+T2 the real KL-0 images by X′2, image for image. Δ: the "
         "paired per-seed difference (same seed, same initial weights), mean with its 95 % "
         f"interval and p-value ({t.test or 'two-sided paired t-test'}); mde: the smallest true "
-        f"difference {n} seeds find with 80 % power at that spread. A difference smaller than "
-        "its interval is not evidence of a benefit."
+        f"difference {seed_words(t)} find with 80 % power at that spread. A difference "
+        "smaller than its interval is not evidence of a benefit."
     )
 
 

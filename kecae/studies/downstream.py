@@ -47,7 +47,7 @@ from kecae.results import (
     PairedDifference,
     read_targets,
 )
-from kecae.runfolder import RunLayout
+from kecae.runfolder import ClassifierRun, RunLayout
 from kecae.studies.fractions import Fraction, prepare_fraction, regime_of
 from kecae.studies.rows import (
     BASELINES,
@@ -122,6 +122,7 @@ class DownstreamConfig(ClassifierStudyConfig):
     site_bias: float | None = None  # the shortcut regime: phantoms with sites (e.g. 0.85)
     budget_check: bool = True  # T of the first seed also at twice the budget
     max_minutes: float = 0.0  # stop between sub-runs after this long (rerun to continue)
+    finished_only: bool = False  # train nothing: the section from the finished sub-runs
     quick: bool = False  # a small version: 2 fractions, 2 seeds, 300 steps, 5 rows
     subsample_seed: int = 0  # seeds which patients a fraction keeps (smaller within larger)
     kecae_steps: int | None = None  # KECAE steps of a fraction's generator; default: the run's
@@ -267,12 +268,17 @@ def run_downstream(cfg: DownstreamConfig) -> dict[str, Any] | None:
     ]
     results: dict[tuple[str, float, str], list[dict[str, Any]]] = {}
     progress = Progress(f"downstream {regime.name}", len(jobs))
+    unfinished = 0
     for seed, arch, f, name in jobs:
         if late():
             log.info("[downstream] stopped after %.0f min: rerun to continue", cfg.max_minutes)
             _write_whole_seeds(cfg, layout, regime, fractions, results, size, ledger.seconds)
             return None
-        result = train_or_reuse(_row_config(cfg, fractions[f], arch, name, seed, size, options))
+        row = _row_config(cfg, fractions[f], arch, name, seed, size, options)
+        if cfg.finished_only and not ClassifierRun(Path(row.out)).finished:
+            unfinished += 1
+            continue
+        result = train_or_reuse(row)
         results.setdefault((arch, f, name), []).append(result)
         ledger.add()
         progress.step(
@@ -283,10 +289,13 @@ def run_downstream(cfg: DownstreamConfig) -> dict[str, Any] | None:
             for fraction in fractions.values():
                 if late():
                     return None
-                fraction.info.budget_checks = (fraction.info.budget_checks or []) + [
-                    _budget_check(cfg, fraction, arch, size, options, results)
-                ]
+                check = _budget_check(cfg, fraction, arch, size, options, results)
+                if check is not None:
+                    fraction.info.budget_checks = (fraction.info.budget_checks or []) + [check]
                 ledger.add()
+    if unfinished:
+        log.info("[downstream] --finished-only: %d sub-runs not finished, left out", unfinished)
+        return _write_whole_seeds(cfg, layout, regime, fractions, results, size, ledger.seconds)
     section = _section(cfg, layout, regime, fractions, results, size, ledger.seconds)
     written = jsonable(section.to_dict())
     write_section(layout.root, section.NAME, written)
@@ -301,24 +310,50 @@ def _write_whole_seeds(
     results: dict[tuple[str, float, str], list[dict[str, Any]]],
     size: int,
     seconds: float,
-) -> None:
-    """A study stopped by ``max_minutes``: the section from the seeds every row has finished
-    (at least 2, for the paired statistics), saying so in its note; a rerun continues and
-    replaces it."""
-    cells = [(a, f, n) for a in cfg.archs for f in cfg.fraction_list for n in cfg.rows_at(f, a)]
-    whole = min(len(results.get(c, [])) for c in cells)
-    if whole < 2:
-        return
-    part = dataclasses.replace(cfg, seeds=whole, budget_check=False)
-    section = _section(
-        part, layout, regime, fractions, {c: results[c][:whole] for c in cells}, size, seconds
-    )
+) -> dict[str, Any] | None:
+    """A study stopped by ``max_minutes`` (or run with ``finished_only``): the section from the
+    first seeds every row of a classifier has finished (at least 2, for the paired statistics;
+    a classifier with fewer is left out), saying so in its note; the study without
+    ``finished_only`` continues and replaces it. Returns the section written, if any."""
+    whole = {a: k for a, k in whole_seeds(cfg, results).items() if k >= 2}
+    if not whole:
+        return None
+    kept = {
+        (a, f, n): [m for m in results[(a, f, n)] if int(m["seed"]) in cfg.seed_list[:k]]
+        for a, k in whole.items()
+        for f in cfg.fraction_list
+        for n in cfg.rows_at(f, a)
+    }
+    part = dataclasses.replace(cfg, seeds=max(whole.values()), budget_check=False)
+    section = _section(part, layout, regime, fractions, kept, size, seconds)
+    done = ", ".join(f"{a} {k}" for a, k in whole.items())
+    why = "--finished-only" if cfg.finished_only else "--max-minutes"
     section.note += (
-        f" Stopped by --max-minutes after {whole} of {cfg.seeds} seeds (every row has those "
-        "seeds); the same command continues the study and replaces this section."
+        f" Written by {why} from the seeds every row of a classifier has finished ({done} of "
+        f"{cfg.seeds}); the study without --finished-only continues and replaces this section."
     )
-    write_section(layout.root, section.NAME, jsonable(section.to_dict()))
-    log.info("[downstream] wrote the section from the %d seeds every row has finished", whole)
+    written = jsonable(section.to_dict())
+    write_section(layout.root, section.NAME, written)
+    log.info("[downstream] wrote the section from the seeds every row has finished: %s", done)
+    return written
+
+
+def whole_seeds(
+    cfg: DownstreamConfig, results: dict[tuple[str, float, str], list[dict[str, Any]]]
+) -> dict[str, int]:
+    """Per classifier, how many of the study's first seeds every one of its rows has finished."""
+    out = {}
+    for a in cfg.archs:
+        done = [
+            {int(m["seed"]) for m in results.get((a, f, n), [])}
+            for f in cfg.fraction_list
+            for n in cfg.rows_at(f, a)
+        ]
+        k = 0
+        while k < len(cfg.seed_list) and all(cfg.seed_list[k] in d for d in done):
+            k += 1
+        out[a] = k
+    return out
 
 
 def _row_config(
@@ -366,14 +401,16 @@ def _budget_check(
     size: int,
     options: dict[str, Any],
     results: dict[tuple[str, float, str], list[dict[str, Any]]],
-) -> BudgetCheck:
-    """T of the first seed at twice the budget, beside T at the budget."""
+) -> BudgetCheck | None:
+    """T of the first seed at twice the budget, beside T at the budget (None when T of that
+    seed, or with ``finished_only`` the check itself, has not finished)."""
     seed, steps = cfg.seed_list[0], 2 * cfg.budget(fraction)
-    twice = train_or_reuse(
-        _row_config(cfg, fraction, arch, "T", seed, size, options, steps, "T_twice_the_steps")
-    )
     f = fraction.info.train_fraction
-    at_budget = next(m for m in results[(arch, f, "T")] if m["seed"] == seed)
+    at_budget = next((m for m in results.get((arch, f, "T"), []) if m["seed"] == seed), None)
+    row = _row_config(cfg, fraction, arch, "T", seed, size, options, steps, "T_twice_the_steps")
+    if at_budget is None or (cfg.finished_only and not ClassifierRun(Path(row.out)).finished):
+        return None
+    twice = train_or_reuse(row)
     return BudgetCheck(
         model=arch,
         seed=seed,
