@@ -13,7 +13,7 @@ import pytest
 
 from kecae.evaluation.paired import paired_difference
 from kecae.metrics_file import jsonable
-from kecae.report.answer import answer, format_downstream, label_check, p_text
+from kecae.report.answer import answer, format_downstream, label_check, p_text, seed_words
 from kecae.report.downstream import downstream_html, downstream_rows, fraction_curves
 from kecae.report.load import RunData
 from kecae.results import (
@@ -257,3 +257,21 @@ def test_p_values_in_words():
 
 def test_no_study_no_section(tmp_path):
     assert downstream_html(RunData(tmp_path), Downstream, lambda *a: "") == ""
+
+
+def test_mde_wording_follows_each_classifiers_seeds(tmp_path):
+    section = _section(Downstream, None)
+    assert seed_words(section) == "these 5 seeds"
+    three = [
+        DownstreamRow(**{**_row(n, 1.0).__dict__, "model": "resnet18", "n_seeds": 3})
+        for n in ("T", "T'")
+    ]
+    section.rows = [*section.rows, *three]
+    assert seed_words(section) == "each classifier's seeds (small 5, resnet18 3)"
+    text = format_downstream(jsonable(section.to_dict()))
+    assert "mde: the smallest true difference each classifier's seeds (small 5, resnet18 3)" in text
+    run = RunData(tmp_path, metrics={section.NAME: jsonable(section.to_dict())})
+    html = downstream_html(run, Downstream, lambda fn, alt, caption: "")
+    assert "each classifier&#x27;s seeds (small 5, resnet18 3)" in html or (
+        "each classifier's seeds (small 5, resnet18 3)" in html
+    )

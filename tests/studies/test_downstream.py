@@ -188,7 +188,8 @@ def test_a_stopped_study_writes_the_seeds_every_row_finished(run_dir, study, mon
     # seeds 0 and 1 are whole: their rows, paired statistics and answer, not seed 2's one row
     assert part["seeds"] == [0, 1] and part["rows"] == sec["rows"]
     assert part["answer"] == sec["answer"]
-    assert "Stopped by --max-minutes after 2 of 3 seeds" in part["note"]
+    assert "Written by --max-minutes from the seeds every row" in part["note"]
+    assert "(small 2 of 3)" in part["note"]
     assert all("budget_checks" not in fr or not fr["budget_checks"] for fr in part["fractions"])
     # one whole seed is not enough for a paired statistic: nothing is written
     write_section(run_dir, "downstream", sec)
@@ -204,6 +205,56 @@ def test_a_stopped_study_writes_the_seeds_every_row_finished(run_dir, study, mon
     monkeypatch.undo()
     kit.forbid(monkeypatch, "train_classifier", "train_kecae", "generate")
     downstream.run_downstream(cfg)  # the 2-seed section back for the tests that follow
+
+
+def test_finished_only_trains_nothing(run_dir, study, monkeypatch, capsys, kit):
+    cfg, sec = study
+    kit.forbid(monkeypatch, "train_classifier", "train_kecae", "generate")
+    # a third seed that never ran: left out, the section from the 2 whole seeds, exit 0
+    written = downstream.run_downstream(dataclasses.replace(cfg, seeds=3, finished_only=True))
+    assert written is not None and written["seeds"] == [0, 1] and written["rows"] == sec["rows"]
+    assert "Written by --finished-only" in written["note"] and "(small 2 of 3)" in written["note"]
+    # the budget check of seed 0 had finished: it stays
+    assert [len(fr["budget_checks"]) for fr in written["fractions"]] == [1, 1]
+    args = ["study", "downstream", "--run", str(run_dir), "--arch", "small", "--steps", "4"]
+    args += ["--sets", "T", "T+classic", "T'", "T+mixup", "--train-fraction", "1.0", "0.5"]
+    args += ["--check-sets", "X'", "X'1+T0", "T'confirmed", "X'->T", "--check-fractions", "1"]
+    args += ["--gen-ratio", "0.5", "--filter-confidence", "0.5", "--batch-size", "8"]
+    args += ["--device", "cpu", "--no-progress", "--finished-only"]
+    assert main([*args, "--seeds", "3"]) == 0
+    assert "these 2 seeds find" in capsys.readouterr().out
+    # no seed finished from seed 2 on: nothing to write
+    assert main([*args, "--seeds", "2", "--first-seed", "2"]) == 75
+    assert "no classifier has 2 finished seeds" in capsys.readouterr().out
+    downstream.run_downstream(cfg)  # the 2-seed section back for the tests that follow
+
+
+def test_whole_seeds_are_counted_per_classifier():
+    cfg = downstream.DownstreamConfig(
+        run="r",
+        archs=["small", "resnet18"],
+        check_arch=["small"],
+        train_fractions=[1.0],
+        check_fractions=[1.0],
+        training_sets=["T", "T'"],
+        check_sets=["X'"],
+        seeds=5,
+    )
+
+    def runs(*seeds: int) -> list[dict]:
+        return [{"seed": s} for s in seeds]
+
+    results = {
+        ("small", 1.0, "T"): runs(0, 1, 2, 3, 4),
+        ("small", 1.0, "T+classic"): runs(0, 1, 2, 3, 4),
+        ("small", 1.0, "T'"): runs(0, 1, 2, 4),  # seed 3 missing: the first 3 are whole
+        ("small", 1.0, "X'"): runs(0, 1, 2, 3, 4),
+        ("resnet18", 1.0, "T"): runs(0, 1, 2, 3),
+        ("resnet18", 1.0, "T'"): runs(0, 1),
+    }
+    assert downstream.whole_seeds(cfg, results) == {"small": 3, "resnet18": 2}
+    del results[("resnet18", 1.0, "T'")]
+    assert downstream.whole_seeds(cfg, results)["resnet18"] == 0
 
 
 def test_check_sets_train_only_for_the_check_archs():
