@@ -37,9 +37,13 @@ HERE = Path(__file__).resolve().parent
 LIMITS_S = {"bench_gpu": 420, "authors_step": 150}
 
 
-def stages(device: str, out: Path, quick: bool, autotune: bool) -> list[tuple[str, list[str]]]:
-    """The stages' command lines: (name, argv)."""
+def stages(
+    device: str, out: Path, quick: bool, autotune: bool, presets: tuple[str, ...] = ()
+) -> list[tuple[str, list[str]]]:
+    """The stages' command lines: (name, argv); ``presets`` narrows bench_gpu's presets."""
     bench = [sys.executable, str(HERE / "bench_gpu.py"), "--out", str(out), "--device", device]
+    if presets:
+        bench += ["--presets", *presets]
     if quick:
         bench.append("--quick")
     if not autotune:
@@ -47,6 +51,7 @@ def stages(device: str, out: Path, quick: bool, autotune: bool) -> list[tuple[st
     if device == "cpu":  # compiling the paper model with inductor on a CPU takes many minutes
         bench.append("--no-compile")
     batch, steps = ("2", "1") if device == "cpu" else ("32", "3")
+    warmup = "0" if device == "cpu" and quick else "1"  # an authors' step takes ~25 s on a core
     authors = [
         sys.executable,
         str(HERE / "authors_step.py"),
@@ -58,6 +63,8 @@ def stages(device: str, out: Path, quick: bool, autotune: bool) -> list[tuple[st
         batch,
         "--steps",
         steps,
+        "--warmup",
+        warmup,
     ]
     return [("bench_gpu", bench), ("authors_step", authors)]
 
@@ -80,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer timed steps")
     parser.add_argument("--autotune", action="store_true", help="add the max-autotune rows")
     parser.add_argument(
+        "--presets", nargs="+", default=[], help="bench_gpu's presets (default: all)"
+    )
+    parser.add_argument(
         "--limit-scale", type=float, default=1.0, help="multiply each stage's time limit"
     )
     args = parser.parse_args(argv)
@@ -94,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     device = "cpu" if args.device == "cpu" else args.device
     ran = [
         run_stage(name, cmd, LIMITS_S[name] * args.limit_scale)
-        for name, cmd in stages(device, out, args.quick, args.autotune)
+        for name, cmd in stages(device, out, args.quick, args.autotune, tuple(args.presets))
     ]
     target = out / ("cpu.json" if device == "cpu" else "gpu.json")
     suffix = "" if device == "cpu" else "_" + device.split(":")[0]

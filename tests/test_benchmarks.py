@@ -120,6 +120,8 @@ def test_gpu_session_stages(tmp_path):
     cpu = dict(stages("cpu", tmp_path, quick=True, autotune=False))
     assert {"--no-compile", "--quick"} <= set(cpu["bench_gpu"])
     assert cpu["authors_step"][cpu["authors_step"].index("--batch") + 1] == "2"
+    narrowed = dict(stages("cpu", tmp_path, True, False, presets=("cpu",)))["bench_gpu"]
+    assert narrowed[narrowed.index("--presets") + 1 :][:1] == ["cpu"]
 
 
 def test_gpu_session_without_a_gpu_says_so(capsys):
