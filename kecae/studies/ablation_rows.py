@@ -233,9 +233,9 @@ ROWS: dict[str, AblationRow] = {
         ),
         AblationRow(
             "g32_decoded_free",
-            "g32_decoded_patch without the control's mask price: with G = warp(X) + D(h′) − "
-            "warp(D(h)) the control is the recipient whatever its mask, and that price drives "
-            "the shared head's mask to 0 everywhere",
+            "g32_decoded_patch without the control's mask price (with G = warp(X) + D(h′) − "
+            "warp(D(h)) the control is the recipient whatever its mask, so that price can only "
+            "close the mask both directions share)",
             {**_G32_EDIT, "edit_appearance": "decoded"},
             {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_mask_self": 0.0},
         ),
