@@ -16,8 +16,9 @@ versions, then per preset (paper, cpu):
   (max-autotune). Compile time is reported apart from the step time.
 - ``batches``: the last eager row's options at several batch sizes, fp32 and bf16 (the bf16 /
   fp32 ratio per batch).
-- ``stacked_cpu_preset``: 8 ``cpu``-preset KECAEs trained one at a time against stacked in one
-  vmapped step (kecae.training.stacked): how many more study rows an hour.
+- ``stacked_cpu_preset``: 8 ``cpu``-preset KECAEs (without the preset's patch discriminator)
+  trained one at a time against stacked in one vmapped step (kecae.training.stacked): how many
+  more study rows an hour.
 
 Every row: median step time over timed steps after warm-up (each timed step ends with a device
 synchronisation), pairs/s, the FLOPs of the whole step counted (FlopCounterMode), achieved
@@ -160,9 +161,14 @@ def stacked_speed(dev: Device, k: int, batch: int, warmup: int, steps: int) -> d
     step, as the studies train their rows today) against one stacked step of all K
     (kecae.training.stacked), fp32; the ratio is how many more study rows an hour."""
     from kecae.models.autoencoder import KECAE
+    from kecae.models.presets import preset_training
+    from kecae.training.config import LossSettings
     from kecae.training.stacked import StackedKECAE
 
-    alone = [TrainStep("cpu", batch, device=dev.name, seed=i) for i in range(k)]
+    # the preset's loss less its patch discriminator (stacking trains no module of a term's own),
+    # the same for both sides
+    settings = LossSettings.pick({**preset_training("cpu"), "lambda_patch_adv": 0.0})
+    alone = [TrainStep("cpu", batch, device=dev.name, seed=i, settings=settings) for i in range(k)]
     models = [KECAE(alone[0].config).to(dev.name) for _ in range(k)]
     stacked = StackedKECAE(models, alone[0].supervisor, alone[0].settings, lr=1e-4)
     x1 = torch.stack([a.x1 for a in alone])  # (K, B, 1, S, S)

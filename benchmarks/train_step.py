@@ -23,6 +23,12 @@ from kecae.models.classifiers import build_classifier
 from kecae.models.fold import fold_batchnorm
 from kecae.models.presets import kecae_config, preset_training
 from kecae.training.config import LossSettings
+from kecae.training.loss_modules import (
+    build_modules,
+    own_optimizers,
+    shared_parameters,
+    update_modules,
+)
 
 
 class TrainStep:
@@ -65,10 +71,17 @@ class TrainStep:
         )
         self.y1 = torch.zeros(batch, dtype=torch.long, device=self.device)
         self.y2 = torch.ones_like(self.y1)
+        # the loss terms' modules (the cpu preset's patch discriminator), as kecae train builds them
+        self.modules = {
+            n: m.to(self.device) for n, m in build_modules(self.settings, self.config).items()
+        }
         # fused: one kernel for the whole update (CUDA and CPU); else torch's default
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=1e-4, **({"fused": True} if fused_adam else {})
+            [*self.model.parameters(), *shared_parameters(self.modules)],
+            lr=1e-4,
+            **({"fused": True} if fused_adam else {}),
         )
+        self.module_optimizers = own_optimizers(self.modules)
         # torch.compile of the model and the supervisor ("default", "max-autotune", ...)
         self.net = torch.compile(self.model, mode=compile_mode) if compile_mode else self.model
         self.sup_net = (
@@ -92,11 +105,14 @@ class TrainStep:
                 self.model,
                 gen,
                 self.step,
+                modules=self.modules,
             )
             total, _ = kecae_loss(inputs, self.settings)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         value = float(total.detach()) if self.read_loss else float("nan")
         self.optimizer.step()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            update_modules(self.module_optimizers, inputs, self.settings)  # the discriminator
         self.step += 1
         return value

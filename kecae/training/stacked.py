@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from kecae.losses import LossInputs, kecae_loss
+from kecae.losses import TERMS, LossInputs, kecae_loss
 from kecae.models.autoencoder import KECAE
 from kecae.training.config import LossSettings
 
@@ -41,6 +41,12 @@ class StackedKECAE:
         configs = {m.config for m in models}
         if len(configs) != 1:
             raise ValueError("stacked models must share one KECAEConfig; got several")
+        own = [t.module.name for t in TERMS if t.module is not None and t.on(settings)]
+        if own:
+            raise ValueError(
+                f"stacked training does not train the loss terms' own modules ({', '.join(own)}):"
+                " set their weights to 0 (e.g. lambda_patch_adv=0) or train the models one by one"
+            )
         self.k = len(models)
         self.base = copy.deepcopy(models[0]).to("meta")  # the structure; weights come stacked
         self.params, self.buffers = stack_module_state(list(models))  # name -> (K, ...)

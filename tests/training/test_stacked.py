@@ -41,7 +41,9 @@ def _setup():
         )
         for _ in range(STEPS)
     ]
-    return models, sup, LossSettings.pick(preset_training("cpu")), data
+    # the preset's loss without its patch discriminator (a module of its own: stacking refuses it)
+    settings = LossSettings.pick({**preset_training("cpu"), "lambda_patch_adv": 0.0})
+    return models, sup, settings, data
 
 
 def _alone(model: KECAE, sup, settings, data, i: int) -> tuple[dict, list[float]]:
@@ -98,3 +100,5 @@ def test_stacked_refuses_mixed_configs_and_bad_batches():
     stacked = StackedKECAE([b, KECAE(b.config)], sup, LossSettings())
     with pytest.raises(ValueError, match="one batch per model"):
         stacked.step(torch.zeros(3, 2, 1, 32, 32), torch.zeros(3, 2, 1, 32, 32))
+    with pytest.raises(ValueError, match=r"own modules \(patch_disc\).*lambda_patch_adv=0"):
+        StackedKECAE([b, KECAE(b.config)], sup, LossSettings.pick(preset_training("cpu")))
