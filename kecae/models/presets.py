@@ -27,8 +27,8 @@ def cpu() -> KECAEConfig:
     without it, and X'2 keeps fewer osteophytes (worst seed 47.8 % against 53.0 %). The size
     (64 px, width 0.125) comes from benchmarks/bench_model.py (model.json): the largest input at
     which the paper's architecture saw >= 20k training pairs in the demo's ~300 s under load;
-    this preset trains at ~200 pairs/s on one thread. Training settings to match:
-    :data:`PRESET_TRAINING` ``["cpu"]``."""
+    this preset trains at ~160 pairs/s on one thread (~300 without the discriminator). Training
+    settings to match: :data:`PRESET_TRAINING` ``["cpu"]``."""
     return KECAEConfig(
         image_size=64, width=0.125, depth=4, key_pool="mean", exchange="warp", warp_grid=32
     )
