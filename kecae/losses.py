@@ -36,6 +36,9 @@ from kecae import edit_losses
 from kecae.edit_losses import PatchDiscriminator, intensity_edit_term, perturb_for_supervisor
 from kecae.models.autoencoder import KECAE, KECAEConfig, KECAEOutput
 from kecae.registry import LDA_MODES, RECON_LOSSES
+from kecae.supervision_losses import donor_supervision_term as donor_supervision_term
+from kecae.supervision_losses import ensemble_supervision
+from kecae.supervision_losses import supervision_term as supervision_term
 from kecae.training.config import LossSettings
 
 
@@ -63,18 +66,6 @@ def reconstruction_term(
     if kind == "l1":
         return F.l1_loss(x1_hat, x1) + F.l1_loss(x2_hat, x2)
     raise ValueError(f"unknown reconstruction loss {kind!r}; choose one of {list(RECON_LOSSES)}")
-
-
-def supervision_term(
-    logits_x1_ex: torch.Tensor, logits_x2_ex: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor
-) -> torch.Tensor:
-    """J_SUP = CE(D(X'1), Y2) + CE(D(X'2), Y1) (Eq. 5): each exchanged image takes its donor's
-    label.
-
-    X'1 carries X2's key features, so it must be classified as Y2 (and X'2 as Y1).
-    Shapes: logits (B, K), labels (B,) class indices. Each CE is a mean over the batch.
-    """
-    return F.cross_entropy(logits_x1_ex, y2) + F.cross_entropy(logits_x2_ex, y1)
 
 
 def lda_term(
@@ -232,21 +223,6 @@ def probe_terms(
     }
 
 
-def donor_supervision_term(
-    logits_ex: torch.Tensor, supervisor: nn.Module, x1: torch.Tensor, x2: torch.Tensor
-) -> torch.Tensor:
-    """J_SUP with the donor's grade label replaced by the supervisor's own (soft) call on the
-    donor image: a donor whose label says KL-2 but whose joint looks healthy then asks for a
-    healthy-looking X', so the exchange follows the donor's features, not its label (the phantom
-    grades, like readers', overlap). ``logits_ex``: (2B, K) on cat([X'1, X'2])."""
-    b = x1.shape[0]
-    with torch.no_grad():  # the supervisor's belief about each donor image, a soft target
-        p_donor = torch.softmax(supervisor(torch.cat([x2, x1])).float(), dim=1)  # (2B, K)
-    return F.cross_entropy(logits_ex[:b].float(), p_donor[:b]) + F.cross_entropy(
-        logits_ex[b:].float(), p_donor[b:]
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # The loss: what it sees, its entries, their sum
 # ---------------------------------------------------------------------------------------------
@@ -267,6 +243,7 @@ class LossInputs:
     step: int = 0  # the optimiser step (0-based): where the ramps stand
     joint: bool = False  # the supervisor trains along: it must also learn the real labels
     modules: Mapping[str, nn.Module] = field(default_factory=dict)  # the terms' modules, by name
+    members: Sequence[nn.Module] = ()  # a supervisor ensemble's members 1..K-1 (frozen)
 
 
 #: A term's values from the batch and the settings: {logged name: scalar}; a value the batch
@@ -324,13 +301,12 @@ def _reconstruction(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]
 
 
 def _supervision(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
-    # one supervisor call on cat([X'1, X'2]) (2B images), perturbed first when asked
+    # each supervisor (member 0, then the ensemble's others) calls cat([X'1, X'2]) once, the
+    # same images perturbed once first when asked; J_SUP is the mean of their losses
     x_ex = torch.cat([inp.out.x1_ex, inp.out.x2_ex])
-    logits = inp.supervisor(perturb_for_supervisor(x_ex, s.sup_perturb, inp.generator))
-    if s.sup_target == "donor":
-        return {"sup": donor_supervision_term(logits, inp.supervisor, inp.x1, inp.x2)}
-    b = inp.x1.shape[0]
-    return {"sup": supervision_term(logits[:b], logits[b:], inp.y1, inp.y2)}
+    x_ex = perturb_for_supervisor(x_ex, s.sup_perturb, inp.generator)
+    sups = [inp.supervisor, *inp.members]
+    return {"sup": ensemble_supervision(sups, x_ex, inp.x1, inp.x2, inp.y1, inp.y2, s.sup_target)}
 
 
 def _lda(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:

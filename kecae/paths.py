@@ -23,6 +23,7 @@ PATH_FIELDS = frozenset(
         "data",
         "out",
         "supervisor",
+        "supervisor_members",
         "augment_dirs",
         "mix_dirs",
         "cache_dir",

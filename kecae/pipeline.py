@@ -46,7 +46,7 @@ from kecae.results import JudgeSummary, SupervisorSummary
 from kecae.reuse import check_out_of_data, check_same, fresh_folder, prepare_output
 from kecae.runfolder import ClassifierRun, RunLayout
 from kecae.runlock import releases_locks
-from kecae.training.config import ClassifierTrainConfig, KECAETrainConfig
+from kecae.training.config import ClassifierTrainConfig, KECAETrainConfig, member_seed
 
 # The trainers, presets and evaluation (torch, SciPy, scikit-learn) and the phantom renderer are
 # imported by the steps that use them: the command line imports this module for RunConfig.
@@ -73,6 +73,9 @@ class RunConfig:
     )
     preset: str = setting("cpu", choices=PRESETS)  # KECAE preset
     supervisor_arch: str = setting("siamese", choices=CLASSIFIERS)  # supervises KECAE
+    supervisors: int | None = setting(
+        None, range=(1, 64, True, "a whole number of supervisors in [1, 64]")
+    )  # frozen supervisors (seeds seed + 1000 k), J_SUP their mean (default: the preset's, 1)
     judge_arch: str = setting(
         "small", choices=CLASSIFIERS
     )  # the independent judge (resnet18 for real runs)
@@ -225,10 +228,7 @@ def _run_steps(
 
     # the two classifiers, KECAE, its images and their evaluation
     sup = step(
-        "supervisor",
-        lambda: train_classifier(
-            _classifier_config(layout.supervisor, cfg.supervisor_arch, cfg.seed, cfg, size, shared)
-        ),
+        "supervisor", lambda: _train_supervisors(cfg, layout, size, shared, train_classifier)
     )
     judge = step(
         "judge",
@@ -299,6 +299,32 @@ def _classifier_config(
     )
 
 
+def supervisor_count(cfg: RunConfig) -> int:
+    """How many supervisors the run trains: ``--supervisors``, else its preset's (1)."""
+    from kecae.models.presets import preset_training
+
+    return int(cfg.supervisors or preset_training(cfg.preset).get("supervisors", 1))
+
+
+def _train_supervisors(
+    cfg: RunConfig,
+    layout: RunLayout,
+    size: int,
+    shared: dict[str, Any],
+    train_classifier: Callable[[ClassifierTrainConfig], dict[str, Any]],
+) -> dict[str, Any]:
+    """The supervisor (member 0, seed ``cfg.seed``), then an ensemble's other members (each
+    trained, resumed or reused in ``RUN/supervisor_<k>``); returns member 0's metrics."""
+    metrics = []
+    for k in range(supervisor_count(cfg)):
+        seed = member_seed(cfg.seed, k)
+        member = _classifier_config(
+            layout.supervisor_member(k), cfg.supervisor_arch, seed, cfg, size, shared
+        )
+        metrics.append(train_classifier(member))
+    return metrics[0]
+
+
 def _kecae_config(
     cfg: RunConfig, layout: RunLayout, size: int, shared: dict[str, Any]
 ) -> KECAETrainConfig:
@@ -317,6 +343,10 @@ def _kecae_config(
             **shared,
             "out": str(layout.kecae.folder),
             "supervisor": str(layout.supervisor.best),
+            "supervisors": supervisor_count(cfg),
+            "supervisor_members": [
+                str(layout.supervisor_member(k).best) for k in range(1, supervisor_count(cfg))
+            ],
             "preset": cfg.preset,
             "model": model,
             "max_steps": cfg.kecae_steps,

@@ -9,6 +9,7 @@ A pipeline run (``kecae run`` / ``kecae demo``) is one folder::
     RUN/console.log       every command's console output, one file per run
     RUN/.kecae_cache/     preprocessed images and data checks (safe to delete)
     RUN/supervisor/       classifier run: config.yaml, last.pt, best.pt, metrics.json, log.csv
+    RUN/supervisor_<k>/   with --supervisors K > 1: the ensemble's member k (1..K-1), same files
     RUN/judge/            the independent classifier, same files
     RUN/kecae/            KECAE run: config.yaml, checkpoints/last.pt, summary.json, log.csv,
                           samples/
@@ -169,6 +170,10 @@ class RunLayout:
     @property
     def supervisor(self) -> ClassifierRun:
         return ClassifierRun(self.root / "supervisor")
+
+    def supervisor_member(self, k: int) -> ClassifierRun:
+        """Member ``k`` of a supervisor ensemble: member 0 is :attr:`supervisor` itself."""
+        return self.supervisor if k == 0 else ClassifierRun(self.root / f"supervisor_{k}")
 
     @property
     def judge(self) -> ClassifierRun:

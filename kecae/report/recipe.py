@@ -34,7 +34,7 @@ from kecae.results import (
     SupervisorSummary,
     Tune,
 )
-from kecae.training.config import KECAETrainConfig
+from kecae.training.config import MEMBER_SEED_STRIDE, KECAETrainConfig
 
 # The model presets (torch) are imported when a run's KECAE configuration is shown: the report
 # renders without torch otherwise.
@@ -94,6 +94,12 @@ def generator_section(run: RunData) -> str:
     loss += [f"{getattr(cfg, k):g} · {what}" for k, what in _EXTRA_TERMS.items() if getattr(cfg, k)]
     if cfg.sup_perturb:
         loss.append(f"X′ shifted/blurred by ≤ {cfg.sup_perturb:g} px before the supervisor")
+    if cfg.supervisors > 1:
+        loss[1] = (
+            f"λ1 = {cfg.lambda_sup:g} · J_SUP, the mean over {cfg.supervisors} frozen "
+            f"supervisors trained from seeds {MEMBER_SEED_STRIDE} apart (target: {sup}); the "
+            "evaluation's supervisor is member 0, the run's supervisor/"
+        )
     rows = [
         ["preset", escape(cfg.preset)],
         ["image, channels", f"{model.image_size} px, {model.channels[0]}…{model.channels[-1]}"],

@@ -15,6 +15,7 @@ names every option it changes, so the table does not move when a preset does.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -42,7 +43,11 @@ from kecae.results import (
 from kecae.reuse import differences
 from kecae.runfolder import AblationRun, RunLayout
 from kecae.studies.ablation_rows import BASE_MODEL, COLUMNS, ROWS, TIMING, AblationRow
-from kecae.studies.subruns import KECAEStudyConfig, kecae_run_config
+from kecae.studies.subruns import (
+    KECAEStudyConfig,
+    kecae_run_config,
+    train_supervisor_members,
+)
 from kecae.training.config import KECAETrainConfig
 from kecae.training.logs import read_log
 
@@ -92,6 +97,7 @@ class SharedInputs:
     judge: str
     patient_regex: str | None
     grades: tuple[int, int] = (0, 2)  # the run's grade pair
+    members: tuple[str, ...] = ()  # the supervisor ensemble's members 1.. (rows with supervisors)
 
 
 def row_train_config(
@@ -103,6 +109,7 @@ def row_train_config(
         data=inputs.data,
         out=str(out),
         supervisor=inputs.supervisor,
+        supervisor_members=list(inputs.members[: row.train.get("supervisors", 1) - 1]),
         preset="paper",
         model={**BASE_MODEL, **row.model},
         num_pairs=cfg.num_pairs,
@@ -227,6 +234,7 @@ def run_ablation(cfg: AblationConfig) -> dict[str, Any]:
     run = Path(cfg.run).resolve()
     layout = RunLayout(run)
     inputs = _shared_inputs(cfg, layout)
+    inputs = _with_members(cfg, layout, inputs)
     seeds = list(range(cfg.seeds))
 
     # every row at the first seeds, ranked; the best rows at more seeds
@@ -292,6 +300,19 @@ def run_ablation(cfg: AblationConfig) -> dict[str, Any]:
     return written
 
 
+def _with_members(cfg: AblationConfig, layout: RunLayout, inputs: SharedInputs) -> SharedInputs:
+    """The inputs with the run's supervisor ensemble, as large as the rows ask for (trained,
+    resumed or reused in ``RUN/supervisor_<k>``)."""
+    count = max(ROWS[n].train.get("supervisors", 1) for n in cfg.rows)
+    if count > 1 and cfg.supervisor:
+        raise KecaeError(
+            f"--supervisor {cfg.supervisor}: rows with a supervisor ensemble train the run's "
+            "supervisor at other seeds; drop --supervisor or those rows"
+        )
+    members = train_supervisor_members(layout, count, cfg.device, cfg.cache_dir, cfg.progress)
+    return dataclasses.replace(inputs, members=tuple(members))
+
+
 def _shared_inputs(cfg: AblationConfig, layout: RunLayout) -> SharedInputs:
     """The shared inputs: data set (and its patient regex), supervisor and judge, absolute."""
     base = kecae_run_config(layout.root)
@@ -311,8 +332,11 @@ def _shared_inputs(cfg: AblationConfig, layout: RunLayout) -> SharedInputs:
                 f"the {what} {path} does not exist: run `kecae demo --out "
                 f"{layout.root}` first, or pass --{what}"
             )
+    absolute = {k: str(Path(v).resolve()) for k, v in paths.items()}
     return SharedInputs(
-        **{k: str(Path(v).resolve()) for k, v in paths.items()},
+        absolute["data"],
+        absolute["supervisor"],
+        absolute["judge"],
         patient_regex=base.patient_regex if base else None,
         grades=grades_of({"grades": base.grades} if base else None),
     )

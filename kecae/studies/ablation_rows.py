@@ -245,6 +245,13 @@ ROWS: dict[str, AblationRow] = {
             {**_G32_EDIT, "edit_appearance": "decoded"},
             _EDIT_LOSS,
         ),
+        AblationRow(
+            "g32_patch_ens3",
+            "g32_patch with J_SUP the mean over 3 frozen supervisors trained from different "
+            "seeds (the run's supervisor and two more): the exchange must satisfy all three",
+            _G32,
+            {**_WARP_LOSS, "lambda_patch_adv": 0.1, "supervisors": 3},
+        ),
     ]
 }
 

@@ -60,7 +60,7 @@ from kecae.studies.subruns import (
     train_kecae_or_reuse,
     train_or_reuse,
 )
-from kecae.training.config import ClassifierTrainConfig, KECAETrainConfig
+from kecae.training.config import ClassifierTrainConfig, KECAETrainConfig, member_seed
 
 # Checkpoints and the evaluation (torch, SciPy, scikit-learn) are imported when a seed runs: the
 # command line imports this module for its settings and stays light.
@@ -238,21 +238,19 @@ def _own_models(recipe: Recipe, run: RunLayout) -> _Models | None:
 def _train(
     cfg: RobustnessConfig, recipe: Recipe, folder: RunLayout, seed: int, cache: str
 ) -> _Models:
-    """Supervisor, judge and KECAE of one seed: trained, resumed or reused."""
+    """Supervisor (and an ensemble's other members), judge and KECAE of one seed: trained,
+    resumed or reused."""
     sup_seed, judge_seed = recipe.seeds_at(seed)
-    sup = _classifier(cfg, recipe.supervisor, folder.supervisor.folder, sup_seed, cache)
+    sups = [
+        _classifier(cfg, recipe.supervisor, member.folder, member_seed(sup_seed, k), cache)
+        for k, member in enumerate(map(folder.supervisor_member, range(recipe.kecae.supervisors)))
+    ]
     judge = _classifier(cfg, recipe.judge, folder.judge.folder, judge_seed, cache)
-    kcfg = at_budget(
-        recipe.kecae,
-        recipe.kecae.max_steps,
-        cfg.device,
-        cache,
-        cfg.progress,
-        supervisor=sup,
-        out=str(folder.kecae.folder),
-        seed=seed,
-    )
-    return _Models(sup, judge, train_kecae_or_reuse(kcfg))
+    own = {"supervisor": sups[0], "supervisor_members": sups[1:], "seed": seed}
+    own["out"] = str(folder.kecae.folder)
+    kecae = recipe.kecae
+    kcfg = at_budget(kecae, kecae.max_steps, cfg.device, cache, cfg.progress, **own)
+    return _Models(sups[0], judge, train_kecae_or_reuse(kcfg))
 
 
 def _evaluate(

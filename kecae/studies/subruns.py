@@ -31,6 +31,7 @@ from kecae.training.config import (
     ClassifierTrainConfig,
     KECAETrainConfig,
     kecae_model_config,
+    member_seed,
 )
 
 # The trainers, checkpoints and measures (torch, SciPy, scikit-learn) are imported when a sub-run
@@ -297,6 +298,37 @@ def train_or_reuse(ccfg: ClassifierTrainConfig) -> dict[str, Any]:
     if run.finished:
         return {**json.loads(run.metrics.read_text()), "out": str(run.folder)}
     return classifier_trainer.train_classifier(ccfg)
+
+
+def train_supervisor_members(
+    layout: RunLayout, count: int, device: str, cache_dir: str | None, progress: bool
+) -> list[str]:
+    """Checkpoints of members 1..count-1 of the run's supervisor ensemble: the run's supervisor
+    (its config.yaml) at the members' seeds, in ``RUN/supervisor_<k>``, each trained, resumed or
+    reused (the pipeline's ``--supervisors`` trains the same ones)."""
+    if count > 1 and not layout.supervisor.config.is_file():
+        raise KecaeError(
+            f"{layout.supervisor.config} is missing: a supervisor ensemble trains the run's "
+            f"supervisor at other seeds; finish the run first (`kecae demo --out {layout.root}`)"
+        )
+    checkpoints = []
+    for k in range(1, count):
+        base = load_yaml(ClassifierTrainConfig, layout.supervisor.config)
+        member = layout.supervisor_member(k)
+        train_or_reuse(
+            dataclasses.replace(
+                base,
+                out=str(member.folder),
+                seed=member_seed(base.seed, k),
+                device=device,
+                cache_dir=cache_dir,
+                progress=progress,
+                resume=True,
+                fresh=False,
+            )
+        )
+        checkpoints.append(str(member.best))
+    return checkpoints
 
 
 #: KECAE settings a study's KECAE folder must share with a rerun (more steps may be added).

@@ -134,6 +134,12 @@ class _KECAERecipe:
         factory=lambda: [0, 2], flag="--grades", metavar="G"
     )  # the two KL grades exchanged (X1 of the first, X2 of the second), e.g. 0 1
     supervisor: str = ""  # classifier checkpoint (frozen supervisor); optional in joint mode
+    supervisors: int = setting(
+        1, range=(1, 64, True, "a whole number of frozen supervisors in [1, 64]")
+    )  # frozen supervisors trained from different seeds; J_SUP is the mean of their losses
+    supervisor_members: list[str] = setting(
+        factory=list, flag="--supervisor-members", metavar="CKPT"
+    )  # with --supervisors K > 1: the checkpoints of members 1..K-1 (member 0: --supervisor)
     supervisor_mode: str = setting("frozen", choices=SUPERVISOR_MODES)  # frozen (paper) or joint
     joint_arch: str = setting("siamese", choices=CLASSIFIERS)  # joint mode: supervisor architecture
     preset: str = setting("cpu", choices=PRESETS)  # model preset: paper / cpu / tiny
@@ -168,6 +174,38 @@ class KECAETrainConfig(LossSettings, _KECAERecipe):
     data_version: str = setting(
         "", hidden=True
     )  # the data set's version from the data check (set by kecae; another one is refused)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_ensemble(self.supervisors, self.supervisor_members, self.supervisor_mode)
+
+
+#: Seeds of a supervisor ensemble's members lie this far apart: member k of a supervisor of seed
+#: s has seed s + k * stride, so the ensembles of neighbouring seeds (the robustness study's
+#: seeds, a judge trained at seed s + 1) share no classifier.
+MEMBER_SEED_STRIDE = 1000
+
+
+def member_seed(seed: int, k: int) -> int:
+    """The seed of member ``k`` of the supervisor ensemble whose member 0 has ``seed``."""
+    return seed + MEMBER_SEED_STRIDE * k
+
+
+def check_ensemble(supervisors: int, members: list[str], mode: str) -> None:
+    """A supervisor ensemble is K frozen classifiers: K - 1 member checkpoints beside
+    ``--supervisor`` (the pipeline and the studies train them: :mod:`kecae.training.members`)."""
+    if supervisors > 1 and mode != "frozen":
+        raise ValueError(
+            f"--supervisors {supervisors} needs frozen supervisors: drop --supervisors or use "
+            "--supervisor-mode frozen"
+        )
+    if len(members) != supervisors - 1:
+        raise ValueError(
+            f"--supervisors {supervisors} needs {supervisors - 1} --supervisor-members "
+            f"checkpoint(s) beside --supervisor, got {len(members)}: train them with "
+            "`kecae train-classifier --seed S` (other seeds) or let `kecae run` / `kecae demo` "
+            "train them"
+        )
 
 
 #: Fields that may change when a run resumes or a finished run is reused: stopping criteria,

@@ -54,7 +54,7 @@ from kecae.training.loss_modules import (
 )
 from kecae.training.opening import check_training_data, take_run_folder
 from kecae.training.step import stop_unless_finite
-from kecae.training.supervisor import load_supervisor
+from kecae.training.supervisor import load_members, load_supervisor
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ class _Trainable:
     modules: dict[str, torch.nn.Module]  # the loss terms' modules (kecae.losses.TrainedModule)
     optimizer: torch.optim.Optimizer  # the model's Adam (with a joint supervisor, the probes)
     module_optimizers: dict[str, torch.optim.Optimizer]  # modules with an optimiser of their own
+    members: list[torch.nn.Module]  # a supervisor ensemble's members 1..K-1 (frozen, not saved)
 
     def extra_modules(self, joint: bool) -> dict[str, torch.nn.Module]:
         """Modules saved beside the model: the joint supervisor, the loss terms' modules."""
@@ -177,6 +178,7 @@ def train_kecae(
             inputs = LossInputs(
                 net(x1, x2), x1, x2, y1, y2, sup_net, parts.model, gen, step, joint, parts.modules
             )
+            inputs.members = parts.members
         terms = _optimise(cfg, parts, inputs, device, step, _last(run), dist_info)
         meter.add(terms, cfg.batch_size)
         done = step + 1
@@ -338,9 +340,9 @@ def _build_trainable(
     cfg: KECAETrainConfig, model_config: KECAEConfig, device: torch.device, fmt: torch.memory_format
 ) -> _Trainable:
     """The model, the supervisor (trained along in joint mode), the modules of the loss terms
-    that are on, and one Adam over the model, the joint supervisor and the modules without an
-    optimiser of their own. Built in this order: each draws its initial weights from the seeded
-    generator."""
+    that are on, one Adam over the model, the joint supervisor and the modules without an
+    optimiser of their own, and an ensemble's other supervisors (frozen). Built in this order:
+    each draws its initial weights from the seeded generator."""
     model = KECAE(model_config).to(device).to(memory_format=fmt)
     supervisor, supervisor_config = load_supervisor(cfg, model_config.image_size, device)
     supervisor = supervisor.to(memory_format=fmt)
@@ -349,6 +351,8 @@ def _build_trainable(
         params += list(supervisor.parameters())
     modules = {name: m.to(device) for name, m in build_modules(cfg, model_config).items()}
     params += list(shared_parameters(modules))
+    # last: building them draws from the generator, and the rest starts as with one supervisor
+    members = [m.to(memory_format=fmt) for m in load_members(cfg, model_config.image_size, device)]
     return _Trainable(
         model,
         supervisor,
@@ -356,6 +360,7 @@ def _build_trainable(
         modules,
         torch.optim.Adam(params, lr=cfg.lr),
         own_optimizers(modules),
+        members,
     )
 
 

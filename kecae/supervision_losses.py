@@ -1,0 +1,67 @@
+"""J_SUP (Eq. 5) and its forms beyond the paper: the exchanged images must carry their donor's
+grade, as a frozen supervisor sees it. Against the donor's label (the paper), or against the
+supervisor's own call on the donor (``sup_target: donor``); with a supervisor ensemble
+(``--supervisors K``), the mean of every member's loss, so the exchange must satisfy all of them
+(K supervisors trained from different seeds share the grade's real signs, not each seed's own
+shortcut). Shapes and class indices as in :mod:`kecae.losses`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def supervision_term(
+    logits_x1_ex: torch.Tensor, logits_x2_ex: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor
+) -> torch.Tensor:
+    """J_SUP = CE(D(X'1), Y2) + CE(D(X'2), Y1) (Eq. 5): each exchanged image takes its donor's
+    label.
+
+    X'1 carries X2's key features, so it must be classified as Y2 (and X'2 as Y1).
+    Shapes: logits (B, K), labels (B,) class indices. Each CE is a mean over the batch.
+    """
+    return F.cross_entropy(logits_x1_ex, y2) + F.cross_entropy(logits_x2_ex, y1)
+
+
+def donor_supervision_term(
+    logits_ex: torch.Tensor, supervisor: nn.Module, x1: torch.Tensor, x2: torch.Tensor
+) -> torch.Tensor:
+    """J_SUP with the donor's grade label replaced by the supervisor's own (soft) call on the
+    donor image: a donor whose label says KL-2 but whose joint looks healthy then asks for a
+    healthy-looking X', so the exchange follows the donor's features, not its label (the phantom
+    grades, like readers', overlap). ``logits_ex``: (2B, K) on cat([X'1, X'2])."""
+    b = x1.shape[0]
+    with torch.no_grad():  # the supervisor's belief about each donor image, a soft target
+        p_donor = torch.softmax(supervisor(torch.cat([x2, x1])).float(), dim=1)  # (2B, K)
+    return F.cross_entropy(logits_ex[:b].float(), p_donor[:b]) + F.cross_entropy(
+        logits_ex[b:].float(), p_donor[b:]
+    )
+
+
+def ensemble_supervision(
+    supervisors: Sequence[nn.Module],
+    x_ex: torch.Tensor,
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    y1: torch.Tensor,
+    y2: torch.Tensor,
+    target: str = "label",
+) -> torch.Tensor:
+    """J_SUP averaged over ``supervisors``: each sees the same exchanged images ``x_ex`` =
+    cat([X'1, X'2]) (2B, 1, S, S) and scores them with its own loss (``target``: ``"label"``,
+    the donor's grade; ``"donor"``, its own call on the donor image). One supervisor gives its
+    J_SUP unchanged."""
+    b = x1.shape[0]
+    values = []
+    for sup in supervisors:
+        logits = sup(x_ex)
+        if target == "donor":
+            values.append(donor_supervision_term(logits, sup, x1, x2))
+        else:
+            values.append(supervision_term(logits[:b], logits[b:], y1, y2))
+    if not values:
+        raise ValueError("J_SUP needs at least one supervisor")
+    return values[0] if len(values) == 1 else torch.stack(values).mean()
