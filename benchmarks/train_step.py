@@ -35,7 +35,8 @@ class TrainStep:
     """A callable training step of ``preset`` at ``batch`` pairs on ``device`` (``config`` and
     ``settings`` replace the preset's model and loss settings; ``fold=False``: the supervisor's
     batch norms kept as they are, as before kecae folded them; ``compile_mode``: torch.compile
-    the model and the supervisor in that mode; ``fused_adam``: Adam's fused implementation)."""
+    the model and the supervisor in that mode; ``fused_adam``: Adam's fused implementation;
+    ``supervisors``: frozen supervisors whose J_SUP is averaged, default the preset's)."""
 
     def __init__(
         self,
@@ -51,6 +52,7 @@ class TrainStep:
         fold: bool = True,
         compile_mode: str | None = None,
         fused_adam: bool = False,
+        supervisors: int | None = None,
     ) -> None:
         torch.manual_seed(seed)
         self.config = config or kecae_config(preset)
@@ -82,6 +84,14 @@ class TrainStep:
             **({"fused": True} if fused_adam else {}),
         )
         self.module_optimizers = own_optimizers(self.modules)
+        # a supervisor ensemble's other members, built last as kecae train builds them
+        k = supervisors or int(preset_training(preset).get("supervisors", 1))
+        self.members = [
+            fold_batchnorm(
+                build_classifier("siamese", self.config.image_size).eval().requires_grad_(False)
+            ).to(self.device, memory_format=fmt)
+            for _ in range(k - 1)
+        ]
         # torch.compile of the model and the supervisor ("default", "max-autotune", ...)
         self.net = torch.compile(self.model, mode=compile_mode) if compile_mode else self.model
         self.sup_net = (
@@ -106,6 +116,7 @@ class TrainStep:
                 gen,
                 self.step,
                 modules=self.modules,
+                members=self.members,
             )
             total, _ = kecae_loss(inputs, self.settings)
         self.optimizer.zero_grad(set_to_none=True)

@@ -280,6 +280,10 @@ class DownstreamFraction:
     def supervisor(self) -> ClassifierRun:
         return ClassifierRun(self.folder / "supervisor")
 
+    def supervisor_member(self, k: int) -> ClassifierRun:
+        """Member ``k`` of the fraction's supervisor ensemble (0: :attr:`supervisor`)."""
+        return self.supervisor if k == 0 else ClassifierRun(self.folder / f"supervisor_{k}")
+
     @property
     def kecae(self) -> KECAERun:
         return KECAERun(self.folder / "kecae")

@@ -92,6 +92,11 @@ def test_train_step_trains_and_its_flops_are_counted():
     flops = step_flops(step)
     assert flops > 0
     assert step_flops(TrainStep("tiny", batch=4)) == pytest.approx(2 * flops, rel=0.01)
+    # a supervisor ensemble: the members are frozen, and their passes add to the step's FLOPs
+    ens = TrainStep("tiny", batch=2, channels_last=True, supervisors=3)
+    assert len(ens.members) == 2 and math.isfinite(ens())
+    assert not any(p.requires_grad for m in ens.members for p in m.parameters())
+    assert step_flops(ens) > flops
 
 
 def test_cpu_profile_shares(tmp_path):

@@ -43,13 +43,14 @@ from kecae.runfolder import GeneratedFolder, RunLayout
 from kecae.studies.subruns import (
     at_budget,
     generated_rows,
+    kecae_run_config,
     reusable_generation,
     run_recipe,
     subset_manifest,
     train_kecae_or_reuse,
     train_or_reuse,
 )
-from kecae.training.config import KECAE_MAY_CHANGE, ClassifierTrainConfig
+from kecae.training.config import KECAE_MAY_CHANGE, ClassifierTrainConfig, member_seed
 
 # Checkpoints, classifiers, measures and the phantom renderer (torch, SciPy, scikit-learn) are
 # imported where a study uses them: the command line imports the studies for their settings.
@@ -205,8 +206,9 @@ def prepare_fraction(
     if not parts:
         return Fraction(info, folder, {})
     own = regime.name == "iid" and fraction == 1
-    supervisor = _supervisor(cfg, layout, folder, fdata, options, own)
-    ckpt, reused, steps = _kecae(cfg, layout, folder, fdata, supervisor, own)
+    supervisors = _supervisors(cfg, layout, folder, fdata, options, own)
+    supervisor = supervisors[0]  # member 0 of an ensemble: the one that confirms X'
+    ckpt, reused, steps = _kecae(cfg, layout, folder, fdata, supervisors, own)
     need = {p: subset_pairs(p, info.n_train_real, n_kl0, n_kl2) for p in parts}
     pairs = min(max(need.values()), n_kl0 * n_kl2)
     candidates = [folder.generated] + ([layout.generated] if own else [])
@@ -279,19 +281,23 @@ def _subsample(
     )
 
 
-def _supervisor(
+def _supervisors(
     cfg: Any,
     layout: RunLayout,
     folder: FractionFolder,
     fdata: str,
     options: dict[str, Any],
     own: bool,
-) -> str:
-    """The fraction's supervisor: the run's own where ``own`` (trained on all of the run's
-    data), else the run's supervisor recipe (its config.yaml) trained on the subsample."""
+) -> list[str]:
+    """The fraction's supervisor (and the other members of the recipe's supervisor ensemble):
+    the run's own where ``own`` (trained on all of the run's data), else the run's supervisor
+    recipe (its config.yaml) trained on the subsample, member k at its member seed."""
+    recipe = kecae_run_config(layout.root)
+    count = recipe.supervisors if recipe else 1
+    run_sups = [layout.supervisor_member(k) for k in range(count)]
+    if own and all(m.finished for m in run_sups):
+        return [str(m.best) for m in run_sups]
     run_sup = layout.supervisor
-    if own and run_sup.finished:
-        return str(run_sup.best)
     if not run_sup.config.is_file():
         raise KecaeError(
             f"{run_sup.config} is missing: the study trains each fraction's supervisor with "
@@ -299,26 +305,33 @@ def _supervisor(
             f"{layout.root}` or `kecae train-classifier --out ...`)"
         )
     base = load_yaml(ClassifierTrainConfig, run_sup.config)
-    scfg = dataclasses.replace(
-        base,
-        data=fdata,
-        out=str(folder.supervisor.folder),
-        augment_dirs=[],
-        device=cfg.device,
-        cache_dir=cfg.cache_dir,
-        progress=cfg.progress,
-        resume=True,
-        fresh=False,
-        **options,
-    )
-    train_or_reuse(scfg)
-    return str(folder.supervisor.best)
+    for k in range(count):
+        scfg = dataclasses.replace(
+            base,
+            data=fdata,
+            out=str(folder.supervisor_member(k).folder),
+            seed=member_seed(base.seed, k),
+            augment_dirs=[],
+            device=cfg.device,
+            cache_dir=cfg.cache_dir,
+            progress=cfg.progress,
+            resume=True,
+            fresh=False,
+            **options,
+        )
+        train_or_reuse(scfg)
+    return [str(folder.supervisor_member(k).best) for k in range(count)]
 
 
 def _kecae(
-    cfg: Any, layout: RunLayout, folder: FractionFolder, fdata: str, supervisor: str, own: bool
+    cfg: Any,
+    layout: RunLayout,
+    folder: FractionFolder,
+    fdata: str,
+    supervisors: list[str],
+    own: bool,
 ) -> tuple[Path, bool, int]:
-    """The fraction's KECAE: the run's recipe trained on the subsample with its supervisor;
+    """The fraction's KECAE: the run's recipe trained on the subsample with its supervisor(s);
     where ``own``, the run's own KECAE when its settings and steps are those. Returns
     (checkpoint, reused, steps)."""
     from kecae.checkpoint import load_checkpoint
@@ -336,7 +349,8 @@ def _kecae(
         cfg.cache_dir,
         cfg.progress,
         data=fdata,
-        supervisor=supervisor,
+        supervisor=supervisors[0],
+        supervisor_members=supervisors[1:],
         out=str(folder.kecae.folder),
     )
     run_ckpt = layout.kecae.last

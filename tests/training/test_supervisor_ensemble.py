@@ -124,6 +124,9 @@ def test_settings_refuse_an_ensemble_without_its_members_or_in_joint_mode():
     assert layout.supervisor_member(2).best == Path("/r/supervisor_2/best.pt")
 
 
+JOINT = ["--supervisor-mode", "joint"]
+
+
 @pytest.mark.parametrize(
     "args, says",
     [
@@ -135,8 +138,7 @@ def test_settings_refuse_an_ensemble_without_its_members_or_in_joint_mode():
             "needs 1 --supervisor-members checkpoint(s) beside --supervisor, got 2",
         ),
         (
-            ["train", "--supervisors", "2", "--supervisor-members", "a"]
-            + ["--supervisor-mode", "joint"],
+            ["train", "--supervisors", "2", "--supervisor-members", "a", *JOINT],
             "needs frozen supervisors",
         ),
         (["demo", "--supervisors", "0"], "--supervisors 0: must be"),
@@ -245,3 +247,18 @@ def test_demo_trains_the_members_and_a_rerun_reuses_them(tmp_path, capsys):
     assert seeds == [1, 1001, 2001]  # no classifier shared with seed 0's ensemble or judge
     kecae = yaml.safe_load(seed1.kecae.config.read_text())
     assert kecae["supervisor_members"] == ["../supervisor_1/best.pt", "../supervisor_2/best.pt"]
+
+    # a downstream fraction trains its own ensemble on its subsample (the run's when it is whole)
+    from types import SimpleNamespace
+
+    from kecae.runfolder import DownstreamFraction
+    from kecae.studies.fractions import _supervisors
+
+    settings = SimpleNamespace(device="cpu", cache_dir=None, progress=False)
+    fraction = DownstreamFraction(out / "fraction")
+    mine = _supervisors(settings, layout, fraction, str(layout.data), {}, own=True)
+    assert mine == [str(m.best) for m in members]
+    mine = _supervisors(settings, layout, fraction, str(layout.data), {}, own=False)
+    assert mine == [str(fraction.supervisor_member(k).best) for k in range(3)]
+    configs = [yaml.safe_load(fraction.supervisor_member(k).config.read_text()) for k in range(3)]
+    assert [c["seed"] for c in configs] == [0, 1000, 2000]
