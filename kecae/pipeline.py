@@ -74,7 +74,7 @@ class RunConfig:
     preset: str = setting("cpu", choices=PRESETS)  # KECAE preset
     supervisor_arch: str = setting("siamese", choices=CLASSIFIERS)  # supervises KECAE
     supervisors: int | None = setting(
-        None, range=(1, 64, True, "a whole number of supervisors in [1, 64]")
+        None, range=(1, 64, True, "a whole number of supervisors in [1, 64]"), metavar="K"
     )  # frozen supervisors (seeds seed + 1000 k), J_SUP their mean (default: the preset's, 1)
     judge_arch: str = setting(
         "small", choices=CLASSIFIERS

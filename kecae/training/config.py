@@ -135,7 +135,7 @@ class _KECAERecipe:
     )  # the two KL grades exchanged (X1 of the first, X2 of the second), e.g. 0 1
     supervisor: str = ""  # classifier checkpoint (frozen supervisor); optional in joint mode
     supervisors: int = setting(
-        1, range=(1, 64, True, "a whole number of frozen supervisors in [1, 64]")
+        1, range=(1, 64, True, "a whole number of frozen supervisors in [1, 64]"), metavar="K"
     )  # frozen supervisors trained from different seeds; J_SUP is the mean of their losses
     supervisor_members: list[str] = setting(
         factory=list, flag="--supervisor-members", metavar="CKPT"
