@@ -41,6 +41,7 @@ from torch import nn
 from kecae.models.edit import (
     EDIT_APPEARANCES,
     EditHead,
+    open_size_px,
     compose,
     gaussian_blur,
     warp_images,
@@ -89,7 +90,9 @@ class KECAEConfig:
     residual_blur_px: float = 1.0  # residual edits: Gaussian blur sd, px (0: none)
     edit: bool = False  # warp: also X' = (1 − m)·warp(X) + m·G, a masked appearance edit
     edit_channels: int = 8  # edit: features of the edit head's full-resolution convolutions
-    edit_appearance: str = "free"  # edit: G = warp(X) + δ ("free") or + D(h') − warp(D(h))
+    edit_appearance: str = "free"  # edit: G = warp(X) + δ ("free"), + D(h') − warp(D(h))
+    # ("decoded") or the opening of warp(X) ("open": removes bright spurs, draws nothing)
+    edit_open_frac: float = 0.08  # edit "open": the opening's square, share of the image side
 
     def __post_init__(self) -> None:
         # Checkpoints and YAML give lists; the config must stay hashable and comparable.
@@ -109,6 +112,15 @@ class KECAEConfig:
         if self.edit_appearance not in EDIT_APPEARANCES:
             raise ValueError(
                 f"edit_appearance={self.edit_appearance!r} must be one of {list(EDIT_APPEARANCES)}"
+            )
+        if not (
+            isinstance(self.edit_open_frac, (int, float))
+            and not isinstance(self.edit_open_frac, bool)
+            and 0 < self.edit_open_frac <= 0.5
+        ):
+            raise ValueError(
+                f"edit_open_frac={self.edit_open_frac!r} must be a share of the image side in "
+                "(0, 0.5] (e.g. 0.08: a 5 px square at 64 px)"
             )
         if self.edit and self.exchange != "warp":
             raise ValueError(
@@ -315,7 +327,11 @@ class KECAE(nn.Module):
             self.warp_head = nn.Conv2d(tap_channels, 2, 3, padding=1)  # → (dx, dy) before tanh
         self.edit_head: EditHead | None = None
         if self.config.edit:
-            self.edit_head = EditHead(self.config.edit_channels, self.config.negative_slope)
+            self.edit_head = EditHead(
+                self.config.edit_channels,
+                self.config.negative_slope,
+                open_size_px(self.config.image_size, self.config.edit_open_frac),
+            )
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -454,7 +470,7 @@ class KECAE(nn.Module):
             # loss prices so that exchange(X, X) stays the recipient; every other pair's images
             # are enough for that price and halve its cost
             x, hat = torch.cat([x1[::2], x2[::2]]), torch.cat([x1_hat[::2], x2_hat[::2]])
-            m_self = self.edit_head(x, hat, hat)[1]  # (2·ceil(B/2), 1, S, S)
+            m_self = self.edit_head(x, hat, hat, self.config.edit_appearance)[1]
         return KECAEOutput(
             x1_hat, x2_hat, x1_ex, x2_ex, hk1, hn1, hk2, hn2, disp1, disp2, u1, u2, m1, m2, m_self
         )

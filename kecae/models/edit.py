@@ -75,7 +75,7 @@ def warp_images(x: torch.Tensor, disp_px: torch.Tensor) -> torch.Tensor:
 #: learn: the trap of a residual priced so heavily that it is never used).
 EDIT_MASK_BIAS = -2.0
 #: Where the edit's appearance G comes from (see :meth:`EditHead.forward`).
-EDIT_APPEARANCES = ("free", "decoded")
+EDIT_APPEARANCES = ("free", "decoded", "open")
 #: Bound of the appearance change δ in image units ([-1, 1] images): 2 can turn white to black.
 EDIT_MAX_DELTA = 2.0
 
@@ -89,10 +89,11 @@ class EditHead(nn.Module):
     identity.
     """
 
-    def __init__(self, channels: int, negative_slope: float = 0.2) -> None:
+    def __init__(self, channels: int, negative_slope: float = 0.2, open_px: int = 5) -> None:
         super().__init__()
         if not isinstance(channels, int) or channels < 1:
             raise ValueError(f"edit_channels={channels!r} must be an int >= 1 (e.g. 8)")
+        self.open_px = open_px  # the opening's square, appearance "open"
         layers: list[nn.Module] = []
         c_in = 3
         for dilation in (1, 2, 4):
@@ -123,9 +124,18 @@ class EditHead(nn.Module):
         ``appearance="free"``: G = warp(X) + δ with δ from the head. ``"decoded"``: G = warp(X) +
         D(h') − warp(D(h)), the change the decoder itself makes when the key is exchanged (kept
         sharp: no blur), so the edit can only place, by its mask, what the auto-encoder learned
-        from real images; the head then predicts the mask alone.
+        from real images; the head then predicts the mask alone. ``"open"``: G = the grey-scale
+        opening of warp(X) (:func:`open_images`), the recipient with every bright structure
+        narrower than ``open_px`` taken away and the tissue around it in its place; the mask
+        decides where (a spur the donor's key lacks), and G cannot brighten a pixel, so the edit
+        can remove bone but never draw any. The head then reads (warp(X), D(h') − warp(D(h)),
+        warp(X) − G): where the key changes the look, and what the opening would take away.
         """
-        x = torch.cat([moved, dec_ex, dec_moved], dim=1)  # (B, 3, S, S)
+        opened = open_images(moved, self.open_px) if appearance == "open" else None
+        if opened is not None:
+            x = torch.cat([moved, dec_ex - dec_moved, moved - opened], dim=1)  # (B, 3, S, S)
+        else:
+            x = torch.cat([moved, dec_ex, dec_moved], dim=1)
         if self.out.weight.is_contiguous(memory_format=torch.channels_last):
             # the model runs NHWC (KECAETrainConfig.channels_last); grid_sample returns NCHW,
             # and NCHW convolutions at full resolution are ~3x slower on a CPU
@@ -133,9 +143,30 @@ class EditHead(nn.Module):
         f = self.features(x)  # (B, c, S, S)
         raw = self.out(f)  # (B, 2, S, S)
         mask = torch.sigmoid(raw[:, 1:])  # (B, 1, S, S) in (0, 1)
+        if opened is not None:
+            return opened, mask
         if appearance == "decoded":
             return moved + dec_ex - dec_moved, mask
         return moved + EDIT_MAX_DELTA * torch.tanh(raw[:, :1]), mask  # G = warp(X) + δ
+
+
+def open_images(x: torch.Tensor, size_px: int) -> torch.Tensor:
+    """Grey-scale morphological opening of (B, C, H, W) by a ``size_px`` square (odd, >= 3):
+    an erosion (the window's minimum) then a dilation (its maximum), both with stride 1 and the
+    image edge ignored. It removes every bright structure narrower than the square (a marginal
+    spur) and keeps broader bone and soft tissue where they are: the result is never brighter
+    than the input, and it is the input wherever the square fits inside the bright region."""
+    if size_px < 3 or size_px % 2 == 0:
+        raise ValueError(f"opening size {size_px!r} must be an odd number of px >= 3")
+    pool = nn.functional.max_pool2d
+    eroded = -pool(-x, size_px, stride=1, padding=size_px // 2)
+    return pool(eroded, size_px, stride=1, padding=size_px // 2)
+
+
+def open_size_px(image_size: int, frac: float) -> int:
+    """The opening's square side for images of ``image_size`` px: the odd number of px nearest
+    to ``frac`` of the side, at least 3 (5 px at 64 px and frac 0.08, 23 px at 299 px)."""
+    return max(3, 2 * round((frac * image_size - 1) / 2) + 1)
 
 
 def compose(moved: torch.Tensor, appearance: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -252,6 +252,20 @@ ROWS: dict[str, AblationRow] = {
             _G32,
             {**_WARP_LOSS, "lambda_patch_adv": 0.1, "supervisors": 3},
         ),
+        AblationRow(
+            "g32_open",
+            "g32_edit with G = the grey-scale opening of warp(X) (a 5 px square at 64 px): the mask "
+            "can take away bright structures narrower than the square and can draw nothing",
+            {**_G32_EDIT, "edit_appearance": "open"},
+            _EDIT_LOSS,
+        ),
+        AblationRow(
+            "g32_open_patch",
+            "g32_open + the patch discriminator (weight 0.1, ramped over 500 steps): g32_patch "
+            "(the cpu preset) with the opening edit",
+            {**_G32_EDIT, "edit_appearance": "open"},
+            {**_EDIT_LOSS, "lambda_patch_adv": 0.1},
+        ),
     ]
 }
 

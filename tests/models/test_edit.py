@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from kecae.models import KECAE, KECAEConfig, kecae_config
-from kecae.models.edit import EDIT_MASK_BIAS, EditHead, compose, warp_images
+from kecae.models.edit import (
+    EDIT_MASK_BIAS,
+    EditHead,
+    compose,
+    open_images,
+    open_size_px,
+    warp_images,
+)
 
 EDIT = dict(image_size=32, width=1 / 8, depth=3, exchange="warp", warp_grid=8, edit=True)
 
@@ -115,3 +122,59 @@ def test_decoded_appearance_places_the_decoders_own_change_and_leaves_the_contro
     model = KECAE(KECAEConfig(**{**EDIT, "edit_appearance": "decoded"}))
     out = model(*_pair(2))
     assert out.mask1 is not None and out.x1_ex.shape == (2, 1, 32, 32)
+
+
+def test_opening_by_hand_removes_a_narrow_spur_and_keeps_broad_bone():
+    img = -torch.ones(1, 1, 12, 12)  # soft tissue at -1
+    img[..., 2:10, 0:6] = 0.6  # a broad block of bone (8 × 6 px)
+    img[..., 5:7, 6:9] = 0.6  # a 2 px thick spur growing out of its right edge
+    img[..., 0, 11] = 1.0  # a single bright pixel
+    opened = open_images(img, 3)
+    want = -torch.ones(1, 1, 12, 12)
+    want[..., 2:10, 0:6] = 0.6
+    torch.testing.assert_close(opened, want)  # spur and dot gone, the block exactly kept
+    assert bool((open_images(torch.rand(2, 1, 9, 9), 5) <= 1).all())
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 1, 16, 16, generator=g)
+    assert bool((open_images(x, 5) <= x + 1e-7).all())  # never brighter than the input
+    torch.testing.assert_close(open_images(open_images(x, 5), 5), open_images(x, 5))  # idempotent
+    for bad in (1, 4):
+        with pytest.raises(ValueError, match=f"opening size {bad} must be an odd number"):
+            open_images(x, bad)
+
+
+def test_open_size_scales_with_the_image():
+    assert open_size_px(64, 0.08) == 5
+    assert open_size_px(299, 0.08) == 23
+    assert open_size_px(32, 0.01) == 3  # never below 3 px
+    for bad in (0.0, -0.1, 0.6, True):
+        with pytest.raises(ValueError, match="edit_open_frac=.* must be a share of the image side"):
+            KECAEConfig(**{**EDIT, "edit_open_frac": bad})
+
+
+def test_open_appearance_can_only_take_bright_pixels_away():
+    head = EditHead(4, open_px=3)
+    head.reset_output()
+    with torch.no_grad():
+        head.out.bias.copy_(torch.tensor([0.0, 50.0]))  # m = 1 everywhere
+    img = -torch.ones(1, 1, 10, 10)
+    img[..., 2:8, 0:5] = 0.5
+    img[..., 4, 5:8] = 0.5  # a 1 px spur
+    with torch.no_grad():
+        appearance, mask = head(img, img, img, "open")
+    torch.testing.assert_close(appearance, open_images(img, 3))
+    out = compose(img, appearance, mask)
+    assert float(out[..., 4, 5:8].max()) == -1.0 and float(out[..., 2:8, 0:5].min()) == 0.5
+    assert bool((out <= img).all())
+    # a model with the open edit: a new one is the identity, its control mask comes from the
+    # same appearance, and the square follows the image size
+    torch.manual_seed(0)
+    model = KECAE(KECAEConfig(**{**EDIT, "edit_appearance": "open"}))
+    assert model.edit_head is not None and model.edit_head.open_px == 3  # 0.08 × 32 px
+    x1, x2 = _pair(4)
+    out_t = model(x1, x2)
+    assert out_t.mask_self is not None and out_t.mask_self.shape == (4, 1, 32, 32)
+    loss = out_t.x2_ex.sum()
+    loss.backward()
+    assert model.edit_head.out.weight.grad is not None
+    assert model.edit_head.out.weight.grad.abs().sum() > 0
