@@ -41,7 +41,7 @@ from torch import nn
 from kecae.models.edit import (
     EDIT_APPEARANCES,
     EditHead,
-    open_size_px,
+    square_size_px,
     compose,
     gaussian_blur,
     warp_images,
@@ -91,8 +91,8 @@ class KECAEConfig:
     edit: bool = False  # warp: also X' = (1 − m)·warp(X) + m·G, a masked appearance edit
     edit_channels: int = 8  # edit: features of the edit head's full-resolution convolutions
     edit_appearance: str = "free"  # edit: G = warp(X) + δ ("free"), + D(h') − warp(D(h))
-    # ("decoded") or the opening of warp(X) ("open": removes bright spurs, draws nothing)
-    edit_open_frac: float = 0.08  # edit "open": the opening's square, share of the image side
+    # ("decoded"), the opening ("open") or erosion ("erode") of warp(X): these remove, never draw
+    edit_square_frac: float = 0.08  # edit "open" / "erode": the square's side, share of the side
 
     def __post_init__(self) -> None:
         # Checkpoints and YAML give lists; the config must stay hashable and comparable.
@@ -114,12 +114,12 @@ class KECAEConfig:
                 f"edit_appearance={self.edit_appearance!r} must be one of {list(EDIT_APPEARANCES)}"
             )
         if not (
-            isinstance(self.edit_open_frac, (int, float))
-            and not isinstance(self.edit_open_frac, bool)
-            and 0 < self.edit_open_frac <= 0.5
+            isinstance(self.edit_square_frac, (int, float))
+            and not isinstance(self.edit_square_frac, bool)
+            and 0 < self.edit_square_frac <= 0.5
         ):
             raise ValueError(
-                f"edit_open_frac={self.edit_open_frac!r} must be a share of the image side in "
+                f"edit_square_frac={self.edit_square_frac!r} must be a share of the image side in "
                 "(0, 0.5] (e.g. 0.08: a 5 px square at 64 px)"
             )
         if self.edit and self.exchange != "warp":
@@ -330,7 +330,7 @@ class KECAE(nn.Module):
             self.edit_head = EditHead(
                 self.config.edit_channels,
                 self.config.negative_slope,
-                open_size_px(self.config.image_size, self.config.edit_open_frac),
+                square_size_px(self.config.image_size, self.config.edit_square_frac),
             )
         self.init_weights()
 

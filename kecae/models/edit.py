@@ -75,7 +75,7 @@ def warp_images(x: torch.Tensor, disp_px: torch.Tensor) -> torch.Tensor:
 #: learn: the trap of a residual priced so heavily that it is never used).
 EDIT_MASK_BIAS = -2.0
 #: Where the edit's appearance G comes from (see :meth:`EditHead.forward`).
-EDIT_APPEARANCES = ("free", "decoded", "open")
+EDIT_APPEARANCES = ("free", "decoded", "open", "erode")
 #: Bound of the appearance change δ in image units ([-1, 1] images): 2 can turn white to black.
 EDIT_MAX_DELTA = 2.0
 
@@ -89,11 +89,11 @@ class EditHead(nn.Module):
     identity.
     """
 
-    def __init__(self, channels: int, negative_slope: float = 0.2, open_px: int = 5) -> None:
+    def __init__(self, channels: int, negative_slope: float = 0.2, square_px: int = 5) -> None:
         super().__init__()
         if not isinstance(channels, int) or channels < 1:
             raise ValueError(f"edit_channels={channels!r} must be an int >= 1 (e.g. 8)")
-        self.open_px = open_px  # the opening's square, appearance "open"
+        self.square_px = square_px  # the square of appearances "open" and "erode"
         layers: list[nn.Module] = []
         c_in = 3
         for dilation in (1, 2, 4):
@@ -112,6 +112,13 @@ class EditHead(nn.Module):
         with torch.no_grad():
             self.out.bias.copy_(torch.tensor([0.0, EDIT_MASK_BIAS]))
 
+    def _morph(self, moved: torch.Tensor, appearance: str) -> torch.Tensor | None:
+        if appearance == "open":
+            return open_images(moved, self.square_px)
+        if appearance == "erode":
+            return erode_images(moved, self.square_px)
+        return None
+
     def forward(
         self,
         moved: torch.Tensor,
@@ -126,12 +133,15 @@ class EditHead(nn.Module):
         sharp: no blur), so the edit can only place, by its mask, what the auto-encoder learned
         from real images; the head then predicts the mask alone. ``"open"``: G = the grey-scale
         opening of warp(X) (:func:`open_images`), the recipient with every bright structure
-        narrower than ``open_px`` taken away and the tissue around it in its place; the mask
-        decides where (a spur the donor's key lacks), and G cannot brighten a pixel, so the edit
-        can remove bone but never draw any. The head then reads (warp(X), D(h') − warp(D(h)),
-        warp(X) − G): where the key changes the look, and what the opening would take away.
+        narrower than ``square_px`` taken away and the tissue around it in its place.
+        ``"erode"``: G = its grey-scale erosion (:func:`erode_images`), every bone edge moved
+        inward by ``square_px // 2`` px, so that a mask over a marginal bulge shaves it back to
+        the outline around it. For both the mask decides where (a spur the donor's key lacks), and
+        G cannot brighten a pixel, so the edit can remove bone but never draw any. The head then
+        reads (warp(X), D(h') − warp(D(h)), warp(X) − G): where the key changes the look, and
+        what the operation would take away.
         """
-        opened = open_images(moved, self.open_px) if appearance == "open" else None
+        opened = self._morph(moved, appearance)
         if opened is not None:
             x = torch.cat([moved, dec_ex - dec_moved, moved - opened], dim=1)  # (B, 3, S, S)
         else:
@@ -150,21 +160,28 @@ class EditHead(nn.Module):
         return moved + EDIT_MAX_DELTA * torch.tanh(raw[:, :1]), mask  # G = warp(X) + δ
 
 
+def erode_images(x: torch.Tensor, size_px: int) -> torch.Tensor:
+    """Grey-scale erosion of (B, C, H, W) by a ``size_px`` square (odd, >= 3): each pixel the
+    minimum of the square around it (the image edge ignored). Every bright region loses
+    ``size_px // 2`` px along its whole outline; never brighter than the input."""
+    if size_px < 3 or size_px % 2 == 0:
+        raise ValueError(f"square size {size_px!r} must be an odd number of px >= 3")
+    return -nn.functional.max_pool2d(-x, size_px, stride=1, padding=size_px // 2)
+
+
 def open_images(x: torch.Tensor, size_px: int) -> torch.Tensor:
     """Grey-scale morphological opening of (B, C, H, W) by a ``size_px`` square (odd, >= 3):
     an erosion (the window's minimum) then a dilation (its maximum), both with stride 1 and the
     image edge ignored. It removes every bright structure narrower than the square (a marginal
     spur) and keeps broader bone and soft tissue where they are: the result is never brighter
     than the input, and it is the input wherever the square fits inside the bright region."""
-    if size_px < 3 or size_px % 2 == 0:
-        raise ValueError(f"opening size {size_px!r} must be an odd number of px >= 3")
-    pool = nn.functional.max_pool2d
-    eroded = -pool(-x, size_px, stride=1, padding=size_px // 2)
-    return pool(eroded, size_px, stride=1, padding=size_px // 2)
+    return nn.functional.max_pool2d(
+        erode_images(x, size_px), size_px, stride=1, padding=size_px // 2
+    )
 
 
-def open_size_px(image_size: int, frac: float) -> int:
-    """The opening's square side for images of ``image_size`` px: the odd number of px nearest
+def square_size_px(image_size: int, frac: float) -> int:
+    """The side of the opening's / erosion's square for images of ``image_size`` px: the odd number of px nearest
     to ``frac`` of the side, at least 3 (5 px at 64 px and frac 0.08, 23 px at 299 px)."""
     return max(3, 2 * round((frac * image_size - 1) / 2) + 1)
 

@@ -266,6 +266,20 @@ ROWS: dict[str, AblationRow] = {
             {**_G32_EDIT, "edit_appearance": "open"},
             {**_EDIT_LOSS, "lambda_patch_adv": 0.1},
         ),
+        AblationRow(
+            "g32_erode_patch",
+            "g32_open_patch with G = the grey-scale erosion of warp(X) (a 5 px square at 64 px): "
+            "under the mask every bone edge moves 2 px inward, so a marginal bulge can be shaved "
+            "back to the outline around it; nothing can be drawn",
+            {**_G32_EDIT, "edit_appearance": "erode"},
+            {**_EDIT_LOSS, "lambda_patch_adv": 0.1},
+        ),
+        AblationRow(
+            "g32_patch3",
+            "g32_patch with the patch discriminator weighted 0.3 (three times)",
+            _G32,
+            {**_WARP_LOSS, "lambda_patch_adv": 0.3},
+        ),
     ]
 }
 

@@ -12,8 +12,9 @@ from kecae.models.edit import (
     EDIT_MASK_BIAS,
     EditHead,
     compose,
+    erode_images,
     open_images,
-    open_size_px,
+    square_size_px,
     warp_images,
 )
 
@@ -139,21 +140,21 @@ def test_opening_by_hand_removes_a_narrow_spur_and_keeps_broad_bone():
     assert bool((open_images(x, 5) <= x + 1e-7).all())  # never brighter than the input
     torch.testing.assert_close(open_images(open_images(x, 5), 5), open_images(x, 5))  # idempotent
     for bad in (1, 4):
-        with pytest.raises(ValueError, match=f"opening size {bad} must be an odd number"):
+        with pytest.raises(ValueError, match=f"square size {bad} must be an odd number"):
             open_images(x, bad)
 
 
 def test_open_size_scales_with_the_image():
-    assert open_size_px(64, 0.08) == 5
-    assert open_size_px(299, 0.08) == 23
-    assert open_size_px(32, 0.01) == 3  # never below 3 px
+    assert square_size_px(64, 0.08) == 5
+    assert square_size_px(299, 0.08) == 23
+    assert square_size_px(32, 0.01) == 3  # never below 3 px
     for bad in (0.0, -0.1, 0.6, True):
-        with pytest.raises(ValueError, match="edit_open_frac=.* must be a share of the image side"):
-            KECAEConfig(**{**EDIT, "edit_open_frac": bad})
+        with pytest.raises(ValueError, match="edit_square_frac=.* must be a share of the image side"):
+            KECAEConfig(**{**EDIT, "edit_square_frac": bad})
 
 
 def test_open_appearance_can_only_take_bright_pixels_away():
-    head = EditHead(4, open_px=3)
+    head = EditHead(4, square_px=3)
     head.reset_output()
     with torch.no_grad():
         head.out.bias.copy_(torch.tensor([0.0, 50.0]))  # m = 1 everywhere
@@ -170,7 +171,7 @@ def test_open_appearance_can_only_take_bright_pixels_away():
     # same appearance, and the square follows the image size
     torch.manual_seed(0)
     model = KECAE(KECAEConfig(**{**EDIT, "edit_appearance": "open"}))
-    assert model.edit_head is not None and model.edit_head.open_px == 3  # 0.08 × 32 px
+    assert model.edit_head is not None and model.edit_head.square_px == 3  # 0.08 × 32 px
     x1, x2 = _pair(4)
     out_t = model(x1, x2)
     assert out_t.mask_self is not None and out_t.mask_self.shape == (4, 1, 32, 32)
@@ -178,3 +179,27 @@ def test_open_appearance_can_only_take_bright_pixels_away():
     loss.backward()
     assert model.edit_head.out.weight.grad is not None
     assert model.edit_head.out.weight.grad.abs().sum() > 0
+
+
+def test_erosion_by_hand_shaves_every_outline_and_the_erode_edit_a_masked_bulge():
+    img = -torch.ones(1, 1, 10, 10)
+    img[..., 2:9, 1:6] = 0.5  # bone, 7 × 5 px
+    img[..., 4:7, 6:8] = 0.5  # a 3 px tall bulge sticking out 2 px on its right
+    want = -torch.ones(1, 1, 10, 10)
+    want[..., 3:8, 2:5] = 0.5
+    want[..., 5, 5:7] = 0.5  # the bulge's core row: its square fits inside bone + bulge
+    torch.testing.assert_close(erode_images(img, 3), want)
+    head = EditHead(4, square_px=3)
+    head.reset_output()
+    with torch.no_grad():
+        appearance, _ = head(img, img, img, "erode")
+    torch.testing.assert_close(appearance, erode_images(img, 3))
+    mask = torch.zeros(1, 1, 10, 10)
+    mask[..., 3:8, 6:9] = 1.0  # over the bulge only
+    shaved = compose(img, appearance, mask)
+    assert float(shaved[..., 4:7, 7].max()) == -1.0  # the bulge's tip is gone
+    torch.testing.assert_close(shaved[..., :, :6], img[..., :, :6])  # the bone itself is kept
+    torch.manual_seed(0)
+    model = KECAE(KECAEConfig(**{**EDIT, "edit_appearance": "erode"}))
+    out = model(*_pair(2))
+    assert out.mask2 is not None and out.x2_ex.shape == (2, 1, 32, 32)
