@@ -275,6 +275,14 @@ ROWS: dict[str, AblationRow] = {
             {**_EDIT_LOSS, "lambda_patch_adv": 0.1},
         ),
         AblationRow(
+            "g32_patch_full",
+            "g32_patch with the discriminator on the whole image (crop share 1.0): a crop half the "
+            "side, centred on the change at the joint, leaves out the outer margins where spurs "
+            "grow",
+            _G32,
+            {**_WARP_LOSS, "lambda_patch_adv": 0.1, "patch_crop": 1.0},
+        ),
+        AblationRow(
             "g32_patch3",
             "g32_patch with the patch discriminator weighted 0.3 (three times)",
             _G32,
