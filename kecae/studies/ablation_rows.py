@@ -283,6 +283,19 @@ ROWS: dict[str, AblationRow] = {
             {**_WARP_LOSS, "lambda_patch_adv": 0.1, "patch_crop": 1.0},
         ),
         AblationRow(
+            "g32_patch_smooth",
+            "g32_patch + the field's squared gradient priced 0.1: widening a joint by moving the "
+            "bone around it, not by squeezing the tibial head (which bulges its margin)",
+            _G32,
+            {**_WARP_LOSS, "lambda_patch_adv": 0.1, "lambda_smooth": 0.1},
+        ),
+        AblationRow(
+            "g32_patch_smooth1",
+            "g32_patch_smooth with the field's squared gradient priced 1.0 (ten times)",
+            _G32,
+            {**_WARP_LOSS, "lambda_patch_adv": 0.1, "lambda_smooth": 1.0},
+        ),
+        AblationRow(
             "g32_patch3",
             "g32_patch with the patch discriminator weighted 0.3 (three times)",
             _G32,
