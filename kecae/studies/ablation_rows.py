@@ -296,6 +296,13 @@ ROWS: dict[str, AblationRow] = {
             {**_WARP_LOSS, "lambda_patch_adv": 0.1, "lambda_smooth": 1.0},
         ),
         AblationRow(
+            "g32_patch_max5",
+            "g32_patch with displacements bounded by 5 px instead of 3 (a spur of 5 mm is 3.5 px "
+            "long at 64 px: a 3 px warp cannot pull tissue over all of it)",
+            {**_G32, "warp_max_px": 5.0},
+            {**_WARP_LOSS, "lambda_patch_adv": 0.1},
+        ),
+        AblationRow(
             "g32_patch3",
             "g32_patch with the patch discriminator weighted 0.3 (three times)",
             _G32,
