@@ -303,6 +303,12 @@ ROWS: dict[str, AblationRow] = {
             {**_WARP_LOSS, "lambda_patch_adv": 0.1},
         ),
         AblationRow(
+            "g32_patch_max5_ens3",
+            "g32_patch_max5 with J_SUP over 3 frozen supervisors (g32_patch_ens3's ensemble)",
+            {**_G32, "warp_max_px": 5.0},
+            {**_WARP_LOSS, "lambda_patch_adv": 0.1, "supervisors": 3},
+        ),
+        AblationRow(
             "g32_patch3",
             "g32_patch with the patch discriminator weighted 0.3 (three times)",
             _G32,
