@@ -41,9 +41,9 @@ from torch import nn
 from kecae.models.edit import (
     EDIT_APPEARANCES,
     EditHead,
-    square_size_px,
     compose,
     gaussian_blur,
+    square_size_px,
     warp_images,
 )
 

@@ -181,8 +181,9 @@ def open_images(x: torch.Tensor, size_px: int) -> torch.Tensor:
 
 
 def square_size_px(image_size: int, frac: float) -> int:
-    """The side of the opening's / erosion's square for images of ``image_size`` px: the odd number of px nearest
-    to ``frac`` of the side, at least 3 (5 px at 64 px and frac 0.08, 23 px at 299 px)."""
+    """The side of the opening's / erosion's square for images of ``image_size`` px: the odd
+    number of px nearest to ``frac`` of the side, at least 3 (5 px at 64 px and frac 0.08, 23 px
+    at 299 px)."""
     return max(3, 2 * round((frac * image_size - 1) / 2) + 1)
 
 

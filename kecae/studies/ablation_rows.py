@@ -254,8 +254,8 @@ ROWS: dict[str, AblationRow] = {
         ),
         AblationRow(
             "g32_open",
-            "g32_edit with G = the grey-scale opening of warp(X) (a 5 px square at 64 px): the mask "
-            "can take away bright structures narrower than the square and can draw nothing",
+            "g32_edit with G = the grey-scale opening of warp(X) (a 5 px square at 64 px): the "
+            "mask can take away bright structures narrower than the square and can draw nothing",
             {**_G32_EDIT, "edit_appearance": "open"},
             _EDIT_LOSS,
         ),

@@ -149,7 +149,9 @@ def test_open_size_scales_with_the_image():
     assert square_size_px(299, 0.08) == 23
     assert square_size_px(32, 0.01) == 3  # never below 3 px
     for bad in (0.0, -0.1, 0.6, True):
-        with pytest.raises(ValueError, match="edit_square_frac=.* must be a share of the image side"):
+        with pytest.raises(
+            ValueError, match=r"edit_square_frac=.* must be a share of the image side"
+        ):
             KECAEConfig(**{**EDIT, "edit_square_frac": bad})
 
 
