@@ -153,3 +153,35 @@ def test_fold_ab_times_both_steps(tmp_path):
     ratio = ab["step_s_median_unfolded"] / ab["step_s_median_folded"]
     assert ab["speedup_folded"] == pytest.approx(ratio, abs=0.01)
     assert not (tmp_path / "cpu_profile.json").exists()  # timed, not profiled
+
+
+def test_spur_breakdown_bins_and_the_identity_exchange(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+    from spur_breakdown import BINS_MM, breakdown, main, phantoms
+
+    kl2, gt = phantoms(2, 12, 64, seed=3)
+    kl0, gt0 = phantoms(0, 12, 64, seed=3)
+    assert kl2.shape == (12, 64, 64) and -1 <= kl2.min() and kl2.max() <= 1
+    assert gt.mean() > gt0.mean()  # KL-2 knees carry the longer spurs
+
+    class Identity(torch.nn.Module):  # X'2 is the recipient: nothing made, everything kept
+        def forward(self, x1, x2):
+            return SimpleNamespace(x2_ex=x2)
+
+    got = breakdown(Identity(), kl2, kl0, gt)
+    assert got["n"] == 12 and sum(b["n"] for b in got["bins"]) == 12
+    assert len(got["bins"]) == len(BINS_MM)
+    assert got["x2_ex_called"] == got["x2_called"]
+    for b in got["bins"]:
+        if b["kept_of_called"] is not None:
+            assert b["kept_of_called"] == 1.0
+    out = tmp_path / "spurs.json"
+    result = main(["--pairs", "4", "--open-sizes", "3", "--out", str(out)])
+    assert json.loads(out.read_text()) == result
+    assert set(result["opening"]["KL-2"]) == {"0", "3"}
+    assert all(0 <= v <= 1 for v in result["opening"]["KL-0"].values())
+    assert np.isfinite(result["opening"]["KL-2"]["0"])

@@ -1,0 +1,126 @@
+"""Where the spurs on X'2 come from: KL-2 phantoms exchanged with KL-0 donors, binned by the
+recipient's largest ground-truth spur, and how far a morphological opening of whole images goes.
+
+Fresh phantoms (a seed of their own, never a run's training images) are rendered at 128 px and
+preprocessed to the model's size as the pipeline does. For each KECAE checkpoint, every KL-2
+recipient gets a random KL-0 donor's key; the evaluation's own measurement
+(:func:`kecae.phantoms.measure_many`, from the image alone) calls a spur on X2 and on X'2. The
+bins by ground truth separate two failures: a spur called on an X'2 whose recipient had none
+(made by the exchange) and a spur kept. ``--open-sizes`` adds the control for the edit
+appearances ``open`` / ``erode``: the measured osteophyte rate of real KL-2 and KL-0 phantoms
+opened whole by squares of those sides.
+
+    python benchmarks/spur_breakdown.py --kecae g32_patch=RUN/kecae/checkpoints/last.pt \
+        --pairs 200 --open-sizes 3 5 7 --out benchmarks/results/spur_breakdown.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kecae.data.readers import preprocess
+from kecae.files import atomic_write_text
+from kecae.models.edit import open_images
+from kecae.phantoms import measure_many, render, sample_params
+
+#: Bins of the recipient's largest ground-truth spur (mm); below 1.5 mm no spur is definite.
+BINS_MM = ((0.0, 1.5), (1.5, 2.5), (2.5, 3.5), (3.5, 5.0), (5.0, float("inf")))
+
+
+def phantoms(grade: int, n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` fresh phantoms of KL ``grade`` as (n, size, size) in [-1, 1] and their largest spur
+    (mm) each."""
+    rng = np.random.default_rng([seed, grade])
+    images, spurs = [], []
+    for _ in range(n):
+        p = sample_params(grade, rng)
+        images.append(preprocess(render(p, 128) / 255.0, size))
+        spurs.append(max(p.osteophyte_sizes_mm))
+    return np.stack(images).astype(np.float32), np.asarray(spurs)
+
+
+def spur_calls(images: np.ndarray) -> np.ndarray:
+    """The evaluation's osteophyte call per image (bool)."""
+    return np.asarray(measure_many(images)["osteophytes"], dtype=bool)
+
+
+def breakdown(
+    model: torch.nn.Module, recipients: np.ndarray, donors: np.ndarray, gt_mm: np.ndarray
+) -> dict:
+    """Spur calls on X2 and X'2 = exchange(recipient, donor's key), overall and by ``BINS_MM``."""
+    with torch.no_grad():
+        out = model(torch.from_numpy(donors)[:, None], torch.from_numpy(recipients)[:, None])
+    x2_ex = out.x2_ex[:, 0].float().numpy()
+    before, after = spur_calls(recipients), spur_calls(x2_ex)
+    bins = []
+    for lo, hi in BINS_MM:
+        s = (gt_mm >= lo) & (gt_mm < hi)
+        kept = s & before
+        bins.append(
+            {
+                "gt_mm": [lo, hi if np.isfinite(hi) else None],
+                "n": int(s.sum()),
+                "x2_called": float(before[s].mean()) if s.any() else None,
+                "x2_ex_called": float(after[s].mean()) if s.any() else None,
+                "kept_of_called": float(after[kept].mean()) if kept.any() else None,
+            }
+        )
+    return {
+        "n": len(gt_mm),
+        "x2_called": float(before.mean()),
+        "x2_ex_called": float(after.mean()),
+        "made_on_spur_free": bins[0]["x2_ex_called"],
+        "bins": bins,
+    }
+
+
+def opening_control(images: np.ndarray, sizes: list[int]) -> dict[str, float]:
+    """Measured osteophyte rate of ``images`` as they are and opened whole by each square."""
+    rates = {"0": float(spur_calls(images).mean())}
+    x = torch.from_numpy(images)[:, None]
+    for k in sizes:
+        rates[str(k)] = float(spur_calls(open_images(x, k)[:, 0].numpy()).mean())
+    return rates
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--kecae", nargs="*", default=[], metavar="NAME=CKPT")
+    ap.add_argument("--pairs", type=int, default=200, help="KL-2 recipients (and KL-0 donors)")
+    ap.add_argument("--size", type=int, default=64, help="image side the models take (px)")
+    ap.add_argument("--seed", type=int, default=20261206)
+    ap.add_argument("--open-sizes", type=int, nargs="*", default=[])
+    ap.add_argument("--out", default="benchmarks/results/spur_breakdown.json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    kl2, gt = phantoms(2, args.pairs, args.size, args.seed)
+    kl0, _ = phantoms(0, args.pairs, args.size, args.seed)
+    donors = kl0[np.random.default_rng(args.seed).permutation(args.pairs)]
+    result: dict = {"pairs": args.pairs, "size": args.size, "seed": args.seed, "models": {}}
+    if args.open_sizes:
+        result["opening"] = {
+            "KL-2": opening_control(kl2, args.open_sizes),
+            "KL-0": opening_control(kl0, args.open_sizes),
+        }
+    from kecae.inference import load_kecae  # torch model code only when a model is asked for
+
+    for spec in args.kecae:
+        name, _, path = spec.partition("=")
+        model, _ = load_kecae(path)
+        result["models"][name] = breakdown(model, kl2, donors, gt)
+        print(name, json.dumps(result["models"][name]["bins"]), flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    print(f"written {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
