@@ -25,9 +25,10 @@ import numpy as np
 import torch
 
 from kecae.data.readers import preprocess
+from kecae.evaluation.inputs import measure_joints
 from kecae.files import atomic_write_text
 from kecae.models.edit import open_images
-from kecae.phantoms import measure_many, render, sample_params
+from kecae.phantoms import render, sample_params
 
 #: Bins of the recipient's largest ground-truth spur (mm); below 1.5 mm no spur is definite.
 BINS_MM = ((0.0, 1.5), (1.5, 2.5), (2.5, 3.5), (3.5, 5.0), (5.0, float("inf")))
@@ -46,8 +47,8 @@ def phantoms(grade: int, n: int, size: int, seed: int) -> tuple[np.ndarray, np.n
 
 
 def spur_calls(images: np.ndarray) -> np.ndarray:
-    """The evaluation's osteophyte call per image (bool)."""
-    return np.asarray(measure_many(images)["osteophytes"], dtype=bool)
+    """The evaluation's osteophyte call per image (bool; a refused image has none)."""
+    return measure_joints(images, [None] * len(images)).osteophytes
 
 
 def breakdown(

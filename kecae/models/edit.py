@@ -141,9 +141,9 @@ class EditHead(nn.Module):
         reads (warp(X), D(h') − warp(D(h)), warp(X) − G): where the key changes the look, and
         what the operation would take away.
         """
-        opened = self._morph(moved, appearance)
-        if opened is not None:
-            x = torch.cat([moved, dec_ex - dec_moved, moved - opened], dim=1)  # (B, 3, S, S)
+        removed = self._morph(moved, appearance)  # G of "open" / "erode", None otherwise
+        if removed is not None:
+            x = torch.cat([moved, dec_ex - dec_moved, moved - removed], dim=1)  # (B, 3, S, S)
         else:
             x = torch.cat([moved, dec_ex, dec_moved], dim=1)
         if self.out.weight.is_contiguous(memory_format=torch.channels_last):
@@ -153,8 +153,8 @@ class EditHead(nn.Module):
         f = self.features(x)  # (B, c, S, S)
         raw = self.out(f)  # (B, 2, S, S)
         mask = torch.sigmoid(raw[:, 1:])  # (B, 1, S, S) in (0, 1)
-        if opened is not None:
-            return opened, mask
+        if removed is not None:
+            return removed, mask
         if appearance == "decoded":
             return moved + dec_ex - dec_moved, mask
         return moved + EDIT_MAX_DELTA * torch.tanh(raw[:, :1]), mask  # G = warp(X) + δ
