@@ -42,8 +42,9 @@ from torch import nn
 
 from kecae.files import atomic_write_text
 from kecae.losses import lda_term
-from kecae.models.autoencoder import KECAEConfig, _encoder_branch, count_parameters
+from kecae.models.autoencoder import KECAEConfig, _encoder_branch
 from kecae.models.classifiers import build_classifier
+from kecae.models.cost import count_parameters
 from mfu import step_flops
 from train_step import TrainStep
 

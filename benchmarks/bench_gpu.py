@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from kecae.files import atomic_write_text
-from kecae.models.autoencoder import count_parameters
+from kecae.models.cost import count_parameters
 from mfu import cpu_peak_tflops, gpu_peak_tflops, mfu_fields, projections, step_flops
 from train_step import TrainStep
 

@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
 
 from kecae.files import atomic_write_text
-from kecae.models.autoencoder import KECAE, KECAEConfig, count_parameters
+from kecae.models.autoencoder import KECAE, KECAEConfig
 from kecae.models.classifiers import CLASSIFIERS, build_classifier
-from kecae.models.cost import flops_per_image, flops_per_pair
+from kecae.models.cost import count_parameters, flops_per_image, flops_per_pair
 from kecae.models.presets import PRESETS, kecae_config, preset_training
 from kecae.training.config import LossSettings
 from mfu import cpu_peak_tflops, mfu_fields, projections, step_flops

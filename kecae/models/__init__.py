@@ -9,7 +9,7 @@ _EXPORTS = {
     "KECAE": "autoencoder",
     "KECAEConfig": "autoencoder",
     "KECAEOutput": "autoencoder",
-    "count_parameters": "autoencoder",
+    "count_parameters": "cost",
     "decoder_paddings": "autoencoder",
     "encoder_sizes": "autoencoder",
     "flops_per_image": "cost",

@@ -91,7 +91,8 @@ class KECAEConfig:
     edit: bool = False  # warp: also X' = (1 − m)·warp(X) + m·G, a masked appearance edit
     edit_channels: int = 8  # edit: features of the edit head's full-resolution convolutions
     edit_appearance: str = "free"  # edit: G = warp(X) + δ ("free"), + D(h') − warp(D(h))
-    # ("decoded"), the opening ("open") or erosion ("erode") of warp(X): these remove, never draw
+    # ("decoded"), the opening ("open") or erosion ("erode") of warp(X): these remove, never draw;
+    # the donor image aligned to warp(X) ("donor"): its margin, spur or none, under the mask
     edit_square_frac: float = 0.08  # edit "open" / "erode": the square's side, share of the side
 
     def __post_init__(self) -> None:
@@ -331,6 +332,7 @@ class KECAE(nn.Module):
                 self.config.edit_channels,
                 self.config.negative_slope,
                 square_size_px(self.config.image_size, self.config.edit_square_frac),
+                max(1, round(0.15 * self.config.image_size)),  # "donor": largest shift, 15 %
             )
         self.init_weights()
 
@@ -418,8 +420,10 @@ class KECAE(nn.Module):
         dec_ex: torch.Tensor,
         u_hat: torch.Tensor | None,
         u_ex: torch.Tensor | None,
+        donor: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """(X', its displacement (B, 2, g, g) or None, its edit mask (B, 1, S, S) or None)."""
+        """(X', its displacement (B, 2, g, g) or None, its edit mask (B, 1, S, S) or None);
+        ``donor``: the images whose keys X' has (edit "donor"; None: the recipients)."""
         cfg = self.config
         if cfg.exchange == "decode":
             return dec_ex, None, None
@@ -435,7 +439,7 @@ class KECAE(nn.Module):
         if self.edit_head is None:
             return moved.clamp(-1, 1), disp, None
         appearance, mask = self.edit_head(
-            moved, dec_ex, warp_images(hat, disp), cfg.edit_appearance
+            moved, dec_ex, warp_images(hat, disp), cfg.edit_appearance, donor
         )  # (B, 1, S, S) each
         return compose(moved, appearance, mask), disp, mask
 
@@ -462,8 +466,8 @@ class KECAE(nn.Module):
         dec, u = self.decode_with_displacement(h)
         x1_hat, x2_hat, d1_ex, d2_ex = dec.split(b)  # (B, 1, S, S) each
         u1, u2, u1_ex, u2_ex = u.split(b) if u is not None else (None,) * 4
-        x1_ex, disp1, m1 = self.exchanged_with_mask(x1, x1_hat, d1_ex, u1, u1_ex)
-        x2_ex, disp2, m2 = self.exchanged_with_mask(x2, x2_hat, d2_ex, u2, u2_ex)
+        x1_ex, disp1, m1 = self.exchanged_with_mask(x1, x1_hat, d1_ex, u1, u1_ex, x2)
+        x2_ex, disp2, m2 = self.exchanged_with_mask(x2, x2_hat, d2_ex, u2, u2_ex, x1)
         m_self = None
         if self.edit_head is not None and self.training:
             # the no-exchange control (own key: no displacement, D(h') = D(h)), whose mask the
@@ -483,11 +487,6 @@ class KECAE(nn.Module):
                 f"x1 and x2 must hold the same number of images (pairs), got "
                 f"{x1.shape[0]} and {x2.shape[0]}"
             )
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameter elements of ``model`` (optionally only those with requires_grad)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def replace_config(config: KECAEConfig, **overrides) -> KECAEConfig:

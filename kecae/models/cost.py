@@ -1,13 +1,19 @@
-"""What a KECAE costs: FLOPs of a training pair and of auto-encoding one image, counted by
-``torch.utils.flop_counter`` on the meta device (no memory, no compute)."""
+"""What a KECAE costs: its parameters, and the FLOPs of a training pair and of auto-encoding one
+image, counted by ``torch.utils.flop_counter`` on the meta device (no memory, no compute)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
 from kecae.models.autoencoder import KECAE, KECAEConfig
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameter elements of ``model`` (optionally only those with requires_grad)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def _count_flops(fn: Callable[[], None]) -> int:

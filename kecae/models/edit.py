@@ -75,7 +75,7 @@ def warp_images(x: torch.Tensor, disp_px: torch.Tensor) -> torch.Tensor:
 #: learn: the trap of a residual priced so heavily that it is never used).
 EDIT_MASK_BIAS = -2.0
 #: Where the edit's appearance G comes from (see :meth:`EditHead.forward`).
-EDIT_APPEARANCES = ("free", "decoded", "open", "erode")
+EDIT_APPEARANCES = ("free", "decoded", "open", "erode", "donor")
 #: Bound of the appearance change δ in image units ([-1, 1] images): 2 can turn white to black.
 EDIT_MAX_DELTA = 2.0
 
@@ -89,11 +89,18 @@ class EditHead(nn.Module):
     identity.
     """
 
-    def __init__(self, channels: int, negative_slope: float = 0.2, square_px: int = 5) -> None:
+    def __init__(
+        self,
+        channels: int,
+        negative_slope: float = 0.2,
+        square_px: int = 5,
+        max_shift_px: int = 10,
+    ) -> None:
         super().__init__()
         if not isinstance(channels, int) or channels < 1:
             raise ValueError(f"edit_channels={channels!r} must be an int >= 1 (e.g. 8)")
         self.square_px = square_px  # the square of appearances "open" and "erode"
+        self.max_shift_px = max_shift_px  # appearance "donor": the alignment's largest shift
         layers: list[nn.Module] = []
         c_in = 3
         for dilation in (1, 2, 4):
@@ -112,11 +119,15 @@ class EditHead(nn.Module):
         with torch.no_grad():
             self.out.bias.copy_(torch.tensor([0.0, EDIT_MASK_BIAS]))
 
-    def _morph(self, moved: torch.Tensor, appearance: str) -> torch.Tensor | None:
+    def _target(
+        self, moved: torch.Tensor, appearance: str, donor: torch.Tensor | None
+    ) -> torch.Tensor | None:
         if appearance == "open":
             return open_images(moved, self.square_px)
         if appearance == "erode":
             return erode_images(moved, self.square_px)
+        if appearance == "donor":
+            return align_donor(moved if donor is None else donor, moved, self.max_shift_px)
         return None
 
     def forward(
@@ -125,6 +136,7 @@ class EditHead(nn.Module):
         dec_ex: torch.Tensor,
         dec_moved: torch.Tensor,
         appearance: str = "free",
+        donor: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Appearance G and mask m, each (B, 1, S, S); inputs (B, 1, S, S) each.
 
@@ -137,11 +149,15 @@ class EditHead(nn.Module):
         ``"erode"``: G = its grey-scale erosion (:func:`erode_images`), every bone edge moved
         inward by ``square_px // 2`` px, so that a mask over a marginal bulge shaves it back to
         the outline around it. For both the mask decides where (a spur the donor's key lacks), and
-        G cannot brighten a pixel, so the edit can remove bone but never draw any. The head then
-        reads (warp(X), D(h') − warp(D(h)), warp(X) − G): where the key changes the look, and
-        what the operation would take away.
+        G cannot brighten a pixel, so the edit can remove bone but never draw any. ``"donor"``:
+        G = the donor image ``donor`` (B, 1, S, S) aligned to warp(X) (:func:`align_donor`: the
+        shift, and mirror, that matches it best), so the mask can put the donor's own margin,
+        spur or none, in place of the recipient's: it can remove and add bone, and what it adds
+        is real (``donor=None``: the recipient is its own donor, the no-exchange control). For
+        these three the head reads (warp(X), D(h') − warp(D(h)), warp(X) − G): where the key
+        changes the look, and what G would change.
         """
-        removed = self._morph(moved, appearance)  # G of "open" / "erode", None otherwise
+        removed = self._target(moved, appearance, donor)  # G of "open"/"erode"/"donor", or None
         if removed is not None:
             x = torch.cat([moved, dec_ex - dec_moved, moved - removed], dim=1)  # (B, 3, S, S)
         else:
@@ -185,6 +201,34 @@ def square_size_px(image_size: int, frac: float) -> int:
     number of px nearest to ``frac`` of the side, at least 3 (5 px at 64 px and frac 0.08, 23 px
     at 299 px)."""
     return max(3, 2 * round((frac * image_size - 1) / 2) + 1)
+
+
+def align_donor(donor: torch.Tensor, recipient: torch.Tensor, max_shift_px: int) -> torch.Tensor:
+    """Each donor (B, 1, S, S) moved onto its recipient (B, 1, S, S): of the donor and its
+    left-right mirror (a knee of the other side), shifted by whole pixels up to ``max_shift_px``
+    each way, the one whose zero-mean image correlates best with the recipient's; border values
+    extend outside the image. The choice carries no gradient; the result is the donor's pixels
+    (no interpolation, no blur)."""
+    with torch.no_grad(), _autocast_off(recipient.device.type):
+        r = recipient.float() - recipient.float().mean((2, 3), keepdim=True)
+        cands = torch.stack([donor, donor.flip(-1)], 1).float()  # (B, 2, 1, S, S)
+        d = cands - cands.mean((3, 4), keepdim=True)
+        s = r.shape[-1]
+        n = 2 * s  # zero-padded FFT: no wrap-around for shifts below S
+        fr = torch.fft.rfft2(r[:, None], s=(n, n))
+        fd = torch.fft.rfft2(d, s=(n, n))
+        corr = torch.fft.irfft2(fr.conj() * fd, s=(n, n))[:, :, 0]  # (B, 2, n, n): Σ r(p)d(p+s)
+        k = min(int(max_shift_px), s - 1)
+        idx = torch.arange(-k, k + 1, device=r.device) % n
+        win = corr[:, :, idx][:, :, :, idx]  # (B, 2, 2k+1, 2k+1) over (dy, dx)
+        best = win.flatten(1).argmax(1)  # (B,)
+        side = 2 * k + 1
+        mirror = best // (side * side)
+        dy = (best % (side * side)) // side - k
+        dx = best % side - k
+        disp = torch.stack([dx, dy], 1).to(r.dtype)[:, :, None, None]  # (B, 2, 1, 1) px
+        chosen = cands[torch.arange(r.shape[0], device=r.device), mirror]  # (B, 1, S, S)
+    return warp_images(chosen, disp).to(donor.dtype)
 
 
 def compose(moved: torch.Tensor, appearance: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -275,6 +275,20 @@ ROWS: dict[str, AblationRow] = {
             {**_EDIT_LOSS, "lambda_patch_adv": 0.1},
         ),
         AblationRow(
+            "g32_donor_patch",
+            "g32_edit_patch with G = the donor image aligned to warp(X) (the whole-pixel shift "
+            "and mirror that correlate best): under the mask the donor's own margin, spur or "
+            "none, replaces the recipient's, so the edit can remove bone and add real bone",
+            {**_G32_EDIT, "edit_appearance": "donor"},
+            {**_EDIT_LOSS, "lambda_patch_adv": 0.1},
+        ),
+        AblationRow(
+            "g32_donor",
+            "g32_donor_patch without the patch discriminator",
+            {**_G32_EDIT, "edit_appearance": "donor"},
+            _EDIT_LOSS,
+        ),
+        AblationRow(
             "g32_patch_full",
             "g32_patch with the discriminator on the whole image (crop share 1.0): a crop half the "
             "side, centred on the change at the joint, leaves out the outer margins where spurs "

@@ -11,6 +11,7 @@ from kecae.models import KECAE, KECAEConfig, kecae_config
 from kecae.models.edit import (
     EDIT_MASK_BIAS,
     EditHead,
+    align_donor,
     compose,
     erode_images,
     open_images,
@@ -205,3 +206,66 @@ def test_erosion_by_hand_shaves_every_outline_and_the_erode_edit_a_masked_bulge(
     model = KECAE(KECAEConfig(**{**EDIT, "edit_appearance": "erode"}))
     out = model(*_pair(2))
     assert out.mask2 is not None and out.x2_ex.shape == (2, 1, 32, 32)
+
+
+def _knee_like(s: int = 32) -> torch.Tensor:
+    """An asymmetric picture (bones of different widths, a spur on one side) to align."""
+    img = -torch.ones(1, 1, s, s)
+    img[..., 4:14, 6:24] = 0.6  # femur
+    img[..., 17:28, 8:22] = 0.4  # tibia, narrower
+    img[..., 16:18, 22:25] = 0.6  # a spur on the image's right only
+    return img
+
+
+def test_align_donor_undoes_a_shift_and_a_mirror_by_hand():
+    recipient = _knee_like()
+    shifted = torch.roll(recipient, shifts=(3, -2), dims=(2, 3))  # donor 3 px down, 2 px left
+    mirrored = recipient.flip(-1)  # a knee of the other side
+    donors = torch.cat([shifted, mirrored, recipient])
+    aligned = align_donor(donors, recipient.expand(3, -1, -1, -1), max_shift_px=5)
+    # inside the part the roll did not wrap, the shifted donor lands back on the recipient exactly
+    torch.testing.assert_close(aligned[0, :, 4:28, 4:28], recipient[0, :, 4:28, 4:28])
+    torch.testing.assert_close(aligned[1], recipient[0])  # mirrored back
+    torch.testing.assert_close(aligned[2], recipient[0])  # no shift when already aligned
+    # a shift beyond the bound is not searched: the best within ±1 px is taken instead
+    far = align_donor(shifted, recipient, max_shift_px=1)
+    assert not torch.equal(far[0, :, 4:28, 4:28], recipient[0, :, 4:28, 4:28])
+    # the donor's pixel values are kept (whole-pixel shifts: no interpolation, no blur)
+    assert set(aligned[0].unique().tolist()) <= set(recipient.unique().tolist())
+
+
+def test_donor_appearance_puts_the_donors_margin_under_the_mask_and_the_control_is_itself():
+    recipient = _knee_like()
+    donor = recipient.clone()
+    donor[..., 16:18, 22:25] = -1.0  # the donor has no spur
+    head = EditHead(4, max_shift_px=4)
+    head.reset_output()
+    with torch.no_grad():
+        appearance, _ = head(recipient, recipient, recipient, "donor", donor)
+        control, _ = head(recipient, recipient, recipient, "donor")  # no donor: itself
+    torch.testing.assert_close(appearance, donor)
+    torch.testing.assert_close(control, recipient)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 14:20, 21:27] = 1.0  # over the spur only
+    out = compose(recipient, appearance, mask)
+    assert float(out[..., 16:18, 22:25].max()) == -1.0  # the spur is gone
+    torch.testing.assert_close(out[..., :, :21], recipient[..., :, :21])  # the rest is kept
+    # the other way the donor's spur is added: what it adds is the donor's own bone
+    with torch.no_grad():
+        added, _ = head(donor, donor, donor, "donor", recipient)
+    spur = (..., slice(16, 18), slice(22, 25))
+    torch.testing.assert_close(compose(donor, added, mask)[spur], recipient[spur])
+    # in a model, X'1 takes its appearance from X2 and X'2 from X1, and the mask gets a gradient
+    torch.manual_seed(0)
+    model = KECAE(KECAEConfig(**{**EDIT, "edit_appearance": "donor"}))
+    x1, x2 = _pair(2)
+    out_t = model(x1, x2)
+    assert out_t.mask1 is not None and out_t.mask_self is not None
+    out_t.x2_ex.sum().backward()
+    assert model.edit_head is not None and model.edit_head.out.weight.grad is not None
+    assert model.edit_head.out.weight.grad.abs().sum() > 0
+    with torch.no_grad():  # a new model moves nothing and blends the aligned donor by its mask
+        model.eval()
+        m0 = torch.sigmoid(torch.tensor(EDIT_MASK_BIAS))
+        want = ((1 - m0) * x2 + m0 * align_donor(x1, x2, model.edit_head.max_shift_px)).clamp(-1, 1)
+        torch.testing.assert_close(model(x1, x2).x2_ex, want, atol=1e-5, rtol=0)
