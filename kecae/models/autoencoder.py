@@ -92,7 +92,8 @@ class KECAEConfig:
     edit_channels: int = 8  # edit: features of the edit head's full-resolution convolutions
     edit_appearance: str = "free"  # edit: G = warp(X) + δ ("free"), + D(h') − warp(D(h))
     # ("decoded"), the opening ("open") or erosion ("erode") of warp(X): these remove, never draw;
-    # the donor image aligned to warp(X) ("donor"): its margin, spur or none, under the mask
+    # the donor image aligned to warp(X) ("donor", tile by tile too: "donor_local"): its margin,
+    # spur or none, under the mask
     edit_square_frac: float = 0.08  # edit "open" / "erode": the square's side, share of the side
 
     def __post_init__(self) -> None:

@@ -75,7 +75,7 @@ def warp_images(x: torch.Tensor, disp_px: torch.Tensor) -> torch.Tensor:
 #: learn: the trap of a residual priced so heavily that it is never used).
 EDIT_MASK_BIAS = -2.0
 #: Where the edit's appearance G comes from (see :meth:`EditHead.forward`).
-EDIT_APPEARANCES = ("free", "decoded", "open", "erode", "donor")
+EDIT_APPEARANCES = ("free", "decoded", "open", "erode", "donor", "donor_local")
 #: Bound of the appearance change δ in image units ([-1, 1] images): 2 can turn white to black.
 EDIT_MAX_DELTA = 2.0
 
@@ -126,8 +126,9 @@ class EditHead(nn.Module):
             return open_images(moved, self.square_px)
         if appearance == "erode":
             return erode_images(moved, self.square_px)
-        if appearance == "donor":
-            return align_donor(moved if donor is None else donor, moved, self.max_shift_px)
+        if appearance in ("donor", "donor_local"):
+            aligned = align_donor(moved if donor is None else donor, moved, self.max_shift_px)
+            return refine_donor(aligned, moved) if appearance == "donor_local" else aligned
         return None
 
     def forward(
@@ -153,11 +154,13 @@ class EditHead(nn.Module):
         G = the donor image ``donor`` (B, 1, S, S) aligned to warp(X) (:func:`align_donor`: the
         shift, and mirror, that matches it best), so the mask can put the donor's own margin,
         spur or none, in place of the recipient's: it can remove and add bone, and what it adds
-        is real (``donor=None``: the recipient is its own donor, the no-exchange control). For
-        these three the head reads (warp(X), D(h') − warp(D(h)), warp(X) − G): where the key
+        is real (``donor=None``: the recipient is its own donor, the no-exchange control).
+        ``"donor_local"``: that aligned donor moved again, tile by tile (:func:`refine_donor`), so
+        that its outline lies on the recipient's where the two knees differ in width or shape. For
+        these the head reads (warp(X), D(h') − warp(D(h)), warp(X) − G): where the key
         changes the look, and what G would change.
         """
-        removed = self._target(moved, appearance, donor)  # G of "open"/"erode"/"donor", or None
+        removed = self._target(moved, appearance, donor)  # G of "open"/"erode"/"donor*" or None
         if removed is not None:
             x = torch.cat([moved, dec_ex - dec_moved, moved - removed], dim=1)  # (B, 3, S, S)
         else:
@@ -229,6 +232,54 @@ def align_donor(donor: torch.Tensor, recipient: torch.Tensor, max_shift_px: int)
         disp = torch.stack([dx, dy], 1).to(r.dtype)[:, :, None, None]  # (B, 2, 1, 1) px
         chosen = cands[torch.arange(r.shape[0], device=r.device), mirror]  # (B, 1, S, S)
     return warp_images(chosen, disp).to(donor.dtype)
+
+
+#: :func:`refine_donor`: the side (px) its search works at, the tiles per side, the largest shift
+#: of a tile as a share of the side, and the price of a shift (per px², in mean squared image
+#: units per pixel: a flat tile stays where it is, an edge off by one pixel costs more).
+REFINE_SIDE = 64
+REFINE_GRID = 8
+REFINE_SHIFT_FRAC = 0.05
+REFINE_SHIFT_PRICE = 1e-3
+
+
+def refine_donor(donor: torch.Tensor, recipient: torch.Tensor) -> torch.Tensor:
+    """An aligned donor (B, 1, S, S) moved, tile by tile, onto its recipient (B, 1, S, S).
+
+    The image is cut into ``REFINE_GRID`` × ``REFINE_GRID`` cells; each cell takes the
+    whole-pixel shift, up to ``REFINE_SHIFT_FRAC`` of the side each way, that minimises the mean
+    squared difference to the recipient over the 3 × 3 cells around it plus
+    ``REFINE_SHIFT_PRICE`` · |shift|²; the shifts, bilinear between the cells' centres, move the
+    donor (:func:`warp_images`). Two knees aligned as a whole still differ in width and in where
+    each margin lies; moved this way the donor's outline lies on the recipient's, so that a mask
+    that pastes the donor's margin leaves no edge off the outline. The search runs at
+    ``REFINE_SIDE`` px (larger images are shrunk for it and their shifts scaled back);
+    neighbouring shifts differ by at most twice the bound, less than a cell, so the moved donor
+    never folds. No gradient.
+    """
+    with torch.no_grad(), _autocast_off(recipient.device.type):
+        s = recipient.shape[-1]
+        d, r = donor.float(), recipient.float()
+        n = REFINE_SIDE
+        if s != n:
+            d = nn.functional.interpolate(d, size=(n, n), mode="area" if s > n else "bilinear")
+            r = nn.functional.interpolate(r, size=(n, n), mode="area" if s > n else "bilinear")
+        k = max(1, round(REFINE_SHIFT_FRAC * n))
+        shifts = [(dx, dy) for dy in range(-k, k + 1) for dx in range(-k, k + 1)]
+        padded = nn.functional.pad(d, (k, k, k, k), mode="replicate")
+        cell = n // REFINE_GRID
+        cost = []
+        for dx, dy in shifts:  # one shift at a time: (B, 1, n, n) each, never (B, m, n, n)
+            diff = padded[:, :, k + dy : k + dy + n, k + dx : k + dx + n] - r  # donor at p + shift
+            cost.append(nn.functional.avg_pool2d(diff * diff, cell))  # (B, 1, g, g) per cell
+        around = nn.functional.avg_pool2d(
+            torch.cat(cost, 1), 3, stride=1, padding=1, count_include_pad=False
+        )  # (B, m, g, g): the 3 × 3 cells around each
+        offsets = torch.tensor(shifts, dtype=r.dtype, device=r.device)  # (m, 2) as (dx, dy)
+        price = REFINE_SHIFT_PRICE * (offsets**2).sum(1)  # (m,)
+        best = (around + price[:, None, None]).argmin(1)  # (B, g, g)
+        disp = offsets[best].permute(0, 3, 1, 2) * (s / n)  # (B, 2, g, g) px at full size
+    return warp_images(donor.float(), disp).to(donor.dtype)
 
 
 def compose(moved: torch.Tensor, appearance: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -283,6 +283,21 @@ ROWS: dict[str, AblationRow] = {
             {**_EDIT_LOSS, "lambda_patch_adv": 0.1},
         ),
         AblationRow(
+            "g32_donor_patch_a1",
+            "g32_donor_patch with the mask's area priced 1.0 (ten times): a smaller mask pastes "
+            "less of the donor, so fewer of its edges meet the recipient's off their outline",
+            {**_G32_EDIT, "edit_appearance": "donor"},
+            {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_mask_area": 1.0},
+        ),
+        AblationRow(
+            "g32_donor_local_patch",
+            "g32_donor_patch with the aligned donor moved again tile by tile (shifts up to 5 % of "
+            "the side) so that its outline lies on the recipient's: a pasted margin leaves no "
+            "edge off the outline",
+            {**_G32_EDIT, "edit_appearance": "donor_local"},
+            {**_EDIT_LOSS, "lambda_patch_adv": 0.1},
+        ),
+        AblationRow(
             "g32_donor",
             "g32_donor_patch without the patch discriminator",
             {**_G32_EDIT, "edit_appearance": "donor"},

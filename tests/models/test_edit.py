@@ -15,6 +15,7 @@ from kecae.models.edit import (
     compose,
     erode_images,
     open_images,
+    refine_donor,
     square_size_px,
     warp_images,
 )
@@ -269,3 +270,47 @@ def test_donor_appearance_puts_the_donors_margin_under_the_mask_and_the_control_
         m0 = torch.sigmoid(torch.tensor(EDIT_MASK_BIAS))
         want = ((1 - m0) * x2 + m0 * align_donor(x1, x2, model.edit_head.max_shift_px)).clamp(-1, 1)
         torch.testing.assert_close(model(x1, x2).x2_ex, want, atol=1e-5, rtol=0)
+
+
+def _two_bones(tibia_left: int, tibia_right: int, s: int = 64) -> torch.Tensor:
+    img = -torch.ones(1, 1, s, s)
+    img[..., 6:28, 12:52] = 0.6  # femur
+    img[..., 34:60, tibia_left:tibia_right] = 0.4  # tibia
+    return img
+
+
+def test_refine_donor_puts_a_wider_knees_margins_on_the_recipients_by_hand():
+    recipient = _two_bones(18, 46)
+    donor = _two_bones(15, 49)  # aligned as a whole, but its tibia is 3 px wider on each side
+    refined = refine_donor(donor, recipient)
+    before = float(((donor - recipient) ** 2).mean())
+    after = float(((refined - recipient) ** 2).mean())
+    assert after < 0.01 * before  # 0.0746 -> 0.0003 measured
+    rows = (..., slice(40, 54), slice(None))
+    # both margins now lie where the recipient's do: one tile moved right, the other left
+    torch.testing.assert_close(refined[rows][..., 12:22], recipient[rows][..., 12:22])
+    torch.testing.assert_close(refined[rows][..., 42:52], recipient[rows][..., 42:52])
+    # a donor that is the recipient stays as it is, at the search's size and resampled for it
+    for size in (64, 96):
+        same = torch.rand(2, 1, size, size) * 2 - 1
+        torch.testing.assert_close(refine_donor(same, same), same, atol=1e-4, rtol=0)
+
+
+def test_donor_local_appearance_is_the_refined_donor_and_the_control_is_itself():
+    recipient = _two_bones(18, 46)
+    donor = _two_bones(15, 49).roll(2, dims=3)  # wider and 2 px to the right
+    head = EditHead(4, max_shift_px=6)
+    head.reset_output()
+    with torch.no_grad():
+        appearance, _ = head(recipient, recipient, recipient, "donor_local", donor)
+        control, _ = head(recipient, recipient, recipient, "donor_local")
+    expected = refine_donor(align_donor(donor, recipient, 6), recipient)
+    torch.testing.assert_close(appearance, expected)
+    assert float(((appearance - recipient) ** 2).mean()) < 0.01
+    torch.testing.assert_close(control, recipient, atol=1e-5, rtol=0)
+    torch.manual_seed(0)
+    model = KECAE(KECAEConfig(**{**EDIT, "edit_appearance": "donor_local"}))
+    x1, x2 = _pair(2)
+    out = model(x1, x2)
+    out.x2_ex.sum().backward()
+    assert model.edit_head is not None and model.edit_head.out.weight.grad is not None
