@@ -338,6 +338,29 @@ ROWS: dict[str, AblationRow] = {
             {**_WARP_LOSS, "lambda_patch_adv": 0.1, "supervisors": 3},
         ),
         AblationRow(
+            "g32_patch_probes",
+            "g32_patch + grade probes: positive on hK (0.1), adversarial on hN (0.1), so that the "
+            "key carries the grade and the rest of the latent does not",
+            _G32,
+            {
+                **_WARP_LOSS,
+                "lambda_patch_adv": 0.1,
+                "lambda_key_cls": 0.1,
+                "lambda_nonkey_adv": 0.1,
+            },
+        ),
+        AblationRow(
+            "g32_patch_probes3",
+            "g32_patch_probes with both probes weighted 0.3",
+            _G32,
+            {
+                **_WARP_LOSS,
+                "lambda_patch_adv": 0.1,
+                "lambda_key_cls": 0.3,
+                "lambda_nonkey_adv": 0.3,
+            },
+        ),
+        AblationRow(
             "g32_patch3",
             "g32_patch with the patch discriminator weighted 0.3 (three times)",
             _G32,

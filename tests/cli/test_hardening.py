@@ -238,6 +238,12 @@ class Http:
         return Outcome(resp.status_code, [" ".join(page.split())])
 
 
+def _interruptible() -> None:
+    """In the server's child process before it starts: SIGINT at its default (Python then turns
+    it into KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @dataclass
 class Served:
     """A GET to ``kecae reader-study serve`` in a child process after ``break_it`` ran; the
@@ -259,6 +265,9 @@ class Served:
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
                 env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"},
+                # a shell's background job (`make test &`) starts with SIGINT ignored and the
+                # child would inherit that: the server stops on Ctrl-C, as a user's would
+                preexec_fn=_interruptible,
             )
         try:
             deadline = time.monotonic() + 60
