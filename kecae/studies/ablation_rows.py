@@ -290,6 +290,13 @@ ROWS: dict[str, AblationRow] = {
             {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_mask_area": 1.0},
         ),
         AblationRow(
+            "g32_donor_a1",
+            "g32_donor (no discriminator) with the mask's area priced 1.0: the discriminator "
+            "did not raise plausibility, the mask's size did",
+            {**_G32_EDIT, "edit_appearance": "donor"},
+            {**_EDIT_LOSS, "lambda_mask_area": 1.0},
+        ),
+        AblationRow(
             "g32_donor_local_patch",
             "g32_donor_patch with the aligned donor moved again tile by tile (shifts up to 5 % of "
             "the side) so that its outline lies on the recipient's: a pasted margin leaves no "
