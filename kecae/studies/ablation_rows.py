@@ -290,6 +290,20 @@ ROWS: dict[str, AblationRow] = {
             {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_mask_area": 1.0},
         ),
         AblationRow(
+            "g32_donor_patch_a03",
+            "g32_donor_patch with the mask's area priced 0.3 (between g32_donor_patch's 0.1 and "
+            "g32_donor_patch_a1's 1.0)",
+            {**_G32_EDIT, "edit_appearance": "donor"},
+            {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_mask_area": 0.3},
+        ),
+        AblationRow(
+            "g32_donor_patch_tv",
+            "g32_donor_patch with the mask's total variation priced 0.1 (ten times): fewer, "
+            "smoother mask edges, so fewer seams where the donor meets the recipient",
+            {**_G32_EDIT, "edit_appearance": "donor"},
+            {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_mask_tv": 0.1},
+        ),
+        AblationRow(
             "g32_donor_a1",
             "g32_donor (no discriminator) with the mask's area priced 1.0: the discriminator "
             "did not raise plausibility, the mask's size did",
