@@ -52,6 +52,7 @@ _NO_LDA = {"lambda_sup": 0.1, "lambda_lda": 0.0}
 _WARP_LOSS = {**_NO_LDA, "lambda_disp": 0.01}
 _G32 = {**_WARP, "warp_grid": 32}
 _G32_EDIT = {**_G32, "edit": True}
+_G32_DONOR = {**_G32_EDIT, "edit_appearance": "donor"}  # the edit pastes the aligned donor
 _EDIT_LOSS = {
     **_WARP_LOSS,
     "lambda_mask_area": 0.1,
@@ -279,35 +280,35 @@ ROWS: dict[str, AblationRow] = {
             "g32_edit_patch with G = the donor image aligned to warp(X) (the whole-pixel shift "
             "and mirror that correlate best): under the mask the donor's own margin, spur or "
             "none, replaces the recipient's, so the edit can remove bone and add real bone",
-            {**_G32_EDIT, "edit_appearance": "donor"},
+            _G32_DONOR,
             {**_EDIT_LOSS, "lambda_patch_adv": 0.1},
         ),
         AblationRow(
             "g32_donor_patch_a1",
             "g32_donor_patch with the mask's area priced 1.0 (ten times): a smaller mask pastes "
             "less of the donor, so fewer of its edges meet the recipient's off their outline",
-            {**_G32_EDIT, "edit_appearance": "donor"},
+            _G32_DONOR,
             {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_mask_area": 1.0},
         ),
         AblationRow(
             "g32_donor_patch_a03",
             "g32_donor_patch with the mask's area priced 0.3 (between g32_donor_patch's 0.1 and "
             "g32_donor_patch_a1's 1.0)",
-            {**_G32_EDIT, "edit_appearance": "donor"},
+            _G32_DONOR,
             {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_mask_area": 0.3},
         ),
         AblationRow(
             "g32_donor_patch_tv",
             "g32_donor_patch with the mask's total variation priced 0.1 (ten times): fewer, "
             "smoother mask edges, so fewer seams where the donor meets the recipient",
-            {**_G32_EDIT, "edit_appearance": "donor"},
+            _G32_DONOR,
             {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_mask_tv": 0.1},
         ),
         AblationRow(
             "g32_donor_a1",
             "g32_donor (no discriminator) with the mask's area priced 1.0: the discriminator "
             "did not raise plausibility, the mask's size did",
-            {**_G32_EDIT, "edit_appearance": "donor"},
+            _G32_DONOR,
             {**_EDIT_LOSS, "lambda_mask_area": 1.0},
         ),
         AblationRow(
@@ -321,7 +322,7 @@ ROWS: dict[str, AblationRow] = {
         AblationRow(
             "g32_donor",
             "g32_donor_patch without the patch discriminator",
-            {**_G32_EDIT, "edit_appearance": "donor"},
+            _G32_DONOR,
             _EDIT_LOSS,
         ),
         AblationRow(
