@@ -35,6 +35,7 @@ from torch import nn
 from kecae import edit_losses
 from kecae.edit_losses import PatchDiscriminator, intensity_edit_term, perturb_for_supervisor
 from kecae.models.autoencoder import KECAE, KECAEConfig, KECAEOutput
+from kecae.models.inpaint import inpaint_loss
 from kecae.registry import LDA_MODES, RECON_LOSSES
 from kecae.supervision_losses import donor_supervision_term as donor_supervision_term
 from kecae.supervision_losses import ensemble_supervision
@@ -371,6 +372,18 @@ def _masks(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
     )
 
 
+def _inpaint(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
+    # the healthy inpainter learns from the lower grade's real knees (X1) alone, under random
+    # masks; nothing else trains it (the exchange uses it with its weights detached)
+    inpainter = _model(inp, "inpaint").inpainter
+    if inpainter is None:
+        raise ValueError(
+            "the inpaint term trains the healthy inpainter: it needs a model with "
+            "edit=true and edit_appearance=healthy"
+        )
+    return {"inpaint": inpaint_loss(inpainter, inp.x1, inp.generator)}
+
+
 def _patch_adversary(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
     disc = inp.modules[PATCH.name]
     assert isinstance(disc, PatchDiscriminator)
@@ -429,6 +442,7 @@ TERMS: tuple[Term, ...] = (
         _masks,
         optional=True,
     ),
+    Term({"inpaint": "lambda_inpaint"}, _inpaint, optional=True),  # the healthy inpainter
     Term(  # crops of X' must look like real crops of the intended grade; ramped up from 0
         {"patch_adv": "lambda_patch_adv"},
         _patch_adversary,

@@ -46,6 +46,7 @@ from kecae.models.edit import (
     square_size_px,
     warp_images,
 )
+from kecae.models.inpaint import Inpainter, fill
 
 #: How the key map enters the exchange (see the module docstring).
 KEY_POOLS = ("none", "mean")
@@ -93,8 +94,9 @@ class KECAEConfig:
     edit_appearance: str = "free"  # edit: G = warp(X) + δ ("free"), + D(h') − warp(D(h))
     # ("decoded"), the opening ("open") or erosion ("erode") of warp(X): these remove, never draw;
     # the donor image aligned to warp(X) ("donor", tile by tile too: "donor_local"): its margin,
-    # spur or none, under the mask
+    # spur or none, under the mask; the healthy inpainter's fill of warp(X) under it ("healthy")
     edit_square_frac: float = 0.08  # edit "open" / "erode": the square's side, share of the side
+    inpaint_channels: int = 8  # edit "healthy": features of the inpainter's first level
 
     def __post_init__(self) -> None:
         # Checkpoints and YAML give lists; the config must stay hashable and comparable.
@@ -129,12 +131,10 @@ class KECAEConfig:
                 f"edit=True needs exchange='warp' (got {self.exchange!r}): the edit composes "
                 "over the moved recipient"
             )
-        if (
-            not isinstance(self.edit_channels, int)
-            or isinstance(self.edit_channels, bool)
-            or self.edit_channels < 1
-        ):
-            raise ValueError(f"edit_channels={self.edit_channels!r} must be an int >= 1 (e.g. 8)")
+        for name in ("edit_channels", "inpaint_channels"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}={value!r} must be an int >= 1 (e.g. 8)")
         if self.exchange == "warp" and self.depth < 2:
             raise ValueError(
                 "exchange='warp' needs depth >= 2: the displacement head reads an "
@@ -335,6 +335,9 @@ class KECAE(nn.Module):
                 square_size_px(self.config.image_size, self.config.edit_square_frac),
                 max(1, round(0.15 * self.config.image_size)),  # "donor": largest shift, 15 %
             )
+        self.inpainter: Inpainter | None = None
+        if self.config.edit and self.config.edit_appearance == "healthy":
+            self.inpainter = Inpainter(self.config.inpaint_channels, self.config.negative_slope)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -439,8 +442,14 @@ class KECAE(nn.Module):
             moved = moved + edit
         if self.edit_head is None:
             return moved.clamp(-1, 1), disp, None
+        inpainter = self.inpainter
         appearance, mask = self.edit_head(
-            moved, dec_ex, warp_images(hat, disp), cfg.edit_appearance, donor
+            moved,
+            dec_ex,
+            warp_images(hat, disp),
+            cfg.edit_appearance,
+            donor,
+            None if inpainter is None else lambda x, m: fill(inpainter, x, m),
         )  # (B, 1, S, S) each
         return compose(moved, appearance, mask), disp, mask
 

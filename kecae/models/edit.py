@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -75,7 +76,7 @@ def warp_images(x: torch.Tensor, disp_px: torch.Tensor) -> torch.Tensor:
 #: learn: the trap of a residual priced so heavily that it is never used).
 EDIT_MASK_BIAS = -2.0
 #: Where the edit's appearance G comes from (see :meth:`EditHead.forward`).
-EDIT_APPEARANCES = ("free", "decoded", "open", "erode", "donor", "donor_local")
+EDIT_APPEARANCES = ("free", "decoded", "open", "erode", "donor", "donor_local", "healthy")
 #: Bound of the appearance change δ in image units ([-1, 1] images): 2 can turn white to black.
 EDIT_MAX_DELTA = 2.0
 
@@ -138,6 +139,7 @@ class EditHead(nn.Module):
         dec_moved: torch.Tensor,
         appearance: str = "free",
         donor: torch.Tensor | None = None,
+        fill: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Appearance G and mask m, each (B, 1, S, S); inputs (B, 1, S, S) each.
 
@@ -158,7 +160,11 @@ class EditHead(nn.Module):
         ``"donor_local"``: that aligned donor moved again, tile by tile (:func:`refine_donor`), so
         that its outline lies on the recipient's where the two knees differ in width or shape. For
         these the head reads (warp(X), D(h') − warp(D(h)), warp(X) − G): where the key
-        changes the look, and what G would change.
+        changes the look, and what G would change. ``"healthy"``: G = ``fill(warp(X), m)``, what
+        the healthy inpainter (:mod:`kecae.models.inpaint`) draws where the mask hides warp(X):
+        a margin continued from the recipient's own outline the way a knee of the lower grade
+        runs. G depends on the mask, so the head predicts the mask from the inputs of ``"free"``
+        and G follows; ``fill=None`` gives G = warp(X) (the control, whose mask alone is priced).
         """
         removed = self._target(moved, appearance, donor)  # G of "open"/"erode"/"donor*" or None
         if removed is not None:
@@ -172,6 +178,8 @@ class EditHead(nn.Module):
         f = self.features(x)  # (B, c, S, S)
         raw = self.out(f)  # (B, 2, S, S)
         mask = torch.sigmoid(raw[:, 1:])  # (B, 1, S, S) in (0, 1)
+        if appearance == "healthy":
+            return (moved if fill is None else fill(moved, mask)), mask
         if removed is not None:
             return removed, mask
         if appearance == "decoded":

@@ -53,6 +53,7 @@ _WARP_LOSS = {**_NO_LDA, "lambda_disp": 0.01}
 _G32 = {**_WARP, "warp_grid": 32}
 _G32_EDIT = {**_G32, "edit": True}
 _G32_DONOR = {**_G32_EDIT, "edit_appearance": "donor"}  # the edit pastes the aligned donor
+_G32_HEALTHY = {**_G32_EDIT, "edit_appearance": "healthy"}  # the edit fills in a healthy margin
 _EDIT_LOSS = {
     **_WARP_LOSS,
     "lambda_mask_area": 0.1,
@@ -324,6 +325,21 @@ ROWS: dict[str, AblationRow] = {
             "g32_donor_patch without the patch discriminator",
             _G32_DONOR,
             _EDIT_LOSS,
+        ),
+        AblationRow(
+            "g32_healthy_patch",
+            "g32_edit_patch with G = the healthy inpainter's fill of warp(X) under the mask: a "
+            "small U-Net trained (L1, weight 1) on the KL-0 knees of the batch under random "
+            "masks and used with its weights detached, so under the mask the recipient's own "
+            "outline runs on as a healthy margin does",
+            _G32_HEALTHY,
+            {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_inpaint": 1.0},
+        ),
+        AblationRow(
+            "g32_healthy",
+            "g32_healthy_patch without the patch discriminator",
+            _G32_HEALTHY,
+            {**_EDIT_LOSS, "lambda_inpaint": 1.0},
         ),
         AblationRow(
             "g32_patch_full",

@@ -105,6 +105,7 @@ class LossSettings:
     mask_free_area: float = setting(
         0.05, range=(0, 1, True, "a share of the image in [0, 1]")
     )  # edit: share of the image a mask covers free of charge
+    lambda_inpaint: float = 0.0  # edit "healthy": the inpainter's L1 on masked real X1 knees
     lambda_patch_adv: float = 0.0  # grade-conditional patch discriminator on crops of X'
     patch_crop: float = setting(
         0.5, range=(0, 1, False, "a share of the image side in (0, 1]")

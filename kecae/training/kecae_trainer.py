@@ -222,6 +222,13 @@ def _checked_model_config(cfg: KECAETrainConfig, dist_info: DistInfo) -> KECAECo
             "--lambda-mask-area / --lambda-mask-tv / --lambda-mask-self price the edit's mask: "
             "add --model edit=true (with exchange=warp), or set them to 0"
         )
+    healthy = model_config.edit and model_config.edit_appearance == "healthy"
+    if healthy != (cfg.lambda_inpaint > 0):
+        raise KecaeError(
+            "--model edit_appearance=healthy (with edit=true) and --lambda-inpaint go together: "
+            "the healthy inpainter learns only from that term (e.g. --lambda-inpaint 1), and the "
+            "term has nothing to train without it"
+        )
     return model_config
 
 

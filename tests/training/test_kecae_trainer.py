@@ -276,6 +276,25 @@ def test_the_edit_trains_with_its_mask_terms_and_patch_adversary_and_resumes(
         assert rest == pytest.approx(other, rel=1e-4)
 
 
+def test_the_healthy_edit_trains_its_inpainter_and_resumes(tree, supervisor, tmp_path, kecae_args):
+    extra = [
+        *_EDIT_MODEL,
+        *("--model", "edit_appearance=healthy", "--model", "inpaint_channels=4"),
+        *("--lambda-inpaint", "1", "--lambda-mask-area", "0.1", "--log-every", "1"),
+    ]
+    assert main([*kecae_args(tree, supervisor, tmp_path / "straight", 3), *extra]) == 0
+    assert main([*kecae_args(tree, supervisor, tmp_path / "split", 2), *extra]) == 0
+    assert main([*kecae_args(tree, supervisor, tmp_path / "split", 3), *extra]) == 0
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
+    assert any(k.startswith("inpainter.") for k in a["model"])
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    rows = list(csv.DictReader((tmp_path / "straight" / "log.csv").read_text().splitlines()))
+    losses = [float(r["inpaint"]) for r in rows]
+    assert len(losses) == 3 and all(math.isfinite(v) and v > 0 for v in losses)
+
+
 def test_a_diverging_term_stops_naming_the_step_and_the_term(
     tree, supervisor, tmp_path, monkeypatch, capsys, kecae_args
 ):
@@ -335,6 +354,15 @@ def test_an_exploding_adversary_stops_the_run(
         (
             ["--model", "exchange=warp", "--model", "edit=true", "--model", "edit_channels=0"],
             "edit_channels=0",
+        ),
+        (
+            [*_EDIT_MODEL, "--model", "edit_appearance=healthy"],
+            "edit_appearance=healthy (with edit=true) and --lambda-inpaint go together",
+        ),
+        ([*_EDIT_MODEL, "--lambda-inpaint", "1"], "and --lambda-inpaint go together"),
+        (
+            [*_EDIT_MODEL, "--model", "edit_appearance=healthy", "--model", "inpaint_channels=0"],
+            "inpaint_channels=0",
         ),
     ],
 )

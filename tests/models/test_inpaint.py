@@ -1,0 +1,215 @@
+"""The healthy inpainter (kecae.models.inpaint) and the edit appearance "healthy": the random
+training masks, the network's shapes and what it can see, its loss by hand, that it learns to
+continue an outline, and that the exchange moves the mask but never the inpainter's weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kecae.losses import LossInputs, kecae_loss
+from kecae.models import KECAE, KECAEConfig
+from kecae.models.edit import EDIT_MASK_BIAS, EditHead, compose, warp_images
+from kecae.models.inpaint import (
+    MASK_SIDE,
+    Inpainter,
+    fill,
+    inpaint_loss,
+    random_masks,
+)
+from kecae.training.config import LossSettings
+
+HEALTHY = dict(
+    image_size=32,
+    width=1 / 8,
+    depth=3,
+    exchange="warp",
+    warp_grid=8,
+    edit=True,
+    edit_appearance="healthy",
+    inpaint_channels=4,
+)
+
+
+def test_random_masks_are_soft_boxes_in_the_middle_reproducible_by_seed():
+    g = torch.Generator().manual_seed(0)
+    masks = random_masks(64, 64, g)
+    assert masks.shape == (64, 1, 64, 64)
+    assert float(masks.min()) >= 0 and float(masks.max()) <= 1
+    area = masks.mean((1, 2, 3))
+    # at least one box of side >= 8 % of the side; at most three of 30 %
+    assert float(area.min()) > 0.5 * MASK_SIDE[0] ** 2
+    assert float(area.max()) < 3 * MASK_SIDE[1] ** 2 + 0.01
+    # soft edges: values strictly between 0 and 1 exist
+    assert bool(((masks > 0.05) & (masks < 0.95)).any())
+    # the mass lies in the middle: the outer 2 px carry (almost) none of it
+    inner = masks[..., 2:-2, 2:-2].sum()
+    assert float(inner / masks.sum()) > 0.995
+    again = random_masks(64, 64, torch.Generator().manual_seed(0))
+    other = random_masks(64, 64, torch.Generator().manual_seed(1))
+    assert torch.equal(masks, again) and not torch.equal(masks, other)
+
+
+@pytest.mark.parametrize("size", [32, 64, 96, 299])
+def test_the_inpainter_gives_an_image_of_any_size(size):
+    torch.manual_seed(0)
+    net = Inpainter(4)
+    with torch.no_grad():
+        out = net(torch.rand(2, 1, size, size) * 2 - 1, torch.rand(2, 1, size, size))
+    assert out.shape == (2, 1, size, size)
+    assert float(out.abs().max()) <= 1
+
+
+def test_the_inpainter_cannot_see_what_a_hard_mask_hides():
+    torch.manual_seed(0)
+    net = Inpainter(4)
+    x = torch.rand(1, 1, 32, 32) * 2 - 1
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 10:20, 12:22] = 1.0
+    y = x.clone()
+    y[..., 10:20, 12:22] = torch.rand(10, 10)  # another image under the mask only
+    torch.testing.assert_close(net(x, mask), net(y, mask))
+    assert not torch.allclose(net(x, torch.zeros_like(mask)), net(y, torch.zeros_like(mask)))
+
+
+def test_the_inpaint_loss_by_hand():
+    class Constant(torch.nn.Module):
+        def forward(self, x, mask):
+            return torch.full_like(x, 0.25)
+
+    x = torch.rand(3, 1, 16, 16) * 2 - 1
+    got = inpaint_loss(Constant(), x, torch.Generator().manual_seed(7))
+    m = random_masks(3, 16, torch.Generator().manual_seed(7))
+    want = ((0.25 - x).abs() * m).sum() / m.sum()
+    torch.testing.assert_close(got, want)
+
+
+def _margins(n: int, g: torch.Generator, s: int = 32) -> torch.Tensor:
+    """Knee-like images: a bright bone whose lower edge runs straight across at a random
+    height, dark soft tissue below."""
+    rows = torch.arange(s, dtype=torch.float32)[None, :, None]
+    edge = torch.randint(10, 22, (n, 1, 1), generator=g).float()
+    img = torch.where(rows < edge, torch.tensor(0.6), torch.tensor(-0.8)).expand(n, s, s)
+    return img[:, None].clone()
+
+
+def test_the_inpainter_learns_to_run_an_outline_on_under_a_mask():
+    torch.manual_seed(0)
+    net = Inpainter(4)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    test = _margins(32, torch.Generator().manual_seed(99))
+    before = float(inpaint_loss(net, test, torch.Generator().manual_seed(5)))
+    for _ in range(150):
+        loss = inpaint_loss(net, _margins(16, g), g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = float(inpaint_loss(net, test, torch.Generator().manual_seed(5)))
+    assert after < 0.35 * before, (before, after)
+    # a hidden stretch of the edge comes back where the edge runs, not as a grey blur
+    img = _margins(1, torch.Generator().manual_seed(3))
+    mask = torch.zeros_like(img)
+    mask[..., 6:26, 12:20] = 1.0
+    with torch.no_grad():
+        out = net(img, mask)
+    err = (out - img).abs()[..., 6:26, 12:20]
+    assert float(err.mean()) < 0.2
+
+
+def test_fill_moves_the_mask_and_the_image_never_the_weights():
+    torch.manual_seed(0)
+    net = Inpainter(4)
+    x = (torch.rand(2, 1, 32, 32) * 2 - 1).requires_grad_()
+    mask = torch.rand(2, 1, 32, 32).requires_grad_()
+    torch.testing.assert_close(fill(net, x, mask), net(x, mask))
+    fill(net, x, mask).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert mask.grad is not None and mask.grad.abs().sum() > 0
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_the_healthy_head_predicts_the_mask_then_fills_under_it():
+    head = EditHead(4)
+    head.reset_output()
+    moved = torch.rand(2, 1, 32, 32) * 2 - 1
+    seen = {}
+
+    def fake_fill(x, m):
+        seen["mask"] = m
+        return torch.full_like(x, -1.0)
+
+    with torch.no_grad():
+        g, m = head(moved, moved, moved, "healthy", None, fake_fill)
+        control, m_self = head(moved, moved, moved, "healthy")  # no fill: G is the recipient
+    assert torch.equal(seen["mask"], m)
+    torch.testing.assert_close(g, torch.full_like(moved, -1.0))
+    torch.testing.assert_close(control, moved)
+    m0 = torch.sigmoid(torch.tensor(EDIT_MASK_BIAS))
+    torch.testing.assert_close(m, torch.full_like(m, float(m0)))
+    torch.testing.assert_close(m_self, m)
+
+
+def test_a_healthy_model_blends_the_fill_by_its_mask_and_trains_only_its_inpainter_on_x1():
+    torch.manual_seed(0)
+    model = KECAE(KECAEConfig(**HEALTHY))
+    assert model.inpainter is not None
+    assert KECAE(KECAEConfig(**{**HEALTHY, "edit_appearance": "free"})).inpainter is None
+    g = torch.Generator().manual_seed(0)
+    x1 = torch.rand(4, 1, 32, 32, generator=g) * 2 - 1
+    x2 = torch.rand(4, 1, 32, 32, generator=g) * 2 - 1
+    model.eval()
+    with torch.no_grad():
+        out = model(x1, x2)
+        assert out.disp2 is not None and out.mask2 is not None
+        moved = warp_images(x2, out.disp2)
+        want = compose(moved, model.inpainter(moved, out.mask2), out.mask2)
+    torch.testing.assert_close(out.x2_ex, want, atol=1e-6, rtol=0)
+    # the exchange's losses move the edit head, not the inpainter
+    model.train()
+    out = model(x1, x2)
+    (out.x1_ex.sum() + out.x2_ex.sum()).backward()
+    assert model.edit_head is not None and model.edit_head.out.weight.grad is not None
+    assert model.edit_head.out.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.inpainter.parameters())
+    # the inpaint term does, from X1 (the lower grade) alone
+    model.zero_grad(set_to_none=True)
+    settings = LossSettings(lambda_inpaint=1.0)
+    y1 = torch.zeros(4, dtype=torch.long)
+    inputs = LossInputs(
+        model(x1, x2), x1, x2, y1, y1 + 1, torch.nn.Identity(), model, torch.Generator()
+    )
+    with torch.no_grad():
+        by_hand = inpaint_loss(model.inpainter, x1, torch.Generator())
+    _, logged = _loss_without_supervision(inputs, settings)
+    torch.testing.assert_close(logged["inpaint"], by_hand)
+
+
+def _loss_without_supervision(inputs, settings):
+    from kecae.losses import TERMS
+
+    terms = [t for t in TERMS if "inpaint" in t.weights or "mse" in t.weights]
+    total, logged = kecae_loss(inputs, settings, terms)
+    total.backward()
+    model = inputs.model
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.inpainter.parameters())
+    return total, logged
+
+
+def test_the_inpaint_term_needs_a_healthy_model():
+    torch.manual_seed(0)
+    model = KECAE(KECAEConfig(**{**HEALTHY, "edit_appearance": "free"}))
+    x = torch.zeros(2, 1, 32, 32)
+    y = torch.zeros(2, dtype=torch.long)
+    inputs = LossInputs(model(x, x), x, x, y, y + 1, torch.nn.Identity(), model)
+    from kecae.losses import TERMS
+
+    terms = [t for t in TERMS if "inpaint" in t.weights]
+    with pytest.raises(ValueError, match="edit_appearance=healthy"):
+        kecae_loss(inputs, LossSettings(lambda_inpaint=1.0), terms)
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, True])
+def test_inpaint_channels_are_checked(value):
+    with pytest.raises(ValueError, match="inpaint_channels="):
+        KECAEConfig(**{**HEALTHY, "inpaint_channels": value})
