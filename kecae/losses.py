@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kecae import edit_losses
+from kecae import edit_losses, local_critic
 from kecae.edit_losses import PatchDiscriminator, intensity_edit_term, perturb_for_supervisor
 from kecae.models.autoencoder import KECAE, KECAEConfig, KECAEOutput
 from kecae.models.inpaint import inpaint_loss
@@ -401,6 +401,25 @@ def _patch_update(disc: nn.Module, inp: LossInputs, s: LossSettings) -> dict[str
     return {"patch_d": edit_losses.discriminator_term(disc, *crops)}
 
 
+def _local(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
+    critic = inp.modules[LOCAL.name]
+    return {"local_sup": local_critic.exchange_term(critic, inp.out.x1_ex, inp.out.x2_ex)}
+
+
+def _local_update(critic: nn.Module, inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
+    return {"local_critic": local_critic.critic_term(critic, inp.x1, inp.x2)}
+
+
+#: The local grade critic: learns the grade of each neighbourhood from the real images of the
+#: batch (its own Adam, one update after each model step); never sees X'.
+LOCAL = TrainedModule(
+    "local_critic",
+    lambda config: local_critic.LocalGradeCritic(),
+    optimizer=lambda params: torch.optim.Adam(params, lr=1e-3),
+    update=_local_update,
+    logs=("local_critic",),
+)
+
 #: The patch discriminator: its own Adam (GAN settings), one update after each model step.
 PATCH = TrainedModule(
     "patch_disc",
@@ -443,6 +462,9 @@ TERMS: tuple[Term, ...] = (
         optional=True,
     ),
     Term({"inpaint": "lambda_inpaint"}, _inpaint, optional=True),  # the healthy inpainter
+    Term(  # no place of X'2 may look like the higher grade, some place of X'1 must; ramped
+        {"local_sup": "lambda_local_sup"}, _local, optional=True, module=LOCAL, ramp="adv_ramp"
+    ),
     Term(  # crops of X' must look like real crops of the intended grade; ramped up from 0
         {"patch_adv": "lambda_patch_adv"},
         _patch_adversary,

@@ -342,6 +342,26 @@ ROWS: dict[str, AblationRow] = {
             {**_EDIT_LOSS, "lambda_inpaint": 1.0},
         ),
         AblationRow(
+            "g32_patch_local",
+            "g32_patch + the local grade critic (weight 0.1, ramped over 500 steps): a small "
+            "CNN that learns the grade of every ~21 px neighbourhood from the batch's real images "
+            "(log-sum-exp pooled) and asks that no place of X'2 look KL-2, some place of X'1 do",
+            _G32,
+            {**_WARP_LOSS, "lambda_patch_adv": 0.1, "lambda_local_sup": 0.1},
+        ),
+        AblationRow(
+            "g32_donor_patch_a1_local",
+            "g32_donor_patch_a1 + the local grade critic (weight 0.1): the place that looks KL-2 "
+            "is where the donor's margin should be pasted",
+            _G32_DONOR,
+            {
+                **_EDIT_LOSS,
+                "lambda_patch_adv": 0.1,
+                "lambda_mask_area": 1.0,
+                "lambda_local_sup": 0.1,
+            },
+        ),
+        AblationRow(
             "g32_patch_full",
             "g32_patch with the discriminator on the whole image (crop share 1.0): a crop half the "
             "side, centred on the change at the joint, leaves out the outer margins where spurs "

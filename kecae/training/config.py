@@ -107,12 +107,13 @@ class LossSettings:
     )  # edit: share of the image a mask covers free of charge
     lambda_inpaint: float = 0.0  # edit "healthy": the inpainter's L1 on masked real X1 knees
     lambda_patch_adv: float = 0.0  # grade-conditional patch discriminator on crops of X'
+    lambda_local_sup: float = 0.0  # local grade critic (real images only) on every place of X'
     patch_crop: float = setting(
         0.5, range=(0, 1, False, "a share of the image side in (0, 1]")
     )  # patch discriminator: crop side as a share of the image side
     adv_ramp: int = setting(
         500, range=(0, float("inf"), True, "a whole number of steps >= 0")
-    )  # steps over which the patch adversary's weight rises from 0
+    )  # steps over which the patch adversary's and the local critic's weights rise from 0
 
     def __post_init__(self) -> None:
         check_values(self)

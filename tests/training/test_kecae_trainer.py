@@ -295,6 +295,31 @@ def test_the_healthy_edit_trains_its_inpainter_and_resumes(tree, supervisor, tmp
     assert len(losses) == 3 and all(math.isfinite(v) and v > 0 for v in losses)
 
 
+def test_the_local_critic_trains_beside_the_model_and_resumes(
+    tree, supervisor, tmp_path, kecae_args
+):
+    extra = [
+        *("--model", "depth=3", "--model", "exchange=warp", "--model", "warp_grid=8"),
+        *("--lambda-local-sup", "0.1", "--adv-ramp", "2", "--log-every", "1"),
+    ]
+    assert main([*kecae_args(tree, supervisor, tmp_path / "straight", 3), *extra]) == 0
+    assert main([*kecae_args(tree, supervisor, tmp_path / "split", 2), *extra]) == 0
+    assert main([*kecae_args(tree, supervisor, tmp_path / "split", 3), *extra]) == 0
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
+    for key in ("model", "local_critic"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), (key, name)
+    rows = list(csv.DictReader((tmp_path / "straight" / "log.csv").read_text().splitlines()))
+    for name in ("local_sup", "local_critic"):
+        assert all(math.isfinite(float(r[name])) for r in rows), name
+    # ramped like the patch adversary: weight 0 at step 0, 0.05 at step 1
+    for r, ramp in zip(rows[:2], (0.0, 0.05), strict=True):
+        rest = float(r["total"]) - ramp * float(r["local_sup"])
+        other = float(r["mse"]) + 1e-2 * float(r["sup"]) + 1e-3 * float(r["lda"])
+        assert rest == pytest.approx(other, rel=1e-4)
+
+
 def test_a_diverging_term_stops_naming_the_step_and_the_term(
     tree, supervisor, tmp_path, monkeypatch, capsys, kecae_args
 ):

@@ -1,0 +1,78 @@
+"""The local grade critic: a training signal that asks for the change itself, place by place.
+
+The frozen supervisor calls a whole image, and it can be satisfied by one cue (a wider joint)
+while a bony spur stays. This critic calls the grade of every small neighbourhood (a ~21 px
+receptive field at 64 px) and pools the calls so that one KL-2-looking place makes the image
+KL-2 (multiple-instance learning: log-sum-exp pooling, a smooth maximum). It learns from the real
+images of the batch and their grade labels only (X1 lower grade, X2 higher), never from X', so
+the exchange cannot teach it anything. The exchange's term asks that no place of X'2 looks like
+the higher grade (a spur the donor lacks is such a place) and that some place of X'1 does. No
+normalisation layers; spectral normalisation bounds its gradients.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+#: Sharpness of the log-sum-exp pooling: large is the maximum over places, small the mean.
+LSE_SHARPNESS = 4.0
+
+
+class LocalGradeCritic(nn.Module):
+    """Images (B, 1, S, S) → (image logit (B,), map of place logits (B, 1, S/4, S/4)).
+
+    Five 3×3 convolutions (two of stride 2) and a 1×1 output: each place's logit reads a ~21 px
+    neighbourhood. The image logit is (1/r)·log mean exp(r·z) over places (r =
+    ``LSE_SHARPNESS``): high when any place is.
+    """
+
+    def __init__(self, channels: int = 8, negative_slope: float = 0.2) -> None:
+        super().__init__()
+        c, a = channels, negative_slope
+        self.net = nn.Sequential(
+            spectral_norm(nn.Conv2d(1, c, 3, padding=1)),
+            nn.LeakyReLU(a),
+            spectral_norm(nn.Conv2d(c, 2 * c, 3, stride=2, padding=1)),
+            nn.LeakyReLU(a),
+            spectral_norm(nn.Conv2d(2 * c, 2 * c, 3, padding=1)),
+            nn.LeakyReLU(a),
+            spectral_norm(nn.Conv2d(2 * c, 4 * c, 3, stride=2, padding=1)),
+            nn.LeakyReLU(a),
+            spectral_norm(nn.Conv2d(4 * c, 4 * c, 3, padding=1)),
+            nn.LeakyReLU(a),
+            nn.Conv2d(4 * c, 1, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        places = self.net(x).float()  # (B, 1, h, w)
+        z = places.flatten(1)
+        r = LSE_SHARPNESS
+        image = (torch.logsumexp(r * z, 1) - math.log(z.shape[1])) / r  # (B,)
+        return image, places
+
+
+def critic_term(critic: nn.Module, real1: torch.Tensor, real2: torch.Tensor) -> torch.Tensor:
+    """The critic's own loss: binary cross-entropy of its image logit on the real images, X1
+    (B, 1, S, S) the lower grade (0) and X2 the higher (1), the two halves averaged."""
+    z1, _ = critic(real1)
+    z2, _ = critic(real2)
+    return 0.5 * (
+        F.binary_cross_entropy_with_logits(z1, torch.zeros_like(z1))
+        + F.binary_cross_entropy_with_logits(z2, torch.ones_like(z2))
+    )
+
+
+def exchange_term(critic: nn.Module, x1_ex: torch.Tensor, x2_ex: torch.Tensor) -> torch.Tensor:
+    """The exchange's loss: the critic's cross-entropy on X'1 (B, 1, S, S) as the higher grade
+    and on X'2 as the lower (no place of X'2 may look like the higher grade), averaged."""
+    z1, _ = critic(x1_ex)
+    z2, _ = critic(x2_ex)
+    return 0.5 * (
+        F.binary_cross_entropy_with_logits(z1, torch.ones_like(z1))
+        + F.binary_cross_entropy_with_logits(z2, torch.zeros_like(z2))
+    )
