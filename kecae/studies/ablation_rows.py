@@ -350,6 +350,19 @@ ROWS: dict[str, AblationRow] = {
             {**_WARP_LOSS, "lambda_patch_adv": 0.1, "lambda_local_sup": 0.1},
         ),
         AblationRow(
+            "g32_patch_local3",
+            "g32_patch_local with the local grade critic weighted 0.3 (three times)",
+            _G32,
+            {**_WARP_LOSS, "lambda_patch_adv": 0.1, "lambda_local_sup": 0.3},
+        ),
+        AblationRow(
+            "g32_patch_max5_local",
+            "g32_patch_max5 + the local grade critic (weight 0.1): the longer reach pulls tissue "
+            "over long spurs, and a spur it makes elsewhere is a place the critic calls KL-2",
+            {**_G32, "warp_max_px": 5.0},
+            {**_WARP_LOSS, "lambda_patch_adv": 0.1, "lambda_local_sup": 0.1},
+        ),
+        AblationRow(
             "g32_donor_patch_a1_local",
             "g32_donor_patch_a1 + the local grade critic (weight 0.1): the place that looks KL-2 "
             "is where the donor's margin should be pasted",
