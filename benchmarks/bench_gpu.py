@@ -162,12 +162,11 @@ def stacked_speed(dev: Device, k: int, batch: int, warmup: int, steps: int) -> d
     (kecae.training.stacked), fp32; the ratio is how many more study rows an hour."""
     from kecae.models.autoencoder import KECAE
     from kecae.models.presets import preset_training
-    from kecae.training.config import LossSettings
-    from kecae.training.stacked import StackedKECAE
+    from kecae.training.stacked import StackedKECAE, stackable_settings
 
-    # the preset's loss less its patch discriminator (stacking trains no module of a term's own),
-    # the same for both sides
-    settings = LossSettings.pick({**preset_training("cpu"), "lambda_patch_adv": 0.0})
+    # the preset's loss less its terms' own modules (stacking trains none), the same for both
+    # sides
+    settings = stackable_settings(preset_training("cpu"))
     alone = [TrainStep("cpu", batch, device=dev.name, seed=i, settings=settings) for i in range(k)]
     models = [KECAE(alone[0].config).to(dev.name) for _ in range(k)]
     stacked = StackedKECAE(models, alone[0].supervisor, alone[0].settings, lr=1e-4)

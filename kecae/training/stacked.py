@@ -15,7 +15,8 @@ rounding (tests/training/test_stacked.py states the tolerance).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,6 +25,20 @@ from torch.func import functional_call, stack_module_state, vmap
 from kecae.losses import TERMS, LossInputs, kecae_loss
 from kecae.models.autoencoder import KECAE
 from kecae.training.config import LossSettings
+
+
+def stackable_settings(values: Mapping[str, Any]) -> LossSettings:
+    """The loss settings among ``values`` (e.g. a preset's training settings) with the weights of
+    every term that trains a module of its own set to 0 (the patch discriminator, the local
+    critic): what stacked training can run, the same for a model trained alone beside it."""
+    own = {
+        field: 0.0
+        for term in TERMS
+        if term.module is not None
+        for field in term.weights.values()
+        if field is not None
+    }
+    return LossSettings.pick({**values, **own})
 
 
 class StackedKECAE:

@@ -13,7 +13,7 @@ from kecae.models.autoencoder import KECAE
 from kecae.models.classifiers import build_classifier
 from kecae.models.fold import fold_batchnorm
 from kecae.models.presets import kecae_config, preset_training
-from kecae.training.config import LossSettings
+from kecae.training.stacked import stackable_settings
 
 STEPS = 200
 #: |final loss (bf16 run) − final loss (fp32 run)| may be at most this share of the fp32 one
@@ -34,9 +34,9 @@ def _train(bf16: bool) -> tuple[float, float, KECAE]:
     model = KECAE(config).train()
     sup = build_classifier("siamese", 32).eval().requires_grad_(False)
     sup = fold_batchnorm(sup)
-    # the preset's loss without its patch discriminator (a module with its own optimiser: the
-    # trainer's; tests/training/test_kecae_trainer.py trains it)
-    settings = LossSettings.pick({**preset_training("cpu"), "lambda_patch_adv": 0.0})
+    # the preset's loss without its terms' own modules (each with its own optimiser: the
+    # trainer's; tests/training/test_kecae_trainer.py trains them)
+    settings = stackable_settings(preset_training("cpu"))
     x1, x2 = _images(8, 32, 1), _images(8, 32, 2)
     y1, y2 = torch.zeros(8, dtype=torch.long), torch.ones(8, dtype=torch.long)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)

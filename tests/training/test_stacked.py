@@ -12,7 +12,7 @@ from kecae.models.classifiers import build_classifier
 from kecae.models.fold import fold_batchnorm
 from kecae.models.presets import kecae_config, preset_training
 from kecae.training.config import LossSettings
-from kecae.training.stacked import StackedKECAE
+from kecae.training.stacked import StackedKECAE, stackable_settings
 
 SEEDS = (0, 1, 2)
 STEPS = 5
@@ -41,8 +41,8 @@ def _setup():
         )
         for _ in range(STEPS)
     ]
-    # the preset's loss without its patch discriminator (a module of its own: stacking refuses it)
-    settings = LossSettings.pick({**preset_training("cpu"), "lambda_patch_adv": 0.0})
+    # the preset's loss without its terms' own modules (stacking refuses them)
+    settings = stackable_settings(preset_training("cpu"))
     return models, sup, settings, data
 
 
@@ -101,4 +101,12 @@ def test_stacked_refuses_mixed_configs_and_bad_batches():
     with pytest.raises(ValueError, match="one batch per model"):
         stacked.step(torch.zeros(3, 2, 1, 32, 32), torch.zeros(3, 2, 1, 32, 32))
     with pytest.raises(ValueError, match=r"own modules \(patch_disc\).*lambda_patch_adv=0"):
-        StackedKECAE([b, KECAE(b.config)], sup, LossSettings.pick(preset_training("cpu")))
+        StackedKECAE([b, KECAE(b.config)], sup, LossSettings(lambda_patch_adv=0.1))
+    with pytest.raises(ValueError, match=r"own modules \(local_critic, patch_disc\)"):
+        StackedKECAE(
+            [b, KECAE(b.config)], sup, LossSettings(lambda_patch_adv=0.1, lambda_local_sup=0.1)
+        )
+    # stackable_settings turns every such term off and keeps the rest
+    both = {"lambda_sup": 0.3, "lambda_patch_adv": 0.1, "lambda_local_sup": 0.1}
+    assert stackable_settings(both) == LossSettings(lambda_sup=0.3)
+    StackedKECAE([b, KECAE(b.config)], sup, stackable_settings(preset_training("cpu")))
