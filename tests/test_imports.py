@@ -74,6 +74,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "kecae.training",
             "kecae.losses",
             "kecae.edit_losses",
+            "kecae.local_critic",
             "kecae.supervision_losses",
             "kecae.inference",
             "kecae.preflight",

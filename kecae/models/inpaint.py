@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from kecae.models.edit import gaussian_blur
+
 #: Random training masks (:func:`random_masks`): boxes per image, each side's share of the image
 #: side, and where their centres lie (a share of the side from each edge: the knee's joint and
 #: margins lie in the middle of a knee radiograph, not at its border).
@@ -99,8 +101,6 @@ def random_masks(
     random sides (``MASK_SIDE`` of the image side) centred in the image's middle, edges blurred
     by ``MASK_SOFTNESS`` of the side. Drawn on the CPU from ``generator`` (reproducible whatever
     the device)."""
-    from kecae.models.edit import gaussian_blur
-
     lo, hi = MASK_BOXES
     count = torch.randint(lo, hi + 1, (n,), generator=generator)
     k = hi

@@ -49,8 +49,8 @@ def tiny() -> KECAEConfig:
 #: option or YAML value always wins. ``paper`` keeps the paper's loss exactly.
 PRESET_TRAINING: dict[str, dict[str, Any]] = {
     "paper": {},
-    # the ablation's g32_patch_local row: λ1 = 0.1 on the supervisor, no J_LDA (with a spatial latent
-    # its ratio sits in the thousands and would outweigh the reconstruction), displacement
+    # the ablation's g32_patch_local row: λ1 = 0.1 on the supervisor, no J_LDA (with a spatial
+    # latent its ratio sits in the thousands and would outweigh the reconstruction), displacement
     # penalty, and the grade-conditional patch discriminator on crops of X' (weight 0.1, ramped
     # up over adv_ramp steps), and the local grade critic (weight 0.1, ramped alike)
     "cpu": {
