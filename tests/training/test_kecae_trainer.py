@@ -276,21 +276,28 @@ def test_the_edit_trains_with_its_mask_terms_and_patch_adversary_and_resumes(
         assert rest == pytest.approx(other, rel=1e-4)
 
 
+def _straight_and_split(tree, supervisor, tmp_path, kecae_args, extra, steps):
+    """Train ``steps`` steps in one go and again in two calls (``steps - 1``, then the rest);
+    returns both last checkpoints and the straight run's log rows."""
+    assert main([*kecae_args(tree, supervisor, tmp_path / "straight", steps), *extra]) == 0
+    assert main([*kecae_args(tree, supervisor, tmp_path / "split", steps - 1), *extra]) == 0
+    assert main([*kecae_args(tree, supervisor, tmp_path / "split", steps), *extra]) == 0
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
+    rows = list(csv.DictReader((tmp_path / "straight" / "log.csv").read_text().splitlines()))
+    return a, b, rows
+
+
 def test_the_healthy_edit_trains_its_inpainter_and_resumes(tree, supervisor, tmp_path, kecae_args):
     extra = [
         *_EDIT_MODEL,
         *("--model", "edit_appearance=healthy", "--model", "inpaint_channels=4"),
         *("--lambda-inpaint", "1", "--lambda-mask-area", "0.1", "--log-every", "1"),
     ]
-    assert main([*kecae_args(tree, supervisor, tmp_path / "straight", 3), *extra]) == 0
-    assert main([*kecae_args(tree, supervisor, tmp_path / "split", 2), *extra]) == 0
-    assert main([*kecae_args(tree, supervisor, tmp_path / "split", 3), *extra]) == 0
-    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
-    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
+    a, b, rows = _straight_and_split(tree, supervisor, tmp_path, kecae_args, extra, 3)
     assert any(k.startswith("inpainter.") for k in a["model"])
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
-    rows = list(csv.DictReader((tmp_path / "straight" / "log.csv").read_text().splitlines()))
     losses = [float(r["inpaint"]) for r in rows]
     assert len(losses) == 3 and all(math.isfinite(v) and v > 0 for v in losses)
 
@@ -302,15 +309,10 @@ def test_the_local_critic_trains_beside_the_model_and_resumes(
         *("--model", "depth=3", "--model", "exchange=warp", "--model", "warp_grid=8"),
         *("--lambda-local-sup", "0.1", "--adv-ramp", "2", "--log-every", "1"),
     ]
-    assert main([*kecae_args(tree, supervisor, tmp_path / "straight", 3), *extra]) == 0
-    assert main([*kecae_args(tree, supervisor, tmp_path / "split", 2), *extra]) == 0
-    assert main([*kecae_args(tree, supervisor, tmp_path / "split", 3), *extra]) == 0
-    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
-    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
+    a, b, rows = _straight_and_split(tree, supervisor, tmp_path, kecae_args, extra, 3)
     for key in ("model", "local_critic"):
         for name, tensor in a[key].items():
             assert torch.equal(tensor, b[key][name]), (key, name)
-    rows = list(csv.DictReader((tmp_path / "straight" / "log.csv").read_text().splitlines()))
     for name in ("local_sup", "local_critic"):
         assert all(math.isfinite(float(r[name])) for r in rows), name
     # ramped like the patch adversary: weight 0 at step 0, 0.05 at step 1
