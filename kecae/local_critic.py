@@ -67,12 +67,18 @@ def critic_term(critic: nn.Module, real1: torch.Tensor, real2: torch.Tensor) -> 
     )
 
 
-def exchange_term(critic: nn.Module, x1_ex: torch.Tensor, x2_ex: torch.Tensor) -> torch.Tensor:
-    """The exchange's loss: the critic's cross-entropy on X'1 (B, 1, S, S) as the higher grade
-    and on X'2 as the lower (no place of X'2 may look like the higher grade), averaged."""
-    z1, _ = critic(x1_ex)
+def exchange_term(
+    critic: nn.Module, x1_ex: torch.Tensor, x2_ex: torch.Tensor, sides: str = "both"
+) -> torch.Tensor:
+    """The exchange's loss: the critic's cross-entropy on X'2 (B, 1, S, S) as the lower grade
+    (no place of X'2 may look like the higher grade) and, with ``sides="both"``, on X'1 as the
+    higher, averaged; ``sides="removal"`` reads X'2 alone (nothing pushes X'1 to look more like
+    the higher grade than the supervisor already asks)."""
     z2, _ = critic(x2_ex)
-    return 0.5 * (
-        F.binary_cross_entropy_with_logits(z1, torch.ones_like(z1))
-        + F.binary_cross_entropy_with_logits(z2, torch.zeros_like(z2))
-    )
+    removal = F.binary_cross_entropy_with_logits(z2, torch.zeros_like(z2))
+    if sides == "removal":
+        return removal
+    if sides != "both":
+        raise ValueError(f"local_sides={sides!r} must be 'both' or 'removal'")
+    z1, _ = critic(x1_ex)
+    return 0.5 * (F.binary_cross_entropy_with_logits(z1, torch.ones_like(z1)) + removal)

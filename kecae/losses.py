@@ -403,7 +403,8 @@ def _patch_update(disc: nn.Module, inp: LossInputs, s: LossSettings) -> dict[str
 
 def _local(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
     critic = inp.modules[LOCAL.name]
-    return {"local_sup": local_critic.exchange_term(critic, inp.out.x1_ex, inp.out.x2_ex)}
+    x1_ex, x2_ex = inp.out.x1_ex, inp.out.x2_ex
+    return {"local_sup": local_critic.exchange_term(critic, x1_ex, x2_ex, s.local_sides)}
 
 
 def _local_update(critic: nn.Module, inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:

@@ -142,6 +142,15 @@ SUP_TARGETS = Registry(
     ],
 )
 
+#: Which exchanged images the local grade critic's term reads (``kecae.local_critic``).
+LOCAL_SIDES = Registry(
+    "local critic sides",
+    [
+        Component("both", "no place of X'2 may look like the higher grade, some place of X'1 must"),
+        Component("removal", "X'2 only: no place of it may look like the higher grade"),
+    ],
+)
+
 #: How the supervisor takes part in KECAE training.
 SUPERVISOR_MODES = Registry(
     "supervisor mode",

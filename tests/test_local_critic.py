@@ -66,6 +66,11 @@ def test_both_losses_by_hand():
     # the exchange: X'1 must look like the higher grade somewhere, X'2 nowhere
     want_ex = 0.5 * (bce(0.7, 1.0) + bce(-0.3, 0.0))
     torch.testing.assert_close(exchange_term(_Logits(), a, b), want_ex)
+    # removal only: X'2 alone, X'1 is not read
+    removal = exchange_term(_Logits(), a * float("nan"), b, "removal")
+    torch.testing.assert_close(removal, bce(-0.3, 0.0))
+    with pytest.raises(ValueError, match="local_sides='x1'"):
+        exchange_term(_Logits(), a, b, "x1")
 
 
 def _bumps(n: int, with_bump: bool, g: torch.Generator, s: int = 32) -> tuple[torch.Tensor, list]:

@@ -350,6 +350,18 @@ ROWS: dict[str, AblationRow] = {
             {**_WARP_LOSS, "lambda_patch_adv": 0.1, "lambda_local_sup": 0.1},
         ),
         AblationRow(
+            "g32_patch_local_removal",
+            "g32_patch_local with the critic's term on X'2 alone: with both sides a fresh demo's "
+            "X'1 became more typical than the oracle's (caricature excess 6.0 points)",
+            _G32,
+            {
+                **_WARP_LOSS,
+                "lambda_patch_adv": 0.1,
+                "lambda_local_sup": 0.1,
+                "local_sides": "removal",
+            },
+        ),
+        AblationRow(
             "g32_patch_local3",
             "g32_patch_local with the local grade critic weighted 0.3 (three times)",
             _G32,

@@ -15,6 +15,7 @@ from kecae.registry import (
     AUGMENTATIONS,
     CLASSIFIERS,
     LDA_MODES,
+    LOCAL_SIDES,
     PRESETS,
     RECON_LOSSES,
     SUP_TARGETS,
@@ -108,6 +109,7 @@ class LossSettings:
     lambda_inpaint: float = 0.0  # edit "healthy": the inpainter's L1 on masked real X1 knees
     lambda_patch_adv: float = 0.0  # grade-conditional patch discriminator on crops of X'
     lambda_local_sup: float = 0.0  # local grade critic (real images only) on every place of X'
+    local_sides: str = setting("both", choices=LOCAL_SIDES)  # the critic's term on X'1 and X'2
     patch_crop: float = setting(
         0.5, range=(0, 1, False, "a share of the image side in (0, 1]")
     )  # patch discriminator: crop side as a share of the image side
