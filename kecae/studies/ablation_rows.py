@@ -375,6 +375,18 @@ ROWS: dict[str, AblationRow] = {
             {**_WARP_LOSS, "lambda_patch_adv": 0.1, "lambda_local_sup": 0.1},
         ),
         AblationRow(
+            "g32_patch_max5_local_removal",
+            "g32_patch_max5_local with the critic's term on X'2 alone (the cpu preset's critic "
+            "with displacements up to 5 px)",
+            {**_G32, "warp_max_px": 5.0},
+            {
+                **_WARP_LOSS,
+                "lambda_patch_adv": 0.1,
+                "lambda_local_sup": 0.1,
+                "local_sides": "removal",
+            },
+        ),
+        AblationRow(
             "g32_donor_patch_a1_local",
             "g32_donor_patch_a1 + the local grade critic (weight 0.1): the place that looks KL-2 "
             "is where the donor's margin should be pasted",
