@@ -52,8 +52,16 @@ _NO_LDA = {"lambda_sup": 0.1, "lambda_lda": 0.0}
 _WARP_LOSS = {**_NO_LDA, "lambda_disp": 0.01}
 _G32 = {**_WARP, "warp_grid": 32}
 _G32_EDIT = {**_G32, "edit": True}
+_G32_MAX5 = {**_G32, "warp_max_px": 5.0}  # displacements bounded by 5 px instead of 3
 _G32_DONOR = {**_G32_EDIT, "edit_appearance": "donor"}  # the edit pastes the aligned donor
 _G32_HEALTHY = {**_G32_EDIT, "edit_appearance": "healthy"}  # the edit fills in a healthy margin
+#: g32_patch's loss + the local grade critic on X'2 alone (the cpu preset's training)
+_LOCAL_X2_LOSS = {
+    **_WARP_LOSS,
+    "lambda_patch_adv": 0.1,
+    "lambda_local_sup": 0.1,
+    "local_sides": "removal",
+}
 _EDIT_LOSS = {
     **_WARP_LOSS,
     "lambda_mask_area": 0.1,
@@ -354,12 +362,7 @@ ROWS: dict[str, AblationRow] = {
             "g32_patch_local with the critic's term on X'2 alone: with both sides a fresh demo's "
             "X'1 became more typical than the oracle's (caricature excess 6.0 points)",
             _G32,
-            {
-                **_WARP_LOSS,
-                "lambda_patch_adv": 0.1,
-                "lambda_local_sup": 0.1,
-                "local_sides": "removal",
-            },
+            _LOCAL_X2_LOSS,
         ),
         AblationRow(
             "g32_patch_local3",
@@ -371,20 +374,15 @@ ROWS: dict[str, AblationRow] = {
             "g32_patch_max5_local",
             "g32_patch_max5 + the local grade critic (weight 0.1): the longer reach pulls tissue "
             "over long spurs, and a spur it makes elsewhere is a place the critic calls KL-2",
-            {**_G32, "warp_max_px": 5.0},
+            _G32_MAX5,
             {**_WARP_LOSS, "lambda_patch_adv": 0.1, "lambda_local_sup": 0.1},
         ),
         AblationRow(
             "g32_patch_max5_local_removal",
             "g32_patch_max5_local with the critic's term on X'2 alone (the cpu preset's critic "
             "with displacements up to 5 px)",
-            {**_G32, "warp_max_px": 5.0},
-            {
-                **_WARP_LOSS,
-                "lambda_patch_adv": 0.1,
-                "lambda_local_sup": 0.1,
-                "local_sides": "removal",
-            },
+            _G32_MAX5,
+            _LOCAL_X2_LOSS,
         ),
         AblationRow(
             "g32_donor_patch_a1_local",
@@ -423,13 +421,13 @@ ROWS: dict[str, AblationRow] = {
             "g32_patch_max5",
             "g32_patch with displacements bounded by 5 px instead of 3 (a spur of 5 mm is 3.5 px "
             "long at 64 px: a 3 px warp cannot pull tissue over all of it)",
-            {**_G32, "warp_max_px": 5.0},
+            _G32_MAX5,
             {**_WARP_LOSS, "lambda_patch_adv": 0.1},
         ),
         AblationRow(
             "g32_patch_max5_ens3",
             "g32_patch_max5 with J_SUP over 3 frozen supervisors (g32_patch_ens3's ensemble)",
-            {**_G32, "warp_max_px": 5.0},
+            _G32_MAX5,
             {**_WARP_LOSS, "lambda_patch_adv": 0.1, "supervisors": 3},
         ),
         AblationRow(
