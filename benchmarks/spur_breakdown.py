@@ -8,7 +8,10 @@ recipient gets a random KL-0 donor's key; the evaluation's own measurement
 bins by ground truth separate two failures: a spur called on an X'2 whose recipient had none
 (made by the exchange) and a spur kept. ``--open-sizes`` adds the control for the edit
 appearances ``open`` / ``erode``: the measured osteophyte rate of real KL-2 and KL-0 phantoms
-opened whole by squares of those sides.
+opened whole by squares of those sides. ``--inpaint-oracle`` is the ceiling of the edit
+appearance ``healthy``: each KL-2 recipient's spurs (found from ground truth: the same phantom
+rendered with every spur at 0 mm) hidden under a soft mask and filled by a trained model's healthy
+inpainter, beside the same mask filled with the spur-free render itself (the mask's own control).
 
     python benchmarks/spur_breakdown.py --kecae g32_patch=RUN/kecae/checkpoints/last.pt \
         --pairs 200 --open-sizes 3 5 7 --out benchmarks/results/spur_breakdown.json
@@ -17,6 +20,7 @@ opened whole by squares of those sides.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -27,7 +31,7 @@ import torch
 from kecae.data.readers import preprocess
 from kecae.evaluation.inputs import measure_joints
 from kecae.files import atomic_write_text
-from kecae.models.edit import open_images
+from kecae.models.edit import gaussian_blur, open_images
 from kecae.phantoms import render, sample_params
 
 #: Bins of the recipient's largest ground-truth spur (mm); below 1.5 mm no spur is definite.
@@ -44,6 +48,59 @@ def phantoms(grade: int, n: int, size: int, seed: int) -> tuple[np.ndarray, np.n
         images.append(preprocess(render(p, 128) / 255.0, size))
         spurs.append(max(p.osteophyte_sizes_mm))
     return np.stack(images).astype(np.float32), np.asarray(spurs)
+
+
+def spur_free_twins(grade: int, n: int, size: int, seed: int) -> np.ndarray:
+    """The phantoms of :func:`phantoms` rendered again with every spur at 0 mm (all else the
+    same, noise included): ground truth, for the oracle mask only."""
+    rng = np.random.default_rng([seed, grade])
+    images = []
+    for _ in range(n):
+        p = dataclasses.replace(
+            sample_params(grade, rng),
+            ost_femoral_medial_mm=0.0,
+            ost_femoral_lateral_mm=0.0,
+            ost_tibial_medial_mm=0.0,
+            ost_tibial_lateral_mm=0.0,
+        )
+        images.append(preprocess(render(p, 128) / 255.0, size))
+    return np.stack(images).astype(np.float32)
+
+
+#: The oracle mask: pixels where the spur changes the image by more than this (image units of
+#: [-1, 1]), grown by ``ORACLE_GROW_PX`` px and softened as the edit's masks are.
+ORACLE_DIFF = 0.05
+ORACLE_GROW_PX = 2
+
+
+def oracle_masks(with_spurs: np.ndarray, without: np.ndarray) -> torch.Tensor:
+    """Soft masks (n, 1, S, S) over where the spurs are (ground truth; evaluation only)."""
+    d = torch.from_numpy(np.abs(with_spurs - without) > ORACLE_DIFF).float()[:, None]
+    k = 2 * ORACLE_GROW_PX + 1
+    grown = torch.nn.functional.max_pool2d(d, k, stride=1, padding=ORACLE_GROW_PX)
+    return gaussian_blur(grown, 1.0).clamp(0, 1)
+
+
+def inpaint_oracle(
+    model: torch.nn.Module, recipients: np.ndarray, twins: np.ndarray
+) -> dict[str, float]:
+    """Spur calls on KL-2 recipients whose spurs the oracle mask hides and ``model``'s healthy
+    inpainter fills, beside the mask filled with the spur-free twin (the mask's control)."""
+    inpainter = getattr(model, "inpainter", None)
+    if inpainter is None:
+        raise SystemExit("--inpaint-oracle needs a model trained with edit_appearance healthy")
+    m = oracle_masks(recipients, twins)
+    x = torch.from_numpy(recipients)[:, None]
+    with torch.no_grad():
+        filled = (1 - m) * x + m * inpainter(x, m)
+    twin_fill = (1 - m) * x + m * torch.from_numpy(twins)[:, None]
+    return {
+        "x2_called": float(spur_calls(recipients).mean()),
+        "inpainted_called": float(spur_calls(filled[:, 0].numpy()).mean()),
+        "twin_fill_called": float(spur_calls(twin_fill[:, 0].numpy()).mean()),
+        "twins_called": float(spur_calls(twins).mean()),
+        "mask_area_median": float(m.flatten(1).mean(1).median()),
+    }
 
 
 def spur_calls(images: np.ndarray) -> np.ndarray:
@@ -97,6 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--size", type=int, default=64, help="image side the models take (px)")
     ap.add_argument("--seed", type=int, default=20261206)
     ap.add_argument("--open-sizes", type=int, nargs="*", default=[])
+    ap.add_argument("--inpaint-oracle", nargs="*", default=[], metavar="NAME=CKPT")
     ap.add_argument("--out", default="benchmarks/results/spur_breakdown.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -116,6 +174,14 @@ def main(argv: list[str] | None = None) -> dict:
         model, _ = load_kecae(path)
         result["models"][name] = breakdown(model, kl2, donors, gt)
         print(name, json.dumps(result["models"][name]["bins"]), flush=True)
+    if args.inpaint_oracle:
+        twins = spur_free_twins(2, args.pairs, args.size, args.seed)
+        result["inpaint_oracle"] = {}
+        for spec in args.inpaint_oracle:
+            name, _, path = spec.partition("=")
+            model, _ = load_kecae(path)
+            result["inpaint_oracle"][name] = inpaint_oracle(model, kl2, twins)
+            print(name, json.dumps(result["inpaint_oracle"][name]), flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(result, indent=2) + "\n")

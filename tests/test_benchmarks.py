@@ -186,3 +186,36 @@ def test_spur_breakdown_bins_and_the_identity_exchange(tmp_path):
     assert set(result["opening"]["KL-2"]) == {"0", "3"}
     assert all(0 <= v <= 1 for v in result["opening"]["KL-0"].values())
     assert np.isfinite(result["opening"]["KL-2"]["0"])
+
+
+def test_spur_breakdown_oracle_mask_covers_the_spurs_and_the_inpaint_ceiling():
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    from spur_breakdown import inpaint_oracle, oracle_masks, phantoms, spur_free_twins
+
+    kl2, gt = phantoms(2, 10, 64, seed=5)
+    twins = spur_free_twins(2, 10, 64, seed=5)
+    assert twins.shape == kl2.shape
+    m = oracle_masks(kl2, twins)
+    assert m.shape == (10, 1, 64, 64) and float(m.min()) >= 0 and float(m.max()) <= 1
+    changed = np.abs(kl2 - twins) > 0.05
+    # every pixel a spur changes lies under the mask, and the mask is a small share of the image
+    assert bool((m[:, 0].numpy()[changed] > 0.5).all())
+    assert float(m.mean()) < 0.2
+    assert not changed[gt == 0].any()  # a knee with no spur renders the same as its twin
+
+    class Twin(torch.nn.Module):  # an inpainter that draws the spur-free twin exactly
+        def forward(self, x, mask):
+            return torch.from_numpy(twins)[:, None]
+
+    class Blank(torch.nn.Module):  # an inpainter that leaves the image as it is
+        def forward(self, x, mask):
+            return x
+
+    got = inpaint_oracle(SimpleNamespace(inpainter=Twin()), kl2, twins)
+    assert got["inpainted_called"] == got["twin_fill_called"]
+    kept = inpaint_oracle(SimpleNamespace(inpainter=Blank()), kl2, twins)
+    assert kept["inpainted_called"] == kept["x2_called"]

@@ -55,13 +55,10 @@ _G32_EDIT = {**_G32, "edit": True}
 _G32_MAX5 = {**_G32, "warp_max_px": 5.0}  # displacements bounded by 5 px instead of 3
 _G32_DONOR = {**_G32_EDIT, "edit_appearance": "donor"}  # the edit pastes the aligned donor
 _G32_HEALTHY = {**_G32_EDIT, "edit_appearance": "healthy"}  # the edit fills in a healthy margin
+#: the local grade critic on X'2 alone, weight 0.1
+_LOCAL_X2_ONLY = {"lambda_local_sup": 0.1, "local_sides": "removal"}
 #: g32_patch's loss + the local grade critic on X'2 alone (the cpu preset's training)
-_LOCAL_X2_LOSS = {
-    **_WARP_LOSS,
-    "lambda_patch_adv": 0.1,
-    "lambda_local_sup": 0.1,
-    "local_sides": "removal",
-}
+_LOCAL_X2_LOSS = {**_WARP_LOSS, "lambda_patch_adv": 0.1, **_LOCAL_X2_ONLY}
 _EDIT_LOSS = {
     **_WARP_LOSS,
     "lambda_mask_area": 0.1,
@@ -348,6 +345,21 @@ ROWS: dict[str, AblationRow] = {
             "g32_healthy_patch without the patch discriminator",
             _G32_HEALTHY,
             {**_EDIT_LOSS, "lambda_inpaint": 1.0},
+        ),
+        AblationRow(
+            "g32_healthy_patch_local_removal",
+            "g32_healthy_patch + the local grade critic on X'2 (weight 0.1): the critic calls the "
+            "places of X'2 that still look KL-2, and only the mask can put the inpainter's "
+            "healthy margin there",
+            _G32_HEALTHY,
+            {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_inpaint": 1.0, **_LOCAL_X2_ONLY},
+        ),
+        AblationRow(
+            "g32_healthy_local_removal",
+            "g32_healthy_patch_local_removal without the patch discriminator (which closed "
+            "g32_healthy_patch's mask)",
+            _G32_HEALTHY,
+            {**_EDIT_LOSS, "lambda_inpaint": 1.0, **_LOCAL_X2_ONLY},
         ),
         AblationRow(
             "g32_patch_local",
