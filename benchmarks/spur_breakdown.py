@@ -12,6 +12,9 @@ opened whole by squares of those sides. ``--inpaint-oracle`` is the ceiling of t
 appearance ``healthy``: each KL-2 recipient's spurs (found from ground truth: the same phantom
 rendered with every spur at 0 mm) hidden under a soft mask and filled by a trained model's healthy
 inpainter, beside the same mask filled with the spur-free render itself (the mask's own control).
+``--critic-locator`` asks whether a run's local grade critic finds the spurs: its places called
+KL-2 on the same recipients as a mask, the share of the spurs' pixels under it, and the spur rate
+when the spur-free twin is pasted under it (the best any fill could do with that mask).
 
     python benchmarks/spur_breakdown.py --kecae g32_patch=RUN/kecae/checkpoints/last.pt \
         --pairs 200 --open-sizes 3 5 7 --out benchmarks/results/spur_breakdown.json
@@ -103,6 +106,45 @@ def inpaint_oracle(
     }
 
 
+def critic_locator(
+    ckpt: dict, recipients: np.ndarray, twins: np.ndarray, thresholds: tuple[float, ...]
+) -> dict:
+    """How well a checkpoint's local grade critic finds the spurs of KL-2 ``recipients``: per
+    place-logit threshold, its KL-2 places (grown by 2 px, softened) as a mask, their share of the
+    image, the share of the oracle mask's pixels they cover, and the spur rate with the spur-free
+    twin pasted under them."""
+    from kecae.local_critic import LocalGradeCritic
+
+    state = ckpt.get("local_critic")
+    if state is None:
+        raise SystemExit("--critic-locator needs a run trained with --lambda-local-sup")
+    critic = LocalGradeCritic(int(state["net.0.bias"].shape[0]))
+    critic.load_state_dict(state)
+    critic.eval()
+    x = torch.from_numpy(recipients)[:, None]
+    with torch.no_grad():
+        logit, places = critic(x)
+    spur_px = oracle_masks(recipients, twins)[:, 0] > 0.5
+    size = recipients.shape[-1]
+    rows = []
+    for thr in thresholds:
+        hard = torch.nn.functional.interpolate(
+            (places > thr).float(), size=(size, size), mode="nearest"
+        )
+        grown = torch.nn.functional.max_pool2d(hard, 5, stride=1, padding=2)
+        m = gaussian_blur(grown, 1.0).clamp(0, 1)
+        pasted = (1 - m) * x + m * torch.from_numpy(twins)[:, None]
+        rows.append(
+            {
+                "threshold": thr,
+                "mask_area": float(m.mean()),
+                "spur_px_covered": float((m[:, 0] > 0.5)[spur_px].float().mean()),
+                "twin_fill_called": float(spur_calls(pasted[:, 0].numpy()).mean()),
+            }
+        )
+    return {"called_kl2": float((logit > 0).float().mean()), "thresholds": rows}
+
+
 def spur_calls(images: np.ndarray) -> np.ndarray:
     """The evaluation's osteophyte call per image (bool; a refused image has none)."""
     return measure_joints(images, [None] * len(images)).osteophytes
@@ -155,6 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=20261206)
     ap.add_argument("--open-sizes", type=int, nargs="*", default=[])
     ap.add_argument("--inpaint-oracle", nargs="*", default=[], metavar="NAME=CKPT")
+    ap.add_argument("--critic-locator", nargs="*", default=[], metavar="NAME=CKPT")
     ap.add_argument("--out", default="benchmarks/results/spur_breakdown.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -174,8 +217,20 @@ def main(argv: list[str] | None = None) -> dict:
         model, _ = load_kecae(path)
         result["models"][name] = breakdown(model, kl2, donors, gt)
         print(name, json.dumps(result["models"][name]["bins"]), flush=True)
-    if args.inpaint_oracle:
+    twins = None
+    if args.inpaint_oracle or args.critic_locator:
         twins = spur_free_twins(2, args.pairs, args.size, args.seed)
+    if args.critic_locator:
+        from kecae.checkpoint import load_checkpoint
+
+        result["critic_locator"] = {}
+        for spec in args.critic_locator:
+            name, _, path = spec.partition("=")
+            got = critic_locator(load_checkpoint(path, kind="kecae"), kl2, twins, (0.0, 1.0))
+            result["critic_locator"][name] = got
+            print(name, json.dumps(got), flush=True)
+    if args.inpaint_oracle:
+        assert twins is not None
         result["inpaint_oracle"] = {}
         for spec in args.inpaint_oracle:
             name, _, path = spec.partition("=")

@@ -219,3 +219,31 @@ def test_spur_breakdown_oracle_mask_covers_the_spurs_and_the_inpaint_ceiling():
     assert got["inpainted_called"] == got["twin_fill_called"]
     kept = inpaint_oracle(SimpleNamespace(inpainter=Blank()), kl2, twins)
     assert kept["inpainted_called"] == kept["x2_called"]
+
+
+def test_spur_breakdown_critic_locator_bounds():
+    import pytest
+    import torch
+
+    from kecae.local_critic import LocalGradeCritic
+    from spur_breakdown import critic_locator, phantoms, spur_calls, spur_free_twins
+
+    kl2, _ = phantoms(2, 8, 64, seed=6)
+    twins = spur_free_twins(2, 8, 64, seed=6)
+    critic = LocalGradeCritic(4)
+    out_layer = critic.net[-1]
+    for bias, area, covered, called in (
+        (50.0, 1.0, 1.0, spur_calls(twins).mean()),
+        (-50.0, 0.0, 0.0, spur_calls(kl2).mean()),
+    ):
+        with torch.no_grad():  # every place called KL-2, then none
+            out_layer.weight.zero_()
+            out_layer.bias.fill_(bias)
+        got = critic_locator({"local_critic": critic.state_dict()}, kl2, twins, (0.0,))
+        row = got["thresholds"][0]
+        assert row["mask_area"] == pytest.approx(area, abs=1e-6)
+        assert row["spur_px_covered"] == covered
+        assert row["twin_fill_called"] == pytest.approx(float(called))
+        assert got["called_kl2"] == (1.0 if bias > 0 else 0.0)
+    with pytest.raises(SystemExit, match="lambda-local-sup"):
+        critic_locator({}, kl2, twins, (0.0,))
