@@ -97,9 +97,12 @@ def inpaint_oracle(
     with torch.no_grad():
         filled = (1 - m) * x + m * inpainter(x, m)
     twin_fill = (1 - m) * x + m * torch.from_numpy(twins)[:, None]
+    filled_np = filled[:, 0].numpy()
     return {
         "x2_called": float(spur_calls(recipients).mean()),
-        "inpainted_called": float(spur_calls(filled[:, 0].numpy()).mean()),
+        "inpainted_called": float(spur_calls(filled_np).mean()),
+        # a refused image counts as 'no spur': a fill that breaks the outline must not pass
+        "inpainted_measured": float(measure_joints(filled_np, [None] * len(filled_np)).ok.mean()),
         "twin_fill_called": float(spur_calls(twin_fill[:, 0].numpy()).mean()),
         "twins_called": float(spur_calls(twins).mean()),
         "mask_area_median": float(m.flatten(1).mean(1).median()),

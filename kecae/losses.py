@@ -381,7 +381,7 @@ def _inpaint(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
             "the inpaint term trains the healthy inpainter: it needs a model with "
             "edit=true and edit_appearance=healthy"
         )
-    return {"inpaint": inpaint_loss(inpainter, inp.x1, inp.generator)}
+    return {"inpaint": inpaint_loss(inpainter, inp.x1, inp.generator, s.inpaint_mask_margin)}
 
 
 def _patch_adversary(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:

@@ -217,6 +217,7 @@ def test_spur_breakdown_oracle_mask_covers_the_spurs_and_the_inpaint_ceiling():
 
     got = inpaint_oracle(SimpleNamespace(inpainter=Twin()), kl2, twins)
     assert got["inpainted_called"] == got["twin_fill_called"]
+    assert 0.0 <= got["inpainted_measured"] <= 1.0
     kept = inpaint_oracle(SimpleNamespace(inpainter=Blank()), kl2, twins)
     assert kept["inpainted_called"] == kept["x2_called"]
 

@@ -55,6 +55,9 @@ _G32_EDIT = {**_G32, "edit": True}
 _G32_MAX5 = {**_G32, "warp_max_px": 5.0}  # displacements bounded by 5 px instead of 3
 _G32_DONOR = {**_G32_EDIT, "edit_appearance": "donor"}  # the edit pastes the aligned donor
 _G32_HEALTHY = {**_G32_EDIT, "edit_appearance": "healthy"}  # the edit fills in a healthy margin
+#: the inpainter's training masks centred in the middle 60 % of the image (before the default
+#: reached the knee's margins): the healthy rows measured that way
+_MIDDLE = {"inpaint_mask_margin": 0.2}
 #: the local grade critic on X'2 alone, weight 0.1
 _LOCAL_X2_ONLY = {"lambda_local_sup": 0.1, "local_sides": "removal"}
 #: g32_patch's loss + the local grade critic on X'2 alone (the cpu preset's training)
@@ -338,13 +341,13 @@ ROWS: dict[str, AblationRow] = {
             "masks and used with its weights detached, so under the mask the recipient's own "
             "outline runs on as a healthy margin does",
             _G32_HEALTHY,
-            {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_inpaint": 1.0},
+            {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_inpaint": 1.0, **_MIDDLE},
         ),
         AblationRow(
             "g32_healthy",
             "g32_healthy_patch without the patch discriminator",
             _G32_HEALTHY,
-            {**_EDIT_LOSS, "lambda_inpaint": 1.0},
+            {**_EDIT_LOSS, "lambda_inpaint": 1.0, **_MIDDLE},
         ),
         AblationRow(
             "g32_healthy_patch_local_removal",
@@ -352,14 +355,34 @@ ROWS: dict[str, AblationRow] = {
             "places of X'2 that still look KL-2, and only the mask can put the inpainter's "
             "healthy margin there",
             _G32_HEALTHY,
-            {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_inpaint": 1.0, **_LOCAL_X2_ONLY},
+            {
+                **_EDIT_LOSS,
+                "lambda_patch_adv": 0.1,
+                "lambda_inpaint": 1.0,
+                **_LOCAL_X2_ONLY,
+                **_MIDDLE,
+            },
         ),
         AblationRow(
             "g32_healthy_local_removal",
             "g32_healthy_patch_local_removal without the patch discriminator (which closed "
             "g32_healthy_patch's mask)",
             _G32_HEALTHY,
-            {**_EDIT_LOSS, "lambda_inpaint": 1.0, **_LOCAL_X2_ONLY},
+            {**_EDIT_LOSS, "lambda_inpaint": 1.0, **_LOCAL_X2_ONLY, **_MIDDLE},
+        ),
+        AblationRow(
+            "g32_healthy_edges_patch_local_removal",
+            "g32_healthy_patch_local_removal with the inpainter's training masks centred anywhere "
+            "but the outer 5 % of the image (was the middle 60 %): it learns to fill the knee's "
+            "margins, where the spurs are",
+            _G32_HEALTHY,
+            {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_inpaint": 1.0, **_LOCAL_X2_ONLY},
+        ),
+        AblationRow(
+            "g32_healthy_edges_patch",
+            "g32_healthy_patch with the inpainter's masks reaching the margins (no local critic)",
+            _G32_HEALTHY,
+            {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_inpaint": 1.0},
         ),
         AblationRow(
             "g32_patch_local",

@@ -107,6 +107,9 @@ class LossSettings:
         0.05, range=(0, 1, True, "a share of the image in [0, 1]")
     )  # edit: share of the image a mask covers free of charge
     lambda_inpaint: float = 0.0  # edit "healthy": the inpainter's L1 on masked real X1 knees
+    inpaint_mask_margin: float = setting(
+        0.05, range=(0, 0.45, True, "a share of the image side in [0, 0.45]")
+    )  # edit "healthy": the inpainter's training masks are centred this far from the edges
     lambda_patch_adv: float = 0.0  # grade-conditional patch discriminator on crops of X'
     lambda_local_sup: float = 0.0  # local grade critic (real images only) on every place of X'
     local_sides: str = setting("both", choices=LOCAL_SIDES)  # the critic's term on X'1 and X'2

@@ -11,6 +11,7 @@ from kecae.losses import LossInputs, kecae_loss
 from kecae.models import KECAE, KECAEConfig
 from kecae.models.edit import EDIT_MASK_BIAS, EditHead, compose, warp_images
 from kecae.models.inpaint import (
+    MASK_CENTRE_MARGIN,
     MASK_SIDE,
     Inpainter,
     fill,
@@ -31,7 +32,7 @@ HEALTHY = dict(
 )
 
 
-def test_random_masks_are_soft_boxes_in_the_middle_reproducible_by_seed():
+def test_random_masks_are_soft_boxes_reproducible_by_seed():
     g = torch.Generator().manual_seed(0)
     masks = random_masks(64, 64, g)
     assert masks.shape == (64, 1, 64, 64)
@@ -42,12 +43,27 @@ def test_random_masks_are_soft_boxes_in_the_middle_reproducible_by_seed():
     assert float(area.max()) < 3 * MASK_SIDE[1] ** 2 + 0.01
     # soft edges: values strictly between 0 and 1 exist
     assert bool(((masks > 0.05) & (masks < 0.95)).any())
-    # the mass lies in the middle: the outer 2 px carry (almost) none of it
-    inner = masks[..., 2:-2, 2:-2].sum()
-    assert float(inner / masks.sum()) > 0.995
     again = random_masks(64, 64, torch.Generator().manual_seed(0))
     other = random_masks(64, 64, torch.Generator().manual_seed(1))
     assert torch.equal(masks, again) and not torch.equal(masks, other)
+
+
+def test_random_masks_centres_keep_their_margin_and_the_default_reaches_the_knee_margins():
+    def outer_share(masks, px):  # share of the masks' mass within px of an image edge
+        return float(1 - masks[..., px:-px, px:-px].sum() / masks.sum())
+
+    # centres 20 % from the edges: the outer 2 px carry (almost) none of the mass
+    middle = random_masks(256, 64, torch.Generator().manual_seed(0), centre_margin=0.2)
+    assert outer_share(middle, 2) < 0.005
+    # centres 45 % from the edges: every box (half-side <= 15 %) lies in the middle 40 % + blur
+    tight = random_masks(256, 64, torch.Generator().manual_seed(0), centre_margin=0.45)
+    assert outer_share(tight, 16) < 0.005
+    # the default reaches where the plateau corners lie (~10 px from the side at 64 px)
+    default = random_masks(256, 64, torch.Generator().manual_seed(0))
+    assert MASK_CENTRE_MARGIN <= 0.1
+    assert outer_share(default, 10) > 3 * outer_share(middle, 10)
+    with pytest.raises(ValueError, match=r"centre_margin=0\.5"):
+        random_masks(2, 64, centre_margin=0.5)
 
 
 @pytest.mark.parametrize("size", [32, 64, 96, 299])
@@ -181,6 +197,16 @@ def test_a_healthy_model_blends_the_fill_by_its_mask_and_trains_only_its_inpaint
     )
     with torch.no_grad():
         by_hand = inpaint_loss(model.inpainter, x1, torch.Generator())
+    _, logged = _loss_without_supervision(inputs, settings)
+    torch.testing.assert_close(logged["inpaint"], by_hand)
+    # the masks' margin comes from the settings (default: the module's)
+    assert LossSettings().inpaint_mask_margin == MASK_CENTRE_MARGIN
+    inputs = LossInputs(
+        model(x1, x2), x1, x2, y1, y1 + 1, torch.nn.Identity(), model, torch.Generator()
+    )
+    with torch.no_grad():
+        by_hand = inpaint_loss(model.inpainter, x1, torch.Generator(), centre_margin=0.3)
+    settings = LossSettings(lambda_inpaint=1.0, inpaint_mask_margin=0.3)
     _, logged = _loss_without_supervision(inputs, settings)
     torch.testing.assert_close(logged["inpaint"], by_hand)
 
