@@ -281,11 +281,15 @@ def fidelity_of(
     # osteophytes given a clean donor's key loses them
     gains = osteo["x2"]
     losses = osteo["x2"] & measured["x1"].ok & ~osteo["x1"]
+    # a refused X' fails its direction, as in key transfer: a refused X'1 gains no osteophyte
+    # (Measured.osteophytes is False where refused) and a refused X'2 keeps its own, so an X'2
+    # broken past measuring cannot pass for a healthy one
+    kept = osteo["x2_ex"] | ~measured["x2_ex"].ok
     rates = {
         "real_kl0": rate(osteo_real["kl0"]),
         "real_kl2": rate(osteo_real["kl2"]),
         "x1_ex": rate(osteo["x1_ex"]),
-        "x2_ex": rate(osteo["x2_ex"]),
+        "x2_ex": rate(kept),
     }
     section = Fidelity(
         n=len(measured["x1"].ok),
@@ -305,7 +309,7 @@ def fidelity_of(
         osteophyte_gap_kl0_to_kl2=abs(rates["x1_ex"].value - rates["real_kl2"].value),
         osteophyte_gap_kl2_to_kl0=abs(rates["x2_ex"].value - rates["real_kl0"].value),
         osteophyte_transfer_rate=rate(osteo["x1_ex"][gains]),
-        osteophyte_removal_rate=rate(~osteo["x2_ex"][losses]),
+        osteophyte_removal_rate=rate(~kept[losses]),
     )
     return section, arrays
 
