@@ -8,6 +8,12 @@ images of the batch and their grade labels only (X1 lower grade, X2 higher), nev
 the exchange cannot teach it anything. The exchange's term asks that no place of X'2 looks like
 the higher grade (a spur the donor lacks is such a place) and that some place of X'1 does. No
 normalisation layers; spectral normalisation bounds its gradients.
+
+Learning from real images alone, a trained run's critic calls the joint line: the narrowed joint
+space is enough to tell the grades, and one place is enough for the pooling. With the option
+``local_fakes`` it also learns X'2 on the higher grade's side (a local discriminator for "a real
+knee of the lower grade"), so that a spur X'2 keeps after its joint is widened is what it has to
+find.
 """
 
 from __future__ import annotations
@@ -56,15 +62,26 @@ class LocalGradeCritic(nn.Module):
         return image, places
 
 
-def critic_term(critic: nn.Module, real1: torch.Tensor, real2: torch.Tensor) -> torch.Tensor:
+def critic_term(
+    critic: nn.Module,
+    real1: torch.Tensor,
+    real2: torch.Tensor,
+    fake2: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The critic's own loss: binary cross-entropy of its image logit on the real images, X1
-    (B, 1, S, S) the lower grade (0) and X2 the higher (1), the two halves averaged."""
+    (B, 1, S, S) the lower grade (0) and X2 the higher (1), the two halves averaged.
+
+    ``fake2`` (the option ``local_fakes``): X'2 (detached), which claims the lower grade, joins
+    the higher grade's half (that half the mean of X2's and X'2's terms). The critic then tells a
+    real knee of the lower grade from anything else, and once the exchange has widened X'2's
+    joint it has to find what is left (a spur, an artefact) to call X'2 as it calls X2."""
     z1, _ = critic(real1)
     z2, _ = critic(real2)
-    return 0.5 * (
-        F.binary_cross_entropy_with_logits(z1, torch.zeros_like(z1))
-        + F.binary_cross_entropy_with_logits(z2, torch.ones_like(z2))
-    )
+    high = F.binary_cross_entropy_with_logits(z2, torch.ones_like(z2))
+    if fake2 is not None:
+        zf, _ = critic(fake2)
+        high = 0.5 * (high + F.binary_cross_entropy_with_logits(zf, torch.ones_like(zf)))
+    return 0.5 * (F.binary_cross_entropy_with_logits(z1, torch.zeros_like(z1)) + high)
 
 
 def exchange_term(

@@ -408,11 +408,12 @@ def _local(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
 
 
 def _local_update(critic: nn.Module, inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
-    return {"local_critic": local_critic.critic_term(critic, inp.x1, inp.x2)}
+    fake2 = inp.out.x2_ex.detach() if s.local_fakes else None
+    return {"local_critic": local_critic.critic_term(critic, inp.x1, inp.x2, fake2)}
 
 
 #: The local grade critic: learns the grade of each neighbourhood from the real images of the
-#: batch (its own Adam, one update after each model step); never sees X'.
+#: batch (its own Adam, one update after each model step); sees X'2 only with ``local_fakes``.
 LOCAL = TrainedModule(
     "local_critic",
     lambda config: local_critic.LocalGradeCritic(),

@@ -71,6 +71,10 @@ def test_both_losses_by_hand():
     torch.testing.assert_close(removal, bce(-0.3, 0.0))
     with pytest.raises(ValueError, match="local_sides='x1'"):
         exchange_term(_Logits(), a, b, "x1")
+    # with X'2 as a fake: the higher grade's half is the mean of X2's and X'2's terms
+    f = torch.full((2, 1, 4, 4), 1.1)
+    want_fakes = 0.5 * (bce(0.7, 0.0) + 0.5 * (bce(-0.3, 1.0) + bce(1.1, 1.0)))
+    torch.testing.assert_close(critic_term(_Logits(), a, b, f), want_fakes)
 
 
 def _bumps(n: int, with_bump: bool, g: torch.Generator, s: int = 32) -> tuple[torch.Tensor, list]:
@@ -150,3 +154,23 @@ def test_the_critic_learns_from_real_images_only_and_the_exchange_term_reaches_t
 def test_the_local_weight_is_checked(value):
     with pytest.raises(KecaeError, match=r"--lambda-local-sup .*: must be a finite number >= 0"):
         LossSettings(lambda_local_sup=value)
+
+
+def test_with_local_fakes_the_critic_step_reads_x2_ex_detached():
+    torch.manual_seed(0)
+    config = KECAEConfig(image_size=32, width=1 / 8, depth=3, exchange="warp", warp_grid=8)
+    model = KECAE(config)
+    x1, x2 = torch.rand(4, 1, 32, 32) * 2 - 1, torch.rand(4, 1, 32, 32) * 2 - 1
+    critic = LOCAL.build(config)
+    y = torch.zeros(4, dtype=torch.long)
+    out = model(x1, x2)
+    inputs = LossInputs(out, x1, x2, y, y + 1, torch.nn.Identity(), model, None, 10_000)
+    settings = LossSettings(lambda_local_sup=0.1, local_fakes=True)
+    assert LOCAL.update is not None
+    value = LOCAL.update(critic, inputs, settings)["local_critic"]
+    torch.testing.assert_close(value, critic_term(critic, x1, x2, out.x2_ex.detach()))
+    assert float(value) != float(critic_term(critic, x1, x2))
+    value.backward()
+    # the critic learns; the model is not moved by the critic's own step
+    assert all(p.grad is None for p in model.parameters())
+    assert any(p.grad is not None for p in critic.parameters())

@@ -379,6 +379,20 @@ ROWS: dict[str, AblationRow] = {
             {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_inpaint": 1.0, **_LOCAL_X2_ONLY},
         ),
         AblationRow(
+            "g32_healthy_edges_patch_local_fakes",
+            "g32_healthy_edges_patch_local_removal with the critic also learning X'2 as not a "
+            "real KL-0 knee (--local-fakes): once the joint is widened, what is left for it to "
+            "find on X'2 is a spur or an artefact, and the mask is pushed there",
+            _G32_HEALTHY,
+            {
+                **_EDIT_LOSS,
+                "lambda_patch_adv": 0.1,
+                "lambda_inpaint": 1.0,
+                **_LOCAL_X2_ONLY,
+                "local_fakes": True,
+            },
+        ),
+        AblationRow(
             "g32_healthy_edges_patch",
             "g32_healthy_patch with the inpainter's masks reaching the margins (no local critic)",
             _G32_HEALTHY,

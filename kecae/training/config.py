@@ -113,6 +113,7 @@ class LossSettings:
     lambda_patch_adv: float = 0.0  # grade-conditional patch discriminator on crops of X'
     lambda_local_sup: float = 0.0  # local grade critic (real images only) on every place of X'
     local_sides: str = setting("both", choices=LOCAL_SIDES)  # the critic's term on X'1 and X'2
+    local_fakes: bool = False  # the local critic also learns X'2 as "not a real lower grade"
     patch_crop: float = setting(
         0.5, range=(0, 1, False, "a share of the image side in (0, 1]")
     )  # patch discriminator: crop side as a share of the image side

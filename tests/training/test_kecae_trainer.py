@@ -391,6 +391,8 @@ def test_an_exploding_adversary_stops_the_run(
             [*_EDIT_MODEL, "--model", "edit_appearance=healthy", "--model", "inpaint_channels=0"],
             "inpaint_channels=0",
         ),
+        (["--local-fakes"], "--local-fakes trains the local grade critic on X'2 too"),
+        (["--inpaint-mask-margin", "0.5"], "--inpaint-mask-margin 0.5: must be a share"),
     ],
 )
 def test_edit_options_are_refused_in_one_line_before_training(
