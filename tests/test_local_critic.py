@@ -116,7 +116,8 @@ def test_the_critic_finds_a_small_local_feature_from_image_labels_alone():
     assert sum(near) >= 0.9 * len(near), near
 
 
-def test_the_critic_learns_from_real_images_only_and_the_exchange_term_reaches_the_model():
+def _warp_model_and_inputs():
+    """A small warp KECAE, its local critic, a batch of 4 pairs and the loss inputs."""
     torch.manual_seed(0)
     config = KECAEConfig(image_size=32, width=1 / 8, depth=3, exchange="warp", warp_grid=8)
     model = KECAE(config)
@@ -125,6 +126,11 @@ def test_the_critic_learns_from_real_images_only_and_the_exchange_term_reaches_t
     y = torch.zeros(4, dtype=torch.long)
     out = model(x1, x2)
     inputs = LossInputs(out, x1, x2, y, y + 1, torch.nn.Identity(), model, None, 10_000)
+    return model, critic, x1, x2, y, out, inputs
+
+
+def test_the_critic_learns_from_real_images_only_and_the_exchange_term_reaches_the_model():
+    model, critic, x1, x2, y, out, inputs = _warp_model_and_inputs()
     inputs.modules = {LOCAL.name: critic}
     settings = LossSettings(lambda_local_sup=0.1)
     from kecae.losses import TERMS
@@ -157,14 +163,7 @@ def test_the_local_weight_is_checked(value):
 
 
 def test_with_local_fakes_the_critic_step_reads_x2_ex_detached():
-    torch.manual_seed(0)
-    config = KECAEConfig(image_size=32, width=1 / 8, depth=3, exchange="warp", warp_grid=8)
-    model = KECAE(config)
-    x1, x2 = torch.rand(4, 1, 32, 32) * 2 - 1, torch.rand(4, 1, 32, 32) * 2 - 1
-    critic = LOCAL.build(config)
-    y = torch.zeros(4, dtype=torch.long)
-    out = model(x1, x2)
-    inputs = LossInputs(out, x1, x2, y, y + 1, torch.nn.Identity(), model, None, 10_000)
+    model, critic, x1, x2, _, out, inputs = _warp_model_and_inputs()
     settings = LossSettings(lambda_local_sup=0.1, local_fakes=True)
     assert LOCAL.update is not None
     value = LOCAL.update(critic, inputs, settings)["local_critic"]
