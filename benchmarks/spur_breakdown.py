@@ -34,7 +34,7 @@ import torch
 from kecae.data.readers import preprocess
 from kecae.evaluation.inputs import measure_joints
 from kecae.files import atomic_write_text
-from kecae.models.edit import gaussian_blur, open_images
+from kecae.models.edit import compose, gaussian_blur, open_images
 from kecae.phantoms import render, sample_params
 
 #: Bins of the recipient's largest ground-truth spur (mm); below 1.5 mm no spur is definite.
@@ -76,12 +76,23 @@ ORACLE_DIFF = 0.05
 ORACLE_GROW_PX = 2
 
 
+def soft_mask(hard: torch.Tensor) -> torch.Tensor:
+    """A hard mask (n, 1, S, S) grown by ``ORACLE_GROW_PX`` px and softened as the edit's masks
+    are (the oracle's and the critic locator's masks alike)."""
+    k = 2 * ORACLE_GROW_PX + 1
+    grown = torch.nn.functional.max_pool2d(hard, k, stride=1, padding=ORACLE_GROW_PX)
+    return gaussian_blur(grown, 1.0).clamp(0, 1)
+
+
 def oracle_masks(with_spurs: np.ndarray, without: np.ndarray) -> torch.Tensor:
     """Soft masks (n, 1, S, S) over where the spurs are (ground truth; evaluation only)."""
-    d = torch.from_numpy(np.abs(with_spurs - without) > ORACLE_DIFF).float()[:, None]
-    k = 2 * ORACLE_GROW_PX + 1
-    grown = torch.nn.functional.max_pool2d(d, k, stride=1, padding=ORACLE_GROW_PX)
-    return gaussian_blur(grown, 1.0).clamp(0, 1)
+    return soft_mask(torch.from_numpy(np.abs(with_spurs - without) > ORACLE_DIFF).float()[:, None])
+
+
+def pasted(recipients: np.ndarray, fill: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """The recipients (n, S, S) with ``fill`` (n, 1, S, S) composed under ``mask`` as the edit
+    composes X', as (n, S, S)."""
+    return compose(torch.from_numpy(recipients)[:, None], fill, mask)[:, 0].numpy()
 
 
 def inpaint_oracle(
@@ -93,17 +104,17 @@ def inpaint_oracle(
     if inpainter is None:
         raise SystemExit("--inpaint-oracle needs a model trained with edit_appearance healthy")
     m = oracle_masks(recipients, twins)
-    x = torch.from_numpy(recipients)[:, None]
     with torch.no_grad():
-        filled = (1 - m) * x + m * inpainter(x, m)
-    twin_fill = (1 - m) * x + m * torch.from_numpy(twins)[:, None]
-    filled_np = filled[:, 0].numpy()
+        filled = pasted(recipients, inpainter(torch.from_numpy(recipients)[:, None], m), m)
+    measured = measure_joints(filled, [None] * len(filled))
     return {
         "x2_called": float(spur_calls(recipients).mean()),
-        "inpainted_called": float(spur_calls(filled_np).mean()),
+        "inpainted_called": float(measured.osteophytes.mean()),
         # a refused image counts as 'no spur': a fill that breaks the outline must not pass
-        "inpainted_measured": float(measure_joints(filled_np, [None] * len(filled_np)).ok.mean()),
-        "twin_fill_called": float(spur_calls(twin_fill[:, 0].numpy()).mean()),
+        "inpainted_measured": float(measured.ok.mean()),
+        "twin_fill_called": float(
+            spur_calls(pasted(recipients, torch.from_numpy(twins)[:, None], m)).mean()
+        ),
         "twins_called": float(spur_calls(twins).mean()),
         "mask_area_median": float(m.flatten(1).mean(1).median()),
     }
@@ -124,25 +135,24 @@ def critic_locator(
     critic = LocalGradeCritic(int(state["net.0.bias"].shape[0]))
     critic.load_state_dict(state)
     critic.eval()
-    x = torch.from_numpy(recipients)[:, None]
     with torch.no_grad():
-        logit, places = critic(x)
+        logit, places = critic(torch.from_numpy(recipients)[:, None])
     spur_px = oracle_masks(recipients, twins)[:, 0] > 0.5
     size = recipients.shape[-1]
     rows = []
     for thr in thresholds:
-        hard = torch.nn.functional.interpolate(
-            (places > thr).float(), size=(size, size), mode="nearest"
+        m = soft_mask(
+            torch.nn.functional.interpolate(
+                (places > thr).float(), size=(size, size), mode="nearest"
+            )
         )
-        grown = torch.nn.functional.max_pool2d(hard, 5, stride=1, padding=2)
-        m = gaussian_blur(grown, 1.0).clamp(0, 1)
-        pasted = (1 - m) * x + m * torch.from_numpy(twins)[:, None]
+        twin_fill = pasted(recipients, torch.from_numpy(twins)[:, None], m)
         rows.append(
             {
                 "threshold": thr,
                 "mask_area": float(m.mean()),
                 "spur_px_covered": float((m[:, 0] > 0.5)[spur_px].float().mean()),
-                "twin_fill_called": float(spur_calls(pasted[:, 0].numpy()).mean()),
+                "twin_fill_called": float(spur_calls(twin_fill).mean()),
             }
         )
     return {"called_kl2": float((logit > 0).float().mean()), "thresholds": rows}
