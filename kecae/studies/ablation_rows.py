@@ -68,6 +68,10 @@ _EDIT_LOSS = {
     "lambda_mask_tv": 0.01,
     "lambda_mask_self": 0.1,
 }
+#: the edit's loss + the healthy inpainter's own term (the edit appearance "healthy")
+_HEALTHY_LOSS = {**_EDIT_LOSS, "lambda_inpaint": 1.0}
+#: ... + the patch discriminator (weight 0.1)
+_HEALTHY_PATCH_LOSS = {**_HEALTHY_LOSS, "lambda_patch_adv": 0.1}
 
 
 #: Every row the ablation knows, in table order.
@@ -341,13 +345,13 @@ ROWS: dict[str, AblationRow] = {
             "masks and used with its weights detached, so under the mask the recipient's own "
             "outline runs on as a healthy margin does",
             _G32_HEALTHY,
-            {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_inpaint": 1.0, **_MIDDLE},
+            {**_HEALTHY_PATCH_LOSS, **_MIDDLE},
         ),
         AblationRow(
             "g32_healthy",
             "g32_healthy_patch without the patch discriminator",
             _G32_HEALTHY,
-            {**_EDIT_LOSS, "lambda_inpaint": 1.0, **_MIDDLE},
+            {**_HEALTHY_LOSS, **_MIDDLE},
         ),
         AblationRow(
             "g32_healthy_patch_local_removal",
@@ -355,20 +359,14 @@ ROWS: dict[str, AblationRow] = {
             "places of X'2 that still look KL-2, and only the mask can put the inpainter's "
             "healthy margin there",
             _G32_HEALTHY,
-            {
-                **_EDIT_LOSS,
-                "lambda_patch_adv": 0.1,
-                "lambda_inpaint": 1.0,
-                **_LOCAL_X2_ONLY,
-                **_MIDDLE,
-            },
+            {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY, **_MIDDLE},
         ),
         AblationRow(
             "g32_healthy_local_removal",
             "g32_healthy_patch_local_removal without the patch discriminator (which closed "
             "g32_healthy_patch's mask)",
             _G32_HEALTHY,
-            {**_EDIT_LOSS, "lambda_inpaint": 1.0, **_LOCAL_X2_ONLY, **_MIDDLE},
+            {**_HEALTHY_LOSS, **_LOCAL_X2_ONLY, **_MIDDLE},
         ),
         AblationRow(
             "g32_healthy_edges_patch_local_removal",
@@ -376,7 +374,7 @@ ROWS: dict[str, AblationRow] = {
             "but the outer 5 % of the image (was the middle 60 %): it learns to fill the knee's "
             "margins, where the spurs are",
             _G32_HEALTHY,
-            {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_inpaint": 1.0, **_LOCAL_X2_ONLY},
+            {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY},
         ),
         AblationRow(
             "g32_healthy_edges_patch_local_fakes",
@@ -384,19 +382,13 @@ ROWS: dict[str, AblationRow] = {
             "real KL-0 knee (--local-fakes): once the joint is widened, what is left for it to "
             "find on X'2 is a spur or an artefact, and the mask is pushed there",
             _G32_HEALTHY,
-            {
-                **_EDIT_LOSS,
-                "lambda_patch_adv": 0.1,
-                "lambda_inpaint": 1.0,
-                **_LOCAL_X2_ONLY,
-                "local_fakes": True,
-            },
+            {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY, "local_fakes": True},
         ),
         AblationRow(
             "g32_healthy_edges_patch",
             "g32_healthy_patch with the inpainter's masks reaching the margins (no local critic)",
             _G32_HEALTHY,
-            {**_EDIT_LOSS, "lambda_patch_adv": 0.1, "lambda_inpaint": 1.0},
+            _HEALTHY_PATCH_LOSS,
         ),
         AblationRow(
             "g32_patch_local",
