@@ -85,7 +85,9 @@ class EditHead(nn.Module):
     """(warp(X), D(h'), warp(D(h))) (B, 3, S, S) → (appearance G, mask m), each (B, 1, S, S).
 
     Four 3×3 convolutions at full resolution, dilations 1, 2, 4, 1 (receptive field 17 px), with
-    ``channels`` features and LeakyReLU; the last one gives δ and the mask logit. Its output layer
+    ``channels`` features and LeakyReLU; the last one gives δ and the mask logit (with
+    ``mask_grid`` > 0 the logit is averaged over each cell of a ``mask_grid`` × ``mask_grid`` grid
+    and interpolated back bilinearly, so the mask cannot be thinner than a cell). Its output layer
     starts at zero weight (δ = 0, m = sigmoid(EDIT_MASK_BIAS)) so a new model's edit is the
     identity.
     """
@@ -96,10 +98,14 @@ class EditHead(nn.Module):
         negative_slope: float = 0.2,
         square_px: int = 5,
         max_shift_px: int = 10,
+        mask_grid: int = 0,
     ) -> None:
         super().__init__()
         if not isinstance(channels, int) or channels < 1:
             raise ValueError(f"edit_channels={channels!r} must be an int >= 1 (e.g. 8)")
+        if not isinstance(mask_grid, int) or isinstance(mask_grid, bool) or mask_grid < 0:
+            raise ValueError(f"edit_mask_grid={mask_grid!r} must be an int >= 0 (0: per pixel)")
+        self.mask_grid = mask_grid  # > 0: the mask's logit averaged on a grid × grid grid
         self.square_px = square_px  # the square of appearances "open" and "erode"
         self.max_shift_px = max_shift_px  # appearance "donor": the alignment's largest shift
         layers: list[nn.Module] = []
@@ -177,7 +183,15 @@ class EditHead(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         f = self.features(x)  # (B, c, S, S)
         raw = self.out(f)  # (B, 2, S, S)
-        mask = torch.sigmoid(raw[:, 1:])  # (B, 1, S, S) in (0, 1)
+        logit = raw[:, 1:]  # (B, 1, S, S)
+        if self.mask_grid and self.mask_grid < logit.shape[-1]:
+            # one logit per cell, bilinear between the cells' centres: the mask is a union of
+            # smooth blobs at least a cell across (the shape of the inpainter's training masks)
+            cells = nn.functional.adaptive_avg_pool2d(logit, self.mask_grid)
+            logit = nn.functional.interpolate(
+                cells, size=logit.shape[-2:], mode="bilinear", align_corners=False
+            )
+        mask = torch.sigmoid(logit)  # (B, 1, S, S) in (0, 1)
         if appearance == "healthy":
             return (moved if fill is None else fill(moved, mask)), mask
         if removed is not None:

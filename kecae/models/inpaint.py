@@ -86,10 +86,17 @@ class Inpainter(nn.Module):
         return torch.tanh(self.dec0(torch.cat([up0, f0], 1)))  # (B, 1, S, S)
 
 
-def fill(inpainter: Inpainter, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def fill(
+    inpainter: Inpainter, x: torch.Tensor, mask: torch.Tensor, grad: bool = True
+) -> torch.Tensor:
     """The inpainter's image with its weights detached: gradients reach ``x`` and ``mask`` (the
     exchange's mask learns where a healthy margin helps), never the weights (trained by
-    :func:`inpaint_loss` on real knees only)."""
+    :func:`inpaint_loss` on real knees only). ``grad=False``: the fill is computed without
+    gradient at all, a constant of the step; a mask composing it, (1 − m)·x + m·fill, still
+    learns through the composition, and the step skips the inpainter's backward."""
+    if not grad:
+        with torch.no_grad():
+            return inpainter(x.detach(), mask.detach())
     params = {n: p.detach() for n, p in inpainter.named_parameters()}
     return functional_call(inpainter, params, (x, mask))
 

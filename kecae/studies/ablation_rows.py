@@ -377,6 +377,22 @@ ROWS: dict[str, AblationRow] = {
             {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY},
         ),
         AblationRow(
+            "g32_healthy_edges_patch_local_removal_nofillgrad",
+            "g32_healthy_edges_patch_local_removal with the inpainter's fill a constant of the "
+            "step (model option inpaint_fill_grad=false): the mask learns through the "
+            "composition alone and the step skips the inpainter's backward on X'",
+            {**_G32_HEALTHY, "inpaint_fill_grad": False},
+            {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY},
+        ),
+        AblationRow(
+            "g32_healthy_edges_patch_local_removal_self_nofillgrad",
+            "g32_healthy_edges_patch_local_removal_nofillgrad with the no-exchange control's mask "
+            "priced 1.0 (was 0.1): the control's 2-6 % mask cost almost nothing, and its fill "
+            "changed the grade call of the recipient given its own key",
+            {**_G32_HEALTHY, "inpaint_fill_grad": False},
+            {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY, "lambda_mask_self": 1.0},
+        ),
+        AblationRow(
             "g32_healthy_edges_patch_local_fakes",
             "g32_healthy_edges_patch_local_removal with the critic also learning X'2 as not a "
             "real KL-0 knee (--local-fakes): once the joint is widened, what is left for it to "

@@ -97,11 +97,39 @@ def test_the_edit_can_remove_what_the_warp_cannot():
         (dict(edit_channels=0), "edit_channels=0 must be an int >= 1"),
         (dict(edit_channels=2.5), "edit_channels=2.5 must be an int >= 1"),
         (dict(edit="yes"), "edit='yes' must be true or false"),
+        (dict(edit_mask_grid=-1), "edit_mask_grid=-1 must be an int >= 0"),
+        (dict(edit_mask_grid=4.0), "edit_mask_grid=4.0 must be an int >= 0"),
     ],
 )
 def test_edit_options_are_checked(fields, words):
     with pytest.raises(ValueError, match=words):
         KECAEConfig(**{**EDIT, **fields})
+
+
+def test_a_grid_mask_is_the_cell_mean_of_the_logit_interpolated_back():
+    torch.manual_seed(0)
+    fine, coarse = EditHead(4), EditHead(4, mask_grid=4)
+    coarse.load_state_dict(fine.state_dict())
+    torch.nn.init.normal_(fine.out.weight, std=0.5)
+    coarse.out.weight.data.copy_(fine.out.weight.data)
+    moved, dec_ex, dec_moved = (torch.rand(2, 1, 32, 32) * 2 - 1 for _ in range(3))
+    with torch.no_grad():
+        _, m_fine = fine(moved, dec_ex, dec_moved)
+        g, m = coarse(moved, dec_ex, dec_moved)
+    logit = torch.logit(m_fine.double()).float()
+    cells = logit.reshape(2, 1, 4, 8, 4, 8).mean((3, 5))  # 8 px cells of the 32 px image
+    want = torch.sigmoid(
+        torch.nn.functional.interpolate(cells, size=(32, 32), mode="bilinear", align_corners=False)
+    )
+    torch.testing.assert_close(m, want, atol=1e-4, rtol=0)
+    # smooth: neighbouring pixels differ far less than the per-pixel mask's do
+    step = (m[..., 1:] - m[..., :-1]).abs().max()
+    assert step < 0.5 * (m_fine[..., 1:] - m_fine[..., :-1]).abs().max()
+    # the appearance is the per-pixel head's: only the mask is coarse
+    torch.testing.assert_close(g, fine(moved, dec_ex, dec_moved)[0].detach())
+    # a model passes its grid to its head; 0 (the default) keeps the mask per pixel
+    assert KECAE(KECAEConfig(**{**EDIT, "edit_mask_grid": 4})).edit_head.mask_grid == 4
+    assert KECAE(KECAEConfig(**EDIT)).edit_head.mask_grid == 0
 
 
 def test_the_cpu_preset_takes_the_edit_as_an_override():

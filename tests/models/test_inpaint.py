@@ -145,6 +145,44 @@ def test_fill_moves_the_mask_and_the_image_never_the_weights():
     assert all(p.grad is None for p in net.parameters())
 
 
+def test_fill_without_gradient_is_the_same_image_and_a_constant_of_the_step():
+    torch.manual_seed(0)
+    net = Inpainter(4)
+    x = (torch.rand(2, 1, 32, 32) * 2 - 1).requires_grad_()
+    mask = torch.rand(2, 1, 32, 32).requires_grad_()
+    still = fill(net, x, mask, grad=False)
+    torch.testing.assert_close(still, fill(net, x, mask))
+    assert not still.requires_grad
+    # composed by the mask, the mask still learns: d/dm of sum((1 - m)·x + m·fill) = fill - x
+    x_const = x.detach()
+    ((1 - mask) * x_const + mask * still).sum().backward()
+    torch.testing.assert_close(mask.grad, still - x_const)
+    assert x.grad is None and all(p.grad is None for p in net.parameters())
+
+
+def test_a_healthy_model_without_fill_gradient_gives_the_same_exchange_and_still_moves_the_mask():
+    torch.manual_seed(0)
+    with_grad = KECAE(KECAEConfig(**HEALTHY))
+    without = KECAE(KECAEConfig(**{**HEALTHY, "inpaint_fill_grad": False}))
+    without.load_state_dict(with_grad.state_dict())
+    g = torch.Generator().manual_seed(0)
+    x1 = torch.rand(4, 1, 32, 32, generator=g) * 2 - 1
+    x2 = torch.rand(4, 1, 32, 32, generator=g) * 2 - 1
+    grads = []
+    for model in (with_grad, without):
+        model.train()
+        out = model(x1, x2)
+        (out.x1_ex.square().sum() + out.x2_ex.square().sum()).backward()
+        assert model.edit_head is not None and model.edit_head.out.weight.grad is not None
+        grads.append(model.edit_head.out.weight.grad.clone())
+        assert model.inpainter is not None
+        assert all(p.grad is None for p in model.inpainter.parameters())
+    torch.testing.assert_close(with_grad(x1, x2).x2_ex, without(x1, x2).x2_ex)
+    # the mask learns in both, but not the same way: the fill's own gradient is left out
+    assert grads[1].abs().sum() > 0
+    assert not torch.allclose(grads[0], grads[1])
+
+
 def test_the_healthy_head_predicts_the_mask_then_fills_under_it():
     head = EditHead(4)
     head.reset_output()
@@ -233,6 +271,12 @@ def test_the_inpaint_term_needs_a_healthy_model():
     terms = [t for t in TERMS if "inpaint" in t.weights]
     with pytest.raises(ValueError, match="edit_appearance=healthy"):
         kecae_loss(inputs, LossSettings(lambda_inpaint=1.0), terms)
+
+
+@pytest.mark.parametrize("value", ["no", 0, None])
+def test_inpaint_fill_grad_is_checked(value):
+    with pytest.raises(ValueError, match="inpaint_fill_grad="):
+        KECAEConfig(**{**HEALTHY, "inpaint_fill_grad": value})
 
 
 @pytest.mark.parametrize("value", [0, -1, 2.5, True])
