@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from kecae.models.autoencoder import KECAEOutput
-from kecae.models.edit import gaussian_blur, warp_images
+from kecae.models.edit import compose, gaussian_blur, warp_images
 
 #: Share of the image the weights of the change |X' − X| are spread over uniformly, so that a
 #: recipient the exchange has not yet changed gives a crop at the image centre.
@@ -156,6 +156,16 @@ def mask_terms(
     if mask_self is not None:
         values["mask_self"] = mask_self.mean()
     return values
+
+
+def control_change_term(
+    x: torch.Tensor, appearance: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Mean absolute change the edit makes to its no-exchange control: |compose(X, G, m) − X|
+    over the images ``x`` (M, 1, S, S) given their own key, with the control's appearance G and
+    mask m (each (M, 1, S, S)). Unlike the control mask's mean it costs nothing where G keeps X
+    (a healthy fill over a healthy margin), and all the more where the fill changes the knee."""
+    return (compose(x, appearance, mask) - x).abs().mean()
 
 
 def intensity_edit_term(out: KECAEOutput, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:

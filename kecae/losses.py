@@ -35,7 +35,7 @@ from torch import nn
 from kecae import edit_losses, local_critic
 from kecae.edit_losses import PatchDiscriminator, intensity_edit_term, perturb_for_supervisor
 from kecae.models.autoencoder import KECAE, KECAEConfig, KECAEOutput
-from kecae.models.inpaint import inpaint_loss
+from kecae.models.inpaint import fill, inpaint_loss
 from kecae.registry import LDA_MODES, RECON_LOSSES
 from kecae.supervision_losses import donor_supervision_term as donor_supervision_term
 from kecae.supervision_losses import ensemble_supervision
@@ -384,6 +384,23 @@ def _inpaint(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
     return {"inpaint": inpaint_loss(inpainter, inp.x1, inp.generator, s.inpaint_mask_margin)}
 
 
+def _control(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
+    # the no-exchange control of every other pair (the images the model's forward gave
+    # mask_self for), filled by the healthy inpainter as the exchange fills: exchange(X, X) = X
+    model = _model(inp, "control")
+    if model.inpainter is None:
+        raise ValueError(
+            "the control term prices the healthy fill on the no-exchange control: it needs a "
+            "model with edit=true and edit_appearance=healthy"
+        )
+    if inp.out.mask_self is None:
+        raise ValueError("the control's mask is computed in training mode only")
+    x = torch.cat([inp.x1[::2], inp.x2[::2]])
+    mask = inp.out.mask_self
+    g = fill(model.inpainter, x, mask, model.config.inpaint_fill_grad)
+    return {"control": edit_losses.control_change_term(x.float(), g.float(), mask.float())}
+
+
 def _patch_adversary(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
     disc = inp.modules[PATCH.name]
     assert isinstance(disc, PatchDiscriminator)
@@ -464,6 +481,9 @@ TERMS: tuple[Term, ...] = (
         optional=True,
     ),
     Term({"inpaint": "lambda_inpaint"}, _inpaint, optional=True),  # the healthy inpainter
+    Term(  # what the healthy fill changes on the no-exchange control; ramped up from 0
+        {"control": "lambda_control"}, _control, optional=True, ramp="adv_ramp"
+    ),
     Term(  # no place of X'2 may look like the higher grade, some place of X'1 must; ramped
         {"local_sup": "lambda_local_sup"}, _local, optional=True, module=LOCAL, ramp="adv_ramp"
     ),

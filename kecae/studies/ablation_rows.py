@@ -393,6 +393,15 @@ ROWS: dict[str, AblationRow] = {
             {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY, "lambda_mask_self": 1.0},
         ),
         AblationRow(
+            "g32_healthy_edges_patch_local_removal_control_nofillgrad",
+            "g32_healthy_edges_patch_local_removal_nofillgrad with the change the healthy fill "
+            "makes to the no-exchange control priced (L1, weight 2, ramped over 500 steps): "
+            "exchange(X, X) = X asked of the image, not of the mask, so a mask over a healthy "
+            "margin the fill keeps costs nothing",
+            {**_G32_HEALTHY, "inpaint_fill_grad": False},
+            {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY, "lambda_control": 2.0},
+        ),
+        AblationRow(
             "g32_healthy_edges_patch_local_fakes",
             "g32_healthy_edges_patch_local_removal with the critic also learning X'2 as not a "
             "real KL-0 knee (--local-fakes): once the joint is widened, what is left for it to "

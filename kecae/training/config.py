@@ -102,6 +102,7 @@ class LossSettings:
     lambda_nonkey_adv: float = 0.0  # adversarial probe (gradient reversal): hN must not
     lambda_mask_area: float = 0.0  # edit: the mask's area above mask_free_area
     lambda_mask_self: float = 0.0  # edit: the mask of the no-exchange control (own key)
+    lambda_control: float = 0.0  # edit "healthy": L1 change the fill makes to the control; ramped
     lambda_mask_tv: float = 0.0  # edit: the mask's total variation (one region, not speckle)
     mask_free_area: float = setting(
         0.05, range=(0, 1, True, "a share of the image in [0, 1]")
@@ -119,7 +120,7 @@ class LossSettings:
     )  # patch discriminator: crop side as a share of the image side
     adv_ramp: int = setting(
         500, range=(0, float("inf"), True, "a whole number of steps >= 0")
-    )  # steps over which the patch adversary's and the local critic's weights rise from 0
+    )  # steps over which the patch adversary's, the local critic's and the control's weights rise
 
     def __post_init__(self) -> None:
         check_values(self)

@@ -229,6 +229,11 @@ def _checked_model_config(cfg: KECAETrainConfig, dist_info: DistInfo) -> KECAECo
             "the healthy inpainter learns only from that term (e.g. --lambda-inpaint 1), and the "
             "term has nothing to train without it"
         )
+    if cfg.lambda_control > 0 and not healthy:
+        raise KecaeError(
+            "--lambda-control prices what the healthy fill changes on the no-exchange control: "
+            "it needs --model edit=true --model edit_appearance=healthy, or set it to 0"
+        )
     if cfg.local_fakes and cfg.lambda_local_sup <= 0:
         raise KecaeError(
             "--local-fakes trains the local grade critic on X'2 too: it needs the critic "

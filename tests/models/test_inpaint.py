@@ -260,6 +260,47 @@ def _loss_without_supervision(inputs, settings):
     return total, logged
 
 
+def test_the_control_term_is_the_change_the_fill_makes_to_the_own_key_control_ramped():
+    from kecae.edit_losses import control_change_term
+    from kecae.losses import TERMS
+
+    # by hand: 2 px of 4 masked at 0.5, the fill 1.0 away there: mean |Δ| = 2 · 0.5 / 4
+    x = torch.zeros(1, 1, 2, 2)
+    g = torch.ones(1, 1, 2, 2)
+    m = torch.tensor([[[[0.5, 0.5], [0.0, 0.0]]]])
+    torch.testing.assert_close(control_change_term(x, g, m), torch.tensor(0.25))
+    torch.testing.assert_close(control_change_term(x, x, m), torch.tensor(0.0))  # G keeps X
+
+    torch.manual_seed(0)
+    model = KECAE(KECAEConfig(**{**HEALTHY, "inpaint_fill_grad": False})).train()
+    g0 = torch.Generator().manual_seed(0)
+    x1 = torch.rand(4, 1, 32, 32, generator=g0) * 2 - 1
+    x2 = torch.rand(4, 1, 32, 32, generator=g0) * 2 - 1
+    out = model(x1, x2)
+    assert out.mask_self is not None and out.mask_self.shape == (4, 1, 32, 32)
+    ctrl = torch.cat([x1[::2], x2[::2]])
+    with torch.no_grad():
+        want = control_change_term(ctrl, model.inpainter(ctrl, out.mask_self), out.mask_self)
+    y = torch.zeros(4, dtype=torch.long)
+    terms = [t for t in TERMS if "control" in t.weights]
+    settings = LossSettings(lambda_control=2.0, adv_ramp=100)
+    for step, weight in ((0, 0.0), (50, 1.0), (100, 2.0), (400, 2.0)):
+        inputs = LossInputs(out, x1, x2, y, y + 1, torch.nn.Identity(), model, step=step)
+        total, logged = kecae_loss(inputs, settings, terms)
+        torch.testing.assert_close(logged["control"], want)
+        torch.testing.assert_close(total, weight * want)
+    # the control's mask learns from it (the fill is a constant here), the inpainter does not
+    inputs = LossInputs(out, x1, x2, y, y + 1, torch.nn.Identity(), model, step=400)
+    kecae_loss(inputs, settings, terms)[0].backward()
+    assert model.edit_head is not None and model.edit_head.out.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.inpainter.parameters())
+    # a model without the healthy fill has nothing to price
+    free = KECAE(KECAEConfig(**{**HEALTHY, "edit_appearance": "free"})).train()
+    inputs = LossInputs(free(x1, x2), x1, x2, y, y + 1, torch.nn.Identity(), free)
+    with pytest.raises(ValueError, match="edit_appearance=healthy"):
+        kecae_loss(inputs, settings, terms)
+
+
 def test_the_inpaint_term_needs_a_healthy_model():
     torch.manual_seed(0)
     model = KECAE(KECAEConfig(**{**HEALTHY, "edit_appearance": "free"}))

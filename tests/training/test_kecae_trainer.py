@@ -395,6 +395,10 @@ def test_an_exploding_adversary_stops_the_run(
             [*_EDIT_MODEL, "--model", "inpaint_fill_grad=maybe"],
             "inpaint_fill_grad='maybe' must be true or false",
         ),
+        (
+            [*_EDIT_MODEL, "--lambda-control", "1"],
+            "--lambda-control prices what the healthy fill changes",
+        ),
         (["--local-fakes"], "--local-fakes trains the local grade critic on X'2 too"),
         (["--inpaint-mask-margin", "0.5"], "--inpaint-mask-margin 0.5: must be a share"),
     ],
