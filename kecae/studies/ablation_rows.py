@@ -402,6 +402,15 @@ ROWS: dict[str, AblationRow] = {
             {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY, "lambda_control": 2.0},
         ),
         AblationRow(
+            "g32_healthy_edges_patch_local_removal_control_grid8",
+            "g32_healthy_edges_patch_local_removal_control_nofillgrad with the mask on an 8 x 8 "
+            "grid of smooth cells (model option edit_mask_grid=8): blobs at least 8 px across, "
+            "the shape of the inpainter's training masks, so a mask at a joint's end covers the "
+            "corner where a spur grows rather than a line along the joint",
+            {**_G32_HEALTHY, "inpaint_fill_grad": False, "edit_mask_grid": 8},
+            {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY, "lambda_control": 2.0},
+        ),
+        AblationRow(
             "g32_healthy_edges_patch_local_fakes",
             "g32_healthy_edges_patch_local_removal with the critic also learning X'2 as not a "
             "real KL-0 knee (--local-fakes): once the joint is widened, what is left for it to "
