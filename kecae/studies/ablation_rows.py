@@ -411,6 +411,19 @@ ROWS: dict[str, AblationRow] = {
             {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY, "lambda_control": 2.0},
         ),
         AblationRow(
+            "g32_healthy_edges_patch_local_removal_control_small",
+            "g32_healthy_edges_patch_local_removal_control_nofillgrad with 4 features instead of 8 "
+            "in the inpainter's first level and in the edit head (a quarter of their FLOPs, "
+            "which are most of a healthy step's)",
+            {
+                **_G32_HEALTHY,
+                "inpaint_fill_grad": False,
+                "inpaint_channels": 4,
+                "edit_channels": 4,
+            },
+            {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY, "lambda_control": 2.0},
+        ),
+        AblationRow(
             "g32_healthy_edges_patch_local_fakes",
             "g32_healthy_edges_patch_local_removal with the critic also learning X'2 as not a "
             "real KL-0 knee (--local-fakes): once the joint is widened, what is left for it to "
