@@ -424,6 +424,19 @@ ROWS: dict[str, AblationRow] = {
             {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY, "lambda_control": 2.0},
         ),
         AblationRow(
+            "g32_healthy_edges_patch_local_removal_control_local03",
+            "g32_healthy_edges_patch_local_removal_control_nofillgrad with the critic's term on "
+            "X'2 at weight 0.3 (was 0.1): with the control held to the identity, a stronger ask "
+            "that no place of X'2 look KL-2 may open the mask where the fill removes a spur",
+            {**_G32_HEALTHY, "inpaint_fill_grad": False},
+            {
+                **_HEALTHY_PATCH_LOSS,
+                **_LOCAL_X2_ONLY,
+                "lambda_local_sup": 0.3,
+                "lambda_control": 2.0,
+            },
+        ),
+        AblationRow(
             "g32_healthy_edges_patch_local_fakes",
             "g32_healthy_edges_patch_local_removal with the critic also learning X'2 as not a "
             "real KL-0 knee (--local-fakes): once the joint is widened, what is left for it to "
