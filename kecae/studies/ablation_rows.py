@@ -72,6 +72,10 @@ _EDIT_LOSS = {
 _HEALTHY_LOSS = {**_EDIT_LOSS, "lambda_inpaint": 1.0}
 #: ... + the patch discriminator (weight 0.1)
 _HEALTHY_PATCH_LOSS = {**_HEALTHY_LOSS, "lambda_patch_adv": 0.1}
+#: the healthy fill as a constant of each step (no backward through the inpainter for X')
+_G32_HEALTHY_NOGRAD = {**_G32_HEALTHY, "inpaint_fill_grad": False}
+#: ... the patch discriminator, the critic on X'2 and the control's change priced (weight 2)
+_CONTROL_LOSS = {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY, "lambda_control": 2.0}
 
 
 #: Every row the ablation knows, in table order.
@@ -381,7 +385,7 @@ ROWS: dict[str, AblationRow] = {
             "g32_healthy_edges_patch_local_removal with the inpainter's fill a constant of the "
             "step (model option inpaint_fill_grad=false): the mask learns through the "
             "composition alone and the step skips the inpainter's backward on X'",
-            {**_G32_HEALTHY, "inpaint_fill_grad": False},
+            _G32_HEALTHY_NOGRAD,
             {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY},
         ),
         AblationRow(
@@ -389,7 +393,7 @@ ROWS: dict[str, AblationRow] = {
             "g32_healthy_edges_patch_local_removal_nofillgrad with the no-exchange control's mask "
             "priced 1.0 (was 0.1): the control's 2-6 % mask cost almost nothing, and its fill "
             "changed the grade call of the recipient given its own key",
-            {**_G32_HEALTHY, "inpaint_fill_grad": False},
+            _G32_HEALTHY_NOGRAD,
             {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY, "lambda_mask_self": 1.0},
         ),
         AblationRow(
@@ -398,8 +402,8 @@ ROWS: dict[str, AblationRow] = {
             "makes to the no-exchange control priced (L1, weight 2, ramped over 500 steps): "
             "exchange(X, X) = X asked of the image, not of the mask, so a mask over a healthy "
             "margin the fill keeps costs nothing",
-            {**_G32_HEALTHY, "inpaint_fill_grad": False},
-            {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY, "lambda_control": 2.0},
+            _G32_HEALTHY_NOGRAD,
+            _CONTROL_LOSS,
         ),
         AblationRow(
             "g32_healthy_edges_patch_local_removal_control_grid8",
@@ -407,34 +411,24 @@ ROWS: dict[str, AblationRow] = {
             "grid of smooth cells (model option edit_mask_grid=8): blobs at least 8 px across, "
             "the shape of the inpainter's training masks, so a mask at a joint's end covers the "
             "corner where a spur grows rather than a line along the joint",
-            {**_G32_HEALTHY, "inpaint_fill_grad": False, "edit_mask_grid": 8},
-            {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY, "lambda_control": 2.0},
+            {**_G32_HEALTHY_NOGRAD, "edit_mask_grid": 8},
+            _CONTROL_LOSS,
         ),
         AblationRow(
             "g32_healthy_edges_patch_local_removal_control_small",
             "g32_healthy_edges_patch_local_removal_control_nofillgrad with 4 features instead of 8 "
             "in the inpainter's first level and in the edit head (a quarter of their FLOPs, "
             "which are most of a healthy step's)",
-            {
-                **_G32_HEALTHY,
-                "inpaint_fill_grad": False,
-                "inpaint_channels": 4,
-                "edit_channels": 4,
-            },
-            {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY, "lambda_control": 2.0},
+            {**_G32_HEALTHY_NOGRAD, "inpaint_channels": 4, "edit_channels": 4},
+            _CONTROL_LOSS,
         ),
         AblationRow(
             "g32_healthy_edges_patch_local_removal_control_local03",
             "g32_healthy_edges_patch_local_removal_control_nofillgrad with the critic's term on "
             "X'2 at weight 0.3 (was 0.1): with the control held to the identity, a stronger ask "
             "that no place of X'2 look KL-2 may open the mask where the fill removes a spur",
-            {**_G32_HEALTHY, "inpaint_fill_grad": False},
-            {
-                **_HEALTHY_PATCH_LOSS,
-                **_LOCAL_X2_ONLY,
-                "lambda_local_sup": 0.3,
-                "lambda_control": 2.0,
-            },
+            _G32_HEALTHY_NOGRAD,
+            {**_CONTROL_LOSS, "lambda_local_sup": 0.3},
         ),
         AblationRow(
             "g32_healthy_edges_patch_local_fakes",
