@@ -35,6 +35,7 @@ from torch import nn
 from kecae import edit_losses, local_critic
 from kecae.edit_losses import PatchDiscriminator, intensity_edit_term, perturb_for_supervisor
 from kecae.models.autoencoder import KECAE, KECAEConfig, KECAEOutput
+from kecae.models.edit import warp_images
 from kecae.models.inpaint import fill, inpaint_loss
 from kecae.registry import LDA_MODES, RECON_LOSSES
 from kecae.supervision_losses import donor_supervision_term as donor_supervision_term
@@ -425,7 +426,13 @@ def _local(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
 
 
 def _local_update(critic: nn.Module, inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
-    fake2 = inp.out.x2_ex.detach() if s.local_fakes else None
+    fake2 = None
+    if s.local_fakes and s.local_fakes_from == "warped":
+        if inp.out.disp2 is None:
+            raise ValueError("local_fakes_from='warped' needs a warp exchange (exchange=warp)")
+        fake2 = warp_images(inp.x2, inp.out.disp2).detach()
+    elif s.local_fakes:
+        fake2 = inp.out.x2_ex.detach()
     return {"local_critic": local_critic.critic_term(critic, inp.x1, inp.x2, fake2)}
 
 

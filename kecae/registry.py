@@ -151,6 +151,19 @@ LOCAL_SIDES = Registry(
     ],
 )
 
+#: What the local grade critic learns as X'2's fakes with ``local_fakes`` (``kecae.losses``).
+LOCAL_FAKES_FROM = Registry(
+    "local critic fakes",
+    [
+        Component("exchanged", "X'2 itself, detached"),
+        Component(
+            "warped",
+            "the recipient moved by X'2's warp, before any edit: its joint is widened, so what "
+            "is left to tell it from a real lower grade is the margin",
+        ),
+    ],
+)
+
 #: How the supervisor takes part in KECAE training.
 SUPERVISOR_MODES = Registry(
     "supervisor mode",

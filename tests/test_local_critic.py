@@ -3,6 +3,7 @@ finds a small local feature from image labels alone, and that it learns from rea
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -173,3 +174,22 @@ def test_with_local_fakes_the_critic_step_reads_x2_ex_detached():
     # the critic learns; the model is not moved by the critic's own step
     assert all(p.grad is None for p in model.parameters())
     assert any(p.grad is not None for p in critic.parameters())
+
+
+def test_warped_fakes_are_the_recipient_moved_by_the_warp_before_any_edit():
+    from kecae.models.edit import warp_images
+
+    model, critic, x1, x2, _, out, inputs = _warp_model_and_inputs()
+    settings = LossSettings(lambda_local_sup=0.1, local_fakes=True, local_fakes_from="warped")
+    assert LOCAL.update is not None and out.disp2 is not None
+    value = LOCAL.update(critic, inputs, settings)["local_critic"]
+    moved = warp_images(x2, out.disp2).detach()
+    torch.testing.assert_close(value, critic_term(critic, x1, x2, moved))
+    # X' full of NaN changes nothing: the fakes are not X'2
+    poisoned = dataclasses.replace(inputs, out=out._replace(x2_ex=out.x2_ex * float("nan")))
+    torch.testing.assert_close(LOCAL.update(critic, poisoned, settings)["local_critic"], value)
+    value.backward()
+    assert all(p.grad is None for p in model.parameters())
+    # an exchange without a warp has no moved recipient
+    with pytest.raises(ValueError, match="needs a warp exchange"):
+        LOCAL.update(critic, dataclasses.replace(inputs, out=out._replace(disp2=None)), settings)

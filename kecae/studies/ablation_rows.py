@@ -431,6 +431,15 @@ ROWS: dict[str, AblationRow] = {
             {**_CONTROL_LOSS, "lambda_local_sup": 0.3},
         ),
         AblationRow(
+            "g32_healthy_edges_patch_local_removal_control_warpfakes",
+            "g32_healthy_edges_patch_local_removal_control_nofillgrad with the critic also "
+            "learning the recipient moved by X'2's warp, before the fill, as not a real KL-0 knee "
+            "(--local-fakes --local-fakes-from warped): its joint is widened, so the critic's "
+            "cue is the margin, and it never learns the fill's own look",
+            _G32_HEALTHY_NOGRAD,
+            {**_CONTROL_LOSS, "local_fakes": True, "local_fakes_from": "warped"},
+        ),
+        AblationRow(
             "g32_healthy_edges_patch_local_fakes",
             "g32_healthy_edges_patch_local_removal with the critic also learning X'2 as not a "
             "real KL-0 knee (--local-fakes): once the joint is widened, what is left for it to "

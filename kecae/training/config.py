@@ -15,6 +15,7 @@ from kecae.registry import (
     AUGMENTATIONS,
     CLASSIFIERS,
     LDA_MODES,
+    LOCAL_FAKES_FROM,
     LOCAL_SIDES,
     PRESETS,
     RECON_LOSSES,
@@ -115,6 +116,9 @@ class LossSettings:
     lambda_local_sup: float = 0.0  # local grade critic (real images only) on every place of X'
     local_sides: str = setting("both", choices=LOCAL_SIDES)  # the critic's term on X'1 and X'2
     local_fakes: bool = False  # the local critic also learns X'2 as "not a real lower grade"
+    local_fakes_from: str = setting(
+        "exchanged", choices=LOCAL_FAKES_FROM
+    )  # local_fakes: X'2 itself, or the recipient moved by its warp before any edit
     patch_crop: float = setting(
         0.5, range=(0, 1, False, "a share of the image side in (0, 1]")
     )  # patch discriminator: crop side as a share of the image side

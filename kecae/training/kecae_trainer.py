@@ -234,6 +234,16 @@ def _checked_model_config(cfg: KECAETrainConfig, dist_info: DistInfo) -> KECAECo
             "--lambda-control prices what the healthy fill changes on the no-exchange control: "
             "it needs --model edit=true --model edit_appearance=healthy, or set it to 0"
         )
+    if cfg.local_fakes_from != "exchanged" and not cfg.local_fakes:
+        raise KecaeError(
+            f"--local-fakes-from {cfg.local_fakes_from} chooses the local critic's fakes: add "
+            "--local-fakes"
+        )
+    if cfg.local_fakes_from == "warped" and model_config.exchange != "warp":
+        raise KecaeError(
+            "--local-fakes-from warped moves the recipient by X'2's warp: it needs "
+            "--model exchange=warp"
+        )
     if cfg.local_fakes and cfg.lambda_local_sup <= 0:
         raise KecaeError(
             "--local-fakes trains the local grade critic on X'2 too: it needs the critic "

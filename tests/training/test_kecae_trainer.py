@@ -399,6 +399,7 @@ def test_an_exploding_adversary_stops_the_run(
             [*_EDIT_MODEL, "--lambda-control", "1"],
             "--lambda-control prices what the healthy fill changes",
         ),
+        (["--local-fakes-from", "warped"], "--local-fakes-from warped chooses"),
         (["--local-fakes"], "--local-fakes trains the local grade critic on X'2 too"),
         (["--inpaint-mask-margin", "0.5"], "--inpaint-mask-margin 0.5: must be a share"),
     ],
