@@ -34,7 +34,7 @@ from torch import nn
 
 from kecae import edit_losses, local_critic
 from kecae.edit_losses import PatchDiscriminator, intensity_edit_term, perturb_for_supervisor
-from kecae.models.autoencoder import KECAE, KECAEConfig, KECAEOutput
+from kecae.models.autoencoder import KECAE, KECAEConfig, KECAEOutput, control_pairs
 from kecae.models.edit import warp_images
 from kecae.models.inpaint import fill, inpaint_loss
 from kecae.registry import LDA_MODES, RECON_LOSSES
@@ -396,7 +396,7 @@ def _control(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
         )
     if inp.out.mask_self is None:
         raise ValueError("the control's mask is computed in training mode only")
-    x = torch.cat([inp.x1[::2], inp.x2[::2]])
+    x = control_pairs(inp.x1, inp.x2)
     mask = inp.out.mask_self
     g = fill(model.inpainter, x, mask, model.config.inpaint_fill_grad)
     return {"control": edit_losses.control_change_term(x.float(), g.float(), mask.float())}

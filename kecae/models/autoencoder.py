@@ -498,7 +498,7 @@ class KECAE(nn.Module):
             # the no-exchange control (own key: no displacement, D(h') = D(h)), whose mask the
             # loss prices so that exchange(X, X) stays the recipient; every other pair's images
             # are enough for that price and halve its cost
-            x, hat = torch.cat([x1[::2], x2[::2]]), torch.cat([x1_hat[::2], x2_hat[::2]])
+            x, hat = control_pairs(x1, x2), control_pairs(x1_hat, x2_hat)
             m_self = self.edit_head(x, hat, hat, self.config.edit_appearance)[1]
         return KECAEOutput(
             x1_hat, x2_hat, x1_ex, x2_ex, hk1, hn1, hk2, hn2, disp1, disp2, u1, u2, m1, m2, m_self
@@ -512,6 +512,12 @@ class KECAE(nn.Module):
                 f"x1 and x2 must hold the same number of images (pairs), got "
                 f"{x1.shape[0]} and {x2.shape[0]}"
             )
+
+
+def control_pairs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The no-exchange control's images in training: the first and second images of every
+    other pair, cat([a[::2], b[::2]]) (``KECAEOutput.mask_self`` is their mask)."""
+    return torch.cat([a[::2], b[::2]])
 
 
 def replace_config(config: KECAEConfig, **overrides) -> KECAEConfig:

@@ -96,7 +96,7 @@ def fill(
     learns through the composition, and the step skips the inpainter's backward."""
     if not grad:
         with torch.no_grad():
-            return inpainter(x.detach(), mask.detach())
+            return inpainter(x, mask)
     params = {n: p.detach() for n, p in inpainter.named_parameters()}
     return functional_call(inpainter, params, (x, mask))
 
