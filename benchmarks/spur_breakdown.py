@@ -15,6 +15,8 @@ inpainter, beside the same mask filled with the spur-free render itself (the mas
 ``--critic-locator`` asks whether a run's local grade critic finds the spurs: its places called
 KL-2 on the same recipients as a mask, the share of the spurs' pixels under it, and the spur rate
 when the spur-free twin is pasted under it (the best any fill could do with that mask).
+A call merges into ``--out`` (a name measured again replaces its entry); ``--replace`` starts it
+afresh.
 
     python benchmarks/spur_breakdown.py --kecae g32_patch=RUN/kecae/checkpoints/last.pt \
         --pairs 200 --open-sizes 3 5 7 --out benchmarks/results/spur_breakdown.json
@@ -202,6 +204,44 @@ def opening_control(images: np.ndarray, sizes: list[int]) -> dict[str, float]:
     return rates
 
 
+#: The sections of a result file that hold one entry per measured name.
+NAMED_SECTIONS = ("models", "critic_locator", "inpaint_oracle")
+
+
+def earlier_result(path: Path, pairs: int, size: int, seed: int) -> dict | None:
+    """The result already in ``path`` to merge into, or None where there is none. Exits with a
+    message naming the file when it is not a result, or was measured on other phantoms."""
+    if not path.exists():
+        return None
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        message = f"{path}: not a spur breakdown to merge into ({exc}); pass --replace"
+        raise SystemExit(message) from None
+    if not isinstance(earlier, dict):
+        raise SystemExit(f"{path}: not a spur breakdown to merge into; pass --replace")
+    mine = {"pairs": pairs, "size": size, "seed": seed}
+    theirs = {k: earlier.get(k) for k in mine}
+    if theirs != mine:
+        raise SystemExit(
+            f"{path} holds measurements on other phantoms ({theirs}, asked {mine}): write "
+            "another --out, or pass --replace to start it afresh"
+        )
+    return earlier
+
+
+def merged(earlier: dict, new: dict) -> dict:
+    """``earlier`` with ``new`` laid over it: each named section keeps the earlier names that
+    were not measured again; ``opening`` is replaced only where measured again."""
+    result = dict(earlier)
+    for key, value in new.items():
+        if key in NAMED_SECTIONS:
+            result[key] = {**earlier.get(key, {}), **value}
+        else:
+            result[key] = value
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kecae", nargs="*", default=[], metavar="NAME=CKPT")
@@ -212,7 +252,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--inpaint-oracle", nargs="*", default=[], metavar="NAME=CKPT")
     ap.add_argument("--critic-locator", nargs="*", default=[], metavar="NAME=CKPT")
     ap.add_argument("--out", default="benchmarks/results/spur_breakdown.json")
+    ap.add_argument(
+        "--replace",
+        action="store_true",
+        help="write --out afresh (default: merge into it, a name measured again replacing its "
+        "entry, when its pairs, size and seed are these)",
+    )
     args = ap.parse_args(argv)
+    out = Path(args.out)
+    earlier = None if args.replace else earlier_result(out, args.pairs, args.size, args.seed)
     torch.set_num_threads(1)
     kl2, gt = phantoms(2, args.pairs, args.size, args.seed)
     kl0, _ = phantoms(0, args.pairs, args.size, args.seed)
@@ -250,7 +298,8 @@ def main(argv: list[str] | None = None) -> dict:
             model, _ = load_kecae(path)
             result["inpaint_oracle"][name] = inpaint_oracle(model, kl2, twins)
             print(name, json.dumps(result["inpaint_oracle"][name]), flush=True)
-    out = Path(args.out)
+    if earlier is not None:
+        result = merged(earlier, result)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     print(f"written {out}")

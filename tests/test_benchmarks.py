@@ -188,6 +188,34 @@ def test_spur_breakdown_bins_and_the_identity_exchange(tmp_path):
     assert np.isfinite(result["opening"]["KL-2"]["0"])
 
 
+def test_spur_breakdown_merges_into_its_output(tmp_path):
+    import json
+
+    import pytest
+
+    from spur_breakdown import main, merged
+
+    earlier = {"pairs": 4, "models": {"a": 1, "b": 2}, "inpaint_oracle": {"a": 3}}
+    got = merged(earlier, {"pairs": 4, "models": {"b": 5, "c": 6}})
+    assert got == {"pairs": 4, "models": {"a": 1, "b": 5, "c": 6}, "inpaint_oracle": {"a": 3}}
+    out = tmp_path / "spurs.json"
+    main(["--pairs", "4", "--open-sizes", "3", "--out", str(out)])
+    kept = json.loads(out.read_text())
+    kept["models"]["earlier_row"] = {"n": 4}  # a row measured by an earlier call
+    out.write_text(json.dumps(kept))
+    again = main(["--pairs", "4", "--out", str(out)])  # no --open-sizes this time
+    assert again["models"] == {"earlier_row": {"n": 4}}
+    assert again["opening"] == kept["opening"]
+    assert json.loads(out.read_text()) == again
+    with pytest.raises(SystemExit, match="other phantoms"):
+        main(["--pairs", "5", "--out", str(out)])
+    fresh = main(["--pairs", "5", "--out", str(out), "--replace"])
+    assert fresh["models"] == {} and "opening" not in fresh
+    out.write_text("not json")
+    with pytest.raises(SystemExit, match="--replace"):
+        main(["--pairs", "5", "--out", str(out)])
+
+
 def test_spur_breakdown_oracle_mask_covers_the_spurs_and_the_inpaint_ceiling():
     from types import SimpleNamespace
 

@@ -440,6 +440,22 @@ ROWS: dict[str, AblationRow] = {
             {**_CONTROL_LOSS, "local_fakes": True, "local_fakes_from": "warped"},
         ),
         AblationRow(
+            "g32_healthy_edges_patch_local_removal_full",
+            "g32_healthy_edges_patch_local_removal with the patch discriminator on the whole "
+            "image (--patch-crop 1.0): a crop half the side, centred on the change at the "
+            "joint, never holds the joint's ends, where the spurs grow, so nothing in it asks "
+            "the healthy fill to go there",
+            _G32_HEALTHY,
+            {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY, "patch_crop": 1.0},
+        ),
+        AblationRow(
+            "g32_healthy_edges_patch_local_removal_control_full",
+            "g32_healthy_edges_patch_local_removal_control_nofillgrad with the patch "
+            "discriminator on the whole image (--patch-crop 1.0), the joint's ends included",
+            _G32_HEALTHY_NOGRAD,
+            {**_CONTROL_LOSS, "patch_crop": 1.0},
+        ),
+        AblationRow(
             "g32_healthy_edges_patch_local_fakes",
             "g32_healthy_edges_patch_local_removal with the critic also learning X'2 as not a "
             "real KL-0 knee (--local-fakes): once the joint is widened, what is left for it to "
