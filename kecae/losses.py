@@ -36,7 +36,7 @@ from kecae import edit_losses, local_critic
 from kecae.edit_losses import PatchDiscriminator, intensity_edit_term, perturb_for_supervisor
 from kecae.models.autoencoder import KECAE, KECAEConfig, KECAEOutput, control_pairs
 from kecae.models.edit import warp_images
-from kecae.models.inpaint import fill, inpaint_loss
+from kecae.models.inpaint import inpaint_loss
 from kecae.registry import LDA_MODES, RECON_LOSSES
 from kecae.supervision_losses import donor_supervision_term as donor_supervision_term
 from kecae.supervision_losses import ensemble_supervision
@@ -398,7 +398,7 @@ def _control(inp: LossInputs, s: LossSettings) -> dict[str, torch.Tensor]:
         raise ValueError("the control's mask is computed in training mode only")
     x = control_pairs(inp.x1, inp.x2)
     mask = inp.out.mask_self
-    g = fill(model.inpainter, x, mask, model.config.inpaint_fill_grad)
+    g = model.healthy_fill(x, mask)
     return {"control": edit_losses.control_change_term(x.float(), g.float(), mask.float())}
 
 

@@ -46,7 +46,7 @@ from kecae.models.edit import (
     square_size_px,
     warp_images,
 )
-from kecae.models.inpaint import Inpainter, fill
+from kecae.models.inpaint import Inpainter, fill, random_masks
 
 #: How the key map enters the exchange (see the module docstring).
 KEY_POOLS = ("none", "mean")
@@ -102,6 +102,10 @@ class KECAEConfig:
     # or the fill is a constant of the step and the mask learns through the composition alone
     # (false: no backward through the inpainter for X', ~25 % of a step on a CPU)
     inpaint_fill_grad: bool = True
+    # edit "healthy", training only: the fill is drawn under the mask and random boxes (the
+    # inpainter's training masks), so where the mask has not opened the fill still shows what a
+    # healthy margin would look like there, and the mask can learn whether it helps
+    inpaint_explore: bool = False
 
     def __post_init__(self) -> None:
         # Checkpoints and YAML give lists; the config must stay hashable and comparable.
@@ -116,7 +120,7 @@ class KECAEConfig:
             raise ValueError(f"warp_max_px={self.warp_max_px!r} must be a positive number of px")
         if not (math.isfinite(self.residual_blur_px) and self.residual_blur_px >= 0):
             raise ValueError(f"residual_blur_px={self.residual_blur_px!r} must be >= 0 px")
-        for flag in ("edit", "inpaint_fill_grad"):
+        for flag in ("edit", "inpaint_fill_grad", "inpaint_explore"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag}={getattr(self, flag)!r} must be true or false")
         if self.edit_appearance not in EDIT_APPEARANCES:
@@ -131,6 +135,11 @@ class KECAEConfig:
             raise ValueError(
                 f"edit_square_frac={self.edit_square_frac!r} must be a share of the image side in "
                 "(0, 0.5] (e.g. 0.08: a 5 px square at 64 px)"
+            )
+        if self.inpaint_explore and not (self.edit and self.edit_appearance == "healthy"):
+            raise ValueError(
+                "inpaint_explore=true explores the healthy fill: it needs edit=true and "
+                "edit_appearance='healthy'"
             )
         if self.edit and self.exchange != "warp":
             raise ValueError(
@@ -462,11 +471,21 @@ class KECAE(nn.Module):
             warp_images(hat, disp),
             cfg.edit_appearance,
             donor,
-            None
-            if inpainter is None
-            else lambda x, m: fill(inpainter, x, m, cfg.inpaint_fill_grad),
+            None if inpainter is None else self.healthy_fill,
         )  # (B, 1, S, S) each
         return compose(moved, appearance, mask), disp, mask
+
+    def healthy_fill(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Edit "healthy": the inpainter's fill of ``x`` under ``mask`` (B, 1, S, S) each, with
+        gradient to both or none (``inpaint_fill_grad``); in training with ``inpaint_explore``
+        the inpainter hides the union of the mask and random boxes."""
+        if self.inpainter is None:
+            raise ValueError("healthy_fill needs a model with edit_appearance=healthy")
+        hidden = mask
+        if self.training and self.config.inpaint_explore:
+            boxes = random_masks(x.shape[0], x.shape[-1], device=x.device).to(mask.dtype)
+            hidden = torch.maximum(mask, boxes)
+        return fill(self.inpainter, x, hidden, self.config.inpaint_fill_grad)
 
     def exchange(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Key-exchanged images (X'1, X'2), each (B, 1, S, S): X1 given X2's key and the reverse.

@@ -456,6 +456,16 @@ ROWS: dict[str, AblationRow] = {
             {**_CONTROL_LOSS, "patch_crop": 1.0},
         ),
         AblationRow(
+            "g32_healthy_edges_patch_local_removal_control_explore",
+            "g32_healthy_edges_patch_local_removal_control_nofillgrad with the fill drawn in "
+            "training under the mask and random boxes (model option inpaint_explore=true): where "
+            "the mask has not opened, the fill of a spur is the spur itself and the mask's "
+            "gradient there is zero; under a box the fill is a healthy margin, and the mask "
+            "learns whether putting it there helps",
+            {**_G32_HEALTHY_NOGRAD, "inpaint_explore": True},
+            _CONTROL_LOSS,
+        ),
+        AblationRow(
             "g32_healthy_edges_patch_local_fakes",
             "g32_healthy_edges_patch_local_removal with the critic also learning X'2 as not a "
             "real KL-0 knee (--local-fakes): once the joint is widened, what is left for it to "

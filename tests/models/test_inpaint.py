@@ -324,3 +324,71 @@ def test_inpaint_fill_grad_is_checked(value):
 def test_inpaint_channels_are_checked(value):
     with pytest.raises(ValueError, match="inpaint_channels="):
         KECAEConfig(**{**HEALTHY, "inpaint_channels": value})
+
+
+def test_exploring_fill_hides_the_mask_and_random_boxes_in_training_only():
+    torch.manual_seed(0)
+    model = KECAE(KECAEConfig(**{**HEALTHY, "inpaint_explore": True}))
+    assert model.inpainter is not None
+    seen = []
+
+    class Spy(torch.nn.Module):  # records what the inpainter is asked to hide
+        def forward(self, x, mask):
+            seen.append(mask)
+            return torch.zeros_like(x)
+
+    model.inpainter.forward = Spy().forward  # type: ignore[method-assign]
+    x = torch.rand(3, 1, 32, 32) * 2 - 1
+    mask = torch.full((3, 1, 32, 32), 0.1)
+    model.eval()
+    model.healthy_fill(x, mask)
+    assert torch.equal(seen[-1], mask)  # generation: the mask alone
+    model.train()
+    torch.manual_seed(1)
+    model.healthy_fill(x, mask)
+    hidden = seen[-1]
+    assert bool((hidden >= mask).all()) and float(hidden.max()) > 0.99  # the mask and boxes
+    torch.manual_seed(1)
+    torch.testing.assert_close(hidden, torch.maximum(mask, random_masks(3, 32)))
+    plain = KECAE(KECAEConfig(**HEALTHY)).train()
+    plain.inpainter.forward = Spy().forward  # type: ignore[method-assign]
+    plain.healthy_fill(x, mask)
+    assert torch.equal(seen[-1], mask)  # off by default: the mask alone, in training too
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_inpaint_explore_is_checked(value):
+    with pytest.raises(ValueError, match="inpaint_explore="):
+        KECAEConfig(**{**HEALTHY, "inpaint_explore": value})
+
+
+def test_the_control_term_fills_with_the_exploring_fill():
+    from kecae.edit_losses import control_change_term
+    from kecae.losses import TERMS
+
+    torch.manual_seed(0)
+    model = KECAE(KECAEConfig(**{**HEALTHY, "inpaint_fill_grad": False, "inpaint_explore": True}))
+    model.train()
+    g0 = torch.Generator().manual_seed(0)
+    x1 = torch.rand(4, 1, 32, 32, generator=g0) * 2 - 1
+    x2 = torch.rand(4, 1, 32, 32, generator=g0) * 2 - 1
+    out = model(x1, x2)
+    ctrl = torch.cat([x1[::2], x2[::2]])
+    assert out.mask_self is not None
+    y = torch.zeros(4, dtype=torch.long)
+    terms = [t for t in TERMS if "control" in t.weights]
+    inputs = LossInputs(out, x1, x2, y, y + 1, torch.nn.Identity(), model, step=10)
+    torch.manual_seed(5)
+    _, logged = kecae_loss(inputs, LossSettings(lambda_control=1.0, adv_ramp=0), terms)
+    torch.manual_seed(5)
+    with torch.no_grad():
+        hidden = torch.maximum(out.mask_self, random_masks(4, 32))
+        want = control_change_term(ctrl, model.inpainter(ctrl, hidden), out.mask_self)
+        mask_only = control_change_term(ctrl, model.inpainter(ctrl, out.mask_self), out.mask_self)
+    torch.testing.assert_close(logged["control"], want)
+    assert not torch.allclose(want, mask_only)
+
+
+def test_inpaint_explore_needs_the_healthy_fill():
+    with pytest.raises(ValueError, match="inpaint_explore=true explores the healthy fill"):
+        KECAEConfig(**{**HEALTHY, "edit_appearance": "free", "inpaint_explore": True})
