@@ -276,3 +276,66 @@ def test_spur_breakdown_critic_locator_bounds():
         assert got["called_kl2"] == (1.0 if bias > 0 else 0.0)
     with pytest.raises(SystemExit, match="lambda-local-sup"):
         critic_locator({}, kl2, twins, (0.0,))
+
+
+def test_cue_sensitivity_versions_change_one_cue_each(tmp_path):
+    import dataclasses
+    import json
+
+    import numpy as np
+    import torch
+
+    from cue_sensitivity import KL0_VERSIONS, KL2_VERSIONS, SPURS, main, passed_spurs, versions
+
+    got = versions(3, seed=5)
+    assert set(got) == {f"KL-2 {v}" for v in KL2_VERSIONS} | {f"KL-0 {v}" for v in KL0_VERSIONS}
+    jsw = ("jsw_medial_mm", "jsw_lateral_mm")
+
+    def changed(a, b):
+        return {k for k, v in dataclasses.asdict(a).items() if dataclasses.asdict(b)[k] != v}
+
+    for grade, names in (("KL-2", KL2_VERSIONS), ("KL-0", KL0_VERSIONS)):
+        drawn = got[f"{grade} {names[0]}"]
+        for name, cue in zip(names[1:], ({*SPURS}, {*jsw}, {*SPURS, *jsw}), strict=True):
+            for a, b in zip(drawn, got[f"{grade} {name}"], strict=True):
+                assert changed(a, b) <= cue, (grade, name)  # nothing else moves
+    kl2, kl0 = got[f"KL-2 {KL2_VERSIONS[0]}"], got[f"KL-0 {KL0_VERSIONS[0]}"]
+    for p, q in zip(kl2, got[f"KL-2 {KL2_VERSIONS[3]}"], strict=True):
+        assert max(getattr(q, k) for k in SPURS) == 0.0
+        assert (q.jsw_medial_mm, q.jsw_lateral_mm) == (
+            p.healthy_jsw_medial_mm,
+            p.healthy_jsw_lateral_mm,
+        )
+    for p, q, r in zip(kl0, kl2, got[f"KL-0 {KL0_VERSIONS[3]}"], strict=True):
+        assert [getattr(r, k) for k in SPURS] == [getattr(q, k) for k in SPURS]
+        assert r.jsw_medial_mm == q.jsw_medial_mm and r.noise_seed == p.noise_seed
+
+    class Fixed(torch.nn.Module):  # calls image k KL-2 when k is even
+        def forward(self, x):
+            even = (torch.arange(x.shape[0]) % 2 == 0).float()
+            return torch.stack([1 - even, even], 1)
+
+    spur = np.array([1, 1, 1, 0], dtype=bool)  # X'2 0-2 keep a spur; 1 is called KL-0
+    assert passed_spurs(Fixed(), np.zeros((4, 8, 8), np.float32), spur) == {
+        "x2_called_kl2": 0.5,
+        "x2_with_spur": 0.75,
+        "x2_with_spur_called_kl0": 1 / 3,
+    }
+    from kecae.checkpoint import save_checkpoint
+    from kecae.models.classifiers import build_classifier
+
+    model = build_classifier("small", 32)
+    ckpt = save_checkpoint(
+        tmp_path / "c.pt",
+        {
+            "kind": "classifier",
+            "model": model.state_dict(),
+            "model_config": {"arch": "small", "image_size": 32},
+        },
+    )
+    out = tmp_path / "cue.json"
+    result = main(["--classifier", f"c={ckpt}", "--n", "3", "--size", "32", "--out", str(out)])
+    assert json.loads(out.read_text()) == result
+    rows = result["classifiers"]["c"]["versions"]
+    assert len(rows) == 8 and all(0 <= r["called_kl2"] <= 1 for r in rows.values())
+    assert set(result["spur_called"]) == set(rows)

@@ -55,6 +55,12 @@ class ClassifierTrainConfig:
     mix_dirs: list[str] = field(default_factory=list)  # generated sets drawn into every batch
     mix_ratio: float = 0.0  # with --max-steps: generated per real image in each batch
     pretrain_steps: int = 0  # with --max-steps: first steps on --mix-dirs alone, then real only
+    adv_eps: float = setting(
+        0.0, range=(0, 1, True, "a number in [0, 1] (image units; images lie in [-1, 1])")
+    )  # adversarial training: every batch replaced by its PGD attack within this L-inf radius
+    adv_steps: int = setting(
+        3, range=(1, 100, True, "a whole number of steps in [1, 100]")
+    )  # PGD steps per batch with --adv-eps (step size 2.5 · eps / steps, random start)
     max_steps: int = 0  # train exactly this many optimiser steps, no early stopping (0: epochs)
     eval_every: int = 0  # with --max-steps: steps between validations (0: max_steps / 30)
     epochs: int = 30  # maximum epochs
@@ -78,6 +84,13 @@ class ClassifierTrainConfig:
     data_version: str = setting(
         "", hidden=True
     )  # the data set's version from the data check (set by kecae; another one is refused)
+
+    def __post_init__(self) -> None:
+        if self.adv_eps > 0 and self.augment in ("mixup", "cutmix"):
+            raise KecaeError(
+                f"--adv-eps {self.adv_eps} with --augment {self.augment}: the attack needs one "
+                "label per image; use --augment none or classic"
+            )
 
 
 @dataclass

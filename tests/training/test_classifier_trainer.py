@@ -149,3 +149,47 @@ def test_generated_only_and_pretraining(tree, tmp_path):
     )
     with pytest.raises(KecaeError, match="no training images"):
         ct.train_classifier(_budget_cfg(tree, tmp_path / "none", real_grades=[]))
+
+
+def test_pgd_attack_stays_in_its_ball_and_raises_the_loss():
+    import torch
+    import torch.nn.functional as F
+
+    from kecae.training.classifier_trainer import pgd_attack
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
+    x = torch.rand(8, 1, 8, 8) * 2 - 1
+    x[0, 0, 0, 0] = 1.0  # a pixel at the range's edge stays inside it
+    y = torch.tensor([0, 1] * 4)
+    adv = pgd_attack(net, x, y, eps=0.1, steps=5, gen=torch.Generator().manual_seed(1))
+    assert adv.shape == x.shape and not adv.requires_grad
+    assert (adv - x).abs().max() <= 0.1 + 1e-6 and adv.min() >= -1 and adv.max() <= 1
+    with torch.no_grad():
+        assert F.cross_entropy(net(adv), y) > F.cross_entropy(net(x), y) + 0.05
+    assert all(p.grad is None for p in net.parameters())  # the attack trains nothing
+    # a linear model's loss rises fastest along the sign of its weights: PGD reaches the corner
+    w = net[1].weight.detach()
+    toward = torch.where(y[:, None] == 0, w[1] - w[0], w[0] - w[1]).sign().view(8, 1, 8, 8)
+    inside = (x - 0.1 > -1) & (x + 0.1 < 1)
+    assert torch.allclose((adv - x)[inside], 0.1 * toward[inside], atol=1e-5)
+
+
+def test_adversarial_training_option(tree, tmp_path, capsys):
+    """--adv-eps trains on the attacked batches and is recorded; a value out of range or with
+    mixup is refused at parse time."""
+    out = tmp_path / "robust"
+    args = ["train-classifier", "--data", str(tree), "--out", str(out), "--arch", "small"]
+    args += ["--image-size", "32", "--epochs", "1", "--batch-size", "16", "--no-progress"]
+    assert main([*args, "--adv-eps", "0.05", "--adv-steps", "2"]) == 0
+    import yaml
+
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["adv_eps"] == 0.05 and saved["adv_steps"] == 2
+    for bad, says in (
+        (["--adv-eps", "1.5"], "--adv-eps 1.5: must be"),
+        (["--adv-eps", "0.05", "--adv-steps", "0"], "--adv-steps 0: must be"),
+        (["--adv-eps", "0.05", "--augment", "mixup"], "one label per image"),
+    ):
+        assert main([*args[:4], str(tmp_path / "other"), *args[5:], *bad]) == 2
+        assert says in capsys.readouterr().err
