@@ -76,6 +76,9 @@ class RunConfig:
     supervisors: int | None = setting(
         None, range=(1, 64, True, "a whole number of supervisors in [1, 64]"), metavar="K"
     )  # frozen supervisors (seeds seed + 1000 k), J_SUP their mean (default: the preset's, 1)
+    supervisor_adv_eps: float | None = setting(
+        None, range=(0, 1, True, "a number in [0, 1] (image units; images lie in [-1, 1])")
+    )  # the supervisors' adversarial training radius (--adv-eps; default: the preset's)
     judge_arch: str = setting(
         "small", choices=CLASSIFIERS
     )  # the independent judge (resnet18 for real runs)
@@ -299,6 +302,15 @@ def _classifier_config(
     )
 
 
+def supervisor_adv_eps(cfg: RunConfig) -> float:
+    """The supervisors' PGD radius: ``--supervisor-adv-eps``, else its preset's."""
+    from kecae.models.presets import preset_supervisor
+
+    if cfg.supervisor_adv_eps is not None:
+        return float(cfg.supervisor_adv_eps)
+    return float(preset_supervisor(cfg.preset).get("adv_eps", 0.0))
+
+
 def supervisor_count(cfg: RunConfig) -> int:
     """How many supervisors the run trains: ``--supervisors``, else its preset's (1)."""
     from kecae.models.presets import preset_training
@@ -321,6 +333,7 @@ def _train_supervisors(
         member = _classifier_config(
             layout.supervisor_member(k), cfg.supervisor_arch, seed, cfg, size, shared
         )
+        member = dataclasses.replace(member, adv_eps=supervisor_adv_eps(cfg))
         metrics.append(train_classifier(member))
     return metrics[0]
 

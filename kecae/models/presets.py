@@ -69,6 +69,19 @@ PRESET_TRAINING: dict[str, dict[str, Any]] = {
 }
 
 
+#: Settings of the supervisors (fields of ``ClassifierTrainConfig``) each preset was measured
+#: with, applied by ``kecae run`` / ``kecae demo`` when they train them; the options
+#: (``--supervisor-adv-eps``) win. The judge is never changed: it stays an ordinary classifier.
+PRESET_SUPERVISOR: dict[str, dict[str, Any]] = {"paper": {}, "cpu": {}, "tiny": {}}
+
+
+def preset_supervisor(name: str) -> dict[str, Any]:
+    """A copy of the supervisor settings of preset ``name`` (see :data:`PRESET_SUPERVISOR`)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown KECAE preset {name!r}; choose one of {list(PRESETS)}")
+    return dict(PRESET_SUPERVISOR.get(name, {}))
+
+
 def preset_training(name: str) -> dict[str, Any]:
     """A copy of the training settings of preset ``name`` (see :data:`PRESET_TRAINING`)."""
     if name not in PRESETS:

@@ -262,3 +262,31 @@ def test_demo_trains_the_members_and_a_rerun_reuses_them(tmp_path, capsys):
     assert mine == [str(fraction.supervisor_member(k).best) for k in range(3)]
     configs = [yaml.safe_load(fraction.supervisor_member(k).config.read_text()) for k in range(3)]
     assert [c["seed"] for c in configs] == [0, 1000, 2000]
+
+
+def test_supervisors_are_trained_adversarially_as_asked(tmp_path, capsys):
+    """--supervisor-adv-eps (else the preset's) reaches every supervisor's training settings;
+    the judge's settings have no such field set; out of range is refused at parse time."""
+    from kecae.cli import main
+    from kecae.models.presets import preset_supervisor
+    from kecae.pipeline import RunConfig, _classifier_config, _train_supervisors
+
+    layout = RunLayout(tmp_path / "run")
+    seen = []
+
+    def fake_train(c):
+        seen.append(c)
+        return {"accuracy": 1.0}
+
+    for given, want in ((None, preset_supervisor("cpu").get("adv_eps", 0.0)), (0.02, 0.02)):
+        seen.clear()
+        cfg = RunConfig(out=str(layout.root), supervisors=2, supervisor_adv_eps=given)
+        _train_supervisors(cfg, layout, 64, {}, fake_train)
+        assert [c.adv_eps for c in seen] == [want, want]
+        assert [c.seed for c in seen] == [0, 1000] and seen[1].out == str(
+            layout.root / "supervisor_1"
+        )
+    judge = _classifier_config(layout.judge, "small", 1, RunConfig(supervisor_adv_eps=0.02), 64, {})
+    assert judge.adv_eps == 0.0
+    assert main(["demo", "--supervisor-adv-eps", "2"]) == 2
+    assert "--supervisor-adv-eps 2.0: must be" in capsys.readouterr().err
