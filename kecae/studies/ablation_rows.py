@@ -466,14 +466,6 @@ ROWS: dict[str, AblationRow] = {
             _CONTROL_LOSS,
         ),
         AblationRow(
-            "g32_healthy_edges_patch_local_removal_control_ens3",
-            "g32_healthy_edges_patch_local_removal_control_nofillgrad with J_SUP the mean over 3 "
-            "frozen supervisors (g32_patch_ens3's ensemble): a spur that one supervisor ignores "
-            "another may not, and the mask can remove it",
-            _G32_HEALTHY_NOGRAD,
-            {**_CONTROL_LOSS, "supervisors": 3},
-        ),
-        AblationRow(
             "g32_healthy_edges_patch_local_fakes",
             "g32_healthy_edges_patch_local_removal with the critic also learning X'2 as not a "
             "real KL-0 knee (--local-fakes): once the joint is widened, what is left for it to "
