@@ -112,7 +112,8 @@ def test_ddp_gloo_two_processes(tree, supervisor, tmp_path):
 
 @pytest.mark.slow
 def test_ddp_train_classifier_under_torchrun(tree, tmp_path):
-    """`torchrun -m kecae train-classifier` with 2 gloo processes: rank 0 alone writes the run."""
+    """`torchrun -m kecae train-classifier` with 2 gloo processes: rank 0 alone writes the run;
+    with --adv-eps the attack runs on each rank's bare network, outside DDP's step."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     out = tmp_path / "clf"
     r = subprocess.run(
@@ -137,6 +138,10 @@ def test_ddp_train_classifier_under_torchrun(tree, tmp_path):
             "2",
             "--batch-size",
             "16",
+            "--adv-eps",
+            "0.05",
+            "--adv-steps",
+            "2",
             "--no-progress",
             "--device",
             "cpu",
