@@ -138,7 +138,9 @@ def _open_run_folder(cfg: RunConfig) -> tuple[RunConfig, RunLayout]:
             {**dataclasses.asdict(type(cfg)()), **old},
             dataclasses.asdict(cfg),
             fields=[f.name for f in dataclasses.fields(cfg)],
-            ignore=MAY_CHANGE,
+            # the supervisors' attack radius is checked against each supervisor's own
+            # config.yaml (_check_supervisor_attack), which a folder made before it existed has
+            ignore=(*MAY_CHANGE, "supervisor_adv_eps"),
             what="a run",
             fix=f"only {', '.join(MAY_CHANGE[:-2])} may change on a rerun: "
             "pass the settings it was made with, or --fresh to run afresh in a new folder",
@@ -311,6 +313,22 @@ def supervisor_adv_eps(cfg: RunConfig) -> float:
     return float(preset_supervisor(cfg.preset).get("adv_eps", 0.0))
 
 
+def _check_supervisor_attack(run: ClassifierRun, want: float) -> None:
+    """Refuse a supervisor folder trained with another attack radius, naming the run option that
+    keeps it (a folder made before the presets trained their supervisors so has none: 0)."""
+    if not run.config.is_file():
+        return
+    had = float(read_yaml_mapping(run.config).get("adv_eps") or 0.0)
+    check_same(
+        run.folder,
+        {"adv_eps": had},
+        {"adv_eps": want},
+        what="a supervisor",
+        fix=f"pass --supervisor-adv-eps {had:g} to keep it, or --fresh to run afresh in a new "
+        "folder",
+    )
+
+
 def supervisor_count(cfg: RunConfig) -> int:
     """How many supervisors the run trains: ``--supervisors``, else its preset's (1)."""
     from kecae.models.presets import preset_training
@@ -334,6 +352,7 @@ def _train_supervisors(
             layout.supervisor_member(k), cfg.supervisor_arch, seed, cfg, size, shared
         )
         member = dataclasses.replace(member, adv_eps=supervisor_adv_eps(cfg))
+        _check_supervisor_attack(layout.supervisor_member(k), member.adv_eps)
         metrics.append(train_classifier(member))
     return metrics[0]
 

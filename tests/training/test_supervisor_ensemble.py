@@ -290,3 +290,21 @@ def test_supervisors_are_trained_adversarially_as_asked(tmp_path, capsys):
     assert judge.adv_eps == 0.0
     assert main(["demo", "--supervisor-adv-eps", "2"]) == 2
     assert "--supervisor-adv-eps 2.0: must be" in capsys.readouterr().err
+
+
+def test_a_supervisor_trained_with_another_attack_is_refused_by_name(tmp_path):
+    """A run folder's supervisor made before the presets attacked theirs (no adv_eps in its
+    config.yaml) is kept with --supervisor-adv-eps 0 and refused otherwise, naming that option."""
+    from kecae.pipeline import _check_supervisor_attack
+
+    layout = RunLayout(tmp_path / "run")
+    _check_supervisor_attack(layout.supervisor, 0.03)  # nothing trained yet: nothing to refuse
+    layout.supervisor.folder.mkdir(parents=True)
+    layout.supervisor.config.write_text("arch: siamese\nseed: 0\n")
+    _check_supervisor_attack(layout.supervisor, 0.0)
+    with pytest.raises(KecaeError, match=r"adv_eps 0.0 there, 0.03 now.*--supervisor-adv-eps 0 "):
+        _check_supervisor_attack(layout.supervisor, 0.03)
+    layout.supervisor.config.write_text("arch: siamese\nadv_eps: 0.03\n")
+    _check_supervisor_attack(layout.supervisor, 0.03)
+    with pytest.raises(KecaeError, match=r"--supervisor-adv-eps 0\.03 to keep it, or --fresh"):
+        _check_supervisor_attack(layout.supervisor, 0.0)
