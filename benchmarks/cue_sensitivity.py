@@ -45,8 +45,12 @@ from kecae.phantoms.params import PhantomParams
 #: the four versions of each group, in order: as drawn, one cue changed, the other, both
 KL2_VERSIONS = ("as drawn", "no spurs", "healthy joint space", "healthy joint space, no spurs")
 KL0_VERSIONS = ("as drawn", "KL-2 spurs", "KL-2 joint space", "KL-2 joint space and spurs")
-SPURS = ("ost_femoral_medial_mm", "ost_femoral_lateral_mm", "ost_tibial_medial_mm")
-SPURS = (*SPURS, "ost_tibial_lateral_mm")
+SPURS = (
+    "ost_femoral_medial_mm",
+    "ost_femoral_lateral_mm",
+    "ost_tibial_medial_mm",
+    "ost_tibial_lateral_mm",
+)
 
 
 def _spurs(p: PhantomParams, like: PhantomParams | None) -> PhantomParams:
@@ -66,7 +70,7 @@ def versions(n: int, seed: int) -> dict[str, list[PhantomParams]]:
     kl0 = [sample_params(0, rng) for _ in range(n)]
     healthy = [(p.healthy_jsw_medial_mm, p.healthy_jsw_lateral_mm) for p in kl2]
     narrow = [(p.jsw_medial_mm, p.jsw_lateral_mm) for p in kl2]
-    out = {
+    return {
         f"KL-2 {KL2_VERSIONS[0]}": kl2,
         f"KL-2 {KL2_VERSIONS[1]}": [_spurs(p, None) for p in kl2],
         f"KL-2 {KL2_VERSIONS[2]}": [_joint(p, j) for p, j in zip(kl2, healthy, strict=True)],
@@ -80,7 +84,6 @@ def versions(n: int, seed: int) -> dict[str, list[PhantomParams]]:
             _joint(_spurs(p, q), j) for p, q, j in zip(kl0, kl2, narrow, strict=True)
         ],
     }
-    return out
 
 
 def rendered(params: list[PhantomParams], size: int) -> np.ndarray:
@@ -88,11 +91,16 @@ def rendered(params: list[PhantomParams], size: int) -> np.ndarray:
     return np.stack([preprocess(render(p, 128) / 255.0, size) for p in params]).astype(np.float32)
 
 
-def called_kl2(model: torch.nn.Module, images: np.ndarray) -> dict[str, float]:
-    """Share of ``images`` the classifier calls KL-2, and its mean P(KL-2)."""
+def p_kl2(model: torch.nn.Module, images: np.ndarray) -> np.ndarray:
+    """The classifier's P(KL-2) of each image."""
     from kecae.inference import classify
 
-    p = classify(model, images)[:, 1]
+    return classify(model, images)[:, 1]
+
+
+def called_kl2(model: torch.nn.Module, images: np.ndarray) -> dict[str, float]:
+    """Share of ``images`` the classifier calls KL-2, and its mean P(KL-2)."""
+    p = p_kl2(model, images)
     return {"called_kl2": float((p > 0.5).mean()), "mean_p_kl2": float(p.mean())}
 
 
@@ -107,9 +115,7 @@ def exchanged_x2(ckpt: str, kl2: np.ndarray, kl0: np.ndarray) -> np.ndarray:
 
 def passed_spurs(model: torch.nn.Module, x2: np.ndarray, spur: np.ndarray) -> dict[str, float]:
     """Share of X'2 called KL-2, and of the X'2 with a measured spur, the share called KL-0."""
-    from kecae.inference import classify
-
-    p = classify(model, x2)[:, 1]
+    p = p_kl2(model, x2)
     kept = spur.astype(bool)
     return {
         "x2_called_kl2": float((p > 0.5).mean()),

@@ -346,14 +346,14 @@ def _train_supervisors(
     """The supervisor (member 0, seed ``cfg.seed``), then an ensemble's other members (each
     trained, resumed or reused in ``RUN/supervisor_<k>``); returns member 0's metrics."""
     metrics = []
+    adv_eps = supervisor_adv_eps(cfg)
     for k in range(supervisor_count(cfg)):
-        seed = member_seed(cfg.seed, k)
+        run = layout.supervisor_member(k)
         member = _classifier_config(
-            layout.supervisor_member(k), cfg.supervisor_arch, seed, cfg, size, shared
+            run, cfg.supervisor_arch, member_seed(cfg.seed, k), cfg, size, shared
         )
-        member = dataclasses.replace(member, adv_eps=supervisor_adv_eps(cfg))
-        _check_supervisor_attack(layout.supervisor_member(k), member.adv_eps)
-        metrics.append(train_classifier(member))
+        _check_supervisor_attack(run, adv_eps)
+        metrics.append(train_classifier(dataclasses.replace(member, adv_eps=adv_eps)))
     return metrics[0]
 
 

@@ -183,6 +183,8 @@ AUGMENTATIONS = Registry(
         Component("cutmix", "CutMix: a box pasted from another image, labels by area"),
     ],
 )
+#: Augmentations that mix two images of a batch (their loss weighs both labels).
+MIXING = ("mixup", "cutmix")
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from kecae.evaluation.metrics import classification_metrics
 from kecae.files import atomic_write_text
 from kecae.inference import classify
 from kecae.models.classifiers import Classifier, ClassifierConfig, build_classifier
+from kecae.registry import MIXING
 from kecae.reuse import check_resumable, prepare_output, record_data_problems
 from kecae.runfolder import ClassifierRun
 from kecae.runlock import releases_locks
@@ -58,8 +59,6 @@ from kecae.training.step import check_finite
 
 log = logging.getLogger(__name__)
 
-#: Augmentations that mix two images of a batch (their loss weighs both labels).
-MIXING = ("mixup", "cutmix")
 #: Columns of a classifier's log.csv: ``step`` counts optimiser steps, ``epoch`` the epochs of
 #: the training pool seen (fractional with a step budget).
 LOG_FIELDS = ["step", "epoch", "train_loss", "val_loss", "val_accuracy", "lr", "images_per_s"]

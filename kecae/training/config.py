@@ -17,6 +17,7 @@ from kecae.registry import (
     LDA_MODES,
     LOCAL_FAKES_FROM,
     LOCAL_SIDES,
+    MIXING,
     PRESETS,
     RECON_LOSSES,
     SUP_TARGETS,
@@ -86,7 +87,7 @@ class ClassifierTrainConfig:
     )  # the data set's version from the data check (set by kecae; another one is refused)
 
     def __post_init__(self) -> None:
-        if self.adv_eps > 0 and self.augment in ("mixup", "cutmix"):
+        if self.adv_eps > 0 and self.augment in MIXING:
             raise KecaeError(
                 f"--adv-eps {self.adv_eps} with --augment {self.augment}: the attack needs one "
                 "label per image; use --augment none or classic"
