@@ -179,6 +179,11 @@ AUGMENTATIONS = Registry(
     [
         Component("none", "the images as they are"),
         Component("classic", "flips, small rotations, intensity changes"),
+        Component(
+            "warp",
+            "random displacement fields like the warp exchange's (up to 3/64 of the side), "
+            "labels kept: a supervisor that does not read a warp's traces as a grade",
+        ),
         Component("mixup", "mixup: two images and their labels blended, weight ~ Beta(0.2, 0.2)"),
         Component("cutmix", "CutMix: a box pasted from another image, labels by area"),
     ],

@@ -68,4 +68,4 @@ def test_unknown_names_and_plain_options():
     with pytest.raises(TypeError, match="option name"):
         LDA_MODES["image"].load()
     assert "image: the paper's Eq. 7" in LDA_MODES.describe()
-    assert list(registry.AUGMENTATIONS) == ["none", "classic", "mixup", "cutmix"]
+    assert list(registry.AUGMENTATIONS) == ["none", "classic", "warp", "mixup", "cutmix"]

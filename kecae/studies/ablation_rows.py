@@ -495,6 +495,14 @@ ROWS: dict[str, AblationRow] = {
             _LOCAL_X2_LOSS,
         ),
         AblationRow(
+            "g32_patch_local_removal_fold",
+            "g32_patch_local_removal (the cpu preset) + the fold penalty relu(0.5 − det J), "
+            "weight 1: X'2 the supervisor passed with a measured spur showed torn bone margins "
+            "and fragments in the widened joint, where a 32-cell field can fold",
+            _G32,
+            {**_LOCAL_X2_LOSS, "lambda_fold": 1.0},
+        ),
+        AblationRow(
             "g32_patch_local_removal_ens3",
             "g32_patch_local_removal (the cpu preset) with J_SUP the mean over 3 frozen "
             "supervisors (g32_patch_ens3's ensemble): on g32_patch the ensemble left the fewest "

@@ -1,6 +1,7 @@
 """The augmentations a user would pick instead of KECAE: classic (flips, small rotations,
-intensity changes) and the mixing ones, mixup and CutMix. Applied on the batch tensor with a
-seeded generator, so runs are reproducible."""
+intensity changes) and the mixing ones, mixup and CutMix; and random warps of the kind KECAE's
+warp exchange makes, for a supervisor that should not read a warp's traces as a grade. Applied on
+the batch tensor with a seeded generator, so runs are reproducible."""
 
 from __future__ import annotations
 
@@ -48,6 +49,41 @@ def classic_augment(
     d = ((u() * 2 - 1) * brightness).to(x)[:, None, None, None]
     y = ((y.clamp_min(1e-6) ** g - 0.5) * c + 0.5 + d).clamp(0, 1)
     return y * 2 - 1
+
+
+#: ``--augment warp``: the bound of each displacement component as a share of the image side
+#: (3 px at 64 px, the ``cpu`` preset's ``warp_max_px``), and the sides of the coarse grids a
+#: batch's fields are drawn on (32 is the preset's ``warp_grid``: the finest, foldable fields).
+WARP_MAX_SHARE = 3 / 64
+WARP_GRIDS = (4, 8, 16, 32)
+
+
+def warp_augment(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    max_share: float = WARP_MAX_SHARE,
+    grids: tuple[int, ...] = WARP_GRIDS,
+    p: float = 0.5,
+) -> torch.Tensor:
+    """Move the pixels of a random share ``p`` of a batch along random displacement fields, the
+    labels kept: the traces a warp leaves (stretched or torn bone margins, a joint locally wider or
+    narrower) then occur on both grades, so a classifier trained on them learns that they are not
+    the grade. The exchange's own warp moves a KL-2 knee's bones apart; it cannot delete a spur,
+    and a supervisor that has seen warped KL-2 knees labelled KL-2 should not pass one that kept it.
+
+    One grid side per batch from ``grids`` (at most the image side); per image an amplitude
+    a ~ U(0, max_share · S) px and a field a · tanh(N(0, 1)) on that grid, upsampled bilinearly
+    (:func:`kecae.models.edit.warp_images`). x: (B, 1, S, S) in [-1, 1] -> the same shape.
+    """
+    from kecae.models.edit import warp_images
+
+    b, _, h, _ = x.shape
+    g = min(grids[int(torch.randint(len(grids), (1,), generator=generator))], h)
+    on = (torch.rand(b, generator=generator) < p).float()
+    amp = torch.rand(b, generator=generator) * max_share * h * on
+    field = amp.view(b, 1, 1, 1) * torch.tanh(torch.randn(b, 2, g, g, generator=generator))
+    warped = warp_images(x, field.to(x.device)).to(x.dtype)
+    return torch.where(on.view(b, 1, 1, 1).bool().to(x.device), warped, x)
 
 
 # ---------------------------------------------------------------------------------------------

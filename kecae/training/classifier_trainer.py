@@ -41,7 +41,12 @@ from kecae.reuse import check_resumable, prepare_output, record_data_problems
 from kecae.runfolder import ClassifierRun
 from kecae.runlock import releases_locks
 from kecae.threads import ThreadGovernor
-from kecae.training.augment import classic_augment, mix_batch, mixed_cross_entropy
+from kecae.training.augment import (
+    classic_augment,
+    mix_batch,
+    mixed_cross_entropy,
+    warp_augment,
+)
 from kecae.training.batches import ArrayBatcher
 from kecae.training.config import CLASSIFIER_MAY_CHANGE, ClassifierTrainConfig
 from kecae.training.distributed import (
@@ -370,6 +375,8 @@ class _Loop:
         y = torch.from_numpy(self.data.train.labels[idx]).to(self.device)
         if cfg.augment == "classic":
             x = classic_augment(x, gen)
+        elif cfg.augment == "warp":
+            x = warp_augment(x, gen)
         if cfg.adv_eps > 0:
             # the attack runs on the bare network: its passes are not the step's (DDP)
             x = pgd_attack(getattr(net, "module", net), x, y, cfg.adv_eps, cfg.adv_steps, gen)

@@ -1,5 +1,5 @@
 """The batch augmentations (kecae.training.augment): mixup and CutMix against hand computations,
-their seeded draws, and the classic augmentation's range."""
+their seeded draws, the classic augmentation's range, and the random warps' bound."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from kecae.training.augment import (
     mix_batch,
     mixed_cross_entropy,
     mixup,
+    warp_augment,
 )
 
 
@@ -70,3 +71,31 @@ def test_classic_augment_keeps_range():
     x = torch.rand(4, 1, 16, 16) * 2 - 1
     out = classic_augment(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape and out.min() >= -1 and out.max() <= 1
+
+
+def test_warp_augment_moves_pixels_within_its_bound():
+    # a horizontal ramp x = column / S: bilinear sampling reproduces a linear image exactly, so a
+    # pixel's change is the ramp's slope (1/S per px) times its horizontal displacement, which the
+    # field bounds by max_share * S px (the border rows and columns clamp: left out)
+    s, max_share = 32, 3 / 64
+    ramp = (torch.arange(s, dtype=torch.float32) / s).expand(s, s)
+    x = ramp.expand(16, 1, s, s).contiguous()
+    out = warp_augment(x, torch.Generator().manual_seed(0), max_share=max_share, p=1.0)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    inner = (out - x)[..., 4:-4, 4:-4].abs()
+    assert inner.max() <= max_share * s / s + 1e-5  # |dx| <= max_share * S px, slope 1/S
+    assert (inner.flatten(1).max(1).values > 1e-3).sum() >= 12  # nearly every image moved
+    # p = 0 draws the same fields and applies none: the batch comes back as it was, exactly
+    same = warp_augment(x, torch.Generator().manual_seed(0), p=0.0)
+    assert torch.equal(same, x)
+    # seeded: the same generator state gives the same warps
+    again = warp_augment(x, torch.Generator().manual_seed(0), max_share=max_share, p=1.0)
+    assert torch.equal(again, out)
+
+
+def test_warp_augment_leaves_the_undrawn_share_untouched():
+    x = torch.rand(64, 1, 16, 16) * 2 - 1
+    out = warp_augment(x, torch.Generator().manual_seed(3), p=0.5)
+    moved = (out - x).flatten(1).abs().max(1).values > 0
+    assert 16 <= int(moved.sum()) <= 48  # about half drawn
+    assert torch.equal(out[~moved], x[~moved])

@@ -193,3 +193,22 @@ def test_adversarial_training_option(tree, tmp_path, capsys):
     ):
         assert main([*args[:4], str(tmp_path / "other"), *args[5:], *bad]) == 2
         assert says in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["classic", "warp"])
+def test_augmentation_reaches_every_batch(tree, tmp_path, monkeypatch, kind):
+    """--augment classic / warp runs its function on every training batch (and on nothing else:
+    the validation images are the data's own)."""
+    from kecae.training import augment
+    from kecae.training import classifier_trainer as ct
+
+    seen = []
+    real = {"classic": augment.classic_augment, "warp": augment.warp_augment}[kind]
+
+    def spy(x, generator):
+        seen.append(x.shape[0])
+        return real(x, generator)
+
+    monkeypatch.setattr(ct, f"{kind}_augment", spy)
+    out = ct.train_classifier(_budget_cfg(tree, tmp_path / kind, augment=kind))
+    assert out["steps"] == 6 and seen == [8] * 6
