@@ -72,6 +72,11 @@ PRESETS = Registry(
     [
         Component("paper", "the paper: 299 px, channels 32…2048", f"{_PRESETS}:paper"),
         Component("cpu", "a 2-core CPU: 64 px, channels 4…256", f"{_PRESETS}:cpu"),
+        Component(
+            "cpu_fill",
+            "cpu + a masked healthy fill that can remove a spur (~1/3 of cpu's speed)",
+            f"{_PRESETS}:cpu_fill",
+        ),
         Component("tiny", "tests: 32 px, channels 4…64", f"{_PRESETS}:tiny"),
     ],
 )

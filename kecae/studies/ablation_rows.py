@@ -503,6 +503,14 @@ ROWS: dict[str, AblationRow] = {
             {**_LOCAL_X2_LOSS, "lambda_fold": 1.0},
         ),
         AblationRow(
+            "g32_healthy_edges_patch_local_removal_control_nofillgrad_fold",
+            "the healthy-fill recipe (the cpu_fill preset) + the fold penalty relu(0.5 − det J), "
+            "weight 1: with the warp unable to fold a spur away, the mask is what is left to "
+            "remove it",
+            _G32_HEALTHY_NOGRAD,
+            {**_CONTROL_LOSS, "lambda_fold": 1.0},
+        ),
+        AblationRow(
             "g32_patch_local_removal_ens3",
             "g32_patch_local_removal (the cpu preset) with J_SUP the mean over 3 frozen "
             "supervisors (g32_patch_ens3's ensemble): on g32_patch the ensemble left the fewest "

@@ -169,7 +169,7 @@ class _KECAERecipe:
     )  # with --supervisors K > 1: the checkpoints of members 1..K-1 (member 0: --supervisor)
     supervisor_mode: str = setting("frozen", choices=SUPERVISOR_MODES)  # frozen (paper) or joint
     joint_arch: str = setting("siamese", choices=CLASSIFIERS)  # joint mode: supervisor architecture
-    preset: str = setting("cpu", choices=PRESETS)  # model preset: paper / cpu / tiny
+    preset: str = setting("cpu", choices=PRESETS)  # model preset: paper / cpu / cpu_fill / tiny
     model: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's fields
     num_pairs: int = 100_000  # N pairs sampled from the KL-0 x KL-2 product (paper: 100k)
     oversample: bool = False  # bootstrap the minority class to the majority size before pairing
