@@ -24,7 +24,8 @@ def test_names_are_listed_without_importing_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
     ).stdout
     assert out.strip() == (
-        "['paper', 'cpu', 'cpu_fill', 'tiny'] ['resnet18', 'vgg11', 'densenet201', 'siamese', 'small'] False"
+        "['paper', 'cpu', 'cpu_fill', 'tiny'] "
+        "['resnet18', 'vgg11', 'densenet201', 'siamese', 'small'] False"
     )
 
 
