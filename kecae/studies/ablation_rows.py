@@ -518,6 +518,14 @@ ROWS: dict[str, AblationRow] = {
             {**_CONTROL_LOSS, "lambda_fold": 1.0},
         ),
         AblationRow(
+            "g32_healthy_edges_patch_local_removal_control_nofillgrad_probes",
+            "the healthy-fill recipe (the cpu_fill preset) + the grade probes (a linear probe "
+            "telling the grade from hK, weight 0.1, and one on hN through a gradient reversal, "
+            "0.1): on g32_patch they took the grade out of hN (SVM 0.62-0.65)",
+            _G32_HEALTHY_NOGRAD,
+            {**_CONTROL_LOSS, "lambda_key_cls": 0.1, "lambda_nonkey_adv": 0.1},
+        ),
+        AblationRow(
             "g32_patch_local_removal_ens3",
             "g32_patch_local_removal (the cpu preset) with J_SUP the mean over 3 frozen "
             "supervisors (g32_patch_ens3's ensemble): on g32_patch the ensemble left the fewest "
