@@ -60,9 +60,10 @@ def cpu_fill() -> KECAEConfig:
     seeds (``kecae study robustness``) it meets 9, 9 and 9 targets (the ``cpu`` preset 9, 9, 8),
     key transfer KL-2 → KL-0 is 0.94 / 0.89 / 0.75 (0.86 / 0.72 / 0.62) and X'2 keep a spur in
     38.0 / 42.5 / 44.0 % (31.0 / 46.2 / 41.0 %); the judge follows the donor on 77.8-83.5 % of X'1
-    (79.5-82.2 %). It trains at ~45 pairs/s on one thread, a third of the ``cpu`` preset's speed,
-    so ``kecae demo --preset cpu_fill`` takes well past the ``cpu`` demo's ~10 minutes. Training
-    settings to match: :data:`PRESET_TRAINING` ``["cpu_fill"]``."""
+    (79.5-82.2 %). It trains at ~45-49 pairs/s on one thread, a third of the ``cpu`` preset's
+    speed: ``kecae run --preset cpu_fill`` on the demo's phantoms took 24 min 39 s on one core
+    (KECAE 1,317 s), against the ``cpu`` demo's ~10 minutes on two. Training settings to match:
+    :data:`PRESET_TRAINING` ``["cpu_fill"]``."""
     return replace_config(cpu(), edit=True, edit_appearance="healthy", inpaint_fill_grad=False)
 
 
