@@ -518,6 +518,13 @@ ROWS: dict[str, AblationRow] = {
             {**_CONTROL_LOSS, "lambda_fold": 1.0},
         ),
         AblationRow(
+            "g32_patch_local_removal_probes",
+            "g32_patch_local_removal (the cpu preset) + the grade probes on hK and hN (0.1 "
+            "each): with the healthy fill, whose mask then closed, they met 10 targets at seed 0",
+            _G32,
+            {**_LOCAL_X2_LOSS, "lambda_key_cls": 0.1, "lambda_nonkey_adv": 0.1},
+        ),
+        AblationRow(
             "g32_healthy_edges_patch_local_removal_control_nofillgrad_probes",
             "the healthy-fill recipe (the cpu_fill preset) + the grade probes (a linear probe "
             "telling the grade from hK, weight 0.1, and one on hN through a gradient reversal, "
