@@ -16,12 +16,13 @@ options (``make demo ARGS="--kecae-steps 20000 --kl0 3185 --kl2 2126"``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,13 @@ from kecae.preflight import preflight, trained_anything
 from kecae.registry import CLASSIFIERS, PRESETS
 from kecae.report import write_report
 from kecae.results import JudgeSummary, SupervisorSummary
-from kecae.reuse import check_out_of_data, check_same, fresh_folder, prepare_output
+from kecae.reuse import (
+    SettingsDiffer,
+    check_out_of_data,
+    check_same,
+    fresh_folder,
+    prepare_output,
+)
 from kecae.runfolder import ClassifierRun, RunLayout
 from kecae.runlock import releases_locks
 from kecae.training.config import ClassifierTrainConfig, KECAETrainConfig, member_seed
@@ -138,8 +145,9 @@ def _open_run_folder(cfg: RunConfig) -> tuple[RunConfig, RunLayout]:
             {**dataclasses.asdict(type(cfg)()), **old},
             dataclasses.asdict(cfg),
             fields=[f.name for f in dataclasses.fields(cfg)],
-            # the supervisors' attack radius is checked against each supervisor's own
-            # config.yaml (_check_supervisor_attack), which a folder made before it existed has
+            # the supervisors' attack radius is checked against each supervisor's own settings
+            # (the trainer's resume check, advised by _supervisor_advice): a run.yaml made
+            # before the option existed lacks it, a supervisor folder always has its settings
             ignore=(*MAY_CHANGE, "supervisor_adv_eps"),
             what="a run",
             fix=f"only {', '.join(MAY_CHANGE[:-2])} may change on a rerun: "
@@ -235,13 +243,15 @@ def _run_steps(
     sup = step(
         "supervisor", lambda: _train_supervisors(cfg, layout, size, shared, train_classifier)
     )
-    judge = step(
-        "judge",
-        lambda: train_classifier(
-            _classifier_config(layout.judge, cfg.judge_arch, cfg.seed + 1, cfg, size, shared)
-        ),
-    )
-    step("kecae", lambda: train_kecae(_kecae_config(cfg, layout, size, shared)))
+    with _run_level_advice(layout.judge.folder, _retrain(layout.judge.folder, "the judge")):
+        judge = step(
+            "judge",
+            lambda: train_classifier(
+                _classifier_config(layout.judge, cfg.judge_arch, cfg.seed + 1, cfg, size, shared)
+            ),
+        )
+    with _run_level_advice(layout.kecae.folder, _retrain(layout.kecae.folder, "KECAE")):
+        step("kecae", lambda: train_kecae(_kecae_config(cfg, layout, size, shared)))
     _drop_stale_generation(layout, label)
     step(
         "generate",
@@ -313,20 +323,45 @@ def supervisor_adv_eps(cfg: RunConfig) -> float:
     return float(preset_supervisor(cfg.preset).get("adv_eps", 0.0))
 
 
-def _check_supervisor_attack(run: ClassifierRun, want: float) -> None:
-    """Refuse a supervisor folder trained with another attack radius, naming the run option that
-    keeps it (a folder made before the presets trained their supervisors so has none: 0)."""
-    if not run.config.is_file():
-        return
-    had = float(read_yaml_mapping(run.config).get("adv_eps") or 0.0)
-    check_same(
-        run.folder,
-        {"adv_eps": had},
-        {"adv_eps": want},
-        what="a supervisor",
-        fix=f"pass --supervisor-adv-eps {had:g} to keep it, or --fresh to run afresh in a new "
-        "folder",
+Advice = Callable[[dict[str, tuple[Any, Any]]], str]
+
+
+@contextlib.contextmanager
+def _run_level_advice(folder: Path, advice: Advice) -> Iterator[None]:
+    """A trainer's refusal of ``folder`` (made with other settings) re-raised with advice a user
+    of ``kecae run`` / ``kecae demo`` can follow: the trainer's own names its ``--config``, which
+    these commands do not take. ``advice`` gets the differences ({field: (old, new)})."""
+    try:
+        yield
+    except SettingsDiffer as e:
+        if e.folder.resolve() != Path(folder).resolve():
+            raise
+        raise e.advise(advice(e.diff)) from None
+
+
+def _retrain(folder: Path, what: str) -> Advice:
+    """Advice for a step whose folder this version of kecae would train otherwise (a preset or a
+    default changed since): train it again in place, or the whole run afresh."""
+    return lambda diff: (
+        f"this version of kecae trains {what} with those settings: delete {folder} to train it "
+        "again here (the steps before it are kept), or pass --fresh to run afresh in a new folder"
     )
+
+
+def _supervisor_advice(folder: Path) -> Advice:
+    """A supervisor trained with another attack radius (a folder made before the presets
+    attacked theirs has none: 0) is kept by naming that radius; anything else is retrained."""
+
+    def advice(diff: dict[str, tuple[Any, Any]]) -> str:
+        if set(diff) == {"adv_eps"}:
+            had = float(diff["adv_eps"][0] or 0.0)
+            return (
+                f"pass --supervisor-adv-eps {had:g} to keep it, or --fresh to run afresh in a "
+                "new folder"
+            )
+        return _retrain(folder, "the supervisor")(diff)
+
+    return advice
 
 
 def supervisor_count(cfg: RunConfig) -> int:
@@ -352,8 +387,8 @@ def _train_supervisors(
         member = _classifier_config(
             run, cfg.supervisor_arch, member_seed(cfg.seed, k), cfg, size, shared
         )
-        _check_supervisor_attack(run, adv_eps)
-        metrics.append(train_classifier(dataclasses.replace(member, adv_eps=adv_eps)))
+        with _run_level_advice(run.folder, _supervisor_advice(run.folder)):
+            metrics.append(train_classifier(dataclasses.replace(member, adv_eps=adv_eps)))
     return metrics[0]
 
 

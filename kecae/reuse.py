@@ -43,6 +43,30 @@ def format_differences(diff: dict[str, tuple[Any, Any]]) -> str:
     return "; ".join(f"{k} {old!r} there, {new!r} now" for k, (old, new) in diff.items())
 
 
+class SettingsDiffer(KecaeError):
+    """``folder`` holds ``what`` made with other settings: the differences ``diff`` ({field: (old,
+    new)}) and what to do. A caller that knows better advice for its own users (the pipeline
+    names run-level options, not a trainer's) re-raises :meth:`advise`."""
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        what: str,
+        diff: dict[str, tuple[Any, Any]],
+        fix: str = "",
+        sep: str = ": ",
+    ) -> None:
+        self.folder, self.what, self.diff = Path(folder), what, diff
+        super().__init__(
+            f"{folder} holds {what} made with other settings "
+            f"({format_differences(diff)}){sep + fix if fix else ''}"
+        )
+
+    def advise(self, fix: str) -> SettingsDiffer:
+        """The same refusal with ``fix`` as its advice."""
+        return SettingsDiffer(self.folder, self.what, self.diff, fix, sep="; ")
+
+
 def check_same(
     folder: str | os.PathLike,
     old: dict[str, Any],
@@ -54,15 +78,12 @@ def check_same(
     fix: str = "",
     sep: str = ": ",
 ) -> None:
-    """Refuse (:class:`KecaeError`, every difference listed) when ``folder`` holds ``what``
+    """Refuse (:class:`SettingsDiffer`, every difference listed) when ``folder`` holds ``what``
     made with settings other than ``new``; ``fix`` (after ``sep``) says what to do instead.
     Every "may I reuse or resume this folder?" decision of kecae goes through here."""
     diff = differences(old, new, fields, ignore)
     if diff:
-        raise KecaeError(
-            f"{folder} holds {what} made with other settings "
-            f"({format_differences(diff)}){sep + fix if fix else ''}"
-        )
+        raise SettingsDiffer(folder, what, diff, fix, sep)
 
 
 def check_resumable(

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kecae.models.edit import warp_images
+
 
 def classic_augment(
     x: torch.Tensor,
@@ -75,8 +77,6 @@ def warp_augment(
     a ~ U(0, max_share · S) px and a field a · tanh(N(0, 1)) on that grid, upsampled bilinearly
     (:func:`kecae.models.edit.warp_images`). x: (B, 1, S, S) in [-1, 1] -> the same shape.
     """
-    from kecae.models.edit import warp_images
-
     b, _, h, _ = x.shape
     g = min(grids[int(torch.randint(len(grids), (1,), generator=generator))], h)
     on = (torch.rand(b, generator=generator) < p).float()

@@ -292,19 +292,56 @@ def test_supervisors_are_trained_adversarially_as_asked(tmp_path, capsys):
     assert "--supervisor-adv-eps 2.0: must be" in capsys.readouterr().err
 
 
-def test_a_supervisor_trained_with_another_attack_is_refused_by_name(tmp_path):
+def test_a_step_made_with_other_settings_is_refused_with_run_level_advice(tmp_path):
     """A run folder's supervisor made before the presets attacked theirs (no adv_eps in its
-    config.yaml) is kept with --supervisor-adv-eps 0 and refused otherwise, naming that option."""
-    from kecae.pipeline import _check_supervisor_attack
+    config.yaml) is kept with --supervisor-adv-eps 0 and refused otherwise, naming that option;
+    a KECAE trained with an earlier preset's loss is refused naming what a `kecae run` user can
+    do (delete that step's folder, or --fresh), not the trainer's --config. The refusals are the
+    trainers' own resume check, re-advised by the pipeline."""
+    from kecae.pipeline import RunConfig, _retrain, _run_level_advice, _train_supervisors
+    from kecae.reuse import SettingsDiffer, check_resumable
+    from kecae.training.classifier_trainer import CLASSIFIER_MAY_CHANGE
 
     layout = RunLayout(tmp_path / "run")
-    _check_supervisor_attack(layout.supervisor, 0.03)  # nothing trained yet: nothing to refuse
+
+    def resume_check(c):
+        # what train_classifier does with a folder that holds a run: its settings against ours
+        old = yaml.safe_load(Path(c.out, "config.yaml").read_text())
+        check_resumable(c.out, old, c, CLASSIFIER_MAY_CHANGE)
+        return {"accuracy": 1.0}
+
     layout.supervisor.folder.mkdir(parents=True)
-    layout.supervisor.config.write_text("arch: siamese\nseed: 0\n")
-    _check_supervisor_attack(layout.supervisor, 0.0)
-    with pytest.raises(KecaeError, match=r"adv_eps 0.0 there, 0.03 now.*--supervisor-adv-eps 0 "):
-        _check_supervisor_attack(layout.supervisor, 0.03)
-    layout.supervisor.config.write_text("arch: siamese\nadv_eps: 0.03\n")
-    _check_supervisor_attack(layout.supervisor, 0.03)
-    with pytest.raises(KecaeError, match=r"--supervisor-adv-eps 0\.03 to keep it, or --fresh"):
-        _check_supervisor_attack(layout.supervisor, 0.0)
+    layout.supervisor.config.write_text("arch: siamese\nseed: 0\nimage_size: 64\n")
+    refused_zero = r"adv_eps 0.0 there, 0.03 now.*--supervisor-adv-eps 0 "
+    with pytest.raises(SettingsDiffer, match=refused_zero):
+        _train_supervisors(RunConfig(out=str(layout.root)), layout, 64, {}, resume_check)
+    assert _train_supervisors(
+        RunConfig(out=str(layout.root), supervisor_adv_eps=0.0), layout, 64, {}, resume_check
+    ) == {"accuracy": 1.0}
+    layout.supervisor.config.write_text("arch: siamese\nseed: 0\nimage_size: 64\nadv_eps: 0.03\n")
+    with pytest.raises(SettingsDiffer, match=r"--supervisor-adv-eps 0\.03 to keep it, or --fresh"):
+        _train_supervisors(
+            RunConfig(out=str(layout.root), supervisor_adv_eps=0.0), layout, 64, {}, resume_check
+        )
+    # another field too: the advice is to retrain that step, not to name one radius
+    layout.supervisor.config.write_text("arch: siamese\nseed: 0\nimage_size: 64\nlr: 0.5\n")
+    with pytest.raises(SettingsDiffer, match=r"lr 0.5 there.*delete .*supervisor to train it"):
+        _train_supervisors(RunConfig(out=str(layout.root)), layout, 64, {}, resume_check)
+
+    # KECAE: the trainer's refusal, re-advised; someone else's folder is left as it was raised
+    folder = layout.kecae.folder
+    refusal = SettingsDiffer(folder, "a run", {"lambda_key_cls": (0.0, 0.1)}, "use --config X")
+    with (
+        pytest.raises(SettingsDiffer) as caught,
+        _run_level_advice(folder, _retrain(folder, "KECAE")),
+    ):
+        raise refusal
+    msg = str(caught.value)
+    assert "lambda_key_cls 0.0 there, 0.1 now" in msg and "--config" not in msg
+    assert f"delete {folder} to train it again here" in msg and "--fresh" in msg
+    other = SettingsDiffer(tmp_path / "elsewhere", "a run", {"lr": (1, 2)}, "use --config X")
+    with (
+        pytest.raises(SettingsDiffer, match="use --config X"),
+        _run_level_advice(folder, _retrain(folder, "KECAE")),
+    ):
+        raise other
