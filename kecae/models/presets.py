@@ -78,37 +78,34 @@ def tiny() -> KECAEConfig:
     return KECAEConfig(image_size=32, width=1 / 32)
 
 
+#: The warp exchange's training shared by ``cpu`` and ``cpu_fill`` (the ablation's
+#: g32_patch_local_removal row): λ1 = 0.1 on the supervisor, no J_LDA (with a spatial latent its
+#: ratio sits in the thousands and would outweigh the reconstruction), displacement penalty, the
+#: grade-conditional patch discriminator on crops of X' (weight 0.1, ramped up over adv_ramp
+#: steps), and the local grade critic on X'2 (weight 0.1, ramped alike).
+_WARP_TRAINING: dict[str, Any] = {
+    "lambda_sup": 0.1,
+    "lambda_lda": 0.0,
+    "lambda_disp": 0.01,
+    "lambda_patch_adv": 0.1,
+    "lambda_local_sup": 0.1,
+    "local_sides": "removal",
+}
+
 #: Training settings (fields of ``KECAETrainConfig``) each preset was measured with. They sit
 #: between the configuration's defaults (the paper's values) and what the user gives: an explicit
 #: option or YAML value always wins. ``paper`` keeps the paper's loss exactly.
 PRESET_TRAINING: dict[str, dict[str, Any]] = {
     "paper": {},
-    # the ablation's g32_patch_local_removal_probes row: λ1 = 0.1 on the supervisor, no J_LDA
-    # (with a spatial latent its ratio sits in the thousands and would outweigh the
-    # reconstruction), displacement penalty, the grade-conditional patch discriminator on crops of
-    # X' (weight 0.1, ramped up over adv_ramp steps), the local grade critic on X'2 (weight 0.1,
-    # ramped alike), and the grade probes on hK and, through a gradient reversal, hN (0.1 each)
-    "cpu": {
-        "lambda_sup": 0.1,
-        "lambda_lda": 0.0,
-        "lambda_disp": 0.01,
-        "lambda_patch_adv": 0.1,
-        "lambda_local_sup": 0.1,
-        "local_sides": "removal",
-        "lambda_key_cls": 0.1,
-        "lambda_nonkey_adv": 0.1,
-    },
-    # the ablation's g32_healthy_edges_patch_local_removal_control_nofillgrad row: cpu's terms,
-    # the edit's mask priced by its area (0.1, free up to 5 % of the image), its edges (0.01) and
-    # on the no-exchange control (0.1), the inpainter's own term (1.0) and the change the fill
-    # makes to the control (2.0, ramped over adv_ramp steps)
+    # the ablation's g32_patch_local_removal_probes row: the warp's training and the grade
+    # probes on hK and, through a gradient reversal, hN (0.1 each)
+    "cpu": {**_WARP_TRAINING, "lambda_key_cls": 0.1, "lambda_nonkey_adv": 0.1},
+    # the ablation's g32_healthy_edges_patch_local_removal_control_nofillgrad row: the warp's
+    # training, the edit's mask priced by its area (0.1, free up to 5 % of the image), its edges
+    # (0.01) and on the no-exchange control (0.1), the inpainter's own term (1.0) and the change
+    # the fill makes to the control (2.0, ramped over adv_ramp steps)
     "cpu_fill": {
-        "lambda_sup": 0.1,
-        "lambda_lda": 0.0,
-        "lambda_disp": 0.01,
-        "lambda_patch_adv": 0.1,
-        "lambda_local_sup": 0.1,
-        "local_sides": "removal",
+        **_WARP_TRAINING,
         "lambda_mask_area": 0.1,
         "lambda_mask_tv": 0.01,
         "lambda_mask_self": 0.1,
