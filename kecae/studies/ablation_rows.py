@@ -503,13 +503,6 @@ ROWS: dict[str, AblationRow] = {
             {**_LOCAL_X2_LOSS, "lambda_fold": 1.0},
         ),
         AblationRow(
-            "g32_patch_local_removal_fold10",
-            "g32_patch_local_removal_fold with the fold penalty at weight 10: at 1 the exchange's "
-            "fields still compress 2.3 % of their cells to less than half (5.9 % without)",
-            _G32,
-            {**_LOCAL_X2_LOSS, "lambda_fold": 10.0},
-        ),
-        AblationRow(
             "g32_healthy_edges_patch_local_removal_control_nofillgrad_fold",
             "the healthy-fill recipe (the cpu_fill preset) + the fold penalty relu(0.5 − det J), "
             "weight 1: with the warp unable to fold a spur away, the mask is what is left to "
