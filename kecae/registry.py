@@ -186,8 +186,8 @@ AUGMENTATIONS = Registry(
         Component("classic", "flips, small rotations, intensity changes"),
         Component(
             "warp",
-            "random displacement fields like the warp exchange's (up to 3/64 of the side), "
-            "labels kept: a supervisor that does not read a warp's traces as a grade",
+            "random displacement fields like the warp exchange's (up to 3/64 of the side) on "
+            "half of each batch, labels kept",
         ),
         Component("mixup", "mixup: two images and their labels blended, weight ~ Beta(0.2, 0.2)"),
         Component("cutmix", "CutMix: a box pasted from another image, labels by area"),

@@ -47,6 +47,9 @@ _WARP = {"depth": 4, "key_pool": "mean", "exchange": "warp"}
 
 
 _NO_LDA = {"lambda_sup": 0.1, "lambda_lda": 0.0}
+#: the grade probes: a linear probe telling the grade from hK (0.1) and one on hN through a
+#: gradient reversal (0.1)
+_PROBES = {"lambda_key_cls": 0.1, "lambda_nonkey_adv": 0.1}
 
 
 _WARP_LOSS = {**_NO_LDA, "lambda_disp": 0.01}
@@ -153,7 +156,7 @@ ROWS: dict[str, AblationRow] = {
             "warp_probes",
             "warp + linear grade probes: on hK (weight 0.1), adversarial on hN (0.1)",
             _WARP,
-            {**_WARP_LOSS, "lambda_key_cls": 0.1, "lambda_nonkey_adv": 0.1},
+            {**_WARP_LOSS, **_PROBES},
         ),
         AblationRow("warp_sup03", "warp with λ1 = 0.3", _WARP, {**_WARP_LOSS, "lambda_sup": 0.3}),
         AblationRow(
@@ -182,8 +185,7 @@ ROWS: dict[str, AblationRow] = {
                 **_WARP_LOSS,
                 "lambda_sup": 0.3,
                 "lambda_cycle": 1.0,
-                "lambda_key_cls": 0.1,
-                "lambda_nonkey_adv": 0.1,
+                **_PROBES,
             },
         ),
         AblationRow(
@@ -240,7 +242,7 @@ ROWS: dict[str, AblationRow] = {
             "g32_edit_probes",
             "g32_edit + grade probes: positive on hK (0.1), adversarial on hN (0.1)",
             _G32_EDIT,
-            {**_EDIT_LOSS, "lambda_key_cls": 0.1, "lambda_nonkey_adv": 0.1},
+            {**_EDIT_LOSS, **_PROBES},
         ),
         AblationRow(
             "g32_decoded_patch",
@@ -515,7 +517,7 @@ ROWS: dict[str, AblationRow] = {
             "g32_patch_local_removal (the cpu preset) + the grade probes on hK and hN (0.1 "
             "each): with the healthy fill, whose mask then closed, they met 10 targets at seed 0",
             _G32,
-            {**_LOCAL_X2_LOSS, "lambda_key_cls": 0.1, "lambda_nonkey_adv": 0.1},
+            {**_LOCAL_X2_LOSS, **_PROBES},
         ),
         AblationRow(
             "g32_healthy_edges_patch_local_removal_control_nofillgrad_probes",
@@ -523,7 +525,7 @@ ROWS: dict[str, AblationRow] = {
             "telling the grade from hK, weight 0.1, and one on hN through a gradient reversal, "
             "0.1): on g32_patch they took the grade out of hN (SVM 0.62-0.65)",
             _G32_HEALTHY_NOGRAD,
-            {**_CONTROL_LOSS, "lambda_key_cls": 0.1, "lambda_nonkey_adv": 0.1},
+            {**_CONTROL_LOSS, **_PROBES},
         ),
         AblationRow(
             "g32_patch_local_removal_ens3",
@@ -604,12 +606,7 @@ ROWS: dict[str, AblationRow] = {
             "g32_patch + grade probes: positive on hK (0.1), adversarial on hN (0.1), so that the "
             "key carries the grade and the rest of the latent does not",
             _G32,
-            {
-                **_WARP_LOSS,
-                "lambda_patch_adv": 0.1,
-                "lambda_key_cls": 0.1,
-                "lambda_nonkey_adv": 0.1,
-            },
+            {**_WARP_LOSS, "lambda_patch_adv": 0.1, **_PROBES},
         ),
         AblationRow(
             "g32_patch_probes3",

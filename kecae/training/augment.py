@@ -69,9 +69,9 @@ def warp_augment(
 ) -> torch.Tensor:
     """Move the pixels of a random share ``p`` of a batch along random displacement fields, the
     labels kept: the traces a warp leaves (stretched or torn bone margins, a joint locally wider or
-    narrower) then occur on both grades, so a classifier trained on them learns that they are not
-    the grade. The exchange's own warp moves a KL-2 knee's bones apart; it cannot delete a spur,
-    and a supervisor that has seen warped KL-2 knees labelled KL-2 should not pass one that kept it.
+    narrower) then occur on both grades. Measured on a supervisor (docs/ablation.md, "Folds in the
+    exchange's field"), it did not do what it was tried for: trained so, the supervisor answered
+    less to spurs, not more, and passed more of the X'2 that kept one; no preset uses it.
 
     One grid side per batch from ``grids`` (at most the image side); per image an amplitude
     a ~ U(0, max_share · S) px and a field a · tanh(N(0, 1)) on that grid, upsampled bilinearly
