@@ -147,6 +147,16 @@ SUP_TARGETS = Registry(
     ],
 )
 
+#: How a trainer's learning rate moves over its steps (``kecae.training.schedule.lr_factor``).
+LR_SCHEDULES = Registry(
+    "learning-rate schedule",
+    [
+        Component("constant", "the set rate at every step"),
+        Component("cosine", "a half cosine from the set rate at the first step to 0 at the end"),
+    ],
+)
+
+
 #: Which exchanged images the local grade critic's term reads (``kecae.local_critic``).
 LOCAL_SIDES = Registry(
     "local critic sides",

@@ -520,6 +520,14 @@ ROWS: dict[str, AblationRow] = {
             {**_LOCAL_X2_LOSS, **_PROBES},
         ),
         AblationRow(
+            "g32_patch_local_removal_probes_cos",
+            "the cpu preset's recipe with a cosine learning rate (every optimiser's rate to 0 at "
+            "the last step): the constant rate ends wherever the adversaries last pushed, and "
+            "key transfer KL-2 → KL-0 spread 0.57-1.03 over three fresh seeds",
+            _G32,
+            {**_LOCAL_X2_LOSS, **_PROBES, "lr_schedule": "cosine"},
+        ),
+        AblationRow(
             "g32_healthy_edges_patch_local_removal_control_nofillgrad_probes",
             "the healthy-fill recipe (the cpu_fill preset) + the grade probes (a linear probe "
             "telling the grade from hK, weight 0.1, and one on hN through a gradient reversal, "

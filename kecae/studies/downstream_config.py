@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from kecae.config import Range, setting
-from kecae.registry import CLASSIFIERS
+from kecae.registry import CLASSIFIERS, LR_SCHEDULES
 from kecae.studies.rows import BASELINES, CHECKS, COMPARED, TRAINING_SETS
 from kecae.studies.subruns import ClassifierStudyConfig, check_archs
 
@@ -60,7 +60,7 @@ class DownstreamConfig(ClassifierStudyConfig):
     budget_epochs: float = 40.0  # default budget: epochs of T's balanced set, within the bounds
     min_steps: int = 500  # the default budget's lower bound
     max_steps: int = 2000  # the default budget's upper bound
-    lr_schedule: str = setting("cosine", choices=("constant", "cosine"))  # per row
+    lr_schedule: str = setting("cosine", choices=LR_SCHEDULES)  # per row
     gen_ratio: float = 1.0  # generated per real image in T''s batches and pool
     filter_confidence: float = 0.9  # T'confirmed: the supervisor's probability of the label
     site_bias: float | None = None  # the shortcut regime: phantoms with sites (e.g. 0.85)

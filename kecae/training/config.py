@@ -17,6 +17,7 @@ from kecae.registry import (
     LDA_MODES,
     LOCAL_FAKES_FROM,
     LOCAL_SIDES,
+    LR_SCHEDULES,
     MIXING,
     PRESETS,
     RECON_LOSSES,
@@ -68,7 +69,7 @@ class ClassifierTrainConfig:
     patience: int = 6  # early stopping: epochs without a better validation accuracy
     batch_size: int = 64  # global batch (sum over ranks)
     lr: float = 1e-3  # AdamW learning rate
-    lr_schedule: str = setting("constant", choices=("constant", "cosine"))  # cosine: to 0 at end
+    lr_schedule: str = setting("constant", choices=LR_SCHEDULES)  # cosine: to 0 at end
     weight_decay: float = 1e-4  # AdamW weight decay
     balance: bool = True  # bootstrap-oversample the minority class in each epoch
     max_train: int = 0  # use at most this many training images (0: all); for quick runs
@@ -177,6 +178,9 @@ class _KECAERecipe:
     max_steps: int = 0  # stop after this many optimiser steps (0: epochs decide)
     batch_size: int = 32  # global batch of pairs (paper: 32)
     lr: float = 1e-4  # Adam learning rate (paper: 1e-4)
+    lr_schedule: str = setting(
+        "constant", choices=LR_SCHEDULES
+    )  # constant (paper), or cosine: every optimiser's rate to 0 at the last step
 
 
 # Fields in order: the recipe, the loss settings, then logging and where it runs (a dataclass

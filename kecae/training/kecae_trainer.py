@@ -53,6 +53,7 @@ from kecae.training.loss_modules import (
     update_modules,
 )
 from kecae.training.opening import check_training_data, take_run_folder
+from kecae.training.schedule import lr_factor
 from kecae.training.step import stop_unless_finite
 from kecae.training.supervisor import load_members, load_supervisor
 
@@ -174,6 +175,7 @@ def train_kecae(
         x1 = x1.to(device, memory_format=fmt, non_blocking=True)
         x2 = x2.to(device, memory_format=fmt, non_blocking=True)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)  # pure function of step
+        rate = _set_lr(parts, lr_factor(cfg.lr_schedule, step, total_steps))
         with autocast(device, cfg.amp):
             inputs = LossInputs(
                 net(x1, x2), x1, x2, y1, y2, sup_net, parts.model, gen, step, joint, parts.modules
@@ -184,7 +186,9 @@ def train_kecae(
         done = step + 1
         if done % cfg.log_every == 0 or done == total_steps:
             row = meter.flush()
-            logger.log({**row, "epoch": done / batches.steps_per_epoch, "lr": cfg.lr}, step=done)
+            logger.log(
+                {**row, "epoch": done / batches.steps_per_epoch, "lr": cfg.lr * rate}, step=done
+            )
             bar.set_postfix(
                 {n: f"{v:.3g}" for n, v in row.items() if n not in ("sup_real", "pairs_per_s")}
                 | {"pairs/s": f"{row['pairs_per_s']:.0f}"}
@@ -204,6 +208,16 @@ def train_kecae(
     if dist_info.is_main and start_step < total_steps:
         _write_summary(run, pairs, total_steps, dist_info.world_size)
     return _read_summary(run)
+
+
+def _set_lr(parts: _Trainable, factor: float) -> float:
+    """Set every optimiser of the step (the model's and the loss terms' modules') to ``factor``
+    times the rate it was made with; ``factor``. The made rate travels in the optimiser's state
+    (``initial_lr``, as torch's schedulers keep it), so a resumed run sets the same rates."""
+    for opt in (parts.optimizer, *parts.module_optimizers.values()):
+        for group in opt.param_groups:
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
+    return factor
 
 
 def _checked_model_config(cfg: KECAETrainConfig, dist_info: DistInfo) -> KECAEConfig:

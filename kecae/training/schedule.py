@@ -25,10 +25,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kecae.data.balance import balanced_indices
+from kecae.registry import LR_SCHEDULES
 
 #: Salts of the two streams' random orders (17 is the epoch order's, so the training pool's
 #: stream is the epochs' orders run together).
 _SALT_TRAIN, _SALT_MIX = 17, 23
+
+
+def lr_factor(kind: str, step: int, length: int) -> float:
+    """The learning rate of ``step`` (0-based) of a schedule ``length`` steps long, as a share of
+    the set one: 1 (``constant``), or a half cosine from 1 at step 0 to 0 after the last
+    (``cosine``)."""
+    if kind == "constant":
+        return 1.0
+    if kind != "cosine":
+        raise ValueError(f"lr schedule must be one of {list(LR_SCHEDULES)}, got {kind!r}")
+    return 0.5 * (1.0 + math.cos(math.pi * step / length))
 
 
 def pool_order(labels: np.ndarray, epoch: int, seed: int, balance: bool, salt: int) -> np.ndarray:
@@ -169,15 +181,11 @@ class Schedule:
         """The learning rate of ``step`` as a share of the set one: 1 (``constant``), or a
         half cosine from 1 at the first step to 0 after the last (``cosine``; pre-training
         and fine-tuning each have their own)."""
-        if kind == "constant":
-            return 1.0
-        if kind != "cosine":
-            raise ValueError(f"lr schedule must be 'constant' or 'cosine', got {kind!r}")
         start, length = 0, self.total
         if self.pretrain_steps:
             start = 0 if step < self.pretrain_steps else self.pretrain_steps
             length = self.pretrain_steps if step < self.pretrain_steps else self.total - start
-        return 0.5 * (1.0 + math.cos(math.pi * (step - start) / length))
+        return lr_factor(kind, step - start, length)
 
     def augment_seed(self, step: int) -> int | None:
         if self.epoch_mode:

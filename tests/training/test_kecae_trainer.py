@@ -15,6 +15,7 @@ from kecae import losses
 from kecae.checkpoint import load_checkpoint
 from kecae.cli import main
 from kecae.errors import KecaeError
+from kecae.training import kecae_trainer
 from kecae.training.config import KECAETrainConfig, LossSettings
 
 
@@ -286,6 +287,45 @@ def _straight_and_split(tree, supervisor, tmp_path, kecae_args, extra, steps):
     b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
     rows = list(csv.DictReader((tmp_path / "straight" / "log.csv").read_text().splitlines()))
     return a, b, rows
+
+
+def test_a_cosine_schedule_cools_every_optimiser_and_resumes(
+    tree, supervisor, tmp_path, kecae_args, monkeypatch
+):
+    extra = [
+        *_EDIT_MODEL,
+        *("--lambda-patch-adv", "0.1", "--lr", "0.001", "--lr-schedule", "cosine"),
+        *("--log-every", "1", "--ckpt-every", "2"),
+    ]
+    assert main([*kecae_args(tree, supervisor, tmp_path / "straight", 4), *extra]) == 0
+    # the same run cut after its checkpoint at step 2, then resumed
+    save = kecae_trainer._save_checkpoint
+
+    def cut(run, cfg, model_config, parts, done, steps_per_epoch):
+        save(run, cfg, model_config, parts, done, steps_per_epoch)
+        if done == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(kecae_trainer, "_save_checkpoint", cut)
+    assert main([*kecae_args(tree, supervisor, tmp_path / "split", 4), *extra]) == 130
+    assert load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")["step"] == 2
+    monkeypatch.setattr(kecae_trainer, "_save_checkpoint", save)
+    assert main([*kecae_args(tree, supervisor, tmp_path / "split", 4), *extra]) == 0
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
+    for key in ("model", "patch_disc"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), (key, name)
+    # step k (0-based) trains at 1e-3 · (1 + cos(pi k / 4)) / 2: 1e-3, 8.54e-4, 5e-4, 1.46e-4
+    want = [1e-3 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(4)]
+    rows = list(csv.DictReader((tmp_path / "straight" / "log.csv").read_text().splitlines()))
+    assert [float(r["lr"]) for r in rows] == pytest.approx(want, rel=1e-5)
+    # the adversary's own Adam (made at 5e-4) cools alike
+    for ckpt in (a, b):
+        for key, made in (("optimizer", 1e-3), ("patch_disc_optimizer", 5e-4)):
+            (group,) = ckpt[key]["param_groups"]
+            assert group["initial_lr"] == pytest.approx(made), key
+            assert group["lr"] == pytest.approx(made * want[3] / 1e-3), key
 
 
 def test_the_healthy_edit_trains_its_inpainter_and_resumes(tree, supervisor, tmp_path, kecae_args):
