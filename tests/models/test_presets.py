@@ -83,3 +83,8 @@ def test_a_run_trains_the_preset_it_names(tmp_path, preset):
     fields = dataclasses.asdict(train)
     assert {k: fields[k] for k in preset_training(preset)} == preset_training(preset)
     assert supervisor_adv_eps(cfg) == preset_supervisor(preset)["adv_eps"]
+    # the preset's budget (cpu 3,000 steps, cpu_fill 2,000), unless --kecae-steps says otherwise
+    assert train.max_steps == {"cpu": 3000, "cpu_fill": 2000}[preset]
+    assert train.ckpt_every == train.max_steps // 10
+    cfg = dataclasses.replace(cfg, kecae_steps=40)
+    assert _kecae_config(cfg, RunLayout(tmp_path / "run"), 64, {}).max_steps == 40
