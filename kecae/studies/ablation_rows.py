@@ -528,6 +528,22 @@ ROWS: dict[str, AblationRow] = {
             {**_LOCAL_X2_LOSS, **_PROBES, "lr_schedule": "cosine"},
         ),
         AblationRow(
+            "g32_patch_local_removal_probes_fakes",
+            "the cpu preset's recipe with --local-fakes: the local grade critic also learns X'2 "
+            "on the higher grade's side, so it keeps looking for what the warp left (the spurs "
+            "went while the critic kept learning, and stayed once a cosine rate froze it)",
+            _G32,
+            {**_LOCAL_X2_LOSS, **_PROBES, "local_fakes": True},
+        ),
+        AblationRow(
+            "g32_patch_local_removal_probes_d2",
+            "the cpu preset's recipe with two updates of the patch discriminator and of the local "
+            "critic per model step (--module-updates 2): a discriminator that keeps pace with "
+            "the warp finds the spurs it leaves",
+            _G32,
+            {**_LOCAL_X2_LOSS, **_PROBES, "module_updates": 2},
+        ),
+        AblationRow(
             "g32_healthy_edges_patch_local_removal_control_nofillgrad_probes",
             "the healthy-fill recipe (the cpu_fill preset) + the grade probes (a linear probe "
             "telling the grade from hK, weight 0.1, and one on hN through a gradient reversal, "

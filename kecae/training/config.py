@@ -137,6 +137,9 @@ class LossSettings:
     patch_crop: float = setting(
         0.5, range=(0, 1, False, "a share of the image side in (0, 1]")
     )  # patch discriminator: crop side as a share of the image side
+    module_updates: int = setting(
+        1, range=(1, 16, True, "a whole number of updates in [1, 16]")
+    )  # steps of each loss module with its own optimiser (patch discriminator, critic) per step
     adv_ramp: int = setting(
         500, range=(0, float("inf"), True, "a whole number of steps >= 0")
     )  # steps over which the patch adversary's, the local critic's and the control's weights rise

@@ -64,17 +64,19 @@ def update_modules(
     settings: LossSettings,
     terms: Sequence[Term] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """One step of each module with its own optimiser (after the model's step), minimising the
-    sum of its update's losses; the values it logs (detached). Nothing when none has one."""
+    """``settings.module_updates`` steps of each module with its own optimiser (after the model's
+    step, on the same batch), each minimising the sum of its update's losses; the values the
+    last step logs (detached). Nothing when none has one."""
     specs = _specs(terms)
     logged: dict[str, torch.Tensor] = {}
     for name, optimizer in optimizers.items():
         update = specs[name].update
         if update is None:
             raise ValueError(f"the module {name!r} has an optimiser but no update step")
-        values = update(inputs.modules[name], inputs, settings)
-        optimizer.zero_grad(set_to_none=True)
-        torch.stack(list(values.values())).sum().backward()
-        optimizer.step()
+        for _ in range(settings.module_updates):
+            values = update(inputs.modules[name], inputs, settings)
+            optimizer.zero_grad(set_to_none=True)
+            torch.stack(list(values.values())).sum().backward()
+            optimizer.step()
         logged.update({k: v.detach() for k, v in values.items()})
     return logged

@@ -226,6 +226,29 @@ def test_a_new_term_with_its_own_module_and_optimiser_needs_no_trainer_change(
         assert float(r["total"]) == pytest.approx(by_hand + 0.5 * float(r["fool"]), rel=1e-4)
 
 
+def test_module_updates_steps_each_own_optimiser_that_many_times(
+    tree, supervisor, tmp_path, monkeypatch, kecae_args
+):
+    monkeypatch.setattr(losses, "TERMS", (*losses.TERMS, _critic_term()))
+    extra = ["--lambda-edit", "0.5", "--module-updates", "3"]
+    assert main([*kecae_args(tree, supervisor, tmp_path / "r", 2), *extra]) == 0
+    ckpt = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")
+    # two model steps, three updates of the critic after each (on the same batch)
+    assert float(ckpt["optimizer"]["state"][0]["step"]) == 2
+    assert float(ckpt["critic_optimizer"]["state"][0]["step"]) == 6
+    assert (
+        main(
+            [
+                *kecae_args(tree, supervisor, tmp_path / "bad", 2),
+                *extra[:2],
+                "--module-updates",
+                "0",
+            ]
+        )
+        == 2
+    )
+
+
 _EDIT_MODEL = [
     *("--model", "depth=3"),
     *("--model", "exchange=warp"),
