@@ -316,13 +316,6 @@ def _classifier_config(
     )
 
 
-def kecae_steps(cfg: RunConfig) -> int:
-    """KECAE's optimiser steps: ``--kecae-steps``, else its preset's."""
-    from kecae.models.presets import preset_steps
-
-    return cfg.kecae_steps if cfg.kecae_steps is not None else preset_steps(cfg.preset)
-
-
 def supervisor_adv_eps(cfg: RunConfig) -> float:
     """The supervisors' PGD radius: ``--supervisor-adv-eps``, else its preset's."""
     from kecae.models.presets import preset_supervisor
@@ -404,12 +397,12 @@ def _train_supervisors(
 def _kecae_config(
     cfg: RunConfig, layout: RunLayout, size: int, shared: dict[str, Any]
 ) -> KECAETrainConfig:
-    """KECAE's settings: the preset's training recipe, the run's budget and data, its input size
-    when the pre-flight chose another than the preset's."""
-    from kecae.models.presets import kecae_config, preset_training
+    """KECAE's settings: the preset's training recipe, the run's budget (``--kecae-steps``, else
+    the preset's) and data, its input size when the pre-flight chose another than the preset's."""
+    from kecae.models.presets import kecae_config, preset_steps, preset_training
 
     preset_size = kecae_config(cfg.preset).image_size
-    steps = kecae_steps(cfg)
+    steps = cfg.kecae_steps if cfg.kecae_steps is not None else preset_steps(cfg.preset)
     model = {
         **preset_training(cfg.preset).get("model", {}),
         **({"image_size": size} if size != preset_size else {}),

@@ -212,8 +212,9 @@ def train_kecae(
 
 def _set_lr(parts: _Trainable, factor: float) -> float:
     """Set every optimiser of the step (the model's and the loss terms' modules') to ``factor``
-    times the rate it was made with; ``factor``. The made rate travels in the optimiser's state
-    (``initial_lr``, as torch's schedulers keep it), so a resumed run sets the same rates."""
+    times the rate it was made with, and return ``factor``. The made rate travels in the
+    optimiser's state (``initial_lr``, as torch's schedulers keep it), so a resumed run sets the
+    same rates."""
     for opt in (parts.optimizer, *parts.module_optimizers.values()):
         for group in opt.param_groups:
             group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
