@@ -544,6 +544,13 @@ ROWS: dict[str, AblationRow] = {
             {**_LOCAL_X2_LOSS, **_PROBES, "module_updates": 2},
         ),
         AblationRow(
+            "g32_patch_local_removal_probes_local02",
+            "the cpu preset's recipe with the local critic on X'2 weighted 0.2 (was 0.1): the "
+            "critic is what removes spurs, and at 0.3 on both sides it had made X'1 caricatures",
+            _G32,
+            {**_LOCAL_X2_LOSS, **_PROBES, "lambda_local_sup": 0.2},
+        ),
+        AblationRow(
             "g32_healthy_edges_patch_local_removal_control_nofillgrad_probes",
             "the healthy-fill recipe (the cpu_fill preset) + the grade probes (a linear probe "
             "telling the grade from hK, weight 0.1, and one on hN through a gradient reversal, "
