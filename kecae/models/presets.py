@@ -131,6 +131,12 @@ PRESET_SUPERVISOR: dict[str, dict[str, Any]] = {
 }
 
 
+def _check_known(name: str) -> None:
+    """Refuse a preset name that is not registered, listing those that are."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown KECAE preset {name!r}; choose one of {list(PRESETS)}")
+
+
 #: KECAE optimiser steps (batch 32) ``kecae run`` / ``kecae demo`` train each preset for, unless
 #: ``--kecae-steps`` says otherwise. ``cpu``: its recipe trained on from 2,000 to 3,000 steps at
 #: the same constant rate kept 10, 10 and 9 targets over the robustness study's three seeds and
@@ -143,28 +149,24 @@ PRESET_STEPS: dict[str, int] = {"paper": 2000, "cpu": 3000, "cpu_fill": 2000, "t
 def preset_steps(name: str) -> int:
     """The KECAE steps of preset ``name`` in ``kecae run`` / ``kecae demo`` (see
     :data:`PRESET_STEPS`)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown KECAE preset {name!r}; choose one of {list(PRESETS)}")
+    _check_known(name)
     return PRESET_STEPS.get(name, 2000)
 
 
 def preset_supervisor(name: str) -> dict[str, Any]:
     """A copy of the supervisor settings of preset ``name`` (see :data:`PRESET_SUPERVISOR`)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown KECAE preset {name!r}; choose one of {list(PRESETS)}")
+    _check_known(name)
     return dict(PRESET_SUPERVISOR.get(name, {}))
 
 
 def preset_training(name: str) -> dict[str, Any]:
     """A copy of the training settings of preset ``name`` (see :data:`PRESET_TRAINING`)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown KECAE preset {name!r}; choose one of {list(PRESETS)}")
+    _check_known(name)
     return dict(PRESET_TRAINING.get(name, {}))
 
 
 def kecae_config(name: str, **overrides: Any) -> KECAEConfig:
     """The preset ``name`` with some fields replaced, e.g. ``kecae_config("cpu", width=0.5)``."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown KECAE preset {name!r}; choose one of {list(PRESETS)}")
+    _check_known(name)
     preset: KECAEConfig = PRESETS[name].load()()
     return replace_config(preset, **overrides)
