@@ -236,10 +236,12 @@ def test_several_readers_at_once(study, kit):
             except Exception as exc:  # noqa: BLE001 (collected and asserted empty below)
                 errors.append(f"{name}: {exc!r}")
 
-        # and one reader sending the same answer twice at the same moment (two tabs)
+        # and one reader sending the same answer twice at the same moment (two tabs showing
+        # the same image: the item is read once, before either tab answers)
+        _, item = server.current(link["alice"])
+
         def twice() -> None:
             try:
-                _, item = server.current(link["alice"])
                 for _ in range(2):
                     server.post(
                         f"{link['alice']}/answer", {"item": item, "kl": "0", "realism": "1"}
