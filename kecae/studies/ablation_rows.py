@@ -551,6 +551,39 @@ ROWS: dict[str, AblationRow] = {
             {**_LOCAL_X2_LOSS, **_PROBES, "lambda_local_sup": 0.2},
         ),
         AblationRow(
+            "g32_patch_local_removal_probes_sup02",
+            "the cpu preset's recipe with J_SUP weighted 0.2 (was 0.1): the attacked supervisor "
+            "weighs the joint and the spur alike, and on the worst fresh seed X'2 widened only "
+            "two thirds of the gap",
+            _G32,
+            {**_LOCAL_X2_LOSS, **_PROBES, "lambda_sup": 0.2},
+        ),
+        AblationRow(
+            "g32_patch_local_removal_probes_disp005",
+            "the cpu preset's recipe with the displacement penalty at 0.005 (was 0.01): the "
+            "penalty is half the supervisor's share of the loss, and the worst seed's X'2 widen "
+            "too little",
+            _G32,
+            {**_LOCAL_X2_LOSS, **_PROBES, "lambda_disp": 0.005},
+        ),
+        AblationRow(
+            "g32_patch_local_removal_probes_fold03",
+            "the cpu preset's recipe + the fold penalty relu(0.5 − det J) at 0.3: at 1.0 it "
+            "halved the torn margins the supervisor passes, but the joint widened less",
+            _G32,
+            {**_LOCAL_X2_LOSS, **_PROBES, "lambda_fold": 0.3},
+        ),
+        AblationRow(
+            "g32_patch_local_removal_probes_cycle",
+            "the cpu preset's recipe + the cycle (weight 1: re-encoding X' gives back the "
+            "donor's hK and the recipient's hN): a quarter of X'2 did not widen at all, mostly "
+            "recipients the supervisor called KL-2 with P 0.5-0.9, once their spurs were "
+            "squeezed; the cycle asks every X'2 for its donor's key whatever the supervisor "
+            "already says",
+            _G32,
+            {**_LOCAL_X2_LOSS, **_PROBES, "lambda_cycle": 1.0},
+        ),
+        AblationRow(
             "g32_healthy_edges_patch_local_removal_control_nofillgrad_probes",
             "the healthy-fill recipe (the cpu_fill preset) + the grade probes (a linear probe "
             "telling the grade from hK, weight 0.1, and one on hN through a gradient reversal, "
