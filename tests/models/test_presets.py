@@ -24,14 +24,14 @@ def test_presets_and_overrides():
 
 
 def test_cpu_preset_is_the_ablation_row_it_names():
-    """The cpu preset is the ablation's g32_patch_local_removal_probes row, model and training
-    settings alike, so docs/ablation.md measures what `kecae demo` trains."""
+    """The cpu preset is the ablation's g32_patch_local_removal_probes_fold03 row, model and
+    training settings alike, so docs/ablation.md measures what `kecae demo` trains."""
     import torch
 
     from kecae.models import KECAE, preset_training
     from kecae.studies.ablation_rows import BASE_MODEL, ROWS
 
-    row = ROWS["g32_patch_local_removal_probes"]
+    row = ROWS["g32_patch_local_removal_probes_fold03"]
     assert kecae_config("cpu") == KECAEConfig(**{**BASE_MODEL, **row.model})
     assert preset_training("cpu") == row.train
     assert preset_training("paper") == {} and kecae_config("paper").exchange == "decode"
