@@ -54,8 +54,9 @@ def cpu() -> KECAEConfig:
     joint's margins: over three fresh seeds, each paired with the same supervisor and judge, the
     preset without it met 10, 9 and 8 targets, key transfer KL-2 → KL-0 0.76 / 0.60 / 0.65 and
     X'2 spurs 31.8 / 37.5 / 37.5 %; with it 10, 10 and 8, 0.84 / 0.79 / 0.66 and 32.5 / 33.8 /
-    32.2 %, non-key SSIM 0.946-0.950 (0.932-0.942), the judge's agreement on X'1 a point or two
-    lower (78.2-81.5 %, 79.8-82.2 %) and more X'2 past 1.5 × the gap (20.4 %, 16.7 %).
+    32.2 %, non-key SSIM 0.946-0.950 (0.932-0.942), the judge's agreement on X'1 up to 1.6
+    points lower (78.2-81.5 %, 79.8-82.2 %) and more X'2 past 1.5 × the gap (20.4 %, 16.7 %
+    on average).
     Training settings to match: :data:`PRESET_TRAINING` ``["cpu"]``."""
     return KECAEConfig(
         image_size=64, width=0.125, depth=4, key_pool="mean", exchange="warp", warp_grid=32
