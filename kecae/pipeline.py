@@ -92,7 +92,7 @@ class RunConfig:
     classifier_epochs: int = 12  # most epochs per classifier (early stopping on validation)
     kecae_steps: int | None = setting(
         None, metavar="N"
-    )  # KECAE optimiser steps, batch 32 (default: the preset's; cpu 3,000: ~8 min on 2 cores)
+    )  # KECAE optimiser steps, batch 32 (default: the preset's; cpu 3,000: 8-12 min on 2 cores)
     kecae_lr: float = 1e-3  # 10x the paper's 1e-4: the demo has ~3k steps, the paper ~3M
     gen_pairs: int | None = setting(
         None, metavar="N"

@@ -584,6 +584,14 @@ ROWS: dict[str, AblationRow] = {
             {**_LOCAL_X2_LOSS, **_PROBES, "lambda_cycle": 1.0},
         ),
         AblationRow(
+            "g32_patch_local_removal_probes_fold03_cycle",
+            "the cpu preset (fold penalty 0.3) + the cycle: the cycle met key transfer on every "
+            "seed by widening more and kept more spurs; the fold penalty trims the tears that "
+            "wider warps leave",
+            _G32,
+            {**_LOCAL_X2_LOSS, **_PROBES, "lambda_fold": 0.3, "lambda_cycle": 1.0},
+        ),
+        AblationRow(
             "g32_healthy_edges_patch_local_removal_control_nofillgrad_probes",
             "the healthy-fill recipe (the cpu_fill preset) + the grade probes (a linear probe "
             "telling the grade from hK, weight 0.1, and one on hN through a gradient reversal, "
