@@ -79,6 +79,8 @@ _HEALTHY_PATCH_LOSS = {**_HEALTHY_LOSS, "lambda_patch_adv": 0.1}
 _G32_HEALTHY_NOGRAD = {**_G32_HEALTHY, "inpaint_fill_grad": False}
 #: ... the patch discriminator, the critic on X'2 and the control's change priced (weight 2)
 _CONTROL_LOSS = {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY, "lambda_control": 2.0}
+#: g32_patch_local_removal_probes's training: the critic on X'2 alone and the grade probes
+_PROBES_LOSS = {**_LOCAL_X2_LOSS, **_PROBES}
 
 
 #: Every row the ablation knows, in table order.
@@ -517,7 +519,7 @@ ROWS: dict[str, AblationRow] = {
             "g32_patch_local_removal (the cpu preset) + the grade probes on hK and hN (0.1 "
             "each): with the healthy fill, whose mask then closed, they met 10 targets at seed 0",
             _G32,
-            {**_LOCAL_X2_LOSS, **_PROBES},
+            _PROBES_LOSS,
         ),
         AblationRow(
             "g32_patch_local_removal_probes_cos",
@@ -525,7 +527,7 @@ ROWS: dict[str, AblationRow] = {
             "the last step): the constant rate ends wherever the adversaries last pushed, and "
             "key transfer KL-2 → KL-0 spread 0.57-1.03 over three fresh seeds",
             _G32,
-            {**_LOCAL_X2_LOSS, **_PROBES, "lr_schedule": "cosine"},
+            {**_PROBES_LOSS, "lr_schedule": "cosine"},
         ),
         AblationRow(
             "g32_patch_local_removal_probes_fakes",
@@ -533,7 +535,7 @@ ROWS: dict[str, AblationRow] = {
             "on the higher grade's side, so it keeps looking for what the warp left (the spurs "
             "went while the critic kept learning, and stayed once a cosine rate froze it)",
             _G32,
-            {**_LOCAL_X2_LOSS, **_PROBES, "local_fakes": True},
+            {**_PROBES_LOSS, "local_fakes": True},
         ),
         AblationRow(
             "g32_patch_local_removal_probes_d2",
@@ -541,14 +543,14 @@ ROWS: dict[str, AblationRow] = {
             "critic per model step (--module-updates 2): a discriminator that keeps pace with "
             "the warp finds the spurs it leaves",
             _G32,
-            {**_LOCAL_X2_LOSS, **_PROBES, "module_updates": 2},
+            {**_PROBES_LOSS, "module_updates": 2},
         ),
         AblationRow(
             "g32_patch_local_removal_probes_local02",
             "the cpu preset's recipe with the local critic on X'2 weighted 0.2 (was 0.1): the "
             "critic is what removes spurs, and at 0.3 on both sides it had made X'1 caricatures",
             _G32,
-            {**_LOCAL_X2_LOSS, **_PROBES, "lambda_local_sup": 0.2},
+            {**_PROBES_LOSS, "lambda_local_sup": 0.2},
         ),
         AblationRow(
             "g32_patch_local_removal_probes_sup02",
@@ -556,7 +558,7 @@ ROWS: dict[str, AblationRow] = {
             "weighs the joint and the spur alike, and on the worst fresh seed X'2 widened only "
             "two thirds of the gap",
             _G32,
-            {**_LOCAL_X2_LOSS, **_PROBES, "lambda_sup": 0.2},
+            {**_PROBES_LOSS, "lambda_sup": 0.2},
         ),
         AblationRow(
             "g32_patch_local_removal_probes_disp005",
@@ -564,14 +566,14 @@ ROWS: dict[str, AblationRow] = {
             "penalty is half the supervisor's share of the loss, and the worst seed's X'2 widen "
             "too little",
             _G32,
-            {**_LOCAL_X2_LOSS, **_PROBES, "lambda_disp": 0.005},
+            {**_PROBES_LOSS, "lambda_disp": 0.005},
         ),
         AblationRow(
             "g32_patch_local_removal_probes_fold03",
             "the cpu preset's recipe + the fold penalty relu(0.5 − det J) at 0.3: at 1.0 it "
             "halved the torn margins the supervisor passes, but the joint widened less",
             _G32,
-            {**_LOCAL_X2_LOSS, **_PROBES, "lambda_fold": 0.3},
+            {**_PROBES_LOSS, "lambda_fold": 0.3},
         ),
         AblationRow(
             "g32_patch_local_removal_probes_cycle",
@@ -581,7 +583,7 @@ ROWS: dict[str, AblationRow] = {
             "squeezed; the cycle asks every X'2 for its donor's key whatever the supervisor "
             "already says",
             _G32,
-            {**_LOCAL_X2_LOSS, **_PROBES, "lambda_cycle": 1.0},
+            {**_PROBES_LOSS, "lambda_cycle": 1.0},
         ),
         AblationRow(
             "g32_patch_local_removal_probes_fold03_cycle",
@@ -589,7 +591,7 @@ ROWS: dict[str, AblationRow] = {
             "seed by widening more and kept more spurs; the fold penalty trims the tears that "
             "wider warps leave",
             _G32,
-            {**_LOCAL_X2_LOSS, **_PROBES, "lambda_fold": 0.3, "lambda_cycle": 1.0},
+            {**_PROBES_LOSS, "lambda_fold": 0.3, "lambda_cycle": 1.0},
         ),
         AblationRow(
             "g32_healthy_edges_patch_local_removal_control_nofillgrad_probes",
