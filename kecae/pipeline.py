@@ -382,6 +382,8 @@ def _train_supervisors(
 ) -> dict[str, Any]:
     """The supervisor (member 0, seed ``cfg.seed``), then an ensemble's other members (each
     trained, resumed or reused in ``RUN/supervisor_<k>``); returns member 0's metrics."""
+    from kecae.models.presets import preset_member_model
+
     metrics = []
     adv_eps = supervisor_adv_eps(cfg)
     for k in range(supervisor_count(cfg)):
@@ -389,8 +391,21 @@ def _train_supervisors(
         member = _classifier_config(
             run, cfg.supervisor_arch, member_seed(cfg.seed, k), cfg, size, shared
         )
+        model = preset_member_model(cfg.preset, k) if k else {}
+        if model and cfg.supervisor_arch != "siamese":  # the views are the Siamese's patches
+            log.warning(
+                "supervisor member %d is trained as the supervisor: the %s preset's member "
+                "view %s is one of the siamese arch, not %s",
+                k,
+                cfg.preset,
+                model,
+                cfg.supervisor_arch,
+            )
+            model = {}
         with _run_level_advice(run.folder, _supervisor_advice(run.folder)):
-            metrics.append(train_classifier(dataclasses.replace(member, adv_eps=adv_eps)))
+            metrics.append(
+                train_classifier(dataclasses.replace(member, adv_eps=adv_eps, model=model))
+            )
     return metrics[0]
 
 

@@ -144,6 +144,10 @@ SUP_TARGETS = Registry(
     [
         Component("label", "the donor's grade label (the paper)"),
         Component("donor", "the supervisor's own call on the donor image (soft)"),
+        Component(
+            "donor_logit",
+            "the supervisor's logits on the donor image, matched by a Huber loss (no further)",
+        ),
     ],
 )
 

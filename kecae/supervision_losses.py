@@ -1,6 +1,7 @@
 """J_SUP (Eq. 5) and its forms beyond the paper: the exchanged images must carry their donor's
 grade, as a frozen supervisor sees it. Against the donor's label (the paper), or against the
-supervisor's own call on the donor (``sup_target: donor``); with a supervisor ensemble
+supervisor's own call on the donor (``sup_target: donor``), or as close to the supervisor's
+logits on the donor as can be, no further (``sup_target: donor_logit``); with a supervisor ensemble
 (``--supervisors K``), the mean of every member's loss, so the exchange must satisfy all of them
 (K supervisors trained from different seeds share the grade's real signs, not each seed's own
 shortcut). Shapes and class indices as in :mod:`kecae.losses`."""
@@ -41,6 +42,25 @@ def donor_supervision_term(
     )
 
 
+def donor_logit_term(
+    logits_ex: torch.Tensor, supervisor: nn.Module, x1: torch.Tensor, x2: torch.Tensor
+) -> torch.Tensor:
+    """J_SUP as a match: each exchanged image's logits, centred (minus their mean over the
+    classes, so only the differences between grades count), as close as possible to the
+    supervisor's centred logits on its donor image, by a Huber loss (δ = 1) summed over the
+    classes and averaged over the batch. With two grades that is a Huber loss on the logit margin
+    z = l_high − l_low, of slope 1 far from the donor's margin: unlike cross-entropy against the
+    label it does not fade once X' passes the decision line (a recipient the supervisor was
+    unsure of must still reach the donor's look), and it pulls back an X' the supervisor is more
+    sure of than of its donor (a caricature). ``logits_ex``: (2B, K) on cat([X'1, X'2])."""
+    with torch.no_grad():  # the supervisor's logits on each donor image, a fixed target
+        target = supervisor(torch.cat([x2, x1])).float()  # (2B, K): X'1's donor is X2
+    ex = logits_ex.float()
+    ex = ex - ex.mean(dim=1, keepdim=True)
+    target = target - target.mean(dim=1, keepdim=True)
+    return F.huber_loss(ex, target, reduction="none", delta=1.0).sum(dim=1).mean()
+
+
 def ensemble_supervision(
     supervisors: Sequence[nn.Module],
     x_ex: torch.Tensor,
@@ -52,7 +72,8 @@ def ensemble_supervision(
 ) -> torch.Tensor:
     """J_SUP averaged over ``supervisors``: each sees the same exchanged images ``x_ex`` =
     cat([X'1, X'2]) (2B, 1, S, S) and scores them with its own loss (``target``: ``"label"``,
-    the donor's grade; ``"donor"``, its own call on the donor image). One supervisor gives its
+    the donor's grade; ``"donor"``, its own call on the donor image; ``"donor_logit"``, its
+    logits on the donor image, :func:`donor_logit_term`). One supervisor gives its
     J_SUP unchanged."""
     b = x1.shape[0]
     values = []
@@ -60,6 +81,8 @@ def ensemble_supervision(
         logits = sup(x_ex)
         if target == "donor":
             values.append(donor_supervision_term(logits, sup, x1, x2))
+        elif target == "donor_logit":
+            values.append(donor_logit_term(logits, sup, x1, x2))
         else:
             values.append(supervision_term(logits[:b], logits[b:], y1, y2))
     if not values:

@@ -99,7 +99,7 @@ LOCAL_IMPORTS: dict[str, int] = {
     "kecae.cli.train": 3,
     "kecae.generation": 2,
     "kecae.inference": 1,
-    "kecae.pipeline": 9,
+    "kecae.pipeline": 10,
     "kecae.preflight": 1,
     "kecae.reader_study.analyze": 2,
     "kecae.report.recipe": 1,

@@ -36,6 +36,7 @@ class ClassifierConfig:
     base_channels: int = 16  # first-block channels of the small/siamese trunks (doubling per block)
     patch_fraction: float = 0.5  # siamese: patch side as a fraction of the image side
     combine: str = "sum"  # siamese: "sum" (side-invariant) or "concat" of the two patch features
+    margin_fraction: float = 0.0  # siamese: the patches start this far in from the image's edges
 
     def __post_init__(self) -> None:
         if self.arch not in CLASSIFIERS:
@@ -61,6 +62,16 @@ class ClassifierConfig:
             raise ValueError(
                 f"patch_fraction={self.patch_fraction!r} must be in (0, 1]; 0.5 cuts "
                 "the left and right halves of the joint band"
+            )
+        if not 0 <= self.margin_fraction < 0.5 or self.margin_fraction + self.patch_fraction > 1:
+            raise ValueError(
+                f"margin_fraction={self.margin_fraction!r} must be in [0, 0.5) with "
+                f"margin_fraction + patch_fraction <= 1 (patch_fraction={self.patch_fraction!r})"
+            )
+        if self.margin_fraction and self.arch != "siamese":
+            raise ValueError(
+                f"margin_fraction={self.margin_fraction!r} moves the siamese arch's patches; "
+                f"{self.arch} sees the whole image (leave it at 0)"
             )
         if self.combine not in ("sum", "concat"):
             raise ValueError(f"combine={self.combine!r} must be 'sum' or 'concat'")
@@ -185,7 +196,10 @@ class SiameseClassifier(Classifier):
     the two halves of the central band). The right patch is flipped horizontally so both show the
     joint from its outer margin inwards, and the shared trunk sees them the same way. ``sum``
     (default) makes the model invariant to which compartment is medial (that depends on the side
-    of the knee); ``concat`` keeps them apart.
+    of the knee); ``concat`` keeps them apart. ``margin_fraction`` > 0 moves both patches that
+    far in from the edges: the outer joint margins, where osteophytes grow, are then not seen, and
+    the classifier must tell the grade from what lies inside them (the compartments' joint
+    spaces).
     """
 
     def __init__(self, config: ClassifierConfig) -> None:
@@ -198,8 +212,9 @@ class SiameseClassifier(Classifier):
         s = x.shape[-1]
         p = max(1, round(self.config.patch_fraction * s))
         top = (s - p) // 2  # centred on the joint line
-        left = x[..., top : top + p, :p]
-        right = x[..., top : top + p, s - p :].flip(-1)
+        m = round(self.config.margin_fraction * s)  # columns left out at each edge
+        left = x[..., top : top + p, m : m + p]
+        right = x[..., top : top + p, s - m - p : s - m].flip(-1)
         return left, right
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -145,6 +145,24 @@ PRESET_SUPERVISOR: dict[str, dict[str, Any]] = {
 }
 
 
+#: The inner view of a Siamese supervisor (``ClassifierConfig`` fields): both patches start 15 %
+#: of the side in from the image's edges and are 35 % of it wide, so the outer joint margins,
+#: where osteophytes grow, are never seen and the grade must be told from the compartments'
+#: joint spaces (docs/ablation.md, "A supervisor that cannot see the spurs").
+INNER_VIEW: dict[str, Any] = {"margin_fraction": 0.15, "patch_fraction": 0.35}
+
+#: Model settings (``ClassifierConfig`` fields) of the members 1, 2, ... of each preset's
+#: supervisor ensemble, in order (member 0 is the supervisor; a member not listed is trained as
+#: the supervisor, at its own seed). Applied by ``kecae run`` / ``kecae demo`` when they train the
+#: members; the studies train every member as the run's own (its config.yaml).
+PRESET_MEMBER_MODELS: dict[str, list[dict[str, Any]]] = {
+    "paper": [],
+    "cpu": [],
+    "cpu_fill": [],
+    "tiny": [],
+}
+
+
 def _check_known(name: str) -> None:
     """Refuse a preset name that is not registered, listing those that are."""
     if name not in PRESETS:
@@ -171,6 +189,14 @@ def preset_supervisor(name: str) -> dict[str, Any]:
     """A copy of the supervisor settings of preset ``name`` (see :data:`PRESET_SUPERVISOR`)."""
     _check_known(name)
     return dict(PRESET_SUPERVISOR.get(name, {}))
+
+
+def preset_member_model(name: str, k: int) -> dict[str, Any]:
+    """The model settings of member ``k`` (>= 1) of preset ``name``'s supervisor ensemble (see
+    :data:`PRESET_MEMBER_MODELS`; ``{}``: as the supervisor)."""
+    _check_known(name)
+    members = PRESET_MEMBER_MODELS.get(name, [])
+    return dict(members[k - 1]) if 1 <= k <= len(members) else {}
 
 
 def preset_training(name: str) -> dict[str, Any]:

@@ -594,6 +594,15 @@ ROWS: dict[str, AblationRow] = {
             {**_PROBES_LOSS, "lambda_fold": 0.3, "lambda_cycle": 1.0},
         ),
         AblationRow(
+            "g32_patch_local_removal_probes_fold03_dlogit",
+            "the cpu preset (fold penalty 0.3) with J_SUP a Huber match of the supervisor's "
+            "logits on X' to its logits on the donor (sup_target donor_logit): cross-entropy "
+            "against the label fades once X' crosses the line, so a recipient the supervisor "
+            "was unsure of passes with its joint unwidened, and it never pulls back a caricature",
+            _G32,
+            {**_PROBES_LOSS, "lambda_fold": 0.3, "sup_target": "donor_logit"},
+        ),
+        AblationRow(
             "g32_healthy_edges_patch_local_removal_control_nofillgrad_probes",
             "the healthy-fill recipe (the cpu_fill preset) + the grade probes (a linear probe "
             "telling the grade from hK, weight 0.1, and one on hN through a gradient reversal, "

@@ -44,6 +44,7 @@ from kecae.studies.subruns import (
     at_budget,
     generated_rows,
     kecae_run_config,
+    member_recipe,
     reusable_generation,
     run_recipe,
     subset_manifest,
@@ -307,7 +308,7 @@ def _supervisors(
     base = load_yaml(ClassifierTrainConfig, run_sup.config)
     for k in range(count):
         scfg = dataclasses.replace(
-            base,
+            member_recipe(layout, k, base),
             data=fdata,
             out=str(folder.supervisor_member(k).folder),
             seed=member_seed(base.seed, k),

@@ -57,6 +57,7 @@ from kecae.studies.subruns import (
     Progress,
     at_budget,
     kecae_run_config,
+    member_recipe,
     train_kecae_or_reuse,
     train_or_reuse,
 )
@@ -138,6 +139,11 @@ class Recipe:
     kecae: KECAETrainConfig
     gen_pairs: int
     eval_pairs: int
+    members: tuple[ClassifierTrainConfig, ...] = ()  # the ensemble's members 1.. (member_recipe)
+
+    def member(self, k: int) -> ClassifierTrainConfig:
+        """The recipe of supervisor-ensemble member ``k`` (0: the supervisor)."""
+        return self.members[k - 1] if 1 <= k <= len(self.members) else self.supervisor
 
     def seeds_at(self, seed: int) -> tuple[int, int]:
         """(supervisor seed, judge seed) of study seed ``seed`` (as the run set them apart)."""
@@ -186,12 +192,14 @@ def read_recipe(cfg: RobustnessConfig, layout: RunLayout) -> Recipe:
         int(json.loads(gen.read_text())["pairs"]) if gen.is_file() else 2000
     )
     n = lookup(read_metrics(layout.root), "exchange_success.n")
+    supervisor = load_yaml(ClassifierTrainConfig, layout.supervisor.config)
     return Recipe(
-        supervisor=load_yaml(ClassifierTrainConfig, layout.supervisor.config),
+        supervisor=supervisor,
         judge=load_yaml(ClassifierTrainConfig, layout.judge.config),
         kecae=kecae,
         gen_pairs=gen_pairs,
         eval_pairs=cfg.eval_pairs or (int(n) if n else 400),
+        members=tuple(member_recipe(layout, k, supervisor) for k in range(1, kecae.supervisors)),
     )
 
 
@@ -242,7 +250,7 @@ def _train(
     resumed or reused."""
     sup_seed, judge_seed = recipe.seeds_at(seed)
     sups = [
-        _classifier(cfg, recipe.supervisor, member.folder, member_seed(sup_seed, k), cache)
+        _classifier(cfg, recipe.member(k), member.folder, member_seed(sup_seed, k), cache)
         for k, member in enumerate(map(folder.supervisor_member, range(recipe.kecae.supervisors)))
     ]
     judge = _classifier(cfg, recipe.judge, folder.judge.folder, judge_seed, cache)

@@ -300,20 +300,35 @@ def train_or_reuse(ccfg: ClassifierTrainConfig) -> dict[str, Any]:
     return classifier_trainer.train_classifier(ccfg)
 
 
+def member_recipe(
+    layout: RunLayout, k: int, supervisor: ClassifierTrainConfig
+) -> ClassifierTrainConfig:
+    """How member ``k`` of the run's supervisor ensemble is trained: the supervisor's recipe
+    with the model settings of the run's own member k (its config.yaml; a member may see another
+    view than the supervisor, as the ``cpu`` preset's inner-view member does), else the
+    supervisor's recipe as it is. Seeds and folders are the caller's."""
+    own = layout.supervisor_member(k).config
+    if k == 0 or not own.is_file():
+        return supervisor
+    return dataclasses.replace(supervisor, model=load_yaml(ClassifierTrainConfig, own).model)
+
+
 def train_supervisor_members(
     layout: RunLayout, count: int, device: str, cache_dir: str | None, progress: bool
 ) -> list[str]:
     """Checkpoints of members 1..count-1 of the run's supervisor ensemble: the run's supervisor
-    (its config.yaml) at the members' seeds, in ``RUN/supervisor_<k>``, each trained, resumed or
-    reused (the pipeline's ``--supervisors`` trains the same ones)."""
+    (its config.yaml, with a member's own model settings, :func:`member_recipe`) at the members'
+    seeds, in ``RUN/supervisor_<k>``, each trained, resumed or reused (the pipeline's
+    ``--supervisors`` trains the same ones)."""
     if count > 1 and not layout.supervisor.config.is_file():
         raise KecaeError(
             f"{layout.supervisor.config} is missing: a supervisor ensemble trains the run's "
             f"supervisor at other seeds; finish the run first (`kecae demo --out {layout.root}`)"
         )
     checkpoints = []
+    supervisor = load_yaml(ClassifierTrainConfig, layout.supervisor.config)
     for k in range(1, count):
-        base = load_yaml(ClassifierTrainConfig, layout.supervisor.config)
+        base = member_recipe(layout, k, supervisor)
         member = layout.supervisor_member(k)
         train_or_reuse(
             dataclasses.replace(

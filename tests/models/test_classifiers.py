@@ -65,6 +65,23 @@ def test_siamese_patches_positions():
     assert left[1, 0, :, 0].tolist() == list(range(16, 48))  # rows 16…47: centred on the joint
 
 
+def test_siamese_patches_leave_out_the_margins():
+    # margin_fraction 0.15 of 64 px: 10 columns left out at each edge, patches of 0.35 (22 px)
+    model = build_classifier("siamese", 64, margin_fraction=0.15, patch_fraction=0.35)
+    cols = torch.arange(64.0).expand(64, 64)[None, None]
+    left, right = model.patches(cols)
+    assert left.shape == right.shape == (1, 1, 22, 22)
+    assert left[0, 0, 0].tolist() == list(range(10, 32))  # columns 10…31
+    assert right[0, 0, 0].tolist() == list(range(53, 31, -1))  # columns 53…32, flipped
+    # the outer columns do not reach the output at all
+    x = torch.rand(2, 1, 64, 64)
+    y = x.clone()
+    y[..., :10] = -1
+    y[..., 54:] = 1
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(y), model.eval()(x))
+
+
 def test_siamese_sum_is_invariant_to_mirroring():
     # Mirroring the image swaps the two compartments (left vs right knee): with "sum" the
     # features are unchanged; with "concat" the two halves swap.
@@ -92,6 +109,8 @@ def test_siamese_sum_is_invariant_to_mirroring():
         (dict(arch="small", image_size=64, dropout=1.0), "dropout"),
         (dict(arch="siamese", image_size=64, combine="max"), "combine"),
         (dict(arch="siamese", image_size=64, patch_fraction=0.0), "patch_fraction"),
+        (dict(arch="siamese", image_size=64, margin_fraction=0.6), "margin_fraction"),
+        (dict(arch="siamese", image_size=64, margin_fraction=0.2, patch_fraction=0.9), "<= 1"),
         (dict(arch="small", image_size=64, depth=3), "unknown classifier option"),
     ],
 )

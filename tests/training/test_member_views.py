@@ -1,0 +1,85 @@
+"""A supervisor ensemble whose members see other views than the supervisor: ``kecae run`` /
+``kecae demo`` train member k with its preset's model settings (``PRESET_MEMBER_MODELS``), and
+the studies retrain every member as the run's own member was made (its config.yaml), each at its
+own seed."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from kecae.config import save_yaml
+from kecae.models import build_classifier
+from kecae.models.presets import INNER_VIEW, PRESET_MEMBER_MODELS, preset_member_model
+from kecae.pipeline import RunConfig, _train_supervisors
+from kecae.runfolder import RunLayout
+from kecae.studies.robustness import Recipe
+from kecae.studies.subruns import member_recipe
+from kecae.training.config import ClassifierTrainConfig, KECAETrainConfig
+
+
+@pytest.fixture
+def inner_member(monkeypatch):
+    """The tiny preset with one inner-view member (the cpu preset's shape)."""
+    monkeypatch.setitem(PRESET_MEMBER_MODELS, "tiny", [dict(INNER_VIEW)])
+
+
+def test_preset_member_model_lists_members_from_one():
+    assert INNER_VIEW == {"margin_fraction": 0.15, "patch_fraction": 0.35}
+    for preset in PRESET_MEMBER_MODELS:
+        assert preset_member_model(preset, 0) == {}  # member 0 is the supervisor
+        assert preset_member_model(preset, 99) == {}  # a member not listed: as the supervisor
+    with pytest.raises(ValueError, match="unknown KECAE preset"):
+        preset_member_model("huge", 1)
+
+
+def test_the_pipeline_trains_member_one_with_the_presets_view(tmp_path, inner_member, caplog):
+    layout = RunLayout(tmp_path / "run")
+    seen: list[ClassifierTrainConfig] = []
+
+    def fake_train(c):
+        seen.append(c)
+        return {"accuracy": 1.0}
+
+    cfg = RunConfig(out=str(layout.root), preset="tiny", supervisors=3)
+    _train_supervisors(cfg, layout, 64, {}, fake_train)
+    assert [c.model for c in seen] == [{}, INNER_VIEW, {}]
+    assert [c.seed for c in seen] == [0, 1000, 2000]
+    # another architecture has no patches to move: every member is trained as the supervisor
+    seen.clear()
+    cfg = dataclasses.replace(cfg, supervisor_arch="small")
+    _train_supervisors(cfg, layout, 64, {}, fake_train)
+    assert [c.model for c in seen] == [{}, {}, {}]
+    assert "member 1 is trained as the supervisor" in caplog.text
+
+
+def test_a_view_on_another_architecture_is_refused():
+    with pytest.raises(ValueError, match=r"margin_fraction=0\.15 moves the siamese"):
+        build_classifier("small", 64, margin_fraction=0.15)
+
+
+def test_the_studies_retrain_each_member_as_the_run_made_it(tmp_path):
+    layout = RunLayout(tmp_path / "run")
+    supervisor = ClassifierTrainConfig(out=str(layout.supervisor.folder), adv_eps=0.03, seed=0)
+    layout.supervisor_member(1).folder.mkdir(parents=True)
+    save_yaml(
+        dataclasses.replace(supervisor, model=dict(INNER_VIEW), seed=1000),
+        layout.supervisor_member(1).config,
+    )
+    one = member_recipe(layout, 1, supervisor)
+    # the member's view, the supervisor's recipe otherwise (seeds are the caller's)
+    assert one == dataclasses.replace(supervisor, model=INNER_VIEW)
+    assert member_recipe(layout, 0, supervisor) is supervisor
+    assert member_recipe(layout, 2, supervisor) is supervisor  # no member 2 in the run
+    recipe = Recipe(
+        supervisor=supervisor,
+        judge=ClassifierTrainConfig(arch="small"),
+        kecae=KECAETrainConfig(supervisors=3, supervisor_members=["s1.pt", "s2.pt"]),
+        gen_pairs=4,
+        eval_pairs=4,
+        members=(one, member_recipe(layout, 2, supervisor)),
+    )
+    assert [recipe.member(k).model for k in range(3)] == [{}, INNER_VIEW, {}]
+    assert yaml.safe_load(layout.supervisor_member(1).config.read_text())["model"] == INNER_VIEW
