@@ -34,8 +34,29 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_members(
+    preset: str, count: int, views: list[dict[str, Any]], args: argparse.Namespace
+) -> None:
+    """A preset measured against ``count`` supervisors needs its members' checkpoints (``views``:
+    the model settings of members 1..count-1): say how to train them, and the ways out, before
+    anything is read."""
+    if count < 2 or args.supervisors is not None or args.supervisor_members is not None:
+        return
+    how = [
+        f"member {k}: `kecae train-classifier --seed S"
+        + "".join(f" --model {name}={value}" for name, value in view.items())
+        + "`"
+        for k, view in enumerate(views, start=1)
+    ]
+    raise KecaeError(
+        f"the {preset} preset trains against {count} frozen supervisors: pass "
+        f"--supervisor-members with {count - 1} more checkpoint(s) ({'; '.join(how)}), or "
+        "--supervisors 1 for one supervisor, or let `kecae run` / `kecae demo` train them"
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from kecae.models.presets import preset_training
+    from kecae.models.presets import preset_member_model, preset_training
     from kecae.training.kecae_trainer import train_kecae
 
     preset = from_args(KECAETrainConfig, args).preset
@@ -43,6 +64,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         base = preset_training(preset)
     except ValueError as exc:
         raise KecaeError(str(exc)) from exc
+    count = int(base.get("supervisors", 1))
+    views = [preset_member_model(preset, k) for k in range(1, count)]
+    _require_members(preset, count, views, args)
     cfg = from_args(KECAETrainConfig, args, base=base)
     _require(cfg, "data")
     summary = train_kecae(cfg)

@@ -603,6 +603,15 @@ ROWS: dict[str, AblationRow] = {
             {**_PROBES_LOSS, "lambda_fold": 0.3, "sup_target": "donor_logit"},
         ),
         AblationRow(
+            "g32_patch_local_removal_probes_fold03_inner",
+            "the cpu preset before its second supervisor (fold penalty 0.3) with J_SUP the mean "
+            "over two frozen supervisors at 0.2 (0.1 each): the run's supervisor, which answers "
+            "to spurs, and the run's member 1 (a cpu-preset run's: the inner view, patches that "
+            "leave out the outer joint margins, so it answers to the joint space)",
+            _G32,
+            {**_PROBES_LOSS, "lambda_fold": 0.3, "lambda_sup": 0.2, "supervisors": 2},
+        ),
+        AblationRow(
             "g32_healthy_edges_patch_local_removal_control_nofillgrad_probes",
             "the healthy-fill recipe (the cpu_fill preset) + the grade probes (a linear probe "
             "telling the grade from hK, weight 0.1, and one on hN through a gradient reversal, "

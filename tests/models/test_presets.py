@@ -24,14 +24,17 @@ def test_presets_and_overrides():
 
 
 def test_cpu_preset_is_the_ablation_row_it_names():
-    """The cpu preset is the ablation's g32_patch_local_removal_probes_fold03 row, model and
-    training settings alike, so docs/ablation.md measures what `kecae demo` trains."""
+    """The cpu preset is the ablation's g32_patch_local_removal_probes_fold03_inner row, model and
+    training settings alike, so docs/ablation.md measures what `kecae demo` trains; its member 1
+    sees the inner view."""
     import torch
 
     from kecae.models import KECAE, preset_training
+    from kecae.models.presets import INNER_VIEW, preset_member_model
     from kecae.studies.ablation_rows import BASE_MODEL, ROWS
 
-    row = ROWS["g32_patch_local_removal_probes_fold03"]
+    row = ROWS["g32_patch_local_removal_probes_fold03_inner"]
+    assert preset_member_model("cpu", 1) == INNER_VIEW
     assert kecae_config("cpu") == KECAEConfig(**{**BASE_MODEL, **row.model})
     assert preset_training("cpu") == row.train
     assert preset_training("paper") == {} and kecae_config("paper").exchange == "decode"

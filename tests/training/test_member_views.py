@@ -83,3 +83,13 @@ def test_the_studies_retrain_each_member_as_the_run_made_it(tmp_path):
     )
     assert [recipe.member(k).model for k in range(3)] == [{}, INNER_VIEW, {}]
     assert yaml.safe_load(layout.supervisor_member(1).config.read_text())["model"] == INNER_VIEW
+
+
+def test_kecae_train_with_the_cpu_preset_names_the_member_it_needs(capsys):
+    from kecae.cli import main
+
+    assert main(["train", "--data", "d", "--supervisor", "s.pt"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("kecae train: error: the cpu preset trains against 2 frozen supervisors")
+    assert "--model margin_fraction=0.15 --model patch_fraction=0.35" in err
+    assert "--supervisors 1" in err and "\n" not in err
