@@ -34,7 +34,7 @@ from kecae.results import (
     SupervisorSummary,
     Tune,
 )
-from kecae.training.config import MEMBER_SEED_STRIDE, KECAETrainConfig
+from kecae.training.config import MEMBER_SEED_STRIDE, ClassifierTrainConfig, KECAETrainConfig
 
 # The model presets (torch) are imported when a run's KECAE configuration is shown: the report
 # renders without torch otherwise.
@@ -69,6 +69,25 @@ def _exchange_text(model: Any) -> str:
     return "decoded: X′1 = D(hN1 + hK2), the paper's"
 
 
+def _member_views(members: list[str], base: Any) -> str:
+    """``; member k sees ...`` for the members whose classifier sees less than the whole image
+    (the Siamese's patches moved in from the edges: their config.yaml's ``margin_fraction``)."""
+    views = []
+    for k, member in enumerate(members, start=1):
+        config = (base / member).parent / "config.yaml"
+        try:
+            model = load_yaml(ClassifierTrainConfig, config).model or {}
+        except (OSError, KecaeError, ValueError, TypeError):
+            continue
+        if model.get("margin_fraction"):
+            views.append(
+                f"member {k} sees only the inner view (its patches start "
+                f"{float(model['margin_fraction']):.0%} of the side in from the edges, so not "
+                "the outer joint margins where spurs grow)"
+            )
+    return "".join(f"; {v}" for v in views)
+
+
 def generator_section(run: RunData) -> str:
     """The KECAE options this run trained: preset, model and loss, as its config.yaml gives them."""
     from kecae.models.presets import kecae_config
@@ -84,7 +103,10 @@ def generator_section(run: RunData) -> str:
         return note(f"Could not read <code>{escape(rel)}</code> ({escape(str(e))}).")
     c, h, w = model.latent_shape
     kc, kh, kw = model.key_shape
-    sup = "the supervisor's call on the donor" if cfg.sup_target == "donor" else "the donor's grade"
+    sup = {
+        "donor": "the supervisor's call on the donor",
+        "donor_logit": "the supervisor's logits on the donor, a Huber match",
+    }.get(cfg.sup_target, "the donor's grade")
     loss = [
         f"J_{'L1' if cfg.recon == 'l1' else 'MSE'}",
         f"λ1 = {cfg.lambda_sup:g} · J_SUP (target: {sup})",
@@ -97,8 +119,9 @@ def generator_section(run: RunData) -> str:
     if cfg.supervisors > 1:
         loss[1] = (
             f"λ1 = {cfg.lambda_sup:g} · J_SUP, the mean over {cfg.supervisors} frozen "
-            f"supervisors trained from seeds {MEMBER_SEED_STRIDE} apart (target: {sup}); the "
-            "evaluation's supervisor is member 0, the run's supervisor/"
+            f"supervisors trained from seeds {MEMBER_SEED_STRIDE} apart (target: {sup})"
+            f"{_member_views(cfg.supervisor_members, path.parent)}; the evaluation's "
+            "supervisor is member 0, the run's supervisor/"
         )
     rows = [
         ["preset", escape(cfg.preset)],

@@ -93,3 +93,20 @@ def test_kecae_train_with_the_cpu_preset_names_the_member_it_needs(capsys):
     assert err.startswith("kecae train: error: the cpu preset trains against 2 frozen supervisors")
     assert "--model margin_fraction=0.15 --model patch_fraction=0.35" in err
     assert "--supervisors 1" in err and "\n" not in err
+
+
+def test_the_report_says_which_member_sees_the_inner_view(tmp_path):
+    from kecae.report.recipe import _member_views
+
+    layout = RunLayout(tmp_path)
+    layout.kecae.folder.mkdir()
+    for k, model in ((1, dict(INNER_VIEW)), (2, {})):
+        layout.supervisor_member(k).folder.mkdir(parents=True)
+        save_yaml(ClassifierTrainConfig(model=model), layout.supervisor_member(k).config)
+    members = ["../supervisor_1/best.pt", "../supervisor_2/best.pt", "../supervisor_3/best.pt"]
+    text = _member_views(members, layout.kecae.folder)
+    assert text == (
+        "; member 1 sees only the inner view (its patches start 15% of the side in from the "
+        "edges, so not the outer joint margins where spurs grow)"
+    )
+    assert _member_views([], layout.kecae.folder) == ""
