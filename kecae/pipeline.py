@@ -391,7 +391,7 @@ def _train_supervisors(
         member = _classifier_config(
             run, cfg.supervisor_arch, member_seed(cfg.seed, k), cfg, size, shared
         )
-        model = preset_member_model(cfg.preset, k) if k else {}
+        model = preset_member_model(cfg.preset, k)  # {} for member 0, the supervisor
         if model and cfg.supervisor_arch != "siamese":  # the views are the Siamese's patches
             log.warning(
                 "supervisor member %d is trained as the supervisor: the %s preset's member "

@@ -27,6 +27,13 @@ def supervision_term(
     return F.cross_entropy(logits_x1_ex, y2) + F.cross_entropy(logits_x2_ex, y1)
 
 
+def _on_donors(supervisor: nn.Module, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    """The supervisor's logits (2B, K), in float and without a gradient, on the donor of each
+    exchanged image of cat([X'1, X'2]): X'1's donor is X2, X'2's is X1."""
+    with torch.no_grad():
+        return supervisor(torch.cat([x2, x1])).float()
+
+
 def donor_supervision_term(
     logits_ex: torch.Tensor, supervisor: nn.Module, x1: torch.Tensor, x2: torch.Tensor
 ) -> torch.Tensor:
@@ -35,8 +42,7 @@ def donor_supervision_term(
     healthy-looking X', so the exchange follows the donor's features, not its label (the phantom
     grades, like readers', overlap). ``logits_ex``: (2B, K) on cat([X'1, X'2])."""
     b = x1.shape[0]
-    with torch.no_grad():  # the supervisor's belief about each donor image, a soft target
-        p_donor = torch.softmax(supervisor(torch.cat([x2, x1])).float(), dim=1)  # (2B, K)
+    p_donor = torch.softmax(_on_donors(supervisor, x1, x2), dim=1)  # a soft target
     return F.cross_entropy(logits_ex[:b].float(), p_donor[:b]) + F.cross_entropy(
         logits_ex[b:].float(), p_donor[b:]
     )
@@ -53,8 +59,7 @@ def donor_logit_term(
     label it does not fade once X' passes the decision line (a recipient the supervisor was
     unsure of must still reach the donor's look), and it pulls back an X' the supervisor is more
     sure of than of its donor (a caricature). ``logits_ex``: (2B, K) on cat([X'1, X'2])."""
-    with torch.no_grad():  # the supervisor's logits on each donor image, a fixed target
-        target = supervisor(torch.cat([x2, x1])).float()  # (2B, K): X'1's donor is X2
+    target = _on_donors(supervisor, x1, x2)  # a fixed target
     ex = logits_ex.float()
     ex = ex - ex.mean(dim=1, keepdim=True)
     target = target - target.mean(dim=1, keepdim=True)
