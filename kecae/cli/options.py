@@ -176,6 +176,15 @@ def from_args(cls: type[T], args: argparse.Namespace, base: dict[str, Any] | Non
     return from_dict(cls, values, source="option", check=True)
 
 
+def given_fields(cls: type, args: argparse.Namespace) -> set[str]:
+    """The fields of ``cls`` that the ``--config`` YAML file or the command line sets."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    given = {f for f in names if getattr(args, f, None) is not None}
+    if getattr(args, "config", None):
+        given |= names & set(read_yaml_mapping(args.config))
+    return given
+
+
 def _parse_kv(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise KecaeError(f"expected KEY=VALUE, got {text!r} (e.g. --model width=0.5)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from kecae.cli.options import add_options, from_args
+from kecae.cli.options import add_options, from_args, given_fields
 from kecae.errors import KecaeError
 from kecae.training.config import ClassifierTrainConfig, KECAETrainConfig
 
@@ -34,13 +34,12 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
-def _require_members(
-    preset: str, count: int, views: list[dict[str, Any]], args: argparse.Namespace
-) -> None:
+def _require_members(preset: str, count: int, views: list[dict[str, Any]], given: set[str]) -> None:
     """A preset measured against ``count`` supervisors needs its members' checkpoints (``views``:
     the model settings of members 1..count-1): say how to train them, and the ways out, before
-    anything is read."""
-    if count < 2 or args.supervisors is not None or args.supervisor_members is not None:
+    anything is read. ``given``: the fields the --config file or the command line sets (either
+    may name the members, or the number of supervisors)."""
+    if count < 2 or given & {"supervisors", "supervisor_members"}:
         return
     how = [
         f"member {k}: `kecae train-classifier --seed S"
@@ -66,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise KecaeError(str(exc)) from exc
     count = int(base.get("supervisors", 1))
     views = [preset_member_model(preset, k) for k in range(1, count)]
-    _require_members(preset, count, views, args)
+    _require_members(preset, count, views, given_fields(KECAETrainConfig, args))
     cfg = from_args(KECAETrainConfig, args, base=base)
     _require(cfg, "data")
     summary = train_kecae(cfg)

@@ -52,6 +52,8 @@ from kecae.models.inpaint import Inpainter, fill, random_masks
 KEY_POOLS = ("none", "mean")
 #: How an exchanged image is made from the recipient (see the module docstring).
 EXCHANGES = ("decode", "residual", "warp")
+#: What the warp's tanh bounds (``KECAEConfig.warp_bound``).
+WARP_BOUNDS = ("field", "change")
 
 #: Below this size more than three of the seven blocks would run on a 1×1 map, where a 3×3
 #: stride-2 convolution only sees its centre tap: the auto-encoder degenerates into an MLP.
@@ -87,6 +89,12 @@ class KECAEConfig:
     )
     warp_grid: int = 8  # warp: side of the displacement grid (taken at this decoder resolution)
     warp_max_px: float = 3.0  # warp: bound of each predicted displacement component, px
+    # warp: what tanh bounds. "field": each decoded field u(h), so the exchange's change
+    # u(h') − u(h) reaches ±2·warp_max_px only where u(h) sits at 0, and not at all (no range, no
+    # gradient) where u(h) is pinned at a bound; "change": the change itself,
+    # warp_max_px·tanh(r(h') − r(h)) of the raw head outputs r, so every place of the recipient can
+    # move ±warp_max_px whatever its own field
+    warp_bound: str = "field"
     warp_residual: bool = False  # warp: also add the blurred residual for what a warp cannot make
     residual_blur_px: float = 1.0  # residual edits: Gaussian blur sd, px (0: none)
     edit: bool = False  # warp: also X' = (1 − m)·warp(X) + m·G, a masked appearance edit
@@ -118,6 +126,11 @@ class KECAEConfig:
             raise ValueError(f"warp_grid={self.warp_grid!r} must be an int >= 2 (e.g. 8)")
         if not (math.isfinite(self.warp_max_px) and self.warp_max_px > 0):
             raise ValueError(f"warp_max_px={self.warp_max_px!r} must be a positive number of px")
+        if self.warp_bound not in WARP_BOUNDS:
+            raise ValueError(
+                f"warp_bound={self.warp_bound!r} must be one of {list(WARP_BOUNDS)} ('field': "
+                "each decoded field bounded; 'change': the exchange's change bounded)"
+            )
         if not (math.isfinite(self.residual_blur_px) and self.residual_blur_px >= 0):
             raise ValueError(f"residual_blur_px={self.residual_blur_px!r} must be >= 0 px")
         for flag in ("edit", "inpaint_fill_grad", "inpaint_explore"):
@@ -406,7 +419,8 @@ class KECAE(nn.Module):
 
     def decode_with_displacement(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Latent (B, C, h, w) → (images (B, 1, S, S), displacement u(h) (B, 2, g, g) in px or
-        None without a displacement head)."""
+        None without a displacement head). With ``warp_bound="change"`` u(h) is the head's raw
+        output, unbounded and unitless: only the tanh of a difference of two is in px."""
         if tuple(h.shape[1:]) != self.config.latent_shape:
             raise ValueError(
                 f"latent has shape {tuple(h.shape)}; expected "
@@ -424,8 +438,12 @@ class KECAE(nn.Module):
                     u = nn.functional.interpolate(
                         u, size=(self.config.warp_grid,) * 2, mode="bilinear", align_corners=False
                     )
-                disp = self.config.warp_max_px * torch.tanh(u)  # (B, 2, g, g) px
+                disp = u if self.config.warp_bound == "change" else self.bounded(u)
         return h, disp
+
+    def bounded(self, u: torch.Tensor) -> torch.Tensor:
+        """warp_max_px · tanh(u): a field of raw head outputs in px, each component bounded."""
+        return self.config.warp_max_px * torch.tanh(u)
 
     def exchanged(
         self,
@@ -457,7 +475,8 @@ class KECAE(nn.Module):
             edit = gaussian_blur(dec_ex - hat, cfg.residual_blur_px)
             return (x + edit).clamp(-1, 1), None, None
         assert u_hat is not None and u_ex is not None
-        disp = u_ex - u_hat  # (B, 2, g, g): what the donor's key changes in the recipient's field
+        # (B, 2, g, g) px: what the donor's key changes in the recipient's field
+        disp = self.bounded(u_ex - u_hat) if cfg.warp_bound == "change" else u_ex - u_hat
         moved = warp_images(x, disp)
         if cfg.warp_residual:
             edit = gaussian_blur(dec_ex - warp_images(hat, disp), cfg.residual_blur_px)

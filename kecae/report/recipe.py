@@ -54,9 +54,14 @@ _EXTRA_TERMS = {
 
 def _exchange_text(model: Any) -> str:
     if model.exchange == "warp":
+        bound = (
+            f"its change from X1's own field ≤ {model.warp_max_px:g} px"
+            if getattr(model, "warp_bound", "field") == "change"
+            else f"≤ {model.warp_max_px:g} px"
+        )
         text = (
             f"warp: X′1 is X1 moved along a smooth displacement field decoded from hN1 + hK2 "
-            f"(≤ {model.warp_max_px:g} px, {model.warp_grid}×{model.warp_grid} grid)"
+            f"({bound}, {model.warp_grid}×{model.warp_grid} grid)"
         )
         if model.warp_residual:
             text += f", plus a residual blurred by σ {model.residual_blur_px:g} px"

@@ -21,6 +21,7 @@ from kecae.models import (
     flops_per_pair,
     kecae_config,
 )
+from kecae.models.autoencoder import replace_config
 
 TINY = dict(width=1 / 32)  # 4…64 channels: shape checks at any size stay cheap
 
@@ -307,6 +308,35 @@ def test_warp_exchange_starts_as_identity_and_its_control_is_the_recipient():
     torch.testing.assert_close(own, x1, atol=1e-6, rtol=0)  # u(h1) − u(h1) = 0
 
 
+def test_change_bound_keeps_range_where_the_own_field_is_pinned():
+    """warp_bound="field": with u(h) pinned at +warp_max_px the change can only go down; "change"
+    bounds warp_max_px·tanh(r(h') − r(h)) of the raw head outputs, whatever r(h) is."""
+    from kecae.models.autoencoder import warp_images
+
+    field = _options_model(depth=3, exchange="warp", warp_grid=4)
+    change = KECAE(replace_config(field.config, warp_bound="change"))
+    change.load_state_dict(field.state_dict())
+    field.eval(), change.eval()
+    x1, x2 = _pair(field.config, 3, seed=6)
+    with torch.no_grad():
+        for model in (field, change):
+            model.warp_head.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(0))
+            model.warp_head.bias.fill_(8.0)  # a common mode deep in tanh's flat end
+        out_f, out_c = field(x1, x2), change(x1, x2)
+        _, raw_own = change.decode_with_displacement(out_c.hn1 + out_c.hk1)
+        _, raw_ex = change.decode_with_displacement(out_c.hn1 + out_c.hk2)
+    m = field.config.warp_max_px
+    expected = m * torch.tanh(raw_ex - raw_own)
+    torch.testing.assert_close(out_c.disp1, expected)
+    torch.testing.assert_close(out_c.x1_ex, warp_images(x1, expected).clamp(-1, 1))
+    torch.testing.assert_close(out_f.disp1, m * torch.tanh(raw_ex) - m * torch.tanh(raw_own))
+    # the same raw outputs: the field bound leaves almost no change, the change bound all of it
+    assert out_f.disp1.abs().max() < 0.05 * out_c.disp1.abs().max()
+    assert out_c.disp1.abs().max() <= m
+    with torch.no_grad():  # the no-exchange control is the recipient under both bounds
+        torch.testing.assert_close(change.exchange(x1, x1)[0], x1.clamp(-1, 1), atol=1e-6, rtol=0)
+
+
 def test_warp_images_moves_pixels_by_the_displacement():
     from kecae.models.autoencoder import warp_images
 
@@ -354,6 +384,7 @@ def test_warp_head_reads_the_decoder_block_at_the_grid_size():
         (dict(exchange="warp", depth=1), "depth >= 2"),
         (dict(warp_grid=1), "warp_grid"),
         (dict(warp_max_px=0.0), "warp_max_px"),
+        (dict(warp_bound="both"), "warp_bound"),
         (dict(residual_blur_px=-1.0), "residual_blur_px"),
     ],
 )

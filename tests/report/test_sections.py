@@ -72,3 +72,13 @@ def test_sections_show_the_run_s_numbers(full, anchor, value):
 def test_each_section_is_a_note_on_an_empty_run(tmp_path, anchor, build):
     html = build(load_run(tmp_path))
     assert isinstance(html, str) and html.strip()
+
+
+def test_the_recipe_says_what_the_warp_bound_limits():
+    from kecae.models.autoencoder import KECAEConfig
+    from kecae.report.recipe import _exchange_text
+
+    field = KECAEConfig(image_size=64, depth=4, exchange="warp", warp_grid=32)
+    change = KECAEConfig(image_size=64, depth=4, exchange="warp", warp_grid=32, warp_bound="change")
+    assert "(≤ 3 px, 32×32 grid)" in _exchange_text(field)
+    assert "(its change from X1's own field ≤ 3 px, 32×32 grid)" in _exchange_text(change)

@@ -110,3 +110,18 @@ def test_the_report_says_which_member_sees_the_inner_view(tmp_path):
         "edges, so not the outer joint margins where spurs grow)"
     )
     assert _member_views([], layout.kecae.folder) == ""
+
+
+def test_kecae_train_takes_the_members_from_its_config_file(tmp_path, capsys):
+    """A run's own config.yaml (``--config``) names the members: the preset's check lets it by,
+    and the next check is the one about the missing data folder."""
+    from kecae.cli import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "data: missing_folder\nsupervisor: s.pt\nsupervisors: 2\nsupervisor_members: [m1.pt]\n"
+    )
+    assert main(["train", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "frozen supervisors" not in err
+    assert "missing_folder" in err
