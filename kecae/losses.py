@@ -115,6 +115,9 @@ def displacement_terms(disp: torch.Tensor, image_size: int) -> dict[str, torch.T
     """Penalties on a warp's displacement field ``disp`` (B, 2, g, g), (dx, dy) in pixels.
 
     - ``disp``: mean squared displacement, px² (keeps the edit small: move the joint, not the knee);
+    - ``disp_l1``: mean displacement length, px (sqrt(dx² + dy² + 1e-6), finite gradient at 0):
+      a price per pixel moved that does not fade for small moves, so the field is sparse, zero
+      away from the change, where the squared price lets it drift by fractions of a pixel;
     - ``smooth``: mean squared finite-difference gradient of the field, in px per px;
     - ``fold``: mean of relu(0.5 − det J) with J = I + ∇d the Jacobian of p ↦ p + d(p); it is zero
       unless the warp compresses an area to less than half, and grows as it approaches a fold
@@ -130,6 +133,7 @@ def displacement_terms(disp: torch.Tensor, image_size: int) -> dict[str, torch.T
     det = (1 + dx_x) * (1 + dy_y) - dx_y * dy_x
     return {
         "disp": disp.pow(2).sum(1).mean(),
+        "disp_l1": (disp.pow(2).sum(1) + 1e-6).sqrt().mean(),
         "smooth": (dx_x**2 + dx_y**2 + dy_x**2 + dy_y**2).mean(),
         "fold": F.relu(0.5 - det).mean(),
     }
@@ -466,7 +470,13 @@ TERMS: tuple[Term, ...] = (
     Term({"sup": "lambda_sup"}, _supervision),  # λ1·J_SUP (Eq. 5)
     Term({"lda": "lambda_lda"}, _lda),  # λ2·J_LDA (Eq. 6-7), the mean over X1 and X2
     Term(  # the warp exchange's displacement field
-        {"disp": "lambda_disp", "smooth": "lambda_smooth", "fold": "lambda_fold"}, _displacement
+        {
+            "disp": "lambda_disp",
+            "disp_l1": "lambda_disp_l1",
+            "smooth": "lambda_smooth",
+            "fold": "lambda_fold",
+        },
+        _displacement,
     ),
     Term({"edit": "lambda_edit"}, _edit, optional=True),
     Term({"cycle": "lambda_cycle"}, _cycle, optional=True),

@@ -268,7 +268,19 @@ def test_displacement_terms_by_hand():
     const[:, 0], const[:, 1] = 3.0, 4.0
     t = displacement_terms(const, image_size=16)
     assert t["disp"].item() == pytest.approx(25.0)
+    assert t["disp_l1"].item() == pytest.approx(5.0)  # the length sqrt(3² + 4²), every cell
     assert t["smooth"].item() == 0 and t["fold"].item() == 0
+    # half the cells still, half moved by (0, 2): mean length 1 px against a mean square of 2 px²
+    half = torch.zeros(1, 2, 4, 4, requires_grad=True)
+    moved = half + torch.cat(
+        [torch.zeros(1, 1, 4, 4), 2.0 * (torch.arange(4) >= 2).float().expand(1, 1, 4, 4)], 1
+    )
+    t = displacement_terms(moved, image_size=16)
+    assert t["disp_l1"].item() == pytest.approx(1.0, abs=1e-3) and t[
+        "disp"
+    ].item() == pytest.approx(2.0)
+    t["disp_l1"].backward()  # finite at the still cells: no gradient pulls a zero move anywhere
+    assert torch.isfinite(half.grad).all() and half.grad[:, :, :, :2].abs().max() == 0
     # dx = -0.75·x (grid spacing 4 px): ∂dx/∂x = -0.75, det J = 0.25 everywhere
     squeeze = torch.zeros(1, 2, 4, 4)
     squeeze[:, 0] = -0.75 * 4 * torch.arange(4.0).view(1, 4)
@@ -471,7 +483,7 @@ def test_the_optional_terms_need_the_model_and_the_probes():
         out, x1, x2, y1, y2, _CountingSupervisor(), model=model, modules={"probes": probes}
     )
     total, terms = kecae_loss(inputs, settings)
-    expected = "mse sup lda disp smooth fold cycle same key_cls nonkey_adv total"
+    expected = "mse sup lda disp disp_l1 smooth fold cycle same key_cls nonkey_adv total"
     assert list(terms) == expected.split()
     weights = {"mse": 1, "sup": 1e-2, "lda": 1e-3, "cycle": 0.5, "same": 0.25, "key_cls": 0.1}
     by_hand = sum(terms[k].item() * w for k, w in weights.items())

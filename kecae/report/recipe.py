@@ -42,6 +42,7 @@ from kecae.training.config import MEMBER_SEED_STRIDE, ClassifierTrainConfig, KEC
 #: Loss weights of KECAETrainConfig shown when they are switched on: field -> what it weighs.
 _EXTRA_TERMS = {
     "lambda_disp": "mean squared displacement",
+    "lambda_disp_l1": "mean displacement length",
     "lambda_smooth": "displacement smoothness",
     "lambda_fold": "fold penalty",
     "lambda_edit": "L1 of the residual edit",

@@ -612,6 +612,51 @@ ROWS: dict[str, AblationRow] = {
             {**_PROBES_LOSS, "lambda_fold": 0.3, "lambda_sup": 0.2, "supervisors": 2},
         ),
         AblationRow(
+            "g32_patch_local_removal_probes_fold03_inner_change",
+            "the cpu preset with the warp's bound on the change u(h') - u(h) instead of on each "
+            "field (warp_bound change): the preset's own field sits at its +-3 px bound on ~43 % "
+            "of the grid's cells (the bone interiors, some margins), where the exchange can "
+            "move a pixel one way only and no gradient reaches the head",
+            {**_G32, "warp_bound": "change"},
+            {**_PROBES_LOSS, "lambda_fold": 0.3, "lambda_sup": 0.2, "supervisors": 2},
+        ),
+        AblationRow(
+            "g32_patch_local_removal_probes_fold03_inner_change6",
+            "..._inner_change with the change bounded by 6 px (warp_max_px 6): the range the "
+            "field bound gave where the own field sat at 0",
+            {**_G32, "warp_bound": "change", "warp_max_px": 6.0},
+            {**_PROBES_LOSS, "lambda_fold": 0.3, "lambda_sup": 0.2, "supervisors": 2},
+        ),
+        AblationRow(
+            "g32_patch_local_removal_probes_fold03_inner_change_disp03",
+            "..._inner_change with the displacement penalty at 0.03 (0.01): with the bound on "
+            "the change the bone interiors move too (0.3-0.6 px against 0.1-0.3), and the "
+            "non-key SSIM falls to 0.90",
+            {**_G32, "warp_bound": "change"},
+            {
+                **_PROBES_LOSS,
+                "lambda_disp": 0.03,
+                "lambda_fold": 0.3,
+                "lambda_sup": 0.2,
+                "supervisors": 2,
+            },
+        ),
+        AblationRow(
+            "g32_patch_local_removal_probes_fold03_inner_change_l1",
+            "..._inner_change with a price on the displacement's length as well (lambda_disp_l1 "
+            "0.03 beside the squared price 0.01): a squared price fades for the fractions of a "
+            "pixel the bone interiors drift by, a length does not, so the field is zero away "
+            "from the change",
+            {**_G32, "warp_bound": "change"},
+            {
+                **_PROBES_LOSS,
+                "lambda_disp_l1": 0.03,
+                "lambda_fold": 0.3,
+                "lambda_sup": 0.2,
+                "supervisors": 2,
+            },
+        ),
+        AblationRow(
             "g32_healthy_edges_patch_local_removal_control_nofillgrad_probes",
             "the healthy-fill recipe (the cpu_fill preset) + the grade probes (a linear probe "
             "telling the grade from hK, weight 0.1, and one on hN through a gradient reversal, "

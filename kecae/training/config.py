@@ -107,6 +107,7 @@ class LossSettings:
     lda_mode: str = setting("image", choices=LDA_MODES)  # image (Eq. 7), batch (released code), log
     recon: str = setting("mse", choices=RECON_LOSSES)  # reconstruction term: mse (paper) or l1
     lambda_disp: float = 0.0  # warp exchange: weight of the mean squared displacement (px²)
+    lambda_disp_l1: float = 0.0  # warp exchange: weight of the mean displacement length (px)
     lambda_smooth: float = 0.0  # warp exchange: weight of the field's squared gradient
     lambda_fold: float = 0.0  # warp exchange: weight of the fold penalty relu(0.5 − det J)
     lambda_edit: float = 0.0  # L1 on intensity edits a warp does not explain (sparse residuals)

@@ -24,7 +24,7 @@ def test_presets_and_overrides():
 
 
 def test_cpu_preset_is_the_ablation_row_it_names():
-    """The cpu preset is the ablation's g32_patch_local_removal_probes_fold03_inner row, model and
+    """The cpu preset is the ablation's ..._fold03_inner_change_l1 row, model and
     training settings alike, so docs/ablation.md measures what `kecae demo` trains; its member 1
     sees the inner view."""
     import torch
@@ -33,10 +33,13 @@ def test_cpu_preset_is_the_ablation_row_it_names():
     from kecae.models.presets import INNER_VIEW, preset_member_model
     from kecae.studies.ablation_rows import BASE_MODEL, ROWS
 
-    row = ROWS["g32_patch_local_removal_probes_fold03_inner"]
+    row = ROWS["g32_patch_local_removal_probes_fold03_inner_change_l1"]
     assert preset_member_model("cpu", 1) == INNER_VIEW
     assert kecae_config("cpu") == KECAEConfig(**{**BASE_MODEL, **row.model})
     assert preset_training("cpu") == row.train
+    # the bound on the exchange's change, the field's length priced; cpu_fill keeps its own row's
+    assert kecae_config("cpu").warp_bound == "change" and row.train["lambda_disp_l1"] == 0.03
+    assert kecae_config("cpu_fill").warp_bound == "field"
     assert preset_training("paper") == {} and kecae_config("paper").exchange == "decode"
     model = KECAE(kecae_config("cpu")).eval()
     x = torch.rand(2, 1, 64, 64)

@@ -108,7 +108,9 @@ def test_full_run_folder(tmp_path, full_run):
     assert "0.552" in text and "1 best" in text and "3 finished trials of 4" in text
     assert "✓ met" in text and "✗ not met" in text
     # the generator's options, from kecae/config.yaml (the preset with its override)
-    assert "32×32 grid" not in text and "(≤ 3 px, 16×16 grid)" in text
+    assert (
+        "32×32 grid" not in text and "(its change from X1's own field ≤ 3 px, 16×16 grid)" in text
+    )
     assert "32×1×1 (position-free: averaged over the grid)" in text
     assert "J_MSE + λ1 = 0.1 · J_SUP (target: the donor's grade)" in text
     assert "0.01 · mean squared displacement + 1 · cycle" in text
