@@ -111,6 +111,28 @@ def check_resumable(
     )
 
 
+def check_same_model(folder: str | os.PathLike, old: dict[str, Any] | None, new: Any) -> None:
+    """Refuse to resume the run in ``folder`` when the model its checkpoint was made with (``old``,
+    the checkpoint's ``model_config``; fields it lacks take today's defaults) differs from the one
+    the settings build now (``new``, a dataclass): a preset redefined since the run began would
+    otherwise go on training other weights under the same name."""
+    if not old:
+        return
+    try:
+        made = dataclasses.asdict(type(new)(**{**dataclasses.asdict(type(new)()), **old}))
+    except (TypeError, ValueError):  # a field this version does not know: compare as written
+        made = old
+    check_same(
+        folder,
+        made,
+        dataclasses.asdict(new),
+        what="a model",
+        sep="; ",
+        fix="its preset has been redefined since the run began: pass --fresh to train afresh in "
+        "a new folder, or give the model it was made with (--model NAME=VALUE)",
+    )
+
+
 def check_data_version(
     folder: str | os.PathLike, old: str | None, new: str, data: str, fix: str = ""
 ) -> None:

@@ -32,7 +32,7 @@ from kecae.files import atomic_path, atomic_write_text
 from kecae.losses import LossInputs, kecae_loss, logged_names
 from kecae.models.autoencoder import KECAE, KECAEConfig
 from kecae.paths import load_path, store_path
-from kecae.reuse import check_resumable, prepare_output, record_data_problems
+from kecae.reuse import check_resumable, check_same_model, prepare_output, record_data_problems
 from kecae.runfolder import KECAERun
 from kecae.runlock import releases_locks
 from kecae.threads import ThreadGovernor
@@ -128,7 +128,7 @@ def train_kecae(
 
     # the run folder: this one (unused, or a run of the same settings to continue), or with
     # --fresh a new one; then the data check
-    cfg, run, old_ckpt = _open_run_folder(cfg, dist_info, model_config.image_size)
+    cfg, run, old_ckpt = _open_run_folder(cfg, dist_info, model_config)
     seed_everything(cfg.seed)
 
     # data: KL-0 and KL-2 of the train split, pairs from their product
@@ -324,17 +324,19 @@ def _resume(
 
 
 def _open_run_folder(
-    cfg: KECAETrainConfig, dist_info: DistInfo, size: int
+    cfg: KECAETrainConfig, dist_info: DistInfo, model_config: KECAEConfig
 ) -> tuple[KECAETrainConfig, KECAERun, dict[str, Any] | None]:
     """The run folder to train in (``--fresh``: a new one when this one is used), locked, and
-    checked against the settings of the checkpoint it holds, the data version included; the
-    data checked (accepted problems recorded, images under ``size`` px reported)."""
+    checked against the settings and the model of the checkpoint it holds, the data version
+    included; the data checked (accepted problems recorded, images under the model's size
+    reported)."""
     run = KECAERun(Path(cfg.out))
     cfg, run = take_run_folder(cfg, run, run.last.exists() or run.config.exists(), dist_info)
     old_ckpt = load_checkpoint(run.last, kind="kecae") if run.last.is_file() else None
-    cfg, checked = check_training_data(cfg, dist_info, size)
+    cfg, checked = check_training_data(cfg, dist_info, model_config.image_size)
     if old_ckpt is not None and cfg.resume:
         check_resumable(run.folder, old_ckpt.get("train_config", {}), cfg, KECAE_MAY_CHANGE)
+        check_same_model(run.folder, old_ckpt.get("model_config"), model_config)
     if dist_info.is_main:
         prepare_output(run.folder)
         if checked.accepted:

@@ -475,3 +475,25 @@ def test_edit_options_are_refused_in_one_line_before_training(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0], err
     assert not (out / "checkpoints").exists()
+
+
+def test_kecae_resume_refuses_a_checkpoint_of_another_model(
+    tree, supervisor, tmp_path, capsys, kecae_args
+):
+    """A preset redefined since the run began (here: the checkpoint says its key map was pooled,
+    today's tiny preset does not pool) is refused on resume, naming the field, before a step."""
+    import torch
+
+    out = tmp_path / "r"
+    assert main(kecae_args(tree, supervisor, out, 2)) == 0
+    last = out / "checkpoints" / "last.pt"
+    ckpt = load_checkpoint(last)
+    assert "warp_bound" in ckpt["model_config"]
+    ckpt["model_config"] = {**ckpt["model_config"], "key_pool": "mean"}
+    del ckpt["model_config"]["warp_bound"]  # a checkpoint older than the field: its default
+    torch.save(ckpt, last)
+    capsys.readouterr()
+    assert main(kecae_args(tree, supervisor, out, 3)) == 2
+    err = capsys.readouterr().err
+    assert "key_pool" in err and "warp_bound" not in err and "--fresh" in err
+    assert load_checkpoint(last)["step"] == 2  # nothing trained, nothing overwritten
