@@ -81,6 +81,11 @@ _G32_HEALTHY_NOGRAD = {**_G32_HEALTHY, "inpaint_fill_grad": False}
 _CONTROL_LOSS = {**_HEALTHY_PATCH_LOSS, **_LOCAL_X2_ONLY, "lambda_control": 2.0}
 #: g32_patch_local_removal_probes's training: the critic on X'2 alone and the grade probes
 _PROBES_LOSS = {**_LOCAL_X2_LOSS, **_PROBES}
+#: ... + the fold penalty at 0.3 and J_SUP the mean over two frozen supervisors at 0.2 (the
+#: run's supervisor and its member 1): the g32_patch_local_removal_probes_fold03_inner training
+_INNER_LOSS = {**_PROBES_LOSS, "lambda_fold": 0.3, "lambda_sup": 0.2, "supervisors": 2}
+#: the warp's bound on the exchange's change instead of on each decoded field
+_G32_CHANGE = {**_G32, "warp_bound": "change"}
 
 
 #: Every row the ablation knows, in table order.
@@ -609,7 +614,7 @@ ROWS: dict[str, AblationRow] = {
             "to spurs, and the run's member 1 (a cpu-preset run's: the inner view, patches that "
             "leave out the outer joint margins, so it answers to the joint space)",
             _G32,
-            {**_PROBES_LOSS, "lambda_fold": 0.3, "lambda_sup": 0.2, "supervisors": 2},
+            _INNER_LOSS,
         ),
         AblationRow(
             "g32_patch_local_removal_probes_fold03_inner_change",
@@ -617,29 +622,23 @@ ROWS: dict[str, AblationRow] = {
             "field (warp_bound change): the preset's own field sits at its +-3 px bound on ~43 % "
             "of the grid's cells (the bone interiors, some margins), where the exchange can "
             "move a pixel one way only and no gradient reaches the head",
-            {**_G32, "warp_bound": "change"},
-            {**_PROBES_LOSS, "lambda_fold": 0.3, "lambda_sup": 0.2, "supervisors": 2},
+            _G32_CHANGE,
+            _INNER_LOSS,
         ),
         AblationRow(
             "g32_patch_local_removal_probes_fold03_inner_change6",
             "..._inner_change with the change bounded by 6 px (warp_max_px 6): the range the "
             "field bound gave where the own field sat at 0",
-            {**_G32, "warp_bound": "change", "warp_max_px": 6.0},
-            {**_PROBES_LOSS, "lambda_fold": 0.3, "lambda_sup": 0.2, "supervisors": 2},
+            {**_G32_CHANGE, "warp_max_px": 6.0},
+            _INNER_LOSS,
         ),
         AblationRow(
             "g32_patch_local_removal_probes_fold03_inner_change_disp03",
             "..._inner_change with the displacement penalty at 0.03 (0.01): with the bound on "
             "the change the bone interiors move too (0.3-0.6 px against 0.1-0.3), and the "
             "non-key SSIM falls to 0.90",
-            {**_G32, "warp_bound": "change"},
-            {
-                **_PROBES_LOSS,
-                "lambda_disp": 0.03,
-                "lambda_fold": 0.3,
-                "lambda_sup": 0.2,
-                "supervisors": 2,
-            },
+            _G32_CHANGE,
+            {**_INNER_LOSS, "lambda_disp": 0.03},
         ),
         AblationRow(
             "g32_patch_local_removal_probes_fold03_inner_change_l1",
@@ -647,14 +646,8 @@ ROWS: dict[str, AblationRow] = {
             "0.03 beside the squared price 0.01): a squared price fades for the fractions of a "
             "pixel the bone interiors drift by, a length does not, so the field is zero away "
             "from the change",
-            {**_G32, "warp_bound": "change"},
-            {
-                **_PROBES_LOSS,
-                "lambda_disp_l1": 0.03,
-                "lambda_fold": 0.3,
-                "lambda_sup": 0.2,
-                "supervisors": 2,
-            },
+            _G32_CHANGE,
+            {**_INNER_LOSS, "lambda_disp_l1": 0.03},
         ),
         AblationRow(
             "g32_healthy_edges_patch_local_removal_control_nofillgrad_probes",
