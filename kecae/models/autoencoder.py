@@ -15,7 +15,8 @@ Beyond the paper (options of :class:`KECAEConfig`, all off in the ``paper`` pres
   non-key map can keep where things are;
 - ``key_pool="mean"``: the key map is averaged over the grid, a position-free key vector
   (B, C, 1, 1) added at every position, so it can only carry *what* (the grade), not *where*
-  (the anatomy);
+  (the anatomy); ``key_pool="max"`` takes each channel's largest value over the grid instead,
+  so a local sign (one margin's spur) is not diluted by the places that lack it;
 - ``exchange``: how X' is made from the recipient. ``"decode"`` is the paper's D(h').
   ``"residual"`` edits the real recipient, X'1 = X1 + blur(D(h'1) − D(h1)), so its pixels outside
   the edit stay its own. ``"warp"`` moves the recipient's pixels: a zero-initialised head on the
@@ -49,7 +50,7 @@ from kecae.models.edit import (
 from kecae.models.inpaint import Inpainter, fill, random_masks
 
 #: How the key map enters the exchange (see the module docstring).
-KEY_POOLS = ("none", "mean")
+KEY_POOLS = ("none", "mean", "max")
 #: How an exchanged image is made from the recipient (see the module docstring).
 EXCHANGES = ("decode", "residual", "warp")
 #: What the warp's tanh bounds (``KECAEConfig.warp_bound``).
@@ -83,7 +84,7 @@ class KECAEConfig:
         4  # floor of each scaled channel count, so tiny widths keep every block alive
     )
     depth: int = 7  # stride-2 blocks per branch and in the decoder: the first `depth` channels
-    key_pool: str = "none"  # "none" (paper: key map like the non-key one) or "mean" (position-free)
+    key_pool: str = "none"  # "none" (paper: key map like the non-key one), "mean" / "max" (pooled)
     exchange: str = (
         "decode"  # "decode" (paper: X' = D(h')), "residual" or "warp" (module docstring)
     )
@@ -242,7 +243,7 @@ class KECAEConfig:
     def key_shape(self) -> tuple[int, int, int]:
         """(C, h, w) of hK: the latent's shape, or (C, 1, 1) for a position-free key."""
         c, h, w = self.latent_shape
-        return (c, 1, 1) if self.key_pool == "mean" else (c, h, w)
+        return (c, 1, 1) if self.key_pool != "none" else (c, h, w)
 
     @property
     def warp_tap(self) -> int:
@@ -406,11 +407,14 @@ class KECAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (B, 1, S, S) in [-1, 1] → (h_key, h_nonkey): (B, C, h, w) each, or a
-        (B, C, 1, 1) key when ``key_pool="mean"`` (added at every position of h_nonkey)."""
+        (B, C, 1, 1) key when ``key_pool`` is "mean" or "max" (added at every position of
+        h_nonkey)."""
         self._check_images(x, "x")
         hk = self.key_encoder(x)  # (B, C, h, w)
         if self.config.key_pool == "mean":
             hk = hk.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1): what, not where
+        elif self.config.key_pool == "max":
+            hk = hk.amax(dim=(2, 3), keepdim=True)  # (B, C, 1, 1): the strongest sign anywhere
         return hk, self.nonkey_encoder(x)
 
     def decode(self, h: torch.Tensor) -> torch.Tensor:

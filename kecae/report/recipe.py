@@ -40,6 +40,12 @@ from kecae.training.config import MEMBER_SEED_STRIDE, ClassifierTrainConfig, KEC
 # renders without torch otherwise.
 
 #: Loss weights of KECAETrainConfig shown when they are switched on: field -> what it weighs.
+#: how the recipe table describes a pooled key
+_KEY_POOL_TEXT = {
+    "mean": " (position-free: averaged over the grid)",
+    "max": " (position-free: each channel's largest value over the grid)",
+}
+
 _EXTRA_TERMS = {
     "lambda_disp": "mean squared displacement",
     "lambda_disp_l1": "mean displacement length",
@@ -135,8 +141,7 @@ def generator_section(run: RunData) -> str:
         ["latent hN", f"{c}×{h}×{w} ({model.depth} stride-2 blocks)"],
         [
             "key hK",
-            f"{kc}×{kh}×{kw}"
-            + (" (position-free: averaged over the grid)" if model.key_pool == "mean" else ""),
+            f"{kc}×{kh}×{kw}" + _KEY_POOL_TEXT.get(model.key_pool, ""),
         ],
         ["exchange", escape(_exchange_text(model))],
         ["loss", escape(" + ".join(loss))],

@@ -650,6 +650,14 @@ ROWS: dict[str, AblationRow] = {
             {**_INNER_LOSS, "lambda_disp_l1": 0.03},
         ),
         AblationRow(
+            "g32_patch_local_removal_probes_fold03_inner_change_l1_maxkey",
+            "..._inner_change_l1 (the cpu preset) with a max-pooled key: each channel's largest "
+            "value over the 4×4 grid instead of its mean, so one margin's spur is not diluted by "
+            "the places without one",
+            {**_G32_CHANGE, "key_pool": "max"},
+            {**_INNER_LOSS, "lambda_disp_l1": 0.03},
+        ),
+        AblationRow(
             "g32_healthy_edges_patch_local_removal_control_nofillgrad_probes",
             "the healthy-fill recipe (the cpu_fill preset) + the grade probes (a linear probe "
             "telling the grade from hK, weight 0.1, and one on hN through a gradient reversal, "

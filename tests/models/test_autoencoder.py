@@ -278,6 +278,19 @@ def test_position_free_key_is_the_grid_mean_added_everywhere():
         torch.testing.assert_close(out.x1_ex, model.decode(out.hn1 + out.hk2))  # broadcast sum
 
 
+def test_max_pooled_key_is_each_channels_largest_value_over_the_grid():
+    model = _options_model(depth=3, key_pool="max")
+    assert model.config.key_shape == (model.config.channels[-1], 1, 1)
+    x1, x2 = _pair(model.config, 3, seed=4)
+    with torch.no_grad():
+        out = model(x1, x2)
+        full = model.key_encoder(x1)  # (B, C, 4, 4) before pooling
+        expected = full.flatten(2).max(dim=2).values[..., None, None]
+        torch.testing.assert_close(out.hk1, expected)
+        assert not torch.allclose(out.hk1, full.mean(dim=(2, 3), keepdim=True))
+        torch.testing.assert_close(out.x1_ex, model.decode(out.hn1 + out.hk2))
+
+
 def test_residual_exchange_edits_the_real_recipient():
     from kecae.models.autoencoder import gaussian_blur
 
@@ -379,7 +392,7 @@ def test_warp_head_reads_the_decoder_block_at_the_grid_size():
     [
         (dict(depth=0), "depth"),
         (dict(depth=8), "depth"),
-        (dict(key_pool="max"), "key_pool"),
+        (dict(key_pool="sum"), "key_pool"),
         (dict(exchange="swap"), "exchange"),
         (dict(exchange="warp", depth=1), "depth >= 2"),
         (dict(warp_grid=1), "warp_grid"),
