@@ -85,6 +85,9 @@ class KECAEConfig:
     )
     depth: int = 7  # stride-2 blocks per branch and in the decoder: the first `depth` channels
     key_pool: str = "none"  # "none" (paper: key map like the non-key one), "mean" / "max" (pooled)
+    # the key branch's own channel multiplier (0: ``width``); a 1×1 conv maps a wider branch's last
+    # block to the latent's channels, so hK still adds to hN
+    key_width: float = 0.0
     exchange: str = (
         "decode"  # "decode" (paper: X' = D(h')), "residual" or "warp" (module docstring)
     )
@@ -121,6 +124,10 @@ class KECAEConfig:
         object.__setattr__(self, "encoder_channels", tuple(int(c) for c in self.encoder_channels))
         if self.key_pool not in KEY_POOLS:
             raise ValueError(f"key_pool={self.key_pool!r} must be one of {list(KEY_POOLS)}")
+        if not self.key_width >= 0:
+            raise ValueError(
+                f"key_width={self.key_width!r} must be >= 0 (0: the key branch as wide as the rest)"
+            )
         if self.exchange not in EXCHANGES:
             raise ValueError(f"exchange={self.exchange!r} must be one of {list(EXCHANGES)}")
         if not isinstance(self.warp_grid, int) or self.warp_grid < 2:
@@ -224,6 +231,16 @@ class KECAEConfig:
         )
 
     @property
+    def key_channels(self) -> tuple[int, ...]:
+        """Channels of the key branch's blocks: ``channels``, or scaled by ``key_width``."""
+        if not self.key_width:
+            return self.channels
+        return tuple(
+            max(self.min_channels, round(c * self.key_width))
+            for c in self.encoder_channels[: self.depth]
+        )
+
+    @property
     def spatial_sizes(self) -> tuple[int, ...]:
         """(s0, …, s_n): the side of the input and of each encoder block's output."""
         return encoder_sizes(self.image_size, self.num_blocks)
@@ -314,11 +331,13 @@ class KECAEOutput(NamedTuple):
     )
 
 
-def _encoder_branch(config: KECAEConfig) -> nn.Sequential:
-    """``depth`` blocks of Conv2d 3×3 stride 2 → BatchNorm (all but the first) → LeakyReLU."""
-    blocks = []
+def _encoder_branch(config: KECAEConfig, channels: tuple[int, ...] | None = None) -> nn.Sequential:
+    """``depth`` blocks of Conv2d 3×3 stride 2 → BatchNorm (all but the first) → LeakyReLU, with
+    ``channels`` (default: ``config.channels``); a 1×1 conv to the latent's channels follows when
+    the last block has another count."""
+    blocks: list[nn.Module] = []
     c_in = config.in_channels
-    for k, c_out in enumerate(config.channels):
+    for k, c_out in enumerate(channels or config.channels):
         use_bn = k > 0
         layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=not use_bn)]
         if use_bn:  # BN's shift makes a conv bias redundant
@@ -326,6 +345,8 @@ def _encoder_branch(config: KECAEConfig) -> nn.Sequential:
         layers.append(nn.LeakyReLU(config.negative_slope))
         blocks.append(nn.Sequential(*layers))
         c_in = c_out
+    if c_in != config.channels[-1]:
+        blocks.append(nn.Conv2d(c_in, config.channels[-1], 1))
     return nn.Sequential(*blocks)
 
 
@@ -355,7 +376,8 @@ class KECAE(nn.Module):
     def __init__(self, config: KECAEConfig | None = None) -> None:
         super().__init__()
         self.config = config or KECAEConfig()
-        self.key_encoder = _encoder_branch(self.config)  # K branch: grade-carrying features
+        # K branch: grade-carrying features
+        self.key_encoder = _encoder_branch(self.config, self.config.key_channels)
         self.nonkey_encoder = _encoder_branch(self.config)  # N branch: anatomy, pose, exposure…
         self.decoder = _decoder(self.config)  # shared by all four outputs
         self.warp_head: nn.Conv2d | None = None

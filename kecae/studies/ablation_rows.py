@@ -658,6 +658,14 @@ ROWS: dict[str, AblationRow] = {
             {**_INNER_LOSS, "lambda_disp_l1": 0.03},
         ),
         AblationRow(
+            "g32_patch_local_removal_probes_fold03_inner_change_l1_keyw025",
+            "..._inner_change_l1 (the cpu preset) with a key branch twice as wide (channels 8…64, "
+            "a 1×1 conv to the latent's 32): the preset's key branch, trained alone as a grade "
+            "classifier, tells the grades of the test phantoms no better than ~82 %",
+            {**_G32_CHANGE, "key_width": 0.25},
+            {**_INNER_LOSS, "lambda_disp_l1": 0.03},
+        ),
+        AblationRow(
             "g32_healthy_edges_patch_local_removal_control_nofillgrad_probes",
             "the healthy-fill recipe (the cpu_fill preset) + the grade probes (a linear probe "
             "telling the grade from hK, weight 0.1, and one on hN through a gradient reversal, "

@@ -291,6 +291,22 @@ def test_max_pooled_key_is_each_channels_largest_value_over_the_grid():
         torch.testing.assert_close(out.x1_ex, model.decode(out.hn1 + out.hk2))
 
 
+def test_a_wider_key_branch_maps_its_last_block_to_the_latents_channels():
+    model = _options_model(depth=3, key_pool="mean", key_width=1 / 4)
+    cfg = model.config
+    assert cfg.key_channels == (8, 16, 32) and cfg.channels == (4, 8, 16)
+    assert model.key_encoder[-1].in_channels == 32 and model.key_encoder[-1].out_channels == 16
+    assert len(model.nonkey_encoder) == cfg.depth  # the non-key branch keeps its width
+    x1, x2 = _pair(cfg, 2)
+    with torch.no_grad():
+        out = model(x1, x2)
+    assert out.hk1.shape == (2, 16, 1, 1) and out.x1_ex.shape == x1.shape
+    plain = _options_model(depth=3, key_pool="mean")
+    assert plain.config.key_channels == plain.config.channels and len(plain.key_encoder) == 3
+    wide = sum(p.numel() for p in model.key_encoder.parameters())
+    assert wide > sum(p.numel() for p in plain.key_encoder.parameters())
+
+
 def test_residual_exchange_edits_the_real_recipient():
     from kecae.models.autoencoder import gaussian_blur
 
@@ -393,6 +409,7 @@ def test_warp_head_reads_the_decoder_block_at_the_grid_size():
         (dict(depth=0), "depth"),
         (dict(depth=8), "depth"),
         (dict(key_pool="sum"), "key_pool"),
+        (dict(key_width=-0.5), "key_width"),
         (dict(exchange="swap"), "exchange"),
         (dict(exchange="warp", depth=1), "depth >= 2"),
         (dict(warp_grid=1), "warp_grid"),
