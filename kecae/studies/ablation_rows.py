@@ -666,6 +666,15 @@ ROWS: dict[str, AblationRow] = {
             {**_INNER_LOSS, "lambda_disp_l1": 0.03},
         ),
         AblationRow(
+            "g32_patch_local_removal_probes_fold03_inner_change_l1_fill",
+            "..._inner_change_l1 (the cpu preset) with cpu_fill's healthy fill under a priced "
+            "mask after the warp (mask area 0.1, edges 0.01, on the control 0.1, the "
+            "inpainter's own term 1.0, the fill's change to the control 2.0): the spurs the "
+            "warp keeps are the large ones, which a bounded smooth field cannot delete",
+            {**_G32_CHANGE, "edit": True, "edit_appearance": "healthy", "inpaint_fill_grad": False},
+            {**_INNER_LOSS, **_CONTROL_LOSS, "lambda_sup": 0.2, "lambda_disp_l1": 0.03},
+        ),
+        AblationRow(
             "g32_healthy_edges_patch_local_removal_control_nofillgrad_probes",
             "the healthy-fill recipe (the cpu_fill preset) + the grade probes (a linear probe "
             "telling the grade from hK, weight 0.1, and one on hN through a gradient reversal, "
