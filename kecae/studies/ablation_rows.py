@@ -666,6 +666,13 @@ ROWS: dict[str, AblationRow] = {
             {**_INNER_LOSS, "lambda_disp_l1": 0.03},
         ),
         AblationRow(
+            "g32_patch_local_removal_probes_fold03_inner_change_l1_sup04",
+            "..._inner_change_l1 (the cpu preset) with J_SUP at 0.4 (0.2): the X'2 that keep a "
+            "spur are exchanges their supervisors still call KL-2",
+            _G32_CHANGE,
+            {**_INNER_LOSS, "lambda_disp_l1": 0.03, "lambda_sup": 0.4},
+        ),
+        AblationRow(
             "g32_patch_local_removal_probes_fold03_inner_change_l1_fill",
             "..._inner_change_l1 (the cpu preset) with cpu_fill's healthy fill under a priced "
             "mask after the warp (mask area 0.1, edges 0.01, on the control 0.1, the "
