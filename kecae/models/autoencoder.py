@@ -16,7 +16,9 @@ Beyond the paper (options of :class:`KECAEConfig`, all off in the ``paper`` pres
 - ``key_pool="mean"``: the key map is averaged over the grid, a position-free key vector
   (B, C, 1, 1) added at every position, so it can only carry *what* (the grade), not *where*
   (the anatomy); ``key_pool="max"`` takes each channel's largest value over the grid instead,
-  so a local sign (one margin's spur) is not diluted by the places that lack it;
+  so a local sign (one margin's spur) is not diluted by the places that lack it, and
+  ``key_pool="attn"`` weighs the places by a learned softmax (a 1×1 conv of the key map, zero at
+  the start: the mean);
 - ``exchange``: how X' is made from the recipient. ``"decode"`` is the paper's D(h').
   ``"residual"`` edits the real recipient, X'1 = X1 + blur(D(h'1) − D(h1)), so its pixels outside
   the edit stay its own. ``"warp"`` moves the recipient's pixels: a zero-initialised head on the
@@ -50,7 +52,7 @@ from kecae.models.edit import (
 from kecae.models.inpaint import Inpainter, fill, random_masks
 
 #: How the key map enters the exchange (see the module docstring).
-KEY_POOLS = ("none", "mean", "max")
+KEY_POOLS = ("none", "mean", "max", "attn")
 #: How an exchanged image is made from the recipient (see the module docstring).
 EXCHANGES = ("decode", "residual", "warp")
 #: What the warp's tanh bounds (``KECAEConfig.warp_bound``).
@@ -84,7 +86,7 @@ class KECAEConfig:
         4  # floor of each scaled channel count, so tiny widths keep every block alive
     )
     depth: int = 7  # stride-2 blocks per branch and in the decoder: the first `depth` channels
-    key_pool: str = "none"  # "none" (paper: key map like the non-key one), "mean" / "max" (pooled)
+    key_pool: str = "none"  # "none" (paper: key map like the non-key one), "mean" / "max" / "attn"
     # the key branch's own channel multiplier (0: ``width``); a 1×1 conv maps a wider branch's last
     # block to the latent's channels, so hK still adds to hN
     key_width: float = 0.0
@@ -379,6 +381,9 @@ class KECAE(nn.Module):
         # K branch: grade-carrying features
         self.key_encoder = _encoder_branch(self.config, self.config.key_channels)
         self.nonkey_encoder = _encoder_branch(self.config)  # N branch: anatomy, pose, exposure…
+        self.key_attention: nn.Conv2d | None = None
+        if self.config.key_pool == "attn":
+            self.key_attention = nn.Conv2d(self.config.channels[-1], 1, 1)
         self.decoder = _decoder(self.config)  # shared by all four outputs
         self.warp_head: nn.Conv2d | None = None
         if self.config.exchange == "warp":
@@ -400,7 +405,8 @@ class KECAE(nn.Module):
 
     def init_weights(self) -> None:
         """Kaiming-normal convolutions (LeakyReLU slope, fan-in), zero biases, BN at identity.
-        The displacement head starts at zero, so a new model's exchange moves nothing."""
+        The displacement head starts at zero, so a new model's exchange moves nothing, and the key's
+        attention pooling at zero, so it starts as the mean."""
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.kaiming_normal_(
@@ -415,6 +421,9 @@ class KECAE(nn.Module):
             assert self.warp_head.bias is not None  # built with one
             nn.init.zeros_(self.warp_head.weight)
             nn.init.zeros_(self.warp_head.bias)
+        if self.key_attention is not None:
+            nn.init.zeros_(self.key_attention.weight)
+            nn.init.zeros_(self.key_attention.bias)
         if self.edit_head is not None:
             self.edit_head.reset_output()
 
@@ -429,14 +438,16 @@ class KECAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (B, 1, S, S) in [-1, 1] → (h_key, h_nonkey): (B, C, h, w) each, or a
-        (B, C, 1, 1) key when ``key_pool`` is "mean" or "max" (added at every position of
-        h_nonkey)."""
+        (B, C, 1, 1) key when ``key_pool`` pools it (added at every position of h_nonkey)."""
         self._check_images(x, "x")
         hk = self.key_encoder(x)  # (B, C, h, w)
         if self.config.key_pool == "mean":
             hk = hk.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1): what, not where
         elif self.config.key_pool == "max":
             hk = hk.amax(dim=(2, 3), keepdim=True)  # (B, C, 1, 1): the strongest sign anywhere
+        elif self.key_attention is not None:  # "attn": a learned weight per place, summing to 1
+            w = torch.softmax(self.key_attention(hk).flatten(1), dim=1)  # (B, h·w)
+            hk = (hk.flatten(2) * w[:, None]).sum(dim=2)[..., None, None]
         return hk, self.nonkey_encoder(x)
 
     def decode(self, h: torch.Tensor) -> torch.Tensor:

@@ -44,6 +44,7 @@ from kecae.training.config import MEMBER_SEED_STRIDE, ClassifierTrainConfig, KEC
 _KEY_POOL_TEXT = {
     "mean": " (position-free: averaged over the grid)",
     "max": " (position-free: each channel's largest value over the grid)",
+    "attn": " (position-free: a learned softmax weight per place)",
 }
 
 _EXTRA_TERMS = {

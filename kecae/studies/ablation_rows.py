@@ -658,6 +658,14 @@ ROWS: dict[str, AblationRow] = {
             {**_INNER_LOSS, "lambda_disp_l1": 0.03},
         ),
         AblationRow(
+            "g32_patch_local_removal_probes_fold03_inner_change_l1_attnkey",
+            "..._inner_change_l1 (the cpu preset) with an attention-pooled key: a learned softmax "
+            "weight per place of the 4×4 grid (zero at the start: the mean), so the key can weigh "
+            "the margins where spurs grow",
+            {**_G32_CHANGE, "key_pool": "attn"},
+            {**_INNER_LOSS, "lambda_disp_l1": 0.03},
+        ),
+        AblationRow(
             "g32_patch_local_removal_probes_fold03_inner_change_l1_keyw025",
             "..._inner_change_l1 (the cpu preset) with a key branch twice as wide (channels 8…64, "
             "a 1×1 conv to the latent's 32): the preset's key branch, trained alone as a grade "

@@ -291,6 +291,20 @@ def test_max_pooled_key_is_each_channels_largest_value_over_the_grid():
         torch.testing.assert_close(out.x1_ex, model.decode(out.hn1 + out.hk2))
 
 
+def test_attention_pooled_key_starts_as_the_mean_and_learns_a_weight_per_place():
+    model = _options_model(depth=3, key_pool="attn")
+    x1, x2 = _pair(model.config, 3, seed=4)
+    with torch.no_grad():
+        full = model.key_encoder(x1)
+        torch.testing.assert_close(model.encode(x1)[0], full.mean(dim=(2, 3), keepdim=True))
+        model.key_attention.weight.normal_()
+        logits = model.key_attention(full).flatten(1)
+        w = torch.softmax(logits, dim=1)
+        expected = (full.flatten(2) * w[:, None]).sum(dim=2)[..., None, None]
+        torch.testing.assert_close(model.encode(x1)[0], expected)
+        assert not torch.allclose(expected, full.mean(dim=(2, 3), keepdim=True))
+
+
 def test_a_wider_key_branch_maps_its_last_block_to_the_latents_channels():
     model = _options_model(depth=3, key_pool="mean", key_width=1 / 4)
     cfg = model.config
