@@ -293,7 +293,7 @@ def test_max_pooled_key_is_each_channels_largest_value_over_the_grid():
 
 def test_attention_pooled_key_starts_as_the_mean_and_learns_a_weight_per_place():
     model = _options_model(depth=3, key_pool="attn")
-    x1, x2 = _pair(model.config, 3, seed=4)
+    x1, _ = _pair(model.config, 3, seed=4)
     with torch.no_grad():
         full = model.key_encoder(x1)
         torch.testing.assert_close(model.encode(x1)[0], full.mean(dim=(2, 3), keepdim=True))
