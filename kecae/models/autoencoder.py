@@ -422,6 +422,7 @@ class KECAE(nn.Module):
             nn.init.zeros_(self.warp_head.weight)
             nn.init.zeros_(self.warp_head.bias)
         if self.key_attention is not None:
+            assert self.key_attention.bias is not None  # built with one
             nn.init.zeros_(self.key_attention.weight)
             nn.init.zeros_(self.key_attention.bias)
         if self.edit_head is not None:
