@@ -36,6 +36,7 @@ from kecae.reuse import check_resumable, check_same_model, prepare_output, recor
 from kecae.runfolder import KECAERun
 from kecae.runlock import releases_locks
 from kecae.threads import ThreadGovernor
+from kecae.training.augment import classic_augment
 from kecae.training.batches import PairBatches, gather
 from kecae.training.config import KECAE_MAY_CHANGE, KECAETrainConfig, kecae_model_config
 from kecae.training.distributed import (
@@ -172,6 +173,11 @@ def train_kecae(
     for step in range(start_step, total_steps):
         governor.tick(step)
         x1, x2, _ = batches.batch(step)
+        if cfg.augment_pairs:  # its own generator: the loss's random draws stay as without it
+            aug = torch.Generator().manual_seed(
+                (cfg.seed * 1_000_003 + step) * 64 + dist_info.rank + 7_919
+            )
+            x1, x2 = classic_augment(x1, aug), classic_augment(x2, aug)
         x1 = x1.to(device, memory_format=fmt, non_blocking=True)
         x2 = x2.to(device, memory_format=fmt, non_blocking=True)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)  # pure function of step

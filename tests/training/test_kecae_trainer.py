@@ -497,3 +497,32 @@ def test_kecae_resume_refuses_a_checkpoint_of_another_model(
     err = capsys.readouterr().err
     assert "key_pool" in err and "warp_bound" not in err and "--fresh" in err
     assert load_checkpoint(last)["step"] == 2  # nothing trained, nothing overwritten
+
+
+def test_augmented_pairs_are_a_function_of_the_step_and_resume_alike(
+    tree, supervisor, tmp_path, kecae_args, monkeypatch
+):
+    seen = []
+    real = kecae_trainer.classic_augment
+
+    def spy(x, generator):
+        y = real(x, generator)
+        seen.append((x.clone(), y.clone()))
+        return y
+
+    monkeypatch.setattr(kecae_trainer, "classic_augment", spy)
+    assert main([*kecae_args(tree, supervisor, tmp_path / "straight", 4), "--augment-pairs"]) == 0
+    assert len(seen) == 8  # both images of every pair, each step
+    assert all(x.shape == y.shape and not torch.equal(x, y) for x, y in seen)
+    assert all(-1 <= float(y.min()) and float(y.max()) <= 1 for _, y in seen)
+    split = tmp_path / "split"
+    assert main([*kecae_args(tree, supervisor, split, 2), "--augment-pairs"]) == 0
+    assert main([*kecae_args(tree, supervisor, split, 4), "--augment-pairs"]) == 0
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(split / "checkpoints" / "last.pt")
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    assert main(kecae_args(tree, supervisor, tmp_path / "plain", 4)) == 0
+    c = load_checkpoint(tmp_path / "plain" / "checkpoints" / "last.pt")
+    assert any(not torch.equal(t, c["model"][n]) for n, t in a["model"].items())
+    assert len(seen) == 8 + 8  # the plain run augments nothing
