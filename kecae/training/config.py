@@ -178,8 +178,8 @@ class _KECAERecipe:
     model: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's fields
     num_pairs: int = 100_000  # N pairs sampled from the KL-0 x KL-2 product (paper: 100k)
     oversample: bool = False  # bootstrap the minority class to the majority size before pairing
-    # classic augmentation (flip, ±7° rotation, intensity) of both images of every pair, each its own
-    # draw, before the model sees them: the key cannot learn the training knees as they are
+    # classic augmentation (flip, ±7° rotation, intensity) of both images of every pair, each its
+    # own draw, before the model sees them: the key cannot learn the training knees as they are
     augment_pairs: bool = False
     epochs: int = 1000  # passes over the N pairs (paper: 1,000)
     max_steps: int = 0  # stop after this many optimiser steps (0: epochs decide)

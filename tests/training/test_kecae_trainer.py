@@ -514,7 +514,7 @@ def test_augmented_pairs_are_a_function_of_the_step_and_resume_alike(
     assert main([*kecae_args(tree, supervisor, tmp_path / "straight", 4), "--augment-pairs"]) == 0
     assert len(seen) == 8  # both images of every pair, each step
     assert all(x.shape == y.shape and not torch.equal(x, y) for x, y in seen)
-    assert all(-1 <= float(y.min()) and float(y.max()) <= 1 for _, y in seen)
+    assert all(float(y.min()) >= -1 and float(y.max()) <= 1 for _, y in seen)
     split = tmp_path / "split"
     assert main([*kecae_args(tree, supervisor, split, 2), "--augment-pairs"]) == 0
     assert main([*kecae_args(tree, supervisor, split, 4), "--augment-pairs"]) == 0
