@@ -149,7 +149,12 @@ def generator_section(run: RunData) -> str:
         [
             "budget",
             (f"{cfg.max_steps} steps" if cfg.max_steps else f"{cfg.epochs} epochs")
-            + f" × {cfg.batch_size} pairs, Adam lr {cfg.lr:g}",
+            + f" × {cfg.batch_size} pairs, Adam lr {cfg.lr:g}"
+            + (
+                "; both images of each pair augmented (flip, rotation, intensity)"
+                if cfg.augment_pairs
+                else ""
+            ),
         ],
     ]
     return table(["Option", "Value"], rows, "generator") + note(

@@ -82,3 +82,14 @@ def test_the_recipe_says_what_the_warp_bound_limits():
     change = KECAEConfig(image_size=64, depth=4, exchange="warp", warp_grid=32, warp_bound="change")
     assert "(≤ 3 px, 32×32 grid)" in _exchange_text(field)
     assert "(its change from X1's own field ≤ 3 px, 32×32 grid)" in _exchange_text(change)
+
+
+def test_the_recipe_says_when_both_images_of_each_pair_were_augmented(tmp_path_factory, full_run):
+    from kecae.report.recipe import generator_section
+
+    root = full_run(tmp_path_factory.mktemp("augmented"))
+    assert "augmented" not in generator_section(load_run(root))
+    config = root / "kecae" / "config.yaml"
+    config.write_text(config.read_text().replace("augment_pairs: false", "augment_pairs: true"))
+    html = generator_section(load_run(root))
+    assert "2000 steps × 32 pairs, Adam lr 0.0001; both images of each pair augmented" in html
