@@ -674,6 +674,19 @@ ROWS: dict[str, AblationRow] = {
             {**_INNER_LOSS, "lambda_disp_l1": 0.03, "augment_pairs": True},
         ),
         AblationRow(
+            "g32_patch_local_removal_probes_fold03_inner_change_l1_aug_dlogit",
+            "..._inner_change_l1_aug with J_SUP the Huber loss to the supervisors' logits on the "
+            "donor (--sup-target donor_logit): it pulls X' until it looks as the donor does, not "
+            "further, where the augmented recipe's X'2 overshoot the donor",
+            _G32_CHANGE,
+            {
+                **_INNER_LOSS,
+                "lambda_disp_l1": 0.03,
+                "augment_pairs": True,
+                "sup_target": "donor_logit",
+            },
+        ),
+        AblationRow(
             "g32_patch_local_removal_probes_fold03_inner_change_l1_keyw025",
             "..._inner_change_l1 (the cpu preset) with a key branch twice as wide (channels 8…64, "
             "a 1×1 conv to the latent's 32): the preset's key branch, trained alone as a grade "
