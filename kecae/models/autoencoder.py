@@ -227,19 +227,18 @@ class KECAEConfig:
     @property
     def channels(self) -> tuple[int, ...]:
         """Encoder channels of the ``depth`` blocks after ``width`` and ``min_channels``."""
-        return tuple(
-            max(self.min_channels, round(c * self.width))
-            for c in self.encoder_channels[: self.depth]
-        )
+        return self._scaled_channels(self.width)
 
     @property
     def key_channels(self) -> tuple[int, ...]:
         """Channels of the key branch's blocks: ``channels``, or scaled by ``key_width``."""
-        if not self.key_width:
-            return self.channels
+        return self._scaled_channels(self.key_width) if self.key_width else self.channels
+
+    def _scaled_channels(self, width: float) -> tuple[int, ...]:
+        """``encoder_channels`` of the ``depth`` blocks times ``width``, floored at
+        ``min_channels``."""
         return tuple(
-            max(self.min_channels, round(c * self.key_width))
-            for c in self.encoder_channels[: self.depth]
+            max(self.min_channels, round(c * width)) for c in self.encoder_channels[: self.depth]
         )
 
     @property

@@ -39,7 +39,6 @@ from kecae.training.config import MEMBER_SEED_STRIDE, ClassifierTrainConfig, KEC
 # The model presets (torch) are imported when a run's KECAE configuration is shown: the report
 # renders without torch otherwise.
 
-#: Loss weights of KECAETrainConfig shown when they are switched on: field -> what it weighs.
 #: how the recipe table describes a pooled key
 _KEY_POOL_TEXT = {
     "mean": " (position-free: averaged over the grid)",
@@ -47,6 +46,7 @@ _KEY_POOL_TEXT = {
     "attn": " (position-free: a learned softmax weight per place)",
 }
 
+#: Loss weights of KECAETrainConfig shown when they are switched on: field -> what it weighs.
 _EXTRA_TERMS = {
     "lambda_disp": "mean squared displacement",
     "lambda_disp_l1": "mean displacement length",
